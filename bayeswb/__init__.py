@@ -1,0 +1,31 @@
+"""bayeswb: a Bayesian inference and sampling workbench.
+
+Example:
+    >>> import bayeswb as bw
+    >>> t = bw.models.get("funnel", dim=10)
+    >>> r = bw.sample(t, "nuts", seed=0, num_chains=2, num_samples=200, num_warmup=200)
+    >>> sorted(bw.score(r, t))[:2]
+    ['abs_mean_error_max', 'mean_z_max']
+"""
+
+from bayeswb.target import Reference, Target  # isort: skip
+from bayeswb import models, samplers  # isort: skip
+from bayeswb.diagnostics import score, summary
+from bayeswb.draws import Draws
+from bayeswb.result import Result, load
+from bayeswb.sampling import sample
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Draws",
+    "Reference",
+    "Result",
+    "Target",
+    "load",
+    "models",
+    "sample",
+    "samplers",
+    "score",
+    "summary",
+]

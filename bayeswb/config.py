@@ -1,0 +1,99 @@
+"""Sampler configuration: frozen dataclasses whose fields carry their own checks.
+
+Every sampler's config subclasses :class:`SamplerConfig`. A field declared with
+:func:`option` names the check that its value must pass; all checks run in
+``__post_init__``, so a bad value is a ``ValueError`` naming the field before anything
+is compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+Check = Callable[[Any], str | None]
+
+
+def option(default: Any, check: Check | None = None, doc: str = "") -> Any:
+    """A config field with a default, a check (returns an error text or None) and a doc."""
+    return dataclasses.field(default=default, metadata={"check": check, "doc": doc})
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def positive_int(value: Any) -> str | None:
+    return None if _is_int(value) and value > 0 else "must be a positive integer"
+
+
+def non_negative_int(value: Any) -> str | None:
+    return None if _is_int(value) and value >= 0 else "must be a non-negative integer"
+
+
+def positive(value: Any) -> str | None:
+    return None if _is_real(value) and value > 0 else "must be a positive number"
+
+
+def unit_interval(value: Any) -> str | None:
+    """Strictly between 0 and 1."""
+    return None if _is_real(value) and 0 < value < 1 else "must be a number in (0, 1)"
+
+
+def boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be True or False"
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(map(repr, choices))}"
+
+    return check
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    """Settings every sampler shares.
+
+    For MCMC, ``num_chains`` chains of ``num_samples`` draws after ``num_warmup`` warmup
+    steps. For particle methods, ``num_chains`` independent runs of ``num_samples``
+    particles (``num_warmup`` is the method's own tuning or training length).
+    """
+
+    num_chains: int = option(4, positive_int, "independent chains or runs")
+    num_samples: int = option(1000, positive_int, "draws per chain or particles per run")
+    num_warmup: int = option(500, non_negative_int, "warmup or tuning steps per chain")
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            check = field.metadata.get("check")
+            if check is None:
+                continue
+            value = getattr(self, field.name)
+            problem = check(value)
+            if problem:
+                raise ValueError(f"{field.name} {problem}, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_config(config_cls: type[SamplerConfig], options: dict[str, Any]) -> SamplerConfig:
+    """Build ``config_cls(**options)``; an unknown option is a ValueError naming it."""
+    known = [f.name for f in dataclasses.fields(config_cls)]
+    for name in options:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise ValueError(
+                f"unknown option {name!r} for {config_cls.__name__}{hint} "
+                f"(known: {', '.join(known)})"
+            )
+    return config_cls(**options)

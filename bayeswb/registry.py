@@ -1,0 +1,47 @@
+"""A name -> entry registry with helpful errors, shared by models and samplers."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+Entry = TypeVar("Entry")
+
+
+class Registry(Generic[Entry]):
+    """Maps names to entries; an unknown name is a KeyError that lists the closest names.
+
+    Example:
+        >>> registry = Registry("model")
+        >>> registry.add("funnel", object())
+        >>> registry.names()
+        ['funnel']
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def add(self, name: str, entry: Entry) -> None:
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._entries[name] = entry
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def get(self, name: str) -> Entry:
+        if name not in self._entries:
+            close = difflib.get_close_matches(str(name), self._entries, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise KeyError(
+                f"unknown {self.kind} {name!r}{hint} (known: {', '.join(self.names())})"
+            )
+        return self._entries[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())

@@ -1,0 +1,186 @@
+"""Result: a run's draws as arviz.InferenceData, with its config, cost and log Z.
+
+Saved as NetCDF; the run's metadata (sampler, target, config, cost, log Z) travels in
+the posterior group's attributes, the unconstrained positions in the
+``unconstrained_posterior`` group, so a loaded Result has everything the saved one had.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+import arviz as az
+import numpy as np
+import xarray as xr
+from scipy.special import logsumexp
+
+_META = "bayeswb"
+
+
+def combine_log_z(per_run: np.ndarray | None) -> tuple[float | None, float | None]:
+    """Pool independent log-evidence estimates: log of the mean of ``Z_i``.
+
+    The standard error is the delta-method one on the natural scale,
+    ``sd(Z_i) / (sqrt(n) mean(Z_i))`` (computed with max-subtracted exponentials); it is
+    None with a single run.
+
+    Example:
+        >>> combine_log_z(np.array([0.0, 0.0]))
+        (0.0, 0.0)
+    """
+    if per_run is None:
+        return None, None
+    per_run = np.asarray(per_run, dtype=np.float64).ravel()
+    n = per_run.size
+    finite = np.isfinite(per_run)
+    if not finite.any():
+        return -math.inf, None
+    log_z = float(logsumexp(np.where(finite, per_run, -np.inf)) - math.log(n))
+    if n < 2:
+        return log_z, None
+    scaled = np.exp(np.where(finite, per_run, -np.inf) - np.max(per_run[finite]))
+    se = float(np.std(scaled, ddof=1) / math.sqrt(n) / np.mean(scaled))
+    return log_z, se
+
+
+def _dataset(arrays: dict[str, Any], leading: tuple[str, ...] = ("chain", "draw")) -> xr.Dataset:
+    data_vars = {}
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        extra = tuple(f"{name}_dim_{i}" for i in range(value.ndim - len(leading)))
+        data_vars[name] = (leading + extra, value)
+    dataset = xr.Dataset(data_vars)
+    for dim in leading:
+        if dim in dataset.dims:
+            dataset = dataset.assign_coords({dim: np.arange(dataset.sizes[dim])})
+    return dataset
+
+
+def build_idata(
+    posterior: dict[str, Any],
+    positions: Any,
+    stats: dict[str, Any],
+    log_weights: Any | None = None,
+    log_z_per_run: Any | None = None,
+    warmup_posterior: dict[str, Any] | None = None,
+    warmup_stats: dict[str, Any] | None = None,
+) -> az.InferenceData:
+    """InferenceData from arrays with leading (chain, draw) axes; see :class:`Result`."""
+    sample_stats = dict(stats)
+    if log_weights is not None:
+        sample_stats["log_weight"] = log_weights
+    groups: dict[str, xr.Dataset] = {
+        "posterior": _dataset(posterior),
+        "unconstrained_posterior": _dataset({"position": positions}),
+    }
+    if sample_stats:
+        groups["sample_stats"] = _dataset(sample_stats)
+    if log_z_per_run is not None:
+        per_run = _dataset({"log_marginal_likelihood": log_z_per_run}, leading=("chain",))
+        groups["sample_stats"] = groups.get("sample_stats", xr.Dataset()).merge(per_run)
+    if warmup_posterior:
+        groups["warmup_posterior"] = _dataset(warmup_posterior)
+    if warmup_stats:
+        groups["warmup_sample_stats"] = _dataset(warmup_stats)
+    return az.InferenceData(**groups)
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """The outcome of :func:`bayeswb.sample`.
+
+    idata:     arviz.InferenceData with ``posterior`` (named, constrained parameters,
+               chain/draw dims), ``unconstrained_posterior`` (``position``),
+               ``sample_stats`` (ArviZ's names; ``log_weight`` and per-run
+               ``log_marginal_likelihood`` for weighted output) and ``warmup_*`` groups
+    sampler:   registered sampler name; ``target``: target name
+    config:    the sampler's config as a dict
+    cost:      ``n_grad_evals``, ``n_logdensity_evals``, ``compile_s``, ``sample_s``
+    log_z, log_z_se: pooled log-evidence estimate and its standard error, or None
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample("gaussian", "nuts", num_chains=2, num_samples=100, num_warmup=100)
+        >>> r.positions.shape
+        (2, 100, 10)
+    """
+
+    idata: az.InferenceData
+    sampler: str
+    target: str
+    config: dict[str, Any]
+    cost: dict[str, float]
+    log_z: float | None = None
+    log_z_se: float | None = None
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Unconstrained draws, shape (chains, draws, dim)."""
+        return self.idata.unconstrained_posterior["position"].values
+
+    @property
+    def log_weights(self) -> np.ndarray | None:
+        """Unnormalised log importance weights (chains, draws), or None if unweighted."""
+        stats = getattr(self.idata, "sample_stats", None)
+        if stats is None or "log_weight" not in stats:
+            return None
+        return stats["log_weight"].values
+
+    @property
+    def is_weighted(self) -> bool:
+        return self.log_weights is not None
+
+    def _metadata(self) -> dict[str, Any]:
+        return {
+            "sampler": self.sampler,
+            "target": self.target,
+            "config": self.config,
+            "cost": self.cost,
+            "log_z": self.log_z,
+            "log_z_se": self.log_z_se,
+        }
+
+    def save(self, path: str) -> str:
+        """Write the run to a NetCDF file; :func:`load` reads it back whole."""
+        self.idata.posterior.attrs[_META] = json.dumps(self._metadata(), default=_jsonable)
+        return self.idata.to_netcdf(str(path))
+
+    @classmethod
+    def load(cls, path: str) -> Result:
+        """Read a run written by :meth:`save`."""
+        idata = az.from_netcdf(str(path))
+        if _META not in idata.posterior.attrs:
+            raise ValueError(f"{path} was not written by bayeswb (no {_META!r} metadata)")
+        meta = json.loads(idata.posterior.attrs[_META])
+        return cls(idata=idata, **meta)
+
+    def __repr__(self) -> str:
+        chains, draws, dim = self.positions.shape
+        log_z = "" if self.log_z is None else f", log_z={self.log_z:.4g}"
+        return (
+            f"Result(sampler={self.sampler!r}, target={self.target!r}, chains={chains}, "
+            f"draws={draws}, dim={dim}{log_z}, n_grad_evals={self.cost['n_grad_evals']})"
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    return repr(value)
+
+
+def load(path: str) -> Result:
+    """Read a :class:`Result` saved with ``Result.save``.
+
+    Example:
+        >>> import bayeswb as bw, tempfile, os
+        >>> r = bw.sample("gaussian", "nuts", num_chains=1, num_samples=50, num_warmup=50)
+        >>> path = os.path.join(tempfile.mkdtemp(), "run.nc")
+        >>> _ = r.save(path)
+        >>> bw.load(path).positions.shape
+        (1, 50, 10)
+    """
+    return Result.load(path)

@@ -1,0 +1,65 @@
+"""The model registry: named targets with their ground truth.
+
+Example:
+    >>> import bayeswb as bw
+    >>> t = bw.models.get("funnel", dim=5)
+    >>> t.dim, t.log_z
+    (5, 0.0)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from bayeswb.registry import Registry
+from bayeswb.target import Target
+
+Factory = Callable[..., Target]
+
+_registry: Registry[Factory] = Registry("model")
+
+
+def register(name: str) -> Callable[[Factory], Factory]:
+    """Decorator registering a factory ``f(**params) -> Target`` under ``name``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> @register("my_std_normal_doc")
+        ... def my_std_normal(dim: int = 2) -> Target:
+        ...     return Target.from_logdensity(lambda x: -0.5 * x @ x, dim, name="std")
+        >>> get("my_std_normal_doc", dim=3).dim
+        3
+    """
+
+    def decorate(factory: Factory) -> Factory:
+        _registry.add(name, factory)
+        return factory
+
+    return decorate
+
+
+def names() -> list[str]:
+    """Registered model names."""
+    return _registry.names()
+
+
+def get(name: str, **params: Any) -> Target:
+    """Build the target registered as ``name`` with keyword ``params``.
+
+    An unknown name is a KeyError listing close names; an unknown parameter is a
+    ValueError naming it and the accepted ones.
+    """
+    factory = _registry.get(name)
+    accepted = list(inspect.signature(factory).parameters)
+    for param in params:
+        if param not in accepted:
+            raise ValueError(
+                f"unknown parameter {param!r} for model {name!r} "
+                f"(accepted: {', '.join(accepted) or 'none'})"
+            )
+    return factory(**params)
+
+
+from bayeswb.models import bayesian, synthetic  # noqa: E402, F401  (registers the models)

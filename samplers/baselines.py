@@ -1,0 +1,300 @@
+"""Baselines wrapped from blackjax: NUTS, HMC, Gaussian VI (mean-field, full-rank), Pathfinder.
+
+Nothing here re-implements an algorithm: each sampler builds blackjax's kernel or
+approximation and runs it through :mod:`bayeswb.driver` (MCMC) or a ``lax.scan`` over
+optimisation steps (VI), vmapped over independent chains or runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import optax
+
+from bayeswb.config import (
+    SamplerConfig,
+    boolean,
+    option,
+    positive,
+    positive_int,
+    unit_interval,
+)
+from bayeswb.draws import Draws
+from bayeswb.driver import run_chains, sample_chain
+from bayeswb.samplers import register
+from bayeswb.target import Target
+
+Array = jax.Array
+
+
+# --------------------------------------------------------------------------- HMC family
+
+
+@dataclasses.dataclass(frozen=True)
+class NUTSConfig(SamplerConfig):
+    """No-U-Turn sampler with Stan-style window adaptation of step size and mass matrix."""
+
+    step_size: float = option(1.0, positive, "initial step size (fixed if num_warmup=0)")
+    target_acceptance_rate: float = option(0.8, unit_interval, "dual-averaging target")
+    max_num_doublings: int = option(10, positive_int, "maximum tree depth")
+    dense_mass: bool = option(False, boolean, "adapt a dense rather than diagonal mass matrix")
+
+
+@dataclasses.dataclass(frozen=True)
+class HMCConfig(SamplerConfig):
+    """Static-length HMC with Stan-style window adaptation of step size and mass matrix."""
+
+    step_size: float = option(1.0, positive, "initial step size (fixed if num_warmup=0)")
+    num_integration_steps: int = option(16, positive_int, "leapfrog steps per transition")
+    target_acceptance_rate: float = option(0.8, unit_interval, "dual-averaging target")
+    dense_mass: bool = option(False, boolean, "adapt a dense rather than diagonal mass matrix")
+
+
+def _hmc_trace(step_size: Array) -> Callable[[Any, Any], tuple[Array, dict[str, Array]]]:
+    def trace(state: Any, info: Any) -> tuple[Array, dict[str, Array]]:
+        stats = {
+            "lp": state.logdensity,
+            "acceptance_rate": info.acceptance_rate,
+            "diverging": info.is_divergent,
+            "energy": info.energy,
+            "n_steps": info.num_integration_steps,
+            "step_size": step_size,
+        }
+        if hasattr(info, "num_trajectory_expansions"):
+            stats["tree_depth"] = info.num_trajectory_expansions
+        return state.position, stats
+
+    return trace
+
+
+def _run_hmc_family(
+    key: Array,
+    target: Target,
+    config: NUTSConfig | HMCConfig,
+    algorithm: Any,
+    extra: dict[str, Any],
+) -> Draws:
+    logdensity_fn = target.log_density
+
+    def one_chain(chain_key: Array) -> tuple[Any, ...]:
+        init_key, warmup_key, sample_key = jax.random.split(chain_key, 3)
+        position = target.init(init_key)
+        if config.num_warmup > 0:
+            adaptation = blackjax.window_adaptation(
+                algorithm,
+                logdensity_fn,
+                is_mass_matrix_diagonal=not config.dense_mass,
+                initial_step_size=config.step_size,
+                target_acceptance_rate=config.target_acceptance_rate,
+                **extra,
+            )
+            (state, parameters), warm = adaptation.run(
+                warmup_key, position, num_steps=config.num_warmup
+            )
+            step_size = parameters["step_size"]
+            inverse_mass_matrix = parameters["inverse_mass_matrix"]
+            _, warmup_stats = _hmc_trace(warm.adaptation_state.step_size)(warm.state, warm.info)
+            warmup_trace = (warm.state.position, warmup_stats)
+        else:
+            step_size = jnp.asarray(config.step_size)
+            inverse_mass_matrix = (
+                jnp.eye(target.dim) if config.dense_mass else jnp.ones(target.dim)
+            )
+            state = algorithm.init(position, logdensity_fn)
+            warmup_trace = None
+        kernel = algorithm(
+            logdensity_fn,
+            step_size=step_size,
+            inverse_mass_matrix=inverse_mass_matrix,
+            **extra,
+        )
+        _, sample_trace = sample_chain(
+            sample_key,
+            kernel.step,
+            state,
+            config.num_samples,
+            _hmc_trace(jnp.full((), step_size)),
+        )
+        return warmup_trace, sample_trace
+
+    warmup_trace, (positions, stats) = run_chains(key, config.num_chains, one_chain)
+    # one gradient per chain at initialisation, then one per leapfrog step
+    n_grad = config.num_chains + jnp.sum(stats["n_steps"])
+    warmup_positions, warmup_stats = None, {}
+    if warmup_trace is not None:
+        warmup_positions, warmup_stats = warmup_trace
+        n_grad = n_grad + jnp.sum(warmup_stats["n_steps"])
+    return Draws(
+        positions=positions,
+        stats=stats,
+        warmup_positions=warmup_positions,
+        warmup_stats=warmup_stats,
+        n_grad_evals=n_grad,
+        n_logdensity_evals=n_grad,
+    )
+
+
+@register("nuts", NUTSConfig, family="baseline")
+def run_nuts(key: Array, target: Target, config: NUTSConfig) -> Draws:
+    """No-U-Turn Sampler (Hoffman and Gelman 2014, Algorithm 6; multinomial variant of
+    Betancourt 2017), blackjax's ``nuts`` kernel after blackjax's Stan-style
+    ``window_adaptation`` (dual averaging, Hoffman and Gelman 2014 eq. 6; windowed mass
+    matrix estimation). Each chain adapts on its own.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample("gaussian", "nuts", num_chains=2, num_samples=200, num_warmup=200)
+        >>> r.idata.posterior["x"].shape[:2]
+        (2, 200)
+    """
+    extra = {"max_num_doublings": config.max_num_doublings}
+    return _run_hmc_family(key, target, config, blackjax.nuts, extra)
+
+
+@register("hmc", HMCConfig, family="baseline")
+def run_hmc(key: Array, target: Target, config: HMCConfig) -> Draws:
+    """Hamiltonian Monte Carlo with a fixed number of leapfrog steps (Duane et al. 1987;
+    Neal 2011, eq. 5.18-5.20), blackjax's ``hmc`` kernel after ``window_adaptation``.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample("gaussian", "hmc", num_chains=2, num_samples=200, num_warmup=200)
+        >>> int(r.cost["n_grad_evals"]) > 0
+        True
+    """
+    extra = {"num_integration_steps": config.num_integration_steps}
+    return _run_hmc_family(key, target, config, blackjax.hmc, extra)
+
+
+# --------------------------------------------------------------------------- Gaussian VI
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianVIConfig(SamplerConfig):
+    """Gaussian variational inference by stochastic ELBO ascent (num_warmup = optimiser steps).
+
+    Draws are independent samples of the fitted approximation, one fit per chain.
+    """
+
+    num_warmup: int = option(2000, positive_int, "optimisation steps")
+    learning_rate: float = option(0.01, positive, "Adam learning rate")
+    num_mc_samples: int = option(8, positive_int, "Monte Carlo samples per ELBO gradient")
+    stl_estimator: bool = option(True, boolean, "sticking-the-landing gradient estimator")
+
+
+def _run_gaussian_vi(key: Array, target: Target, config: GaussianVIConfig, family: Any) -> Draws:
+    optimizer = optax.adam(config.learning_rate)
+    algorithm = family(
+        target.log_density,
+        optimizer,
+        num_samples=config.num_mc_samples,
+        stl_estimator=config.stl_estimator,
+    )
+
+    def one_run(run_key: Array) -> tuple[Array, Array, Array]:
+        init_key, fit_key, draw_key = jax.random.split(run_key, 3)
+        state = algorithm.init(target.init(init_key))
+        state, elbo = sample_chain(
+            fit_key, algorithm.step, state, config.num_warmup, lambda s, info: info.elbo
+        )
+        positions = algorithm.sample(draw_key, state, config.num_samples)
+        return positions, jax.vmap(target.log_density)(positions), elbo
+
+    positions, lp, elbo = run_chains(key, config.num_chains, one_run)
+    n_grad = config.num_chains * config.num_warmup * config.num_mc_samples
+    return Draws(
+        positions=positions,
+        stats={"lp": lp},
+        warmup_stats={"elbo": elbo},
+        n_grad_evals=n_grad,
+        n_logdensity_evals=n_grad + config.num_chains * config.num_samples,
+    )
+
+
+@register("meanfield_vi", GaussianVIConfig, family="baseline")
+def run_meanfield_vi(key: Array, target: Target, config: GaussianVIConfig) -> Draws:
+    """Mean-field Gaussian VI (ADVI, Kucukelbir et al. 2017, eq. 7-10) with blackjax's
+    ``meanfield_vi`` and Adam; the ELBO trace lands in ``warmup_sample_stats.elbo``.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample("gaussian", "meanfield_vi", num_chains=1, num_warmup=100)
+        >>> "elbo" in r.idata.warmup_sample_stats
+        True
+    """
+    return _run_gaussian_vi(key, target, config, blackjax.meanfield_vi)
+
+
+@register("fullrank_vi", GaussianVIConfig, family="baseline")
+def run_fullrank_vi(key: Array, target: Target, config: GaussianVIConfig) -> Draws:
+    """Full-rank Gaussian VI (Kucukelbir et al. 2017, section 2.5) with blackjax's
+    ``fullrank_vi`` (Cholesky-parametrised covariance) and Adam.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample("gaussian", "fullrank_vi", num_chains=1, num_warmup=100)
+        >>> r.idata.posterior["x"].shape[0]
+        1
+    """
+    return _run_gaussian_vi(key, target, config, blackjax.fullrank_vi)
+
+
+# --------------------------------------------------------------------------- Pathfinder
+
+
+@dataclasses.dataclass(frozen=True)
+class PathfinderConfig(SamplerConfig):
+    """Single-path Pathfinder; ``num_warmup`` is the L-BFGS iteration limit."""
+
+    num_warmup: int = option(30, positive_int, "maximum L-BFGS iterations")
+    num_elbo_samples: int = option(64, positive_int, "draws per path point to estimate ELBO")
+    history_size: int = option(10, positive_int, "L-BFGS history (maxcor)")
+
+
+@register("pathfinder", PathfinderConfig, family="baseline")
+def run_pathfinder(key: Array, target: Target, config: PathfinderConfig) -> Draws:
+    """Pathfinder (Zhang, Carpenter, Gelman and Vehtari 2022, Algorithm 1): Gaussian
+    approximations along the L-BFGS path, keeping the one of highest ELBO; blackjax's
+    ``vi.pathfinder``. One independent path per chain.
+
+    Cost: ``n_logdensity_evals`` is exact (ELBO draws at every path point plus the final
+    draws); ``n_grad_evals`` counts one gradient at the start and two per L-BFGS
+    iteration (the line search's first trial and blackjax's evaluation at the accepted
+    point). blackjax does not expose further line-search trials inside optax's L-BFGS, so
+    for Pathfinder alone it is a lower bound.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample("gaussian", "pathfinder", num_chains=2, num_samples=100)
+        >>> r.idata.posterior["x"].shape[:2]
+        (2, 100)
+    """
+
+    def one_run(run_key: Array) -> tuple[Array, Array, Array]:
+        init_key, fit_key, draw_key = jax.random.split(run_key, 3)
+        state, info = blackjax.vi.pathfinder.approximate(
+            fit_key,
+            target.log_density,
+            target.init(init_key),
+            num_samples=config.num_elbo_samples,
+            maxiter=config.num_warmup,
+            maxcor=config.history_size,
+        )
+        positions, _ = blackjax.vi.pathfinder.sample(draw_key, state, config.num_samples)
+        num_iterations = jnp.sum(jnp.isfinite(info.path.elbo))
+        return positions, jax.vmap(target.log_density)(positions), num_iterations
+
+    positions, lp, num_iterations = run_chains(key, config.num_chains, one_run)
+    n_grad = config.num_chains + 2 * jnp.sum(num_iterations)
+    elbo_evals = config.num_chains * (config.num_warmup + 1) * config.num_elbo_samples
+    return Draws(
+        positions=positions,
+        stats={"lp": lp},
+        n_grad_evals=n_grad,
+        n_logdensity_evals=n_grad + elbo_evals + config.num_chains * config.num_samples,
+    )
