@@ -45,7 +45,8 @@ class Target:
     parameters). Targets compare and hash by identity, so a compiled run can be reused.
 
     Example:
-        >>>         >>> t = Target.from_logdensity(lambda x: -0.5 * jnp.sum(x**2), dim=2, name="std")
+        >>> import jax.numpy as jnp
+        >>> t = Target.from_logdensity(lambda x: -0.5 * x @ x, dim=2, name="std")
         >>> float(t.log_density(jnp.zeros(2)))
         0.0
     """
