@@ -9,7 +9,9 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
@@ -62,4 +64,10 @@ def get(name: str, **params: Any) -> Target:
     return factory(**params)
 
 
-from bayeswb.models import bayesian, synthetic  # noqa: E402, F401  (registers the models)
+def _register_all() -> None:
+    # every module of this package registers its entries on import
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+_register_all()

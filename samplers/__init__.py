@@ -11,6 +11,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
@@ -58,4 +60,10 @@ def get(name: str) -> SamplerSpec:
     return _registry.get(name)
 
 
-from bayeswb.samplers import baselines  # noqa: E402, F401  (registers the baselines)
+def _register_all() -> None:
+    # every module of this package registers its entries on import
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+_register_all()

@@ -1,0 +1,111 @@
+"""The ``bayeswb`` command line: list models and samplers, run one on the other."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from typing import Any
+
+import pandas as pd
+
+
+def _parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
+    """``["dim=10", "name=x"]`` -> ``{"dim": 10, "name": "x"}`` (Python literals, else text)."""
+    parsed = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"{flag} expects NAME=VALUE, got {item!r}")
+        try:
+            parsed[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            parsed[name] = text
+    return parsed
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bayeswb", description="Bayesian inference and sampling workbench"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("models", help="list registered models")
+    commands.add_parser("samplers", help="list registered samplers")
+    run = commands.add_parser("run", help="sample MODEL with SAMPLER; print summary and score")
+    run.add_argument("model")
+    run.add_argument("sampler")
+    run.add_argument("--chains", type=int, default=4)
+    run.add_argument("--samples", type=int, default=1000)
+    run.add_argument("--warmup", type=int, default=None, help="default: the sampler's")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--out", default=None, help="save the run as NetCDF")
+    run.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="model parameter"
+    )
+    run.add_argument(
+        "--option", action="append", default=[], metavar="NAME=VALUE", help="sampler option"
+    )
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    import bayeswb as bw
+
+    target = bw.models.get(args.model, **_parse_assignments(args.param, "--param"))
+    options = _parse_assignments(args.option, "--option")
+    result = bw.sample(
+        target,
+        args.sampler,
+        seed=args.seed,
+        num_chains=args.chains,
+        num_samples=args.samples,
+        num_warmup=args.warmup,
+        **options,
+    )
+    with pd.option_context("display.width", 120, "display.max_rows", 60):
+        print(f"{result!r}\n")
+        print(bw.summary(result).to_string())
+    cost = result.cost
+    print(
+        f"\ncost: {cost['n_grad_evals']} gradient evaluations, "
+        f"{cost['n_logdensity_evals']} log-density evaluations, "
+        f"compile {cost['compile_s']:.2f}s, sampling {cost['sample_s']:.2f}s"
+    )
+    if result.log_z is not None:
+        se = "" if result.log_z_se is None else f" +- {result.log_z_se:.4g}"
+        print(f"log Z: {result.log_z:.6g}{se}")
+    scores = bw.score(result, target)
+    if scores:
+        print("\nscore against ground truth:")
+        for name, value in scores.items():
+            print(f"  {name:28s} {value:.4g}")
+    else:
+        print("\nscore: this target carries no ground truth")
+    if args.out:
+        result.save(args.out)
+        print(f"\nsaved to {args.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``bayeswb``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "models":
+            import bayeswb as bw
+
+            print("\n".join(bw.models.names()))
+        elif args.command == "samplers":
+            import bayeswb as bw
+
+            print("\n".join(bw.samplers.names()))
+        elif args.command == "run":
+            _run(args)
+    except (KeyError, ValueError) as error:
+        message = error.args[0] if error.args else repr(error)
+        print(f"bayeswb: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
