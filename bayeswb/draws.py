@@ -21,6 +21,9 @@ class Draws(NamedTuple):
     log_z:              (chains,) one log-evidence estimate per independent run, or None
     warmup_positions:   (chains, warmup, dim) or None
     warmup_stats:       dict of (chains, warmup) arrays (empty without warmup)
+    path_stats:         dict of (chains, steps) arrays describing the run's path rather than
+                        its draws (an SMC temperature ladder, ESS per step, a loss curve);
+                        lands in the ``path_stats`` group of the InferenceData
     n_grad_evals:       total gradient evaluations of the log density (all chains, warmup
                         included), as the algorithm defines them
     n_logdensity_evals: total log-density evaluations (those with a gradient included)
@@ -32,5 +35,6 @@ class Draws(NamedTuple):
     log_z: Array | None = None
     warmup_positions: Array | None = None
     warmup_stats: dict[str, Array] = {}
+    path_stats: dict[str, Array] = {}
     n_grad_evals: Array | int = 0
     n_logdensity_evals: Array | int = 0

@@ -67,6 +67,7 @@ def build_idata(
     log_z_per_run: Any | None = None,
     warmup_posterior: dict[str, Any] | None = None,
     warmup_stats: dict[str, Any] | None = None,
+    path_stats: dict[str, Any] | None = None,
 ) -> az.InferenceData:
     """InferenceData from arrays with leading (chain, draw) axes; see :class:`Result`."""
     sample_stats = dict(stats)
@@ -85,6 +86,8 @@ def build_idata(
         groups["warmup_posterior"] = _dataset(warmup_posterior)
     if warmup_stats:
         groups["warmup_sample_stats"] = _dataset(warmup_stats)
+    if path_stats:
+        groups["path_stats"] = _dataset(path_stats, leading=("chain", "step"))
     return az.InferenceData(**groups)
 
 
@@ -95,7 +98,8 @@ class Result:
     idata:     arviz.InferenceData with ``posterior`` (named, constrained parameters,
                chain/draw dims), ``unconstrained_posterior`` (``position``),
                ``sample_stats`` (ArviZ's names; ``log_weight`` and per-run
-               ``log_marginal_likelihood`` for weighted output) and ``warmup_*`` groups
+               ``log_marginal_likelihood`` for weighted output), ``warmup_*`` groups and
+               ``path_stats`` (per-step quantities of a run, dims chain/step)
     sampler:   registered sampler name; ``target``: target name
     config:    the sampler's config as a dict
     cost:      ``n_grad_evals``, ``n_logdensity_evals``, ``compile_s``, ``sample_s``

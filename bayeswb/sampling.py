@@ -110,6 +110,7 @@ def sample(
         log_z_per_run=log_z_per_run,
         warmup_posterior=warmup_posterior,
         warmup_stats=draws.warmup_stats,
+        path_stats=draws.path_stats,
     )
     cost = {
         "n_grad_evals": int(draws.n_grad_evals),
