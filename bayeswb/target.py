@@ -102,7 +102,7 @@ class Target:
         transforms and deterministic sites) becomes ``constrain``.
 
         Example:
-            >>> import numpyro, numpyro.distributions as dist
+            >>> import jax.numpy as jnp, numpyro, numpyro.distributions as dist
             >>> def model(y):
             ...     mu = numpyro.sample("mu", dist.Normal(0, 1))
             ...     numpyro.sample("y", dist.Normal(mu, 1), obs=y)

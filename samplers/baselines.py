@@ -200,7 +200,12 @@ def _run_gaussian_vi(key: Array, target: Target, config: GaussianVIConfig, famil
         init_key, fit_key, draw_key = jax.random.split(run_key, 3)
         state = algorithm.init(target.init(init_key))
         state, elbo = sample_chain(
-            fit_key, algorithm.step, state, config.num_warmup, lambda s, info: info.elbo
+            # blackjax's info.elbo is the loss mean(log q - log p), i.e. minus the ELBO
+            fit_key,
+            algorithm.step,
+            state,
+            config.num_warmup,
+            lambda s, info: -info.elbo,
         )
         positions = algorithm.sample(draw_key, state, config.num_samples)
         return positions, jax.vmap(target.log_density)(positions), elbo

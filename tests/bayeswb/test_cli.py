@@ -1,0 +1,46 @@
+"""The bayeswb command line."""
+
+import bayeswb as bw
+from bayeswb.cli import main
+
+
+def test_lists(capsys):
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.split() == bw.models.names()
+    assert main(["samplers"]) == 0
+    assert capsys.readouterr().out.split() == bw.samplers.names()
+
+
+def test_run_prints_summary_and_score_and_saves(capsys, tmp_path):
+    out = tmp_path / "run.nc"
+    status = main(
+        [
+            "run",
+            "funnel",
+            "nuts",
+            "--chains",
+            "2",
+            "--samples",
+            "100",
+            "--warmup",
+            "100",
+            "--param",
+            "dim=3",
+            "--out",
+            str(out),
+        ]
+    )
+    text = capsys.readouterr().out
+    assert status == 0
+    assert "ess_bulk" in text and "sliced_wasserstein" in text and "gradient evaluations" in text
+    assert bw.load(str(out)).positions.shape == (2, 100, 3)
+
+
+def test_errors_are_one_line_without_traceback(capsys):
+    assert main(["run", "funnle", "nuts"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'funnel'" in err and "Traceback" not in err
+    assert main(["run", "funnel", "nuts", "--option", "step_size=-1"]) == 2
+    assert "step_size must be a positive number" in capsys.readouterr().err
+    assert main(["run", "funnel", "nuts", "--param", "dim"]) == 2
+    assert "NAME=VALUE" in capsys.readouterr().err

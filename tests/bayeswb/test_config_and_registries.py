@@ -1,0 +1,64 @@
+"""Registries and config validation: clear errors before anything is compiled."""
+
+import pytest
+
+import bayeswb as bw
+
+
+def test_registered_names_cover_the_foundation():
+    assert {"gaussian", "funnel", "eight_schools_noncentered"} <= set(bw.models.names())
+    assert {"nuts", "hmc", "meanfield_vi", "fullrank_vi", "pathfinder"} <= set(bw.samplers.names())
+
+
+def test_unknown_model_lists_close_names():
+    with pytest.raises(KeyError, match="did you mean 'funnel'"):
+        bw.models.get("funnle")
+
+
+def test_unknown_sampler_lists_close_names():
+    with pytest.raises(KeyError, match="did you mean 'nuts'"):
+        bw.sample("gaussian", "nutz")
+
+
+def test_unknown_model_parameter_is_named():
+    with pytest.raises(ValueError, match="'dimension'"):
+        bw.models.get("funnel", dimension=3)
+
+
+def test_bad_model_parameter_value_is_named():
+    with pytest.raises(ValueError, match="dim"):
+        bw.models.get("funnel", dim=0)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"step_size": -0.1}, "step_size"),
+        ({"num_chains": 0}, "num_chains"),
+        ({"num_samples": 10.5}, "num_samples"),
+        ({"num_warmup": -1}, "num_warmup"),
+        ({"target_acceptance_rate": 1.5}, "target_acceptance_rate"),
+        ({"dense_mass": "yes"}, "dense_mass"),
+        ({"num_chains": True}, "num_chains"),
+    ],
+)
+def test_bad_option_value_names_the_field(options, field):
+    settings = {"num_chains": 2, "num_samples": 10, **options}
+    with pytest.raises(ValueError, match=f"^{field} "):
+        bw.sample("gaussian", "nuts", **settings)
+
+
+def test_unknown_option_is_an_error_with_suggestion():
+    with pytest.raises(ValueError, match="did you mean 'step_size'"):
+        bw.sample("gaussian", "nuts", stepsize=0.1)
+
+
+def test_bad_seed_is_an_error():
+    with pytest.raises(ValueError, match="seed"):
+        bw.sample("gaussian", "nuts", seed="zero")
+
+
+def test_every_sampler_config_has_valid_defaults():
+    for name in bw.samplers.names():
+        config = bw.samplers.get(name).make_config()
+        assert config.num_chains > 0 and config.num_samples > 0

@@ -1,0 +1,95 @@
+"""Baselines against exact answers: MCSE-based bounds, fixed seeds (tests/helpers.py)."""
+
+import numpy as np
+import pytest
+from helpers import assert_z_scores, moment_z_scores
+
+import bayeswb as bw
+
+
+@pytest.fixture(scope="module")
+def gaussian():
+    return bw.models.get("gaussian", dim=5, condition_number=10.0)
+
+
+@pytest.mark.parametrize("sampler", ["nuts", "hmc"])
+def test_mcmc_moments_on_gaussian(gaussian, sampler):
+    r = bw.sample(gaussian, sampler, seed=11, num_chains=4, num_samples=1000, num_warmup=500)
+    z = moment_z_scores(r, "x", gaussian.reference.mean["x"], gaussian.reference.sd["x"])
+    assert_z_scores(np.concatenate([z["mean"], z["var"]]), f"{sampler} mean and variance")
+    assert not r.idata.sample_stats["diverging"].values.any()
+
+
+def test_nuts_cost_counts_every_leapfrog_step(gaussian):
+    r = bw.sample(gaussian, "nuts", seed=3, num_chains=2, num_samples=200, num_warmup=100)
+    steps = int(
+        r.idata.sample_stats["n_steps"].sum() + r.idata.warmup_sample_stats["n_steps"].sum()
+    )
+    # one gradient per chain at initialisation plus one per leapfrog step
+    assert r.cost["n_grad_evals"] == steps + 2
+    assert r.cost["n_logdensity_evals"] == r.cost["n_grad_evals"]
+
+
+def test_hmc_cost_is_chains_times_steps_times_length(gaussian):
+    r = bw.sample(
+        gaussian,
+        "hmc",
+        seed=3,
+        num_chains=3,
+        num_samples=50,
+        num_warmup=20,
+        num_integration_steps=7,
+    )
+    assert r.cost["n_grad_evals"] == 3 * (1 + (50 + 20) * 7)
+
+
+def test_nuts_without_warmup_uses_the_given_step_size(gaussian):
+    r = bw.sample(
+        gaussian, "nuts", seed=0, num_chains=2, num_samples=50, num_warmup=0, step_size=0.3
+    )
+    np.testing.assert_allclose(r.idata.sample_stats["step_size"].values, 0.3, rtol=1e-6)
+    assert "warmup_posterior" not in r.idata.groups()
+
+
+def test_nuts_on_eight_schools_has_named_constrained_parameters():
+    r = bw.sample(
+        "eight_schools_noncentered", "nuts", seed=2, num_chains=2, num_samples=300, num_warmup=300
+    )
+    post = r.idata.posterior
+    assert post["theta"].dims == ("chain", "draw", "theta_dim_0")
+    assert post["theta"].shape == (2, 300, 8)
+    assert (post["tau"].values > 0).all()
+    # the deterministic theta is mu + tau * theta_tilde draw by draw
+    np.testing.assert_allclose(
+        post["theta"], post["mu"] + post["tau"] * post["theta_tilde"], rtol=1e-4, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("sampler", ["meanfield_vi", "fullrank_vi"])
+def test_gaussian_vi_reaches_the_exact_posterior(gaussian, sampler):
+    """Both families contain the target, whose ELBO optimum is log Z (KL = 0).
+
+    The ELBO is a lower bound on log Z; convergence means a KL gap below 0.01 nats per
+    dimension, averaged over the last 200 optimisation steps."""
+    r = bw.sample(
+        gaussian,
+        sampler,
+        seed=5,
+        num_chains=2,
+        num_samples=500,
+        num_warmup=3000,
+        learning_rate=0.02,
+    )
+    elbo = r.idata.warmup_sample_stats["elbo"].values[:, -200:].mean(axis=1)
+    gap = gaussian.log_z - elbo
+    assert np.all(gap > -0.01 * gaussian.dim), f"ELBO above log Z: {elbo} vs {gaussian.log_z}"
+    assert np.all(gap < 0.01 * gaussian.dim), f"KL gap {gap} too large"
+    assert r.cost["n_grad_evals"] == 2 * 3000 * 8
+
+
+def test_pathfinder_is_exact_on_a_gaussian(gaussian):
+    """On a Gaussian target the L-BFGS inverse-Hessian becomes exact, so Pathfinder's
+    draws are exact draws: their moments pass the MCSE test (draws are independent)."""
+    r = bw.sample(gaussian, "pathfinder", seed=4, num_chains=2, num_samples=2000)
+    z = moment_z_scores(r, "x", gaussian.reference.mean["x"], gaussian.reference.sd["x"])
+    assert_z_scores(np.concatenate([z["mean"], z["var"]]), "pathfinder mean and variance")
