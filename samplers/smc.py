@@ -1,0 +1,586 @@
+"""Sequential Monte Carlo with log Z: adaptive tempered SMC, AIS and annealed-Langevin SMC.
+
+All three anneal from a Gaussian reference ``q = N(0, reference_scale^2 I)`` to the
+target ``gamma`` (unnormalised) along the geometric path
+
+    pi_beta(x)  proportional to  q(x)^(1 - beta) gamma(x)^beta,   0 = beta_0 < ... < beta_T = 1,
+
+and estimate ``Z = int gamma`` (``q`` is normalised, so ``Z_0 = 1``). They share one loop
+(:func:`anneal`), run per independent run in a ``lax.while_loop`` and vmapped over
+``num_chains`` runs of ``num_samples`` particles. One step ``t -> t + 1``:
+
+1. next temperature: fixed schedule, or the largest ``beta`` whose conditional ESS
+   ``N (sum_i W_i w_i)^2 / sum_i W_i w_i^2`` (Zhou, Johansen and Aston 2016, section 3)
+   of the incremental weights ``w_i`` equals
+   ``target_conditional_ess * N``, by blackjax's bisection (``smc.solver.dichotomy``);
+2. reweight: ``log w_i += (beta_{t+1} - beta_t) (log gamma(x_i) - log q(x_i))``,
+   ``log Z += log sum_i W_i exp(...)`` (W normalised weights);
+3. resample (blackjax's schemes) only if the ESS falls below ``ess_threshold * N``;
+4. move every particle with a kernel for ``pi_{beta_{t+1}}`` (:mod:`.smc_moves`), run
+   in coordinates whitened by the weighted particle mean and sd, with the step size
+   retuned from the population's acceptance rate after every sweep.
+
+Log weights stay in log space; a NaN log density is mapped to -inf (weight zero), and a
+run whose particles all die has ``log_z = -inf``, never NaN.
+
+Output (``Draws``): positions (runs, particles, dim) at beta = 1; ``log_weights`` =
+``log Z_r + log W_{r,i}`` (unnormalised: pooled over runs they weight each run by its
+evidence, as raw importance weights do); ``log_z`` (runs,); ``stats["lp"]`` = log gamma.
+``path_stats`` (runs, num_steps), entry t describing step t (padding value after a run's
+last step: NaN for floats, False for ``resampled``):
+
+- ``temperature``: beta after the step; ``log_z_increment``: its log Z increment
+- ``ess``: ESS of the weights after reweighting, before resampling
+- ``resampled``: whether the step resampled
+- ``acceptance_rate``: weighted mean acceptance of the move, averaged over its sweeps
+  (for an unadjusted transport: the Metropolis-Hastings probability it would have had)
+- ``step_size``: the step size (in whitened coordinates) at the end of the step
+
+``num_warmup`` is unused by the SMC family.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from blackjax.smc import resampling as blackjax_resampling
+from blackjax.smc.ess import log_ess
+from blackjax.smc.solver import dichotomy
+from jax.scipy.special import logsumexp
+
+from bayeswb.config import (
+    SamplerConfig,
+    boolean,
+    non_negative_int,
+    one_of,
+    option,
+    positive,
+    positive_int,
+    unit_interval,
+)
+from bayeswb.draws import Draws
+from bayeswb.driver import run_chains
+from bayeswb.samplers import register
+from bayeswb.samplers.smc_moves import MCMC_MOVES, TRANSPORT_MOVES, Move, make_move
+from bayeswb.target import Target
+
+Array = jax.Array
+
+RESAMPLING_SCHEMES = {
+    "systematic": blackjax_resampling.systematic,
+    "stratified": blackjax_resampling.stratified,
+    "multinomial": blackjax_resampling.multinomial,
+    "residual": blackjax_resampling.residual,
+}
+SCHEDULES = ("adaptive", "linear", "geometric")
+# geometric schedules start at 10^GEOMETRIC_START (Neal 2001 uses a geometric spacing)
+GEOMETRIC_START = -4.0
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def _optional(check: Any) -> Any:
+    return lambda value: None if value is None else check(value)
+
+
+def _fraction(value: Any) -> str | None:
+    """In (0, 1]."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1
+    return None if ok else "must be a number in (0, 1]"
+
+
+def _move_check(names: tuple[str, ...]) -> Any:
+    def check(value: Any) -> str | None:
+        if isinstance(value, Move) or value in names:
+            return None
+        return f"must be one of {', '.join(map(repr, names))} or a smc_moves.Move"
+
+    return check
+
+
+@dataclasses.dataclass(frozen=True)
+class _AnnealingConfig(SamplerConfig):
+    """Settings shared by smc, ais and smc_langevin (num_warmup is unused)."""
+
+    num_warmup: int = option(0, non_negative_int, "unused by the SMC family")
+    move: Any = option("mala", _move_check(MCMC_MOVES), "MCMC kernel: name or smc_moves.Move")
+    num_mcmc_steps: int = option(5, positive_int, "move sweeps per temperature")
+    num_integration_steps: int = option(5, positive_int, "leapfrog steps of the hmc move")
+    step_size: float | None = option(
+        None, _optional(positive), "initial step size in whitened coordinates (None: move's)"
+    )
+    target_acceptance_rate: float | None = option(
+        None, _optional(unit_interval), "acceptance rate the step size is tuned to (None: move's)"
+    )
+    adapt_step_size: bool = option(True, boolean, "retune the step size after each sweep")
+    precondition: bool = option(True, boolean, "whiten by the weighted particle mean and sd")
+    schedule: str = option("adaptive", one_of(*SCHEDULES), "temperature schedule")
+    target_conditional_ess: float = option(
+        0.5, unit_interval, "adaptive schedule: conditional ESS per step, as a fraction of N"
+    )
+    num_steps: int = option(
+        100, positive_int, "fixed schedules: number of steps; adaptive: the maximum"
+    )
+    reference_scale: float = option(1.0, positive, "sd of the Gaussian reference N(0, s^2 I)")
+
+
+@dataclasses.dataclass(frozen=True)
+class SMCConfig(_AnnealingConfig):
+    """Adaptive tempered SMC; ``num_chains`` runs of ``num_samples`` particles."""
+
+    resampling: str = option("systematic", one_of(*RESAMPLING_SCHEMES), "resampling scheme")
+    ess_threshold: float = option(0.5, _fraction, "resample when ESS < ess_threshold * N")
+    waste_free_chains: int = option(
+        0, non_negative_int, "waste-free SMC: M resampled chains (0: off); M divides N"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        m, n = self.waste_free_chains, self.num_samples
+        if m and (n % m or n // m < 2):
+            raise ValueError(
+                f"waste_free_chains must divide num_samples={n} into chains of length >= 2, "
+                f"got {m!r}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class AISConfig(_AnnealingConfig):
+    """Annealed importance sampling: no resampling, geometric schedule by default."""
+
+    schedule: str = option("geometric", one_of(*SCHEDULES), "temperature schedule")
+
+
+@dataclasses.dataclass(frozen=True)
+class SMCLangevinConfig(_AnnealingConfig):
+    """Annealed unadjusted Langevin transport with exact weights and ESS-triggered
+    resampling; ``num_mcmc_steps`` Langevin steps per temperature."""
+
+    move: Any = option("ula", _move_check(TRANSPORT_MOVES), "transport: name or Move")
+    num_steps: int = option(200, positive_int, "fixed schedules: steps; adaptive: maximum")
+    resampling: str = option("systematic", one_of(*RESAMPLING_SCHEMES), "resampling scheme")
+    ess_threshold: float = option(0.5, _fraction, "resample when ESS < ess_threshold * N")
+
+
+# --------------------------------------------------------------------------- core
+
+
+class Annealed(NamedTuple):
+    """One run of :func:`anneal`: particles at beta = 1 and the path that led there."""
+
+    positions: Array  # (N, dim)
+    log_weights: Array  # (N,) normalised
+    log_z: Array  # ()
+    lp: Array  # (N,) log gamma
+    path: dict[str, Array]  # (num_steps,) each, padded
+    num_steps_taken: Array  # ()
+
+
+class _Carry(NamedTuple):
+    step: Array
+    key: Array
+    positions: Array
+    lp: Array
+    log_ratio: Array  # log gamma - log q
+    log_weights: Array  # normalised
+    temperature: Array
+    log_z: Array
+    log_step_size: Array
+    path: dict[str, Array]
+
+
+def _finite_or_dead(value: Array) -> Array:
+    return jnp.where(jnp.isnan(value), -jnp.inf, value)
+
+
+def _normalise(log_weights: Array) -> tuple[Array, Array]:
+    """Normalised log weights and their log sum; all -inf stays -inf (no NaN)."""
+    total = logsumexp(log_weights)
+    safe = jnp.where(jnp.isfinite(total), total, 0.0)
+    return log_weights - safe, total
+
+
+def _increment(delta: Array, log_ratio: Array) -> Array:
+    # delta * (-inf) must be -inf also at delta = 0 (a dead particle stays dead)
+    return jnp.where(log_ratio == -jnp.inf, -jnp.inf, delta * log_ratio)
+
+
+def _log_conditional_ess(log_weights: Array, increment: Array) -> Array:
+    """log CESS = log N + 2 log sum W w - log sum W w^2 (Zhou, Johansen, Aston 2016)."""
+    n = log_weights.shape[0]
+    return (
+        math.log(n)
+        + 2.0 * logsumexp(log_weights + increment)
+        - logsumexp(log_weights + 2.0 * increment)
+    )
+
+
+def _adaptive_temperature(
+    temperature: Array, log_ratio: Array, log_weights: Array, target_conditional_ess: float
+) -> Array:
+    """Largest beta with CESS = target * N, by bisection on the particles still alive."""
+    alive, _ = _normalise(jnp.where(log_ratio == -jnp.inf, -jnp.inf, log_weights))
+    log_target = math.log(target_conditional_ess * log_weights.shape[0])
+    max_delta = 1.0 - temperature
+
+    def excess(delta: Array) -> Array:
+        return _log_conditional_ess(alive, _increment(delta, log_ratio)) - log_target
+
+    delta = dichotomy(excess, jnp.zeros_like(temperature), max_delta)
+    # NaN only if no particle is alive: jump to the end, log Z = -inf
+    delta = jnp.where(jnp.isnan(delta), max_delta, delta)
+    return jnp.where(delta >= max_delta, 1.0, temperature + delta)
+
+
+def fixed_schedule(name: str, num_steps: int) -> Array:
+    """Temperatures ``beta_0 = 0 < ... < beta_T = 1`` (T = num_steps): ``linear`` or
+    ``geometric`` (``beta_1 ... beta_T`` equally spaced in log from 1e-4 to 1).
+
+    Example:
+        >>> fixed_schedule("linear", 4).tolist()
+        [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+    if name == "linear":
+        return jnp.linspace(0.0, 1.0, num_steps + 1)
+    return jnp.concatenate([jnp.zeros(1), jnp.logspace(GEOMETRIC_START, 0.0, num_steps)])
+
+
+def _where_tree(ok: Array, new: Any, old: Any) -> Any:
+    def select(a: Array, b: Array) -> Array:
+        return jnp.where(ok.reshape(ok.shape + (1,) * (a.ndim - ok.ndim)), a, b)
+
+    return jax.tree.map(select, new, old)
+
+
+def anneal(
+    key: Array,
+    logdensity_fn: Any,
+    dim: int,
+    num_particles: int,
+    move: Move,
+    *,
+    num_sweeps: int,
+    schedule: str,
+    num_steps: int,
+    target_conditional_ess: float,
+    resampling: str | None,
+    ess_threshold: float,
+    waste_free_chains: int,
+    step_size: float | None,
+    target_acceptance_rate: float | None,
+    adapt_step_size: bool,
+    precondition: bool,
+    reference_scale: float,
+) -> Annealed:
+    """One annealing run from ``N(0, reference_scale^2 I)`` to ``exp(logdensity_fn)``.
+
+    ``resampling=None`` never resamples (AIS); ``waste_free_chains = M > 0`` resamples M
+    particles at every step and keeps all ``N / M`` states of each chain (Dau and Chopin
+    2022, Algorithm 2). See the module docstring for the step and the outputs.
+
+    Example:
+        >>> from bayeswb.samplers.smc_moves import mala_move
+        >>> out = anneal(jax.random.key(0), lambda x: -0.5 * x @ x, 2, 64, mala_move(),
+        ...              num_sweeps=2, schedule="adaptive", num_steps=20,
+        ...              target_conditional_ess=0.5, resampling="systematic",
+        ...              ess_threshold=0.5, waste_free_chains=0, step_size=None,
+        ...              target_acceptance_rate=None, adapt_step_size=True,
+        ...              precondition=True, reference_scale=2.0)
+        >>> out.positions.shape, out.path["temperature"].shape
+        ((64, 2), (20,))
+    """
+    n = num_particles
+    log_n = math.log(n)
+    scale = reference_scale
+    target_acceptance = (
+        move.target_acceptance_rate if target_acceptance_rate is None else target_acceptance_rate
+    )
+    initial_step_size = move.default_step_size(dim) if step_size is None else step_size
+    if not precondition:
+        initial_step_size = initial_step_size * scale
+    temperatures = None if schedule == "adaptive" else fixed_schedule(schedule, num_steps)
+
+    def log_reference(x: Array) -> Array:
+        return -0.5 * jnp.sum((x / scale) ** 2) - dim * (
+            math.log(scale) + 0.5 * math.log(2 * math.pi)
+        )
+
+    def evaluate(positions: Array) -> tuple[Array, Array]:
+        lp = _finite_or_dead(jax.vmap(logdensity_fn)(positions))
+        return lp, lp - jax.vmap(log_reference)(positions)
+
+    def sweeps(key: Array, z: Array, tempered: Any, weights: Array, log_step_size: Array) -> Any:
+        """``num_sweeps`` move steps from each row of z; retune after each sweep."""
+        states = jax.vmap(move.init, (0, None))(z, tempered)
+
+        def one_sweep(carry: Any, sweep_key: Array) -> Any:
+            states, log_step_size, log_increment = carry
+            keys = jax.random.split(sweep_key, z.shape[0])
+            new, info = jax.vmap(move.step, (0, 0, None, None))(
+                keys, states, tempered, jnp.exp(log_step_size)
+            )
+            ok = jnp.all(jnp.isfinite(new.position), axis=-1) & ~jnp.isnan(new.logdensity)
+            states = _where_tree(ok, new, states)
+            log_increment = log_increment + jnp.where(ok, info.log_weight_increment, -jnp.inf)
+            acceptance = jnp.sum(weights * jnp.where(ok, info.acceptance_rate, 0.0))
+            if adapt_step_size:
+                log_step_size = log_step_size + (acceptance - target_acceptance)
+            trace = (states.position, log_increment, acceptance)
+            return (states, log_step_size, log_increment), trace
+
+        carry = (states, log_step_size, jnp.zeros(z.shape[0]))
+        (_, log_step_size, _), trace = jax.lax.scan(
+            one_sweep, carry, jax.random.split(key, num_sweeps)
+        )
+        return trace, log_step_size
+
+    def body(carry: _Carry) -> _Carry:
+        key, resample_key, move_key = jax.random.split(carry.key, 3)
+        if temperatures is None:
+            next_temperature = _adaptive_temperature(
+                carry.temperature, carry.log_ratio, carry.log_weights, target_conditional_ess
+            )
+            next_temperature = jnp.where(carry.step == num_steps - 1, 1.0, next_temperature)
+        else:
+            next_temperature = temperatures[carry.step + 1]
+        delta = next_temperature - carry.temperature
+        log_weights, log_z_increment = _normalise(
+            carry.log_weights + _increment(delta, carry.log_ratio)
+        )
+        ess = jnp.exp(log_ess(log_weights))
+
+        # whitening from the weighted population, before resampling
+        weights = jnp.exp(log_weights)
+        if precondition:
+            mean = weights @ carry.positions
+            sd = jnp.sqrt(weights @ (carry.positions - mean) ** 2)
+            sd = jnp.where(jnp.isfinite(sd) & (sd > 0), sd, 1.0)
+        else:
+            mean, sd = jnp.zeros(dim), jnp.ones(dim)
+
+        def tempered(z: Array) -> Array:
+            x = mean + sd * z
+            log_q = log_reference(x)
+            return _finite_or_dead(log_q + next_temperature * (logdensity_fn(x) - log_q))
+
+        z = (carry.positions - mean) / sd
+        if waste_free_chains:
+            m = waste_free_chains
+            ancestors = RESAMPLING_SCHEMES[resampling](resample_key, weights, m)
+            resampled = jnp.array(True)
+            z0 = z[ancestors]
+            trace, log_step_size = sweeps(
+                move_key, z0, tempered, jnp.full(m, 1.0 / m), carry.log_step_size
+            )
+            chain_z, chain_increment, acceptance = trace
+            z = jnp.concatenate([z0, chain_z.reshape(-1, dim)])
+            log_increment = jnp.concatenate([jnp.zeros(m), chain_increment.reshape(-1)])
+            log_weights = jnp.full(n, -log_n)
+        else:
+            if resampling is None:
+                resampled = jnp.array(False)
+            else:
+                resampled = ess < ess_threshold * n
+                ancestors = RESAMPLING_SCHEMES[resampling](resample_key, weights, n)
+                z = jnp.where(resampled, z[ancestors], z)
+                log_weights = jnp.where(resampled, -log_n, log_weights)
+            trace, log_step_size = sweeps(
+                move_key, z, tempered, jnp.exp(log_weights), carry.log_step_size
+            )
+            chain_z, chain_increment, acceptance = trace
+            z, log_increment = chain_z[-1], chain_increment[-1]
+        # an MCMC move contributes zero; an unadjusted transport its exact weight
+        log_weights, log_z_move = _normalise(log_weights + log_increment)
+        positions = mean + sd * z
+        lp, log_ratio = evaluate(positions)
+        log_z_step = log_z_increment + log_z_move
+
+        values = {
+            "temperature": next_temperature,
+            "log_z_increment": log_z_step,
+            "ess": ess,
+            "resampled": resampled,
+            "acceptance_rate": jnp.mean(acceptance),
+            "step_size": jnp.exp(log_step_size),
+        }
+        path = {k: v.at[carry.step].set(values[k]) for k, v in carry.path.items()}
+        return _Carry(
+            step=carry.step + 1,
+            key=key,
+            positions=positions,
+            lp=lp,
+            log_ratio=log_ratio,
+            log_weights=log_weights,
+            temperature=next_temperature,
+            log_z=carry.log_z + log_z_step,
+            log_step_size=log_step_size,
+            path=path,
+        )
+
+    def not_done(carry: _Carry) -> Array:
+        return (carry.temperature < 1.0) & (carry.step < num_steps)
+
+    init_key, key = jax.random.split(key)
+    positions = scale * jax.random.normal(init_key, (n, dim))
+    lp, log_ratio = evaluate(positions)
+    nan_path = jnp.full(num_steps, jnp.nan)
+    path = {
+        name: nan_path
+        for name in ("temperature", "log_z_increment", "ess", "acceptance_rate", "step_size")
+    }
+    path["resampled"] = jnp.zeros(num_steps, bool)
+    carry = _Carry(
+        step=jnp.array(0),
+        key=key,
+        positions=positions,
+        lp=lp,
+        log_ratio=log_ratio,
+        log_weights=jnp.full(n, -log_n),
+        temperature=jnp.array(0.0),
+        log_z=jnp.array(0.0),
+        log_step_size=jnp.log(jnp.asarray(initial_step_size, dtype=float)),
+        path=path,
+    )
+    final = jax.lax.while_loop(not_done, body, carry)
+    return Annealed(
+        positions=final.positions,
+        log_weights=final.log_weights,
+        log_z=final.log_z,
+        lp=final.lp,
+        path=final.path,
+        num_steps_taken=final.step,
+    )
+
+
+def _run(
+    key: Array,
+    target: Target,
+    config: _AnnealingConfig,
+    resampling: str | None,
+    ess_threshold: float,
+    waste_free_chains: int = 0,
+) -> Draws:
+    move = make_move(config.move, config.num_integration_steps)
+    n = config.num_samples
+
+    def one_run(run_key: Array) -> Annealed:
+        return anneal(
+            run_key,
+            target.log_density,
+            target.dim,
+            n,
+            move,
+            num_sweeps=config.num_mcmc_steps,
+            schedule=config.schedule,
+            num_steps=config.num_steps,
+            target_conditional_ess=config.target_conditional_ess,
+            resampling=resampling,
+            ess_threshold=ess_threshold,
+            waste_free_chains=waste_free_chains,
+            step_size=config.step_size,
+            target_acceptance_rate=config.target_acceptance_rate,
+            adapt_step_size=config.adapt_step_size,
+            precondition=config.precondition,
+            reference_scale=config.reference_scale,
+        )
+
+    out = run_chains(key, config.num_chains, one_run)
+    # per step: the moved chains' init and sweeps, then log gamma at all N particles
+    if waste_free_chains:
+        m = waste_free_chains
+        chain_steps = n // m - 1
+        grads = m * (move.grads_per_init + chain_steps * move.grads_per_step)
+        evals = m * (move.evals_per_init + chain_steps * move.evals_per_step)
+    else:
+        sweeps = config.num_mcmc_steps
+        grads = n * (move.grads_per_init + sweeps * move.grads_per_step)
+        evals = n * (move.evals_per_init + sweeps * move.evals_per_step)
+    total_steps = jnp.sum(out.num_steps_taken)
+    return Draws(
+        positions=out.positions,
+        stats={"lp": out.lp},
+        log_weights=out.log_z[:, None] + out.log_weights,
+        log_z=out.log_z,
+        path_stats=out.path,
+        n_grad_evals=total_steps * grads,
+        n_logdensity_evals=config.num_chains * n + total_steps * (evals + n),
+    )
+
+
+# --------------------------------------------------------------------------- samplers
+
+
+@register("smc", SMCConfig, family="smc")
+def run_smc(key: Array, target: Target, config: SMCConfig) -> Draws:
+    """Adaptive tempered SMC sampler (Del Moral, Doucet and Jasra 2006, Section 3.3.2.3:
+    MCMC moves with the time-reversal backward kernel, incremental weight
+    ``gamma_n(x_{n-1}) / gamma_{n-1}(x_{n-1})``; their eq. 14 gives the log Z estimate as
+    the product of the mean incremental weights).
+
+    Temperatures by bisection on the conditional ESS (Zhou, Johansen and Aston 2016);
+    resampling only when the ESS falls below ``ess_threshold * N`` (systematic,
+    stratified, multinomial or residual, from blackjax); moves (``mala``, ``hmc``,
+    ``rwm`` or any :class:`~bayeswb.samplers.smc_moves.Move`) on whitened particles with
+    the step size retuned after each sweep, ``log h += acceptance - target``. With
+    ``waste_free_chains = M``, the waste-free variant of Dau and Chopin (2022, Algorithm
+    2): resample M particles, run each as a chain of ``N / M - 1`` steps and keep all
+    states. See the module docstring for outputs and ``path_stats``.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample(bw.models.get("gaussian", dim=2), "smc", num_chains=2,
+        ...               num_samples=200)
+        >>> r.log_z is not None, "temperature" in r.idata.path_stats
+        (True, True)
+    """
+    return _run(
+        key, target, config, config.resampling, config.ess_threshold, config.waste_free_chains
+    )
+
+
+@register("ais", AISConfig, family="smc")
+def run_ais(key: Array, target: Target, config: AISConfig) -> Draws:
+    """Annealed importance sampling (Neal 2001, section 2): each particle is moved by
+    kernels ``T_j`` leaving ``pi_{beta_j}`` invariant and weighted by
+    ``prod_j gamma_{beta_j}(x_{j-1}) / gamma_{beta_{j-1}}(x_{j-1})``; no resampling.
+    Same moves and schedules as :func:`run_smc` (the whitening and step size are
+    computed from the weighted population). ``log Z`` of a run is the log mean of its
+    particles' weights.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample(bw.models.get("gaussian", dim=2), "ais", num_chains=2,
+        ...               num_samples=100, num_steps=20)
+        >>> bool(r.idata.path_stats["resampled"].any())
+        False
+    """
+    return _run(key, target, config, None, 0.0)
+
+
+@register("smc_langevin", SMCLangevinConfig, family="smc")
+def run_smc_langevin(key: Array, target: Target, config: SMCLangevinConfig) -> Draws:
+    """Annealed-Langevin SMC: the continuous-time SMC of Sequential Boltzmann Generators
+    (Tan, Bose, Lin, Klein, Bronstein and Tong 2025, without the flow) made exact in
+    discrete time.
+
+    Particles are transported by ``num_mcmc_steps`` unadjusted Langevin steps per
+    temperature (never rejected), and weighted by the tempering factor times each step's
+    ``pi(y) K(x | y) / (pi(x) K(y | x))`` (:func:`~bayeswb.samplers.smc_moves.ula_transport`),
+    i.e. the work of Jarzynski (1997: ``<exp(-W)> = exp(-Delta F)``) plus the
+    Euler discretisation correction, so log Z is unbiased on the natural scale for every
+    step size. Resampling is triggered by the ESS. The step size is retuned so the
+    would-be MALA acceptance (which controls the weights' variance) meets the target.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample(bw.models.get("gaussian", dim=2), "smc_langevin", num_chains=2,
+        ...               num_samples=200)
+        >>> r.idata.path_stats["ess"].dims
+        ('chain', 'step')
+    """
+    return _run(key, target, config, config.resampling, config.ess_threshold)
