@@ -1,0 +1,271 @@
+"""Statistical tests of the Langevin family against exact answers.
+
+Every moment check is a z-score in MCSE units bounded by ``helpers.z_bound`` (Bonferroni,
+family-wise false-alarm rate 1e-3), with fixed seeds. Adjusted samplers (MALA, Metropolized
+OBABO) are compared with the target's exact moments. Unadjusted samplers are compared with
+the exact stationary law *of the discretised chain* at the step size used: on a Gaussian
+target each is a linear (affine) recursion, so its stationary variance is known in closed
+form (ULA) or from a discrete Lyapunov equation derived here from the update equations
+(kinetic integrators, randomized midpoint, SGLD). No step is chosen small to hide a bias.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+from helpers import assert_z_scores, moment_z_scores
+from scipy.integrate import quad
+
+import bayeswb as bw
+from bayeswb.samplers.langevin_kinetic import randomized_midpoint_noise_matrix
+
+DIM = 4
+CONDITION = 10.0
+CHAINS = 4
+DRAWS = 10_000  # sampling is milliseconds here; compilation dominates the test time
+
+
+@pytest.fixture(scope="module")
+def gaussian():
+    return bw.models.get("gaussian", dim=DIM, condition_number=CONDITION)
+
+
+def _check_moments(result, target, variances, what):
+    """z-scores of the mean (exactly 0) and of the variance against ``variances``."""
+    z = moment_z_scores(result, "x", np.zeros(target.dim), np.sqrt(variances))
+    assert_z_scores(np.concatenate([z["mean"], z["var"]]), what)
+
+
+def _stationary_position_variance(steps, curvature):
+    """Stationary Var(x) of the 2-D linear chain (x, v) -> S (x, v) + noise N(0, Q).
+
+    ``steps`` maps a curvature k (log p = -k x^2 / 2) to a list of (S, Q) sub-steps
+    applied in order; the composed one-step map is solved with scipy's discrete Lyapunov
+    solver: Sigma = A Sigma A^T + Q.
+    """
+    A, Q = np.eye(2), np.zeros((2, 2))
+    for S, N in steps(curvature):
+        A, Q = S @ A, S @ Q @ S.T + N
+    return scipy.linalg.solve_discrete_lyapunov(A, Q)[0, 0]
+
+
+def _kinetic_steps(integrator, h, g):
+    """The integrators' sub-steps on log p = -k x^2/2, from the equations in the
+    docstring of ``kinetic_build_kernel``."""
+
+    def kick(t, k):
+        return np.array([[1.0, 0.0], [-t * k, 1.0]]), np.zeros((2, 2))
+
+    def drift(t, k):
+        return np.array([[1.0, t], [0.0, 1.0]]), np.zeros((2, 2))
+
+    def friction(t, k):
+        return np.diag([1.0, math.exp(-g * t)]), np.diag([0.0, -math.expm1(-2 * g * t)])
+
+    def steps(k):
+        if integrator == "euler":
+            return [(np.array([[1.0, h], [-h * k, 1.0 - g * h]]), np.diag([0.0, 2 * g * h]))]
+        if integrator == "baoab":
+            b, a, o = kick(h / 2, k), drift(h / 2, k), friction(h, k)
+            return [b, a, o, a, b]
+        o, b, a = friction(h / 2, k), kick(h / 2, k), drift(h, k)
+        return [o, b, a, b, o]
+
+    return steps
+
+
+# --------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize(
+    "sampler, options, field",
+    [
+        ("ula", {"step_size": -0.1}, "step_size"),
+        ("ula", {"inverse_mass_matrix": (1.0, -2.0)}, "inverse_mass_matrix"),
+        ("mala", {"target_acceptance_rate": 1.5}, "target_acceptance_rate"),
+        ("mala", {"adapt_mass_matrix": True, "num_warmup": 10}, "num_warmup"),
+        ("kinetic_langevin", {"integrator": "leapfrog"}, "integrator"),
+        ("kinetic_langevin", {"integrator": "euler", "metropolize": True}, "integrator"),
+        ("randomized_midpoint", {"friction": 0.0}, "friction"),
+    ],
+)
+def test_bad_option_is_a_value_error_naming_the_field(sampler, options, field):
+    with pytest.raises(ValueError, match=field):
+        bw.samplers.get(sampler).make_config(**options)
+
+
+# --------------------------------------------------------------------------- ULA, MALA
+
+
+def test_ula_matches_its_closed_form_bias(gaussian):
+    """ULA with diagonal preconditioner m on N(0, s^2) is the AR(1) chain
+    x' = (1 - h m / s^2) x + sqrt(2 h m) xi, of stationary variance s^2 / (1 - h m/(2 s^2)).
+    Compared against that exact biased variance (bias up to 33% here), not the target's."""
+    sd = gaussian.reference.sd["x"]
+    m = tuple(float(v) for v in sd)  # a preconditioner that is neither 1 nor s^2
+    h = 0.1
+    r = bw.sample(
+        gaussian, "ula", seed=1, num_chains=CHAINS, num_samples=DRAWS, num_warmup=500,
+        step_size=h, inverse_mass_matrix=m,
+    )  # fmt: skip
+    variances = sd**2 / (1.0 - h * np.asarray(m) / (2.0 * sd**2))
+    _check_moments(r, gaussian, variances, "ula")
+    assert r.cost["n_grad_evals"] == CHAINS * (1 + 500 + DRAWS)
+    assert not r.idata.sample_stats["diverging"].any()
+
+
+def test_mala_with_adapted_mass_matrix_is_exact(gaussian):
+    """MALA is exact at any step: moments against the target's exact ones."""
+    r = bw.sample(
+        gaussian, "mala", seed=2, num_chains=CHAINS, num_samples=DRAWS, num_warmup=500,
+        adapt_mass_matrix=True,
+    )  # fmt: skip
+    _check_moments(r, gaussian, gaussian.reference.sd["x"] ** 2, "mala")
+    stats = r.idata.sample_stats
+    assert {"lp", "acceptance_rate", "diverging", "step_size"} <= set(stats)
+    # the mass matrix makes the problem isotropic, so the adapted step is far above the
+    # unit-metric stability limit 2 * s_min^2 = 0.2 of the Euler-Maruyama proposal
+    assert float(stats["step_size"].min()) > 0.2
+    assert r.cost["n_grad_evals"] == CHAINS * (1 + 500 + DRAWS)
+
+
+# --------------------------------------------------------------------------- kinetic
+
+
+@pytest.mark.parametrize("integrator", ["euler", "baoab", "obabo"])
+def test_kinetic_langevin_matches_its_exact_stationary_variance(gaussian, integrator):
+    """Unadjusted: each coordinate is a linear chain in (x, v); its exact stationary
+    Var(x) (Lyapunov equation of the integrator's update) is the reference. At h = 0.1,
+    gamma = 2 the Euler bias on the stiffest coordinate (curvature 10, where Euler is
+    stable only for h < gamma / 10) is about 2x; BAOAB's is zero (exact position marginal
+    on Gaussians, Leimkuhler and Matthews 2013)."""
+    h, g = 0.1, 2.0
+    r = bw.sample(
+        gaussian, "kinetic_langevin", seed=3, num_chains=CHAINS, num_samples=DRAWS,
+        num_warmup=500, step_size=h, friction=g, integrator=integrator,
+    )  # fmt: skip
+    steps = _kinetic_steps(integrator, h, g)
+    sd = gaussian.reference.sd["x"]
+    variances = np.array([_stationary_position_variance(steps, 1.0 / s**2) for s in sd])
+    if integrator == "baoab":
+        np.testing.assert_allclose(variances, sd**2, rtol=1e-10)
+    _check_moments(r, gaussian, variances, f"kinetic_langevin/{integrator}")
+    assert "acceptance_rate" not in r.idata.sample_stats
+
+
+def test_metropolized_obabo_is_exact(gaussian):
+    r = bw.sample(
+        gaussian, "kinetic_langevin", seed=4, num_chains=CHAINS, num_samples=DRAWS,
+        num_warmup=500, integrator="obabo", metropolize=True,
+    )  # fmt: skip
+    _check_moments(r, gaussian, gaussian.reference.sd["x"] ** 2, "metropolized obabo")
+    assert "acceptance_rate" in r.idata.sample_stats
+
+
+# --------------------------------------------------------------------------- randomized midpoint
+
+
+@pytest.mark.parametrize(
+    "friction, step_size, u",
+    [(2.0, 0.1, 0.3), (0.5, 0.01, 0.7), (10.0, 0.5, 0.5), (2.0, 1.0, 0.0), (1.0, 0.05, 0.999)],
+)
+def test_randomized_midpoint_noise_covariance_matches_ito_isometry(friction, step_size, u):
+    """M M^T against the defining integrals (Ito isometry) by adaptive quadrature in
+    float64. The tolerance is float32 arithmetic: eps 1.2e-7 times the <= 100-fold
+    cancellation in Var(A) for 0.1 <= g t (below 0.1 a series is used)."""
+    g, h, tau = friction, step_size, u * step_size
+    kernels = [
+        (lambda s: -math.expm1(-g * (tau - s)) / g, tau),
+        (lambda s: -math.expm1(-g * (h - s)) / g, h),
+        (lambda s: math.exp(-g * (h - s)), h),
+    ]
+
+    def covariance(f, a, k, b):
+        return quad(lambda s: f(s) * k(s), 0.0, min(a, b), epsabs=0, epsrel=1e-12)[0]
+
+    exact = np.array([[covariance(f, a, k, b) for k, b in kernels] for f, a in kernels])
+    g32, h32, tau32 = jnp.float32(g), jnp.float32(h), jnp.float32(tau)
+    m = np.asarray(randomized_midpoint_noise_matrix(g32, h32, tau32), dtype=np.float64)
+    scale = np.sqrt(np.outer(np.diag(exact), np.diag(exact)))
+    np.testing.assert_array_less(np.abs(m @ m.T - exact), 1e-4 * scale + 1e-30)
+
+
+def _randomized_midpoint_variance(k, h, g, nodes=64):
+    """Stationary Var(x) of the randomized midpoint chain on log p = -k x^2/2.
+
+    Given tau the step is (x, v) -> A(tau) (x, v) + L(tau) sqrt(2g) (W1, W2, W3), read
+    off the update equations; with tau ~ U(0, h) independent of the state,
+    vec Sigma = E[A (x) A] vec Sigma + vec E[L C L^T], expectations by Gauss-Legendre."""
+    E = lambda t: math.exp(-g * t)
+    F = lambda t: -math.expm1(-g * t) / g
+    points, weights = np.polynomial.legendre.leggauss(nodes)
+    kron, noise = np.zeros((4, 4)), np.zeros((2, 2))
+    for p, w in zip(points, weights, strict=True):
+        tau, w = 0.5 * h * (p + 1.0), 0.5 * w
+        mid = np.array([1.0 - k * (tau - F(tau)) / g, F(tau)])
+        A = np.array([[1.0, F(h)], [0.0, E(h)]]) - k * h * np.outer([F(h - tau), E(h - tau)], mid)
+        L = np.array([[-k * h * F(h - tau), 1.0, 0.0], [-k * h * E(h - tau), 0.0, 1.0]])
+        m = np.asarray(randomized_midpoint_noise_matrix(g, h, tau), dtype=np.float64)
+        kron += w * np.kron(A, A)
+        noise += w * L @ (2 * g * m @ m.T) @ L.T
+    sigma = np.linalg.solve(np.eye(4) - kron, noise.ravel()).reshape(2, 2)
+    return sigma[0, 0]
+
+
+def test_randomized_midpoint_matches_its_exact_stationary_variance(gaussian):
+    """Unadjusted: reference is the chain's exact stationary variance at h = 0.4."""
+    h, g = 0.4, 2.0
+    r = bw.sample(
+        gaussian, "randomized_midpoint", seed=5, num_chains=CHAINS, num_samples=DRAWS,
+        num_warmup=500, step_size=h, friction=g,
+    )  # fmt: skip
+    sd = gaussian.reference.sd["x"]
+    variances = np.array([_randomized_midpoint_variance(1.0 / s**2, h, g) for s in sd])
+    _check_moments(r, gaussian, variances, "randomized_midpoint")
+    assert r.cost["n_grad_evals"] == CHAINS * (1 + 2 * (500 + DRAWS))
+
+
+# --------------------------------------------------------------------------- divergences
+
+
+def _half_nan_target():
+    """Standard normal on x[0] < 1.5, NaN beyond: every sampler must refuse those steps."""
+
+    def log_density(x):
+        return jnp.where(x[0] < 1.5, -0.5 * jnp.sum(x**2), jnp.nan)
+
+    init = lambda key: 0.1 * jax.random.normal(key, (2,))
+    return bw.Target.from_logdensity(log_density, dim=2, name="half_nan", init=init)
+
+
+@pytest.mark.parametrize(
+    "sampler, options",
+    [
+        ("ula", {"step_size": 0.1}),
+        ("mala", {}),
+        pytest.param(
+            "kinetic_langevin", {"integrator": "baoab", "step_size": 0.3}, marks=pytest.mark.slow
+        ),
+        pytest.param(
+            "kinetic_langevin",
+            {"integrator": "obabo", "metropolize": True},
+            marks=pytest.mark.slow,
+        ),
+        pytest.param("randomized_midpoint", {"step_size": 0.3}, marks=pytest.mark.slow),
+    ],
+)
+def test_non_finite_steps_are_rejected_and_flagged(sampler, options):
+    r = bw.sample(
+        _half_nan_target(), sampler, seed=6, num_chains=2, num_samples=500, num_warmup=100,
+        **options,
+    )  # fmt: skip
+    positions = r.idata.posterior["x"].values
+    stats = r.idata.sample_stats
+    assert np.isfinite(positions).all() and np.isfinite(stats["lp"].values).all()
+    assert (positions[..., 0] < 1.5).all()
+    assert stats["diverging"].values.any()
