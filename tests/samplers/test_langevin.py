@@ -12,6 +12,7 @@ form (ULA) or from a discrete Lyapunov equation derived here from the update equ
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -269,3 +270,86 @@ def test_non_finite_steps_are_rejected_and_flagged(sampler, options):
     assert np.isfinite(positions).all() and np.isfinite(stats["lp"].values).all()
     assert (positions[..., 0] < 1.5).all()
     assert stats["diverging"].values.any()
+
+
+# --------------------------------------------------------------------------- SGLD, Entropy-MCMC
+
+NUM_DATA, BATCH, NOISE_SD, PRIOR_SD = 200, 20, 1.0, 3.0
+
+
+@pytest.fixture(scope="module")
+def gaussian_mean_model():
+    """y_i ~ N(theta, NOISE_SD^2 I_2), theta ~ N(0, PRIOR_SD^2 I_2), fixed-seed data.
+
+    Exact posterior N(mu, 1/P) per coordinate, P = N/NOISE_SD^2 + 1/PRIOR_SD^2. The
+    minibatch gradient is -P (theta - mu) + eps with eps = (N/NOISE_SD^2)(ybar_B - ybar),
+    independent of theta, of variance V = (N/NOISE_SD^2)^2 S^2/n (1 - n/N) (sampling
+    without replacement; S^2 the data variance with N - 1)."""
+    y = np.random.default_rng(0).normal([1.0, -0.5], NOISE_SD, size=(NUM_DATA, 2))
+    data = jnp.asarray(y, dtype=jnp.float32)
+    log_prior = lambda x: -0.5 * jnp.sum(x**2) / PRIOR_SD**2
+    log_lik = lambda x, yi: -0.5 * jnp.sum((yi - x) ** 2) / NOISE_SD**2
+
+    def log_density(x):
+        return log_prior(x) + jnp.sum(jax.vmap(log_lik, (None, 0))(x, data))
+
+    precision = NUM_DATA / NOISE_SD**2 + 1 / PRIOR_SD**2
+    mean = (NUM_DATA / NOISE_SD**2) * y.mean(0) / precision
+    noise_var = (NUM_DATA / NOISE_SD**2) ** 2 * y.var(0, ddof=1) / BATCH * (1 - BATCH / NUM_DATA)
+    target = bw.Target.from_logdensity(
+        log_density,
+        dim=2,
+        name="gaussian_mean",
+        init=lambda key: jnp.asarray(mean, jnp.float32) + 0.1 * jax.random.normal(key, (2,)),
+        metadata={"data": data, "log_likelihood_per_datum": log_lik, "log_prior": log_prior},
+    )
+    return target, mean, precision, noise_var
+
+
+def test_sgld_matches_its_exact_stationary_law(gaussian_mean_model):
+    """Unadjusted and noisy: theta' - mu = (1 - hP)(theta - mu) + h eps + sqrt(2h) xi,
+    an AR(1) of mean exactly mu and variance (2 + h V) / (P (2 - h P)), the reference
+    (about 25% above the posterior variance 1/P at this step)."""
+    target, mean, precision, noise_var = gaussian_mean_model
+    h = 0.002
+    r = bw.sample(
+        target, "sgld", seed=7, num_chains=CHAINS, num_samples=DRAWS, num_warmup=200,
+        step_size=h, batch_size=BATCH,
+    )  # fmt: skip
+    variances = (2 + h * noise_var) / (precision * (2 - h * precision))
+    z = moment_z_scores(r, "x", mean, np.sqrt(variances))
+    assert_z_scores(np.concatenate([z["mean"], z["var"]]), "sgld")
+    assert r.cost["n_grad_evals"] == CHAINS * (200 + DRAWS)
+    assert {"lp", "diverging", "step_size"} <= set(r.idata.sample_stats)
+
+
+def test_entropy_mcmc_matches_its_exact_stationary_law(gaussian_mean_model):
+    """Joint (theta, theta_a) with coupling variance eta: SGLD on it is the linear chain
+    d' = (I + h J) d + noise, J = [[-P - 1/eta, 1/eta], [1/eta, -1/eta]], noise
+    covariance diag(2h + h^2 V, 2h), d the deviation from (mu, mu); its exact stationary
+    covariance (Lyapunov) is the reference for both variables. (The continuous-time law
+    has theta ~ N(mu, 1/P) and theta_a ~ N(mu, 1/P + eta).)"""
+    target, mean, precision, noise_var = gaussian_mean_model
+    h, eta = 0.002, 0.01
+    r = bw.sample(
+        target, "entropy_mcmc", seed=8, num_chains=CHAINS, num_samples=DRAWS,
+        num_warmup=200, step_size=h, batch_size=BATCH, coupling_variance=eta,
+    )  # fmt: skip
+    jacobian = np.array([[-precision - 1 / eta, 1 / eta], [1 / eta, -1 / eta]])
+    step = np.eye(2) + h * jacobian
+    sigma = np.array(
+        [
+            scipy.linalg.solve_discrete_lyapunov(step, np.diag([2 * h + h**2 * v, 2 * h]))
+            for v in noise_var
+        ]
+    )
+    z_theta = moment_z_scores(r, "x", mean, np.sqrt(sigma[:, 0, 0]))
+    guide = SimpleNamespace(idata=SimpleNamespace(posterior=r.idata.sample_stats))
+    z_guide = moment_z_scores(guide, "auxiliary_position", mean, np.sqrt(sigma[:, 1, 1]))
+    z = [z_theta["mean"], z_theta["var"], z_guide["mean"], z_guide["var"]]
+    assert_z_scores(np.concatenate(z), "entropy_mcmc")
+
+
+def test_sgld_needs_the_data_interface(gaussian):
+    with pytest.raises(ValueError, match="log_likelihood_per_datum"):
+        bw.sample(gaussian, "sgld", num_chains=1, num_samples=10)

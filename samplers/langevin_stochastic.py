@@ -1,0 +1,261 @@
+"""Stochastic-gradient Langevin samplers on models with data: ``sgld`` and ``entropy_mcmc``.
+
+The data interface. A target sampled with minibatches exposes, in ``target.metadata``:
+
+- ``"data"``: a pytree of arrays sharing a leading axis of length N (one row per datum),
+- ``"log_likelihood_per_datum"``: ``fn(x, datum) -> scalar``, log p(datum | x) for one
+  row (``datum`` is the pytree of ``data`` with the leading axis removed),
+- ``"log_prior"``: ``fn(x) -> scalar``, log p(x),
+
+so that ``log_density(x) = log_prior(x) + sum_i log_likelihood_per_datum(x, data_i)`` (up
+to a constant). Minibatches of ``batch_size`` rows are drawn without replacement at every
+step; the gradient estimate is blackjax's ``sgmcmc.gradients.grad_estimator``
+(``grad log_prior + N/n sum_batch grad log_lik``), unbiased.
+
+Cost: ``n_grad_evals`` counts minibatch gradient estimates (each costs ``batch_size / N``
+of a full-data gradient); ``n_logdensity_evals`` counts the full-data log densities
+computed for ``lp`` (one per reported draw).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+from blackjax.sgmcmc.gradients import grad_estimator
+
+from bayeswb.config import SamplerConfig, option, positive, positive_int
+from bayeswb.draws import Draws
+from bayeswb.driver import run_chains, sample_chain
+from bayeswb.samplers import register
+from bayeswb.samplers.langevin import keep_if_finite
+from bayeswb.target import Target
+
+Array = jax.Array
+
+DATA_KEYS = ("data", "log_likelihood_per_datum", "log_prior")
+
+
+class StochasticGradientInfo(NamedTuple):
+    """diverging: the step (from a non-finite gradient estimate) was rejected."""
+
+    diverging: Array
+
+
+def data_interface(target: Target, batch_size: int) -> tuple[Any, Callable, Callable, int]:
+    """``(data, log_likelihood_per_datum, log_prior, N)`` from ``target.metadata``.
+
+    Raises ValueError when the target lacks the interface or ``batch_size`` exceeds N.
+    """
+    missing = [k for k in DATA_KEYS if k not in target.metadata]
+    if missing:
+        raise ValueError(
+            f"target {target.name!r} has no minibatch interface: metadata lacks "
+            f"{', '.join(map(repr, missing))} (see bayeswb.samplers.langevin_stochastic)"
+        )
+    data = target.metadata["data"]
+    num_data = int(jax.tree.leaves(data)[0].shape[0])
+    if batch_size > num_data:
+        raise ValueError(f"batch_size must be <= the {num_data} data points, got {batch_size}")
+    return (
+        data,
+        target.metadata["log_likelihood_per_datum"],
+        target.metadata["log_prior"],
+        num_data,
+    )
+
+
+def minibatch(key: Array, data: Any, num_data: int, batch_size: int) -> Any:
+    """``batch_size`` rows of ``data`` drawn uniformly without replacement."""
+    rows = jax.random.choice(key, num_data, (batch_size,), replace=False)
+    return jax.tree.map(lambda leaf: leaf[rows], data)
+
+
+def sgld_build_kernel(num_data: int, batch_size: int) -> Callable[..., Any]:
+    """Stochastic gradient Langevin dynamics (Welling and Teh 2011, eq. 4, constant step):
+    ``x' = x + h g(x, batch) + sqrt(2 h) xi`` with g an unbiased minibatch estimate of
+    grad log p(x | data); blackjax's ``sgld`` kernel (its ``h`` is Welling and Teh's
+    ``epsilon / 2``). Works on any position pytree. A step from a non-finite gradient
+    estimate is rejected and flagged.
+
+    ``kernel(key, position, grad_estimator_fn, data, step_size) -> (position, info)``.
+    """
+    sgld_kernel = blackjax.sgld.build_kernel()
+
+    def kernel(
+        key: Array, position: Any, grad_estimator_fn: Callable, data: Any, step_size: Array
+    ) -> tuple[Any, StochasticGradientInfo]:
+        batch_key, step_key = jax.random.split(key)
+        batch = minibatch(batch_key, data, num_data, batch_size)
+        new_position = sgld_kernel(step_key, position, grad_estimator_fn, batch, step_size)
+        new_position, diverging = keep_if_finite(position, new_position)
+        return new_position, StochasticGradientInfo(diverging)
+
+    return kernel
+
+
+@dataclasses.dataclass(frozen=True)
+class SGLDConfig(SamplerConfig):
+    """SGLD at a constant step; warmup is burn-in."""
+
+    step_size: float = option(1e-3, positive, "step h (x' = x + h g + sqrt(2h) xi)")
+    batch_size: int = option(32, positive_int, "data points per minibatch (<= N)")
+
+
+def _run_stochastic(
+    key: Array,
+    target: Target,
+    config: Any,
+    kernel: Callable[..., Any],
+    grad_estimator_fn: Callable,
+    data: Any,
+    init_fn: Callable[[Array], Any],
+    report_fn: Callable[[Any], tuple[Array, dict[str, Array]]],
+) -> Draws:
+    step_size = jnp.asarray(config.step_size)
+
+    def trace(position: Any, info: StochasticGradientInfo) -> tuple[Array, dict[str, Array]]:
+        reported, extra = report_fn(position)
+        stats = {
+            "lp": target.log_density(reported),
+            "diverging": info.diverging,
+            "step_size": step_size,
+            **extra,
+        }
+        return reported, stats
+
+    def step(k: Array, position: Any) -> Any:
+        return kernel(k, position, grad_estimator_fn, data, step_size)
+
+    def one_chain(chain_key: Array) -> Any:
+        init_key, warmup_key, sample_key = jax.random.split(chain_key, 3)
+        position = init_fn(init_key)
+        warmup_trace = None
+        if config.num_warmup > 0:
+            position, warmup_trace = sample_chain(
+                warmup_key,
+                step,
+                position,
+                config.num_warmup,
+                lambda p, info: (report_fn(p)[0], {"diverging": info.diverging}),
+            )
+        _, sample_trace = sample_chain(sample_key, step, position, config.num_samples, trace)
+        return warmup_trace, sample_trace
+
+    warmup_trace, (positions, stats) = run_chains(key, config.num_chains, one_chain)
+    warmup_positions, warmup_stats = warmup_trace if warmup_trace is not None else (None, {})
+    return Draws(
+        positions=positions,
+        stats=stats,
+        warmup_positions=warmup_positions,
+        warmup_stats=warmup_stats,
+        n_grad_evals=config.num_chains * (config.num_warmup + config.num_samples),
+        n_logdensity_evals=config.num_chains * config.num_samples,
+    )
+
+
+@register("sgld", SGLDConfig, family="langevin")
+def run_sgld(key: Array, target: Target, config: SGLDConfig) -> Draws:
+    """SGLD (see :func:`sgld_build_kernel`) on a target with the minibatch interface of
+    this module; ``lp`` is the full-data log density of each draw.
+
+    Example:
+        >>> import jax.numpy as jnp, bayeswb as bw
+        >>> y = jnp.linspace(-1.0, 1.0, 50)[:, None]
+        >>> prior = lambda x: -0.5 * jnp.sum(x**2)
+        >>> lik = lambda x, yi: -0.5 * jnp.sum((yi - x) ** 2)
+        >>> t = bw.Target.from_logdensity(
+        ...     lambda x: prior(x) + jnp.sum(jax.vmap(lik, (None, 0))(x, y)), dim=1,
+        ...     metadata={"data": y, "log_likelihood_per_datum": lik, "log_prior": prior})
+        >>> r = bw.sample(t, "sgld", num_chains=2, num_samples=100, batch_size=10)
+        >>> r.cost["n_grad_evals"]
+        1200
+    """
+    data, log_likelihood, log_prior, num_data = data_interface(target, config.batch_size)
+    estimator = grad_estimator(log_prior, log_likelihood, num_data)
+    kernel = sgld_build_kernel(num_data, config.batch_size)
+    return _run_stochastic(
+        key, target, config, kernel, estimator, data, target.init, lambda x: (x, {})
+    )
+
+
+# --------------------------------------------------------------------------- Entropy-MCMC
+
+
+class EntropyPosition(NamedTuple):
+    """The joint state of Entropy-MCMC: the parameter and its guiding variable."""
+
+    position: Array
+    auxiliary_position: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class EntropyMCMCConfig(SamplerConfig):
+    """Entropy-MCMC at a constant step; warmup is burn-in."""
+
+    step_size: float = option(1e-3, positive, "SGLD step h on the joint")
+    batch_size: int = option(32, positive_int, "data points per minibatch (<= N)")
+    coupling_variance: float = option(
+        0.1, positive, "eta: variance of the Gaussian coupling of x and its guide"
+    )
+
+
+def entropy_grad_estimator(
+    log_prior: Callable, log_likelihood: Callable, num_data: int, coupling_variance: float
+) -> Callable[[EntropyPosition, Any], EntropyPosition]:
+    """Minibatch gradient of the joint log density of Entropy-MCMC (Li and Zhang 2024,
+    "Entropy-MCMC: Sampling from flat basins with ease", ICLR, section 4, the joint of
+    the parameter and its guiding variable):
+
+        log p(x, x_a) = log p(x | data) - |x - x_a|^2 / (2 eta) + const,
+
+    whose x-marginal is the posterior and whose x_a-marginal is the posterior smoothed by
+    N(0, eta I) (it favours flat basins). The data term is blackjax's unbiased
+    ``grad_estimator``; the coupling term is exact.
+    """
+    posterior_grad = grad_estimator(log_prior, log_likelihood, num_data)
+
+    def estimate(state: EntropyPosition, batch: Any) -> EntropyPosition:
+        pull = (state.position - state.auxiliary_position) / coupling_variance
+        return EntropyPosition(posterior_grad(state.position, batch) - pull, pull)
+
+    return estimate
+
+
+@register("entropy_mcmc", EntropyMCMCConfig, family="langevin")
+def run_entropy_mcmc(key: Array, target: Target, config: EntropyMCMCConfig) -> Draws:
+    """Entropy-MCMC (Li and Zhang 2024): SGLD updates of the joint (x, x_a) of
+    :func:`entropy_grad_estimator` with blackjax's ``sgld`` kernel. The posterior draws
+    are x; the guiding variable x_a is reported as ``sample_stats.auxiliary_position``
+    (chain, draw, dim), in unconstrained space. Both start at the same point.
+
+    Example:
+        >>> import jax.numpy as jnp, bayeswb as bw
+        >>> y = jnp.linspace(-1.0, 1.0, 50)[:, None]
+        >>> prior = lambda x: -0.5 * jnp.sum(x**2)
+        >>> lik = lambda x, yi: -0.5 * jnp.sum((yi - x) ** 2)
+        >>> t = bw.Target.from_logdensity(
+        ...     lambda x: prior(x) + jnp.sum(jax.vmap(lik, (None, 0))(x, y)), dim=1,
+        ...     metadata={"data": y, "log_likelihood_per_datum": lik, "log_prior": prior})
+        >>> r = bw.sample(t, "entropy_mcmc", num_chains=2, num_samples=100, batch_size=10)
+        >>> r.idata.sample_stats["auxiliary_position"].shape
+        (2, 100, 1)
+    """
+    data, log_likelihood, log_prior, num_data = data_interface(target, config.batch_size)
+    estimator = entropy_grad_estimator(
+        log_prior, log_likelihood, num_data, config.coupling_variance
+    )
+    kernel = sgld_build_kernel(num_data, config.batch_size)
+
+    def init_fn(k: Array) -> EntropyPosition:
+        x = target.init(k)
+        return EntropyPosition(x, x)
+
+    def report(state: EntropyPosition) -> tuple[Array, dict[str, Array]]:
+        return state.position, {"auxiliary_position": state.auxiliary_position}
+
+    return _run_stochastic(key, target, config, kernel, estimator, data, init_fn, report)
