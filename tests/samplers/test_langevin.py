@@ -138,7 +138,9 @@ def test_mala_with_adapted_mass_matrix_is_exact(gaussian):
 # --------------------------------------------------------------------------- kinetic
 
 
-@pytest.mark.parametrize("integrator", ["euler", "baoab", "obabo"])
+@pytest.mark.parametrize(
+    "integrator", ["euler", "baoab", pytest.param("obabo", marks=pytest.mark.slow)]
+)
 def test_kinetic_langevin_matches_its_exact_stationary_variance(gaussian, integrator):
     """Unadjusted: each coordinate is a linear chain in (x, v); its exact stationary
     Var(x) (Lyapunov equation of the integrator's update) is the reference. At h = 0.1,
@@ -248,7 +250,7 @@ def _half_nan_target():
     "sampler, options",
     [
         ("ula", {"step_size": 0.1}),
-        ("mala", {}),
+        pytest.param("mala", {}, marks=pytest.mark.slow),
         pytest.param(
             "kinetic_langevin", {"integrator": "baoab", "step_size": 0.3}, marks=pytest.mark.slow
         ),
