@@ -62,9 +62,22 @@ def positive_tuple_or_none(value: Any) -> str | None:
     return "must be None or a non-empty tuple of positive numbers"
 
 
-def whitened(logdensity_fn: Callable[[Array], Array], scale: Array) -> Callable[[Array], Array]:
-    """``y -> logdensity_fn(scale * y)``: the density in coordinates ``y = x / scale``."""
-    return lambda y: logdensity_fn(scale * y)
+def whitened(
+    logdensity_fn: Callable[[Array], Array], scale: Array | None
+) -> Callable[[Array], Array]:
+    """``y -> logdensity_fn(scale * y)``: the density in coordinates ``y = x / scale``
+    (``scale=None`` is the identity, with no extra arithmetic per evaluation)."""
+    return logdensity_fn if scale is None else (lambda y: logdensity_fn(scale * y))
+
+
+def to_position(scale: Array | None, y: Array) -> Array:
+    """x from whitened y."""
+    return y if scale is None else scale * y
+
+
+def to_whitened(scale: Array | None, x: Array) -> Array:
+    """Whitened y from x."""
+    return x if scale is None else x / scale
 
 
 def all_finite(*trees: Any) -> Array:
@@ -88,10 +101,10 @@ def regularised_scale(positions: Array) -> Array:
     return jnp.sqrt(weight * variance + (1.0 - weight) * _SHRINK_TARGET)
 
 
-def initial_scale(target: Target, inverse_mass_matrix: tuple[float, ...] | None) -> Array:
-    """The fixed diagonal preconditioner as a scale vector (ones when none is given)."""
+def initial_scale(target: Target, inverse_mass_matrix: tuple[float, ...] | None) -> Array | None:
+    """The fixed diagonal preconditioner as a scale vector (None: identity)."""
     if inverse_mass_matrix is None:
-        return jnp.ones(target.dim)
+        return None
     if len(inverse_mass_matrix) != target.dim:
         raise ValueError(
             f"inverse_mass_matrix has {len(inverse_mass_matrix)} entries, "
@@ -100,9 +113,9 @@ def initial_scale(target: Target, inverse_mass_matrix: tuple[float, ...] | None)
     return jnp.sqrt(jnp.asarray(inverse_mass_matrix))
 
 
-def rescale_diffusion_state(state: Any, old_scale: Array, new_scale: Array) -> Any:
+def rescale_diffusion_state(state: Any, old_scale: Array | None, new_scale: Array) -> Any:
     """Move a (position, logdensity, logdensity_grad) state between whitenings, exactly."""
-    ratio = new_scale / old_scale
+    ratio = new_scale if old_scale is None else new_scale / old_scale
     return state._replace(
         position=state.position / ratio, logdensity_grad=state.logdensity_grad * ratio
     )
@@ -224,10 +237,10 @@ class ULAConfig(SamplerConfig):
         _check_mass_matrix_options(self)
 
 
-def _ula_trace(scale: Array, step_size: Array) -> Callable[[Any, Any], Any]:
+def _ula_trace(scale: Array | None, step_size: Array) -> Callable[[Any, Any], Any]:
     def trace(state: DiffusionState, info: ULAInfo) -> tuple[Array, dict[str, Array]]:
         stats = {"lp": state.logdensity, "diverging": info.diverging, "step_size": step_size}
-        return scale * state.position, stats
+        return to_position(scale, state.position), stats
 
     return trace
 
@@ -249,14 +262,15 @@ def run_ula(key: Array, target: Target, config: ULAConfig) -> Draws:
     step_size = jnp.asarray(config.step_size)
     scale = initial_scale(target, config.inverse_mass_matrix)
 
-    def burn_in(key: Array, state: Any, scale: Array, num_steps: int) -> tuple[Any, Any]:
+    def burn_in(key: Array, state: Any, scale: Array | None, num_steps: int) -> tuple[Any, Any]:
         step = lambda k, s: kernel(k, s, whitened(target.log_density, scale), step_size)
         return sample_chain(key, step, state, num_steps, _ula_trace(scale, step_size))
 
     def one_chain(chain_key: Array) -> tuple[Any, Any]:
         init_key, warmup_key, sample_key = jax.random.split(chain_key, 3)
         chain_scale = scale
-        state = ula_init(target.init(init_key) / scale, whitened(target.log_density, scale))
+        position = to_whitened(scale, target.init(init_key))
+        state = ula_init(position, whitened(target.log_density, scale))
         warmup_trace = None
         if config.adapt_mass_matrix:
             first_key, second_key = jax.random.split(warmup_key)
@@ -312,7 +326,7 @@ class MALAConfig(SamplerConfig):
         _check_mass_matrix_options(self)
 
 
-def _mala_trace(scale: Array) -> Callable[[Any, Any, Array], Any]:
+def _mala_trace(scale: Array | None) -> Callable[[Any, Any, Array], Any]:
     def trace(state: Any, info: Any, step_size: Array) -> tuple[Array, dict[str, Array]]:
         stats = {
             "lp": state.logdensity,
@@ -322,7 +336,7 @@ def _mala_trace(scale: Array) -> Callable[[Any, Any, Array], Any]:
             "diverging": info.acceptance_rate == 0.0,
             "step_size": step_size,
         }
-        return scale * state.position, stats
+        return to_position(scale, state.position), stats
 
     return trace
 
@@ -347,10 +361,12 @@ def run_mala(key: Array, target: Target, config: MALAConfig) -> Draws:
     kernel = blackjax.mala.build_kernel()
     scale = initial_scale(target, config.inverse_mass_matrix)
 
-    def kernel_step(scale: Array) -> Callable[[Array, Any, Array], Any]:
+    def kernel_step(scale: Array | None) -> Callable[[Array, Any, Array], Any]:
         return lambda k, s, h: kernel(k, s, whitened(target.log_density, scale), h)
 
-    def warmup(key: Array, state: Any, scale: Array, step_size: Array, num_steps: int) -> Any:
+    def warmup(
+        key: Array, state: Any, scale: Array | None, step_size: Array, num_steps: int
+    ) -> Any:
         return dual_averaging_warmup(
             key,
             kernel_step(scale),
@@ -363,7 +379,7 @@ def run_mala(key: Array, target: Target, config: MALAConfig) -> Draws:
 
     def one_chain(chain_key: Array) -> tuple[Any, Any]:
         init_key, warmup_key, sample_key = jax.random.split(chain_key, 3)
-        position = target.init(init_key) / scale
+        position = to_whitened(scale, target.init(init_key))
         state = blackjax.mala.init(position, whitened(target.log_density, scale))
         step_size = jnp.asarray(config.step_size, dtype=position.dtype)
         chain_scale = scale
