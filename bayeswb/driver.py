@@ -1,16 +1,24 @@
-"""The shared chain driver: lax.scan over steps, vmap over chains.
+"""The shared chain driver: lax.scan over steps, vmap over chains, shard over devices.
 
-Every MCMC sampler supplies a per-chain function; the driver splits the key, vmaps the
-chains and scans the steps, so there is one compiled program per run and no Python loop
-over steps or chains.
+Every sampler supplies a per-chain (or per-run) function; the driver splits the key,
+vmaps the chains and scans the steps, so there is one compiled program per run and no
+Python loop over steps or chains. When a chain mesh is active (``bw.sample`` activates
+one whenever more than one device is available), the chain axis is split over the
+mesh's devices with ``jax.shard_map``; each chain's key is the same either way, so the
+draws do not depend on the device layout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+import math
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
 
 Array = jax.Array
 State = Any
@@ -47,10 +55,60 @@ def sample_chain(
     return jax.lax.scan(one_step, initial_state, jax.random.split(key, num_steps))
 
 
+_CHAIN_MESH: contextvars.ContextVar[Mesh | None] = contextvars.ContextVar(
+    "bayeswb_chain_mesh", default=None
+)
+
+
+def make_chain_mesh(num_chains: int, devices: Sequence[Any] | None = None) -> Mesh | None:
+    """A one-axis mesh (``"chain"``) over as many devices as evenly divide the chains.
+
+    Uses ``gcd(num_chains, len(devices))`` devices (default: all local devices); None when
+    that is one device, in which case chains are simply vmapped.
+
+    Example:
+        >>> make_chain_mesh(4, jax.local_devices()[:1]) is None
+        True
+    """
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices must name at least one device")
+    used = math.gcd(num_chains, len(devices))
+    if used <= 1:
+        return None
+    return Mesh(np.array(devices[:used]), ("chain",))
+
+
+@contextlib.contextmanager
+def chain_mesh(mesh: Mesh | None) -> Iterator[None]:
+    """Within this context, :func:`run_chains` shards the chain axis over ``mesh``."""
+    token = _CHAIN_MESH.set(mesh)
+    try:
+        yield
+    finally:
+        _CHAIN_MESH.reset(token)
+
+
 def run_chains(key: Array, num_chains: int, chain_fn: Callable[[Array], Any]) -> Any:
-    """Run ``chain_fn(key)`` for ``num_chains`` independent keys with ``vmap``.
+    """Run ``chain_fn(key)`` for ``num_chains`` independent keys: vmap, and shard_map over
+    the active chain mesh if there is one.
 
     Each chain's key is ``jax.random.split(key, num_chains)[i]``: the same seed gives the
-    same chains whatever the device layout.
+    same chains whatever the device layout. Every output leaf has a leading chain axis.
+
+    Example:
+        >>> out = run_chains(jax.random.key(0), 3, lambda k: jax.random.normal(k, (2,)))
+        >>> out.shape
+        (3, 2)
     """
-    return jax.vmap(chain_fn)(jax.random.split(key, num_chains))
+    keys = jax.random.split(key, num_chains)
+    mesh = _CHAIN_MESH.get()
+    if mesh is None:
+        return jax.vmap(chain_fn)(keys)
+    spec = PartitionSpec("chain")
+    # chains never communicate; check_vma=False lets library kernels (blackjax's) run
+    # unchanged inside the map without replication annotations
+    sharded = jax.shard_map(
+        jax.vmap(chain_fn), mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False
+    )
+    return sharded(keys)

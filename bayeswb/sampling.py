@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -11,6 +12,7 @@ import numpy as np
 
 from bayeswb import models, samplers
 from bayeswb.config import SamplerConfig
+from bayeswb.driver import chain_mesh, make_chain_mesh
 from bayeswb.result import Result, build_idata, combine_log_z
 from bayeswb.samplers import SamplerSpec
 from bayeswb.target import Target
@@ -42,10 +44,13 @@ def _program(key: Array, spec: SamplerSpec, target: Target, config: SamplerConfi
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(spec: SamplerSpec, target: Target, config: SamplerConfig, key_type: Any) -> Any:
-    # keyed on (sampler, target identity, config): a repeated run does not recompile
+def _compiled(
+    spec: SamplerSpec, target: Target, config: SamplerConfig, key_type: Any, mesh: Any
+) -> Any:
+    # keyed on (sampler, target identity, config, mesh): a repeated run does not recompile
     program = functools.partial(_program, spec=spec, target=target, config=config)
-    return jax.jit(program).lower(key_type).compile()
+    with chain_mesh(mesh):
+        return jax.jit(program).lower(key_type).compile()
 
 
 def sample(
@@ -55,6 +60,7 @@ def sample(
     num_chains: int = 4,
     num_samples: int = 1000,
     num_warmup: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
     **options: Any,
 ) -> Result:
     """Run ``sampler`` on ``target`` and return a :class:`Result` holding ArviZ data.
@@ -66,6 +72,9 @@ def sample(
         num_chains: MCMC chains, or independent runs of a particle method.
         num_samples: draws per chain, or particles per run.
         num_warmup: warmup/tuning steps per chain; None uses the sampler's default.
+        devices: devices to spread the chains over (default: all local devices). The
+            chain axis is sharded over ``gcd(num_chains, len(devices))`` of them; the
+            draws are the same as on one device.
         **options: fields of the sampler's config dataclass; unknown ones are an error.
 
     Returns:
@@ -93,7 +102,9 @@ def sample(
 
     start = time.perf_counter()
     hits = _compiled.cache_info().hits
-    compiled = _compiled(spec, target, config, jax.ShapeDtypeStruct(key.shape, key.dtype))
+    mesh = make_chain_mesh(config.num_chains, devices)
+    key_type = jax.ShapeDtypeStruct(key.shape, key.dtype)
+    compiled = _compiled(spec, target, config, key_type, mesh)
     compile_s = 0.0 if _compiled.cache_info().hits > hits else time.perf_counter() - start
 
     start = time.perf_counter()
