@@ -249,21 +249,29 @@ def brownian_motion_data() -> tuple[np.ndarray, np.ndarray]:
     return observations, observed
 
 
-def brownian_motion_model(observations: jnp.ndarray, observed: jnp.ndarray) -> None:
+def brownian_motion_model(
+    observations: jnp.ndarray, observed: jnp.ndarray, noncentered: bool = False
+) -> None:
     """Brownian motion with unknown innovation and observation scales, partly observed."""
     innovation_scale = numpyro.sample("innovation_scale", dist.LogNormal(0.0, 2.0))
     observation_scale = numpyro.sample("observation_scale", dist.LogNormal(0.0, 2.0))
-    increments = numpyro.sample(
-        "increments",
-        dist.Normal(0.0, innovation_scale).expand([observations.shape[0]]).to_event(1),
-    )
+    steps = observations.shape[0]
+    if noncentered:
+        unscaled = numpyro.sample(
+            "increments_unscaled", dist.Normal(0.0, 1.0).expand([steps]).to_event(1)
+        )
+        increments = innovation_scale * unscaled
+    else:
+        increments = numpyro.sample(
+            "increments", dist.Normal(0.0, innovation_scale).expand([steps]).to_event(1)
+        )
     locations = numpyro.deterministic("locations", jnp.cumsum(increments))
-    with numpyro.plate("time", observations.shape[0]), numpyro.handlers.mask(mask=observed):
+    with numpyro.plate("time", steps), numpyro.handlers.mask(mask=observed):
         numpyro.sample("observations", dist.Normal(locations, observation_scale), obs=observations)
 
 
 @register("brownian_motion")
-def brownian_motion() -> Target:
+def brownian_motion(noncentered: bool = False) -> Target:
     """Brownian motion with missing middle observations, after Inference Gym's
     ``BrownianMotionMissingMiddleObservations`` (Sountsov, Radul and contributors 2020,
     "Inference Gym"); 32 dimensions.
@@ -274,17 +282,23 @@ def brownian_motion() -> Target:
     unit-Jacobian linear map of the locations); ``y_t ~ N(x_t, observation_scale)`` observed except
     for t = 11..20 (0-based steps 10..19). The data are simulated here
     (:func:`brownian_motion_data`, scales 0.1 and 0.15, seed 0), not Inference Gym's.
+    ``noncentered=True`` writes the increments as ``innovation_scale * z_t`` with
+    ``z_t ~ N(0, 1)`` (site ``increments_unscaled``): the same posterior over the scales and
+    locations without the funnel between them.
 
     Example:
         >>> t = brownian_motion()
         >>> t.dim, t.constrain(t.init(jax.random.key(0)))["locations"].shape
         (32, (30,))
     """
+    if not isinstance(noncentered, bool):
+        raise ValueError(f"noncentered must be a bool, got {noncentered!r}")
     observations, observed = brownian_motion_data()
     return Target.from_numpyro(
         brownian_motion_model,
         jnp.asarray(observations, dtype=jnp.float32),
         jnp.asarray(observed),
+        noncentered,
         name="brownian_motion",
     )
 
