@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import pathlib
 import sys
 from typing import Any
 
@@ -45,7 +46,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--option", action="append", default=[], metavar="NAME=VALUE", help="sampler option"
     )
+    bench = commands.add_parser("bench", help="models x samplers at an equal gradient budget")
+    bench.add_argument("--models", required=True, help="comma-separated model names")
+    bench.add_argument("--samplers", required=True, help="comma-separated sampler names")
+    bench.add_argument("--budget", type=float, default=1e5, help="gradient evaluations per run")
+    bench.add_argument("--seeds", type=int, default=3, help="runs per pair (seeds 0..N-1)")
+    bench.add_argument("--chains", type=int, default=4)
+    bench.add_argument("--out", default="bench_out", help="folder for CSV, Markdown, plots")
     return parser
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from bayeswb.bench import bench, write_report
+
+    frame = bench(
+        args.models.split(","),
+        args.samplers.split(","),
+        budget=args.budget,
+        seeds=range(args.seeds),
+        num_chains=args.chains,
+    )
+    for path in write_report(frame, args.out):
+        print(f"wrote {path}")
+    print((pathlib.Path(args.out) / "bench.md").read_text())
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -100,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(bw.samplers.names()))
         elif args.command == "run":
             _run(args)
+        elif args.command == "bench":
+            _bench(args)
     except (KeyError, ValueError) as error:
         message = error.args[0] if error.args else repr(error)
         print(f"bayeswb: error: {message}", file=sys.stderr)

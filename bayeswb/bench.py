@@ -1,0 +1,191 @@
+"""Benchmark sweeps: every (model, sampler) pair at an equal gradient budget, scored.
+
+``bench`` returns a pandas DataFrame (one row per model x sampler x seed);
+``write_report`` writes it as CSV and Markdown plus one plot per metric. A pair that
+fails (an exception, or NaN scores) is a row whose ``error`` column says why.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from bayeswb import models
+from bayeswb.diagnostics import score, weights_ess
+from bayeswb.result import Result
+from bayeswb.sampling import sample
+from bayeswb.target import Target
+
+METRICS = [
+    "abs_delta_log_z",
+    "log_z_se",
+    "mean_z_max",
+    "sd_rel_error_max",
+    "sliced_wasserstein",
+    "ess_per_grad",
+    "ess_per_second",
+    "divergences",
+]
+
+
+def _cost_per_sample(
+    target: Target, sampler: str, num_chains: int, pilot: int, options: dict
+) -> tuple[float, float]:
+    """Cost as ``intercept + slope * num_samples`` from two pilot runs.
+
+    Counted in gradient evaluations; in log-density evaluations for a sampler whose
+    gradient cost does not grow with the draws (Pathfinder and VI draw for free).
+    """
+    runs = [
+        sample(target, sampler, seed=10_000, num_chains=num_chains, num_samples=n, **options)
+        for n in (pilot, 2 * pilot)
+    ]
+    for counter in ("n_grad_evals", "n_logdensity_evals"):
+        slope = (runs[1].cost[counter] - runs[0].cost[counter]) / pilot
+        if slope > 0:
+            return runs[0].cost[counter] - slope * pilot, slope
+    raise ValueError(f"{sampler}'s cost does not grow with the number of draws")
+
+
+def _min_ess(result: Result) -> float:
+    if result.is_weighted:
+        return weights_ess(result.log_weights)
+    ess = az.ess(result.idata.posterior, method="bulk")
+    return float(ess.to_array().min())
+
+
+def bench(
+    model_names: Sequence[str | Target],
+    sampler_names: Sequence[str],
+    budget: float = 1e5,
+    seeds: Sequence[int] = (0, 1, 2),
+    num_chains: int = 4,
+    pilot_samples: int = 100,
+    max_samples: int = 100_000,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> pd.DataFrame:
+    """Run every model x sampler pair at (about) ``budget`` gradient evaluations per run.
+
+    The number of draws per chain is chosen from two pilot runs (``pilot_samples`` and
+    twice that), fitting cost = intercept + slope x draws, so warmup and per-draw costs
+    both count; gradient-free samplers are budgeted in log-density evaluations. Each
+    seed is then one run (at most ``max_samples`` draws per chain), scored by
+    :func:`bayeswb.score` against the target's truth.
+
+    Example:
+        >>> df = bench(["gaussian"], ["nuts"], budget=2e4, seeds=[0], num_chains=2,
+        ...            pilot_samples=50)
+        >>> df.loc[0, ["model", "sampler", "error"]].tolist()
+        ['gaussian', 'nuts', '']
+    """
+    options = options or {}
+    rows = []
+    for model in model_names:
+        target = models.get(model) if isinstance(model, str) else model
+        for sampler in sampler_names:
+            extra = options.get(sampler, {})
+            base = {"model": target.name, "sampler": sampler}
+            try:
+                intercept, slope = _cost_per_sample(
+                    target, sampler, num_chains, pilot_samples, extra
+                )
+                affordable = int((budget - intercept) / slope)
+                num_samples = min(max(affordable, pilot_samples), max_samples)
+            except Exception as error:  # a failing pair is a row, not a crashed sweep
+                rows += [
+                    {**base, "seed": s, "error": f"{type(error).__name__}: {error}"} for s in seeds
+                ]
+                continue
+            for seed in seeds:
+                row: dict[str, Any] = {**base, "seed": seed, "num_samples": num_samples}
+                try:
+                    start = time.perf_counter()
+                    result = sample(
+                        target,
+                        sampler,
+                        seed=seed,
+                        num_chains=num_chains,
+                        num_samples=num_samples,
+                        **extra,
+                    )
+                    seconds = time.perf_counter() - start
+                    grads = result.cost["n_grad_evals"] or result.cost["n_logdensity_evals"]
+                    row.update(score(result, target))
+                    ess = _min_ess(result)
+                    stats = getattr(result.idata, "sample_stats", None)
+                    row.update(
+                        n_grad_evals=result.cost["n_grad_evals"],
+                        log_z_se=result.log_z_se,
+                        ess_per_grad=ess / grads,
+                        ess_per_second=ess / max(result.cost["sample_s"], 1e-9),
+                        divergences=int(stats["diverging"].sum())
+                        if stats is not None and "diverging" in stats
+                        else 0,
+                        seconds=seconds,
+                        error="",
+                    )
+                    bad = [
+                        k for k in METRICS if isinstance(row.get(k), float) and math.isnan(row[k])
+                    ]
+                    if bad:
+                        row["error"] = f"NaN scores: {', '.join(bad)}"
+                except Exception as error:
+                    row["error"] = f"{type(error).__name__}: {error}"
+                rows.append(row)
+    frame = pd.DataFrame(rows)
+    for column in ["error", *METRICS]:
+        if column not in frame:
+            frame[column] = "" if column == "error" else np.nan
+    frame["error"] = frame["error"].fillna("")
+    return frame
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    columns = list(frame.columns)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for _, row in frame.iterrows():
+        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.tolist()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(frame: pd.DataFrame, out_dir: str | pathlib.Path) -> list[pathlib.Path]:
+    """Write ``bench.csv``, ``bench.md`` (mean over seeds) and one PNG per metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "bench.csv", out / "bench.md"]
+    frame.to_csv(written[0], index=False)
+    present = [m for m in METRICS if m in frame and frame[m].notna().any()]
+    ok = frame[frame["error"] == ""]
+    table = ok.groupby(["model", "sampler"])[present].mean().reset_index() if len(ok) else ok
+    failures = frame[frame["error"] != ""][["model", "sampler", "seed", "error"]]
+    text = "# bayeswb bench (mean over seeds)\n\n" + _markdown(table)
+    if len(failures):
+        text += "\n## Failed runs\n\n" + _markdown(failures)
+    written[1].write_text(text)
+    for metric in present:
+        pivot = ok.pivot_table(index="model", columns="sampler", values=metric, aggfunc="mean")
+        if pivot.empty:
+            continue
+        positive = bool((pivot.fillna(1.0) > 0).all().all())
+        axes = pivot.plot.bar(figsize=(6, 3.5), logy=positive and metric != "mean_z_max")
+        axes.set_ylabel(metric)
+        axes.set_title(f"{metric} (mean over seeds)")
+        path = out / f"{metric}.png"
+        plt.tight_layout()
+        plt.savefig(path, dpi=120)
+        plt.close("all")
+        written.append(path)
+    return written
