@@ -20,6 +20,14 @@ and estimate ``Z = int gamma`` (``q`` is normalised, so ``Z_0 = 1``). They share
    in coordinates whitened by the weighted particle mean and sd, with the step size
    retuned from the population's acceptance rate after every sweep.
 
+Exactness: with a fixed schedule, ``precondition=False`` and ``adapt_step_size=False``
+each run's ``Z`` estimate is unbiased. Adapting temperatures, whitening and step size
+from the run's own particles makes it consistent with an O(1/N) bias (measured: +5% in Z
+at N = 128, +1.3% at N = 512, on a 10-d Gaussian with 10 steps), large for the
+unadjusted transport, whose weights depend on the tuning. ``pilot_particles = n > 0``
+removes it: an independent pilot run of n particles adapts, and the main run replays its
+temperatures, whitening and step sizes (Tuning) without adapting anything.
+
 Log weights stay in log space; a NaN log density is mapped to -inf (weight zero), and a
 run whose particles all die has ``log_z = -inf``, never NaN.
 
@@ -127,6 +135,9 @@ class _AnnealingConfig(SamplerConfig):
         100, positive_int, "fixed schedules: number of steps; adaptive: the maximum"
     )
     reference_scale: float = option(1.0, positive, "sd of the Gaussian reference N(0, s^2 I)")
+    pilot_particles: int = option(
+        0, non_negative_int, "particles of a pilot run that fixes the tuning (0: no pilot)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,12 +173,28 @@ class SMCLangevinConfig(_AnnealingConfig):
     resampling; ``num_mcmc_steps`` Langevin steps per temperature."""
 
     move: Any = option("ula", _move_check(TRANSPORT_MOVES), "transport: name or Move")
+    target_acceptance_rate: float | None = option(
+        0.9, _optional(unit_interval), "would-be MALA acceptance the step size is tuned to"
+    )
+    pilot_particles: int = option(
+        256, non_negative_int, "particles of a pilot run that fixes the tuning (0: no pilot)"
+    )
     num_steps: int = option(200, positive_int, "fixed schedules: steps; adaptive: maximum")
     resampling: str = option("systematic", one_of(*RESAMPLING_SCHEMES), "resampling scheme")
     ess_threshold: float = option(0.5, _fraction, "resample when ESS < ess_threshold * N")
 
 
 # --------------------------------------------------------------------------- core
+
+
+class Tuning(NamedTuple):
+    """What a run adapted at each step (padded with NaN after its last step); a pilot
+    run's Tuning freezes the main run's (see ``pilot_particles``)."""
+
+    temperature: Array  # (num_steps,)
+    mean: Array  # (num_steps, dim) whitening
+    sd: Array  # (num_steps, dim)
+    step_size: Array  # (num_steps,)
 
 
 class Annealed(NamedTuple):
@@ -179,6 +206,7 @@ class Annealed(NamedTuple):
     lp: Array  # (N,) log gamma
     path: dict[str, Array]  # (num_steps,) each, padded
     num_steps_taken: Array  # ()
+    tuning: Tuning
 
 
 class _Carry(NamedTuple):
@@ -192,6 +220,7 @@ class _Carry(NamedTuple):
     log_z: Array
     log_step_size: Array
     path: dict[str, Array]
+    tuning: Tuning
 
 
 def _finite_or_dead(value: Array) -> Array:
@@ -276,12 +305,15 @@ def anneal(
     adapt_step_size: bool,
     precondition: bool,
     reference_scale: float,
+    frozen: Tuning | None = None,
 ) -> Annealed:
     """One annealing run from ``N(0, reference_scale^2 I)`` to ``exp(logdensity_fn)``.
 
     ``resampling=None`` never resamples (AIS); ``waste_free_chains = M > 0`` resamples M
     particles at every step and keeps all ``N / M`` states of each chain (Dau and Chopin
-    2022, Algorithm 2). See the module docstring for the step and the outputs.
+    2022, Algorithm 2). With ``frozen`` (a pilot run's :class:`Tuning`), temperatures,
+    whitening and step sizes are read from it instead of adapted, so nothing depends on
+    this run's own particles. See the module docstring for the step and the outputs.
 
     Example:
         >>> from bayeswb.samplers.smc_moves import mala_move
@@ -328,7 +360,7 @@ def anneal(
             states = _where_tree(ok, new, states)
             log_increment = log_increment + jnp.where(ok, info.log_weight_increment, -jnp.inf)
             acceptance = jnp.sum(weights * jnp.where(ok, info.acceptance_rate, 0.0))
-            if adapt_step_size:
+            if adapt_step_size and frozen is None:
                 log_step_size = log_step_size + (acceptance - target_acceptance)
             trace = (states.position, log_increment, acceptance)
             return (states, log_step_size, log_increment), trace
@@ -341,7 +373,9 @@ def anneal(
 
     def body(carry: _Carry) -> _Carry:
         key, resample_key, move_key = jax.random.split(carry.key, 3)
-        if temperatures is None:
+        if frozen is not None:
+            next_temperature = frozen.temperature[carry.step]
+        elif temperatures is None:
             next_temperature = _adaptive_temperature(
                 carry.temperature, carry.log_ratio, carry.log_weights, target_conditional_ess
             )
@@ -354,11 +388,35 @@ def anneal(
         )
         ess = jnp.exp(log_ess(log_weights))
 
-        # whitening from the weighted population, before resampling
         weights = jnp.exp(log_weights)
-        if precondition:
-            mean = weights @ carry.positions
-            sd = jnp.sqrt(weights @ (carry.positions - mean) ** 2)
+        positions = carry.positions
+        if waste_free_chains:
+            resampled = jnp.array(True)
+            ancestors = RESAMPLING_SCHEMES[resampling](resample_key, weights, waste_free_chains)
+            positions = positions[ancestors]
+            log_weights = jnp.full(waste_free_chains, -math.log(waste_free_chains))
+        elif resampling is None:
+            resampled = jnp.array(False)
+        else:
+            resampled = ess < ess_threshold * n
+            ancestors = RESAMPLING_SCHEMES[resampling](resample_key, weights, n)
+            positions = jnp.where(resampled, positions[ancestors], positions)
+            log_weights = jnp.where(resampled, -log_n, log_weights)
+
+        # Whitening and acceptance averages: the weighted particles to be moved, whose ESS
+        # is at least ess_threshold * N. AIS has no such bound, and a particle dominating
+        # a degenerate population would tune its own kernel (which biases log Z by far
+        # more than O(1/N)), so AIS uses the unweighted particles still alive.
+        if resampling is None:
+            alive = (log_weights > -jnp.inf).astype(positions.dtype)
+            alive = alive / jnp.maximum(jnp.sum(alive), 1.0)
+        else:
+            alive = jnp.exp(log_weights)
+        if frozen is not None:
+            mean, sd = frozen.mean[carry.step], frozen.sd[carry.step]
+        elif precondition:
+            mean = alive @ positions
+            sd = jnp.sqrt(alive @ (positions - mean) ** 2)
             sd = jnp.where(jnp.isfinite(sd) & (sd > 0), sd, 1.0)
         else:
             mean, sd = jnp.zeros(dim), jnp.ones(dim)
@@ -368,31 +426,20 @@ def anneal(
             log_q = log_reference(x)
             return _finite_or_dead(log_q + next_temperature * (logdensity_fn(x) - log_q))
 
-        z = (carry.positions - mean) / sd
+        z = (positions - mean) / sd
+        log_step_size = carry.log_step_size
+        if frozen is not None:
+            log_step_size = jnp.log(frozen.step_size[carry.step])
+        trace, log_step_size = sweeps(move_key, z, tempered, alive, log_step_size)
+        chain_z, chain_increment, acceptance = trace
         if waste_free_chains:
-            m = waste_free_chains
-            ancestors = RESAMPLING_SCHEMES[resampling](resample_key, weights, m)
-            resampled = jnp.array(True)
-            z0 = z[ancestors]
-            trace, log_step_size = sweeps(
-                move_key, z0, tempered, jnp.full(m, 1.0 / m), carry.log_step_size
+            # keep every state of every chain (Dau and Chopin 2022, Algorithm 2)
+            z = jnp.concatenate([z, chain_z.reshape(-1, dim)])
+            log_increment = jnp.concatenate(
+                [jnp.zeros(waste_free_chains), chain_increment.reshape(-1)]
             )
-            chain_z, chain_increment, acceptance = trace
-            z = jnp.concatenate([z0, chain_z.reshape(-1, dim)])
-            log_increment = jnp.concatenate([jnp.zeros(m), chain_increment.reshape(-1)])
             log_weights = jnp.full(n, -log_n)
         else:
-            if resampling is None:
-                resampled = jnp.array(False)
-            else:
-                resampled = ess < ess_threshold * n
-                ancestors = RESAMPLING_SCHEMES[resampling](resample_key, weights, n)
-                z = jnp.where(resampled, z[ancestors], z)
-                log_weights = jnp.where(resampled, -log_n, log_weights)
-            trace, log_step_size = sweeps(
-                move_key, z, tempered, jnp.exp(log_weights), carry.log_step_size
-            )
-            chain_z, chain_increment, acceptance = trace
             z, log_increment = chain_z[-1], chain_increment[-1]
         # an MCMC move contributes zero; an unadjusted transport its exact weight
         log_weights, log_z_move = _normalise(log_weights + log_increment)
@@ -409,6 +456,16 @@ def anneal(
             "step_size": jnp.exp(log_step_size),
         }
         path = {k: v.at[carry.step].set(values[k]) for k, v in carry.path.items()}
+        tuning = Tuning(
+            *(
+                old.at[carry.step].set(new)
+                for old, new in zip(
+                    carry.tuning,
+                    (next_temperature, mean, sd, jnp.exp(log_step_size)),
+                    strict=True,
+                )
+            )
+        )
         return _Carry(
             step=carry.step + 1,
             key=key,
@@ -420,6 +477,7 @@ def anneal(
             log_z=carry.log_z + log_z_step,
             log_step_size=log_step_size,
             path=path,
+            tuning=tuning,
         )
 
     def not_done(carry: _Carry) -> Array:
@@ -445,6 +503,12 @@ def anneal(
         log_z=jnp.array(0.0),
         log_step_size=jnp.log(jnp.asarray(initial_step_size, dtype=float)),
         path=path,
+        tuning=Tuning(
+            nan_path,
+            jnp.full((num_steps, dim), jnp.nan),
+            jnp.full((num_steps, dim), jnp.nan),
+            nan_path,
+        ),
     )
     final = jax.lax.while_loop(not_done, body, carry)
     return Annealed(
@@ -454,7 +518,16 @@ def anneal(
         lp=final.lp,
         path=final.path,
         num_steps_taken=final.step,
+        tuning=final.tuning,
     )
+
+
+def _cost_per_step(move: Move, n: int, num_sweeps: int, chains: int) -> tuple[int, int]:
+    """Exact (gradients, log-density evaluations) of one step: ``chains`` moved chains'
+    init and sweeps, then log gamma at all n particles."""
+    grads = chains * (move.grads_per_init + num_sweeps * move.grads_per_step)
+    evals = chains * (move.evals_per_init + num_sweeps * move.evals_per_step)
+    return grads, evals + n
 
 
 def _run(
@@ -467,48 +540,66 @@ def _run(
 ) -> Draws:
     move = make_move(config.move, config.num_integration_steps)
     n = config.num_samples
+    pilot_n = config.pilot_particles
+    settings = {
+        "schedule": config.schedule,
+        "num_steps": config.num_steps,
+        "target_conditional_ess": config.target_conditional_ess,
+        "resampling": resampling,
+        "ess_threshold": ess_threshold,
+        "step_size": config.step_size,
+        "target_acceptance_rate": config.target_acceptance_rate,
+        "adapt_step_size": config.adapt_step_size,
+        "precondition": config.precondition,
+        "reference_scale": config.reference_scale,
+    }
+    if waste_free_chains:
+        num_sweeps, moved = n // waste_free_chains - 1, waste_free_chains
+    else:
+        num_sweeps, moved = config.num_mcmc_steps, n
 
-    def one_run(run_key: Array) -> Annealed:
-        return anneal(
-            run_key,
+    def one_run(run_key: Array) -> tuple[Annealed, Array]:
+        pilot_key, main_key = jax.random.split(run_key)
+        frozen, pilot_steps = None, jnp.array(0)
+        if pilot_n:
+            pilot = anneal(
+                pilot_key,
+                target.log_density,
+                target.dim,
+                pilot_n,
+                move,
+                num_sweeps=config.num_mcmc_steps,
+                waste_free_chains=0,
+                **settings,
+            )
+            frozen, pilot_steps = pilot.tuning, pilot.num_steps_taken
+        main = anneal(
+            main_key,
             target.log_density,
             target.dim,
             n,
             move,
-            num_sweeps=config.num_mcmc_steps,
-            schedule=config.schedule,
-            num_steps=config.num_steps,
-            target_conditional_ess=config.target_conditional_ess,
-            resampling=resampling,
-            ess_threshold=ess_threshold,
+            num_sweeps=num_sweeps,
             waste_free_chains=waste_free_chains,
-            step_size=config.step_size,
-            target_acceptance_rate=config.target_acceptance_rate,
-            adapt_step_size=config.adapt_step_size,
-            precondition=config.precondition,
-            reference_scale=config.reference_scale,
+            frozen=frozen,
+            **settings,
         )
+        return main, pilot_steps
 
-    out = run_chains(key, config.num_chains, one_run)
-    # per step: the moved chains' init and sweeps, then log gamma at all N particles
-    if waste_free_chains:
-        m = waste_free_chains
-        chain_steps = n // m - 1
-        grads = m * (move.grads_per_init + chain_steps * move.grads_per_step)
-        evals = m * (move.evals_per_init + chain_steps * move.evals_per_step)
-    else:
-        sweeps = config.num_mcmc_steps
-        grads = n * (move.grads_per_init + sweeps * move.grads_per_step)
-        evals = n * (move.evals_per_init + sweeps * move.evals_per_step)
-    total_steps = jnp.sum(out.num_steps_taken)
+    out, pilot_steps = run_chains(key, config.num_chains, one_run)
+    grads, evals = _cost_per_step(move, n, num_sweeps, moved)
+    pilot_grads, pilot_evals = _cost_per_step(move, pilot_n, config.num_mcmc_steps, pilot_n)
+    main_steps, pilot_steps = jnp.sum(out.num_steps_taken), jnp.sum(pilot_steps)
     return Draws(
         positions=out.positions,
         stats={"lp": out.lp},
         log_weights=out.log_z[:, None] + out.log_weights,
         log_z=out.log_z,
         path_stats=out.path,
-        n_grad_evals=total_steps * grads,
-        n_logdensity_evals=config.num_chains * n + total_steps * (evals + n),
+        n_grad_evals=main_steps * grads + pilot_steps * pilot_grads,
+        n_logdensity_evals=config.num_chains * (n + pilot_n)
+        + main_steps * evals
+        + pilot_steps * pilot_evals,
     )
 
 
