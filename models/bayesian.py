@@ -1,6 +1,18 @@
-"""Bayesian models written as numpyro programs, on data shipped with the package."""
+"""Bayesian models written as numpyro programs, on data shipped with the package.
+
+Reference posterior moments (``Target.reference``) come from long NUTS runs made once by
+``benchmarks/references.py`` and stored in ``models/data/references.json`` with how they
+were made (sampler, chains, draws, seed, max R-hat, min ESS, divergences). A model has a
+reference only if that run had every R-hat below 1.01 and no divergent transition; the
+others have ``reference = None``.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +21,32 @@ import numpyro
 import numpyro.distributions as dist
 
 from bayeswb.models import register
-from bayeswb.target import Target
+from bayeswb.target import Reference, Target
+
+REFERENCES_FILE = pathlib.Path(__file__).resolve().parent / "data" / "references.json"
+"""Reference posterior moments made by ``benchmarks/references.py`` (long NUTS runs)."""
+
+
+@functools.cache
+def stored_references() -> dict:
+    """The stored reference entries by model name: mean, sd, mcse_mean, source, params."""
+    if not REFERENCES_FILE.is_file():
+        return {}
+    return json.loads(REFERENCES_FILE.read_text())
+
+
+def _with_reference(target: Target, name: str, params: dict | None = None) -> Target:
+    """``target`` with the stored reference of ``name``, if there is one for ``params``."""
+    entry = stored_references().get(name)
+    if entry is None or (params is not None and entry["params"] != params):
+        return target
+    reference = Reference(
+        mean={k: np.asarray(v) for k, v in entry["mean"].items()},
+        sd={k: np.asarray(v) for k, v in entry["sd"].items()},
+        source=entry["source"],
+    )
+    return dataclasses.replace(target, reference=reference)
+
 
 # Rubin (1981), "Estimation in parallel randomized experiments", Table 2: estimated
 # coaching effects and their standard errors in eight schools.
@@ -36,12 +73,13 @@ def eight_schools_noncentered() -> Target:
         >>> t.dim
         10
     """
-    return Target.from_numpyro(
+    target = Target.from_numpyro(
         eight_schools_noncentered_model,
         jnp.asarray(EIGHT_SCHOOLS_Y),
         jnp.asarray(EIGHT_SCHOOLS_SIGMA),
         name="eight_schools_noncentered",
     )
+    return _with_reference(target, "eight_schools_noncentered")
 
 
 def eight_schools_centered_model(y: jnp.ndarray, sigma: jnp.ndarray) -> None:
@@ -70,12 +108,13 @@ def eight_schools_centered() -> Target:
         >>> t.dim, sorted(t.constrain(t.init(jax.random.key(0))))
         (10, ['mu', 'tau', 'theta'])
     """
-    return Target.from_numpyro(
+    target = Target.from_numpyro(
         eight_schools_centered_model,
         jnp.asarray(EIGHT_SCHOOLS_Y),
         jnp.asarray(EIGHT_SCHOOLS_SIGMA),
         name="eight_schools_centered",
     )
+    return _with_reference(target, "eight_schools_centered")
 
 
 def _standardize(values: np.ndarray) -> np.ndarray:
@@ -115,9 +154,10 @@ def logistic_breast_cancer() -> Target:
     data = load_breast_cancer()
     features = jnp.asarray(_standardize(data.data), dtype=jnp.float32)
     labels = jnp.asarray(data.target, dtype=jnp.float32)
-    return Target.from_numpyro(
+    target = Target.from_numpyro(
         logistic_regression_model, features, labels, name="logistic_breast_cancer"
     )
+    return _with_reference(target, "logistic_breast_cancer")
 
 
 def horseshoe_regression_model(features: jnp.ndarray, response: jnp.ndarray) -> None:
@@ -159,9 +199,10 @@ def horseshoe_diabetes() -> Target:
     data = load_diabetes()
     features = jnp.asarray(_standardize(data.data), dtype=jnp.float32)
     response = jnp.asarray(_standardize(data.target), dtype=jnp.float32)
-    return Target.from_numpyro(
+    target = Target.from_numpyro(
         horseshoe_regression_model, features, response, name="horseshoe_diabetes"
     )
+    return _with_reference(target, "horseshoe_diabetes")
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
@@ -225,7 +266,10 @@ def stochastic_volatility(length: int = 100) -> Target:
         (53, (50,))
     """
     returns = jnp.asarray(stochastic_volatility_data(length), dtype=jnp.float32)
-    return Target.from_numpyro(stochastic_volatility_model, returns, name="stochastic_volatility")
+    target = Target.from_numpyro(
+        stochastic_volatility_model, returns, name="stochastic_volatility"
+    )
+    return _with_reference(target, "stochastic_volatility", {"length": length})
 
 
 BROWNIAN_MOTION_SEED = 0
@@ -294,13 +338,15 @@ def brownian_motion(noncentered: bool = False) -> Target:
     if not isinstance(noncentered, bool):
         raise ValueError(f"noncentered must be a bool, got {noncentered!r}")
     observations, observed = brownian_motion_data()
-    return Target.from_numpyro(
+    target = Target.from_numpyro(
         brownian_motion_model,
         jnp.asarray(observations, dtype=jnp.float32),
         jnp.asarray(observed),
         noncentered,
         name="brownian_motion",
     )
+    # the stored moments are of the scales and locations, shared by both parameterisations
+    return _with_reference(target, "brownian_motion")
 
 
 GP_REGRESSION_SEED = 0
@@ -346,12 +392,13 @@ def gp_regression() -> Target:
         (3, ['amplitude', 'lengthscale', 'noise_scale'])
     """
     inputs, responses = gp_regression_data()
-    return Target.from_numpyro(
+    target = Target.from_numpyro(
         gp_regression_model,
         jnp.asarray(inputs, dtype=jnp.float32),
         jnp.asarray(responses, dtype=jnp.float32),
         name="gp_regression",
     )
+    return _with_reference(target, "gp_regression")
 
 
 BNN_SEED = 0
