@@ -99,7 +99,9 @@ class Target:
 
         Uses numpyro's ``initialize_model``: the potential energy on unconstrained space
         (with log-Jacobians) becomes ``log_density``; its postprocessing (constraining
-        transforms and deterministic sites) becomes ``constrain``.
+        transforms and deterministic sites) becomes ``constrain``. ``metadata`` keeps
+        ``model``, ``model_args``, ``model_kwargs`` and ``unravel`` (flat x -> named
+        unconstrained values).
 
         Example:
             >>> import jax.numpy as jnp, numpyro, numpyro.distributions as dist
@@ -130,7 +132,12 @@ class Target:
             dim=dim,
             log_density=log_density,
             constrain=constrain,
-            metadata={"model": model, "unravel": unravel},
+            metadata={
+                "model": model,
+                "model_args": args,
+                "model_kwargs": kwargs,
+                "unravel": unravel,
+            },
         )
 
     def log_density_and_grad(self, x: Array) -> tuple[Array, Array]:
