@@ -41,13 +41,18 @@ def test_model_builds_evaluates_and_differentiates(name):
     target = bw.models.get(name)
     if name in EXPECTED_DIMS:
         assert target.dim == EXPECTED_DIMS[name]
-    keys = jax.random.split(jax.random.key(0), 3)
-    points = jax.vmap(target.init)(keys)
+
+    @jax.jit
+    def evaluate(key):
+        # one compiled program per model: eager numpyro code compiles op by op
+        points = jax.vmap(target.init)(jax.random.split(key, 3))
+        values, grads = jax.vmap(jax.value_and_grad(target.log_density))(points)
+        return points, values, grads, target.constrain(points[0])
+
+    points, values, grads, constrained = evaluate(jax.random.key(0))
     assert points.shape == (3, target.dim)
-    values, grads = jax.vmap(jax.value_and_grad(target.log_density))(points)
     assert np.all(np.isfinite(values)), (name, values)
     assert np.all(np.isfinite(grads)), (name, grads)
-    constrained = target.constrain(points[0])
     assert isinstance(constrained, dict) and constrained
     for param, value in constrained.items():
         assert isinstance(param, str)
@@ -59,9 +64,9 @@ def test_model_builds_evaluates_and_differentiates(name):
             assert np.shape(mean) == jnp.shape(constrained[param]), (name, param)
             assert np.shape(target.reference.sd[param]) == np.shape(mean)
     if target.sample_exact is not None:
-        draws = target.sample_exact(jax.random.key(1), 5)
+        draws = jax.jit(target.sample_exact, static_argnums=1)(jax.random.key(1), 5)
         assert draws.shape == (5, target.dim)
-        assert np.all(np.isfinite(jax.vmap(target.log_density)(draws)))
+        assert np.all(np.isfinite(jax.jit(jax.vmap(target.log_density))(draws)))
 
 
 @pytest.mark.parametrize(
