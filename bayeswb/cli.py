@@ -30,7 +30,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="bayeswb", description="Bayesian inference and sampling workbench"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("models", help="list registered models")
+    models = commands.add_parser("models", help="list registered models")
+    models.add_argument(
+        "--details", action="store_true", help="table of dimensions and ground truth"
+    )
     commands.add_parser("samplers", help="list registered samplers")
     run = commands.add_parser("run", help="sample MODEL with SAMPLER; print summary and score")
     run.add_argument("model")
@@ -54,6 +57,26 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--chains", type=int, default=4)
     bench.add_argument("--out", default="bench_out", help="folder for CSV, Markdown, plots")
     return parser
+
+
+def _model_details() -> None:
+    import bayeswb as bw
+
+    rows = []
+    for name in bw.models.names():
+        target = bw.models.get(name)
+        truth = target.ground_truth()
+        rows.append(
+            {
+                "model": name,
+                "dim": target.dim,
+                "log_z": f"{target.log_z:.6g}" if target.log_z is not None else "",
+                "exact samples": "yes" if "sample_exact" in truth else "",
+                "reference": "yes" if "reference" in truth else "",
+            }
+        )
+    print(pd.DataFrame(rows).to_string(index=False))
+    print("\nsources: bw.models.get(NAME).describe()")
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -116,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "models":
             import bayeswb as bw
 
-            print("\n".join(bw.models.names()))
+            if args.details:
+                _model_details()
+            else:
+                print("\n".join(bw.models.names()))
         elif args.command == "samplers":
             import bayeswb as bw
 

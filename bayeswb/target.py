@@ -140,5 +140,32 @@ class Target:
             },
         )
 
+    def ground_truth(self) -> dict[str, str]:
+        """What exact answers this target carries, each with where it came from."""
+        notes = self.metadata.get("ground_truth", {})
+        truth = {}
+        if self.log_z is not None:
+            truth["log_z"] = f"{self.log_z:.6g} ({notes.get('log_z', 'given')})"
+        if self.sample_exact is not None:
+            truth["sample_exact"] = notes.get("sample_exact", "given")
+        if self.reference is not None:
+            truth["reference"] = notes.get("reference", self.reference.source)
+        return truth
+
+    def describe(self) -> str:
+        """Name, dimension and the ground truth available, with its sources.
+
+        Example:
+            >>> import bayeswb as bw
+            >>> print(bw.models.get("funnel", dim=3).describe().splitlines()[0])
+            funnel: dim 3
+        """
+        lines = [f"{self.name}: dim {self.dim}"]
+        truth = self.ground_truth()
+        lines += [f"  {name}: {source}" for name, source in truth.items()]
+        if not truth:
+            lines.append("  no ground truth")
+        return "\n".join(lines)
+
     def log_density_and_grad(self, x: Array) -> tuple[Array, Array]:
         return jax.value_and_grad(self.log_density)(x)

@@ -44,3 +44,12 @@ def test_errors_are_one_line_without_traceback(capsys):
     assert "step_size must be a positive number" in capsys.readouterr().err
     assert main(["run", "funnel", "nuts", "--param", "dim"]) == 2
     assert "NAME=VALUE" in capsys.readouterr().err
+
+
+def test_models_details_table(capsys, monkeypatch):
+    monkeypatch.setattr(bw.models, "names", lambda: ["funnel", "eight_schools_noncentered"])
+    assert main(["models", "--details"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["model", "dim", "log_z", "exact", "samples", "reference"]
+    assert lines[1].split() == ["funnel", "10", "0", "yes", "yes"]
+    assert lines[2].split()[:2] == ["eight_schools_noncentered", "10"]
