@@ -14,6 +14,14 @@ positions, kept in a replay buffer of the most recent ``buffer_size`` local-step
 positions, and the MALA step size of each chain is adapted by dual averaging; after warmup
 the flow and step sizes are frozen, so the sampling phase is a valid MCMC for the target.
 
+One addition to flowMC: the global proposal is by default a defensive mixture, 90% flow
+and 10% a broad Gaussian fitted to the chains' starting points (``broad_weight``;
+0 gives flowMC's plain flow proposal). A flow trained on the chains only puts mass where
+chains have been, so modes not found early stay unproposed; the broad component keeps
+proposing everywhere the chains were started. On gmm40 (2-D, 32 chains started uniformly
+in [-40, 40]^2, 300 warmup cycles of 5 MALA steps) the plain flow visited 39 of the 40
+modes after warmup, the defensive mixture all 40.
+
 All chains share one flow, so chains are vmapped together inside one ``lax.scan`` over
 cycles rather than run as independent programs by :func:`bayeswb.driver.run_chains`.
 """
@@ -21,6 +29,7 @@ cycles rather than run as independent programs by :func:`bayeswb.driver.run_chai
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from blackjax.adaptation.step_size import dual_averaging_adaptation
+from flowjax.distributions import Normal
 
 from bayeswb.config import SamplerConfig, one_of, option, positive, positive_int, unit_interval
 from bayeswb.draws import Draws
@@ -66,6 +76,14 @@ class FlowMCMCConfig(SamplerConfig):
     batch_size: int = option(256, positive_int, "buffer draws per Adam step")
     buffer_size: int = option(4096, positive_int, "replay buffer of local-step positions")
     learning_rate: float = option(1e-3, positive, "Adam learning rate")
+    broad_weight: float = option(
+        0.1,
+        lambda v: None if isinstance(v, float | int) and 0 <= v < 1 else "must be in [0, 1)",
+        "weight of a broad Gaussian in the global proposal (defensive mixture)",
+    )
+    broad_scale: float = option(
+        1.0, positive, "broad Gaussian: the chains' initial mean and broad_scale * their sd"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -78,29 +96,57 @@ class FlowMCMCConfig(SamplerConfig):
 
 
 def independence_mh_step(
-    key: Array, state: Any, flow: Any, logdensity_fn: Callable[[Array], Array]
+    key: Array,
+    state: Any,
+    proposal: Callable[[Array], Array],
+    log_q: Callable[[Array], Array],
+    logdensity_fn: Callable[[Array], Array],
 ) -> tuple[Any, Array]:
-    """One independence Metropolis-Hastings step with a flow proposal, on a blackjax MALA
+    """One independence Metropolis-Hastings step (Gabrie et al. 2022, eq. 5) with proposal
+    draws ``proposal(key) -> (dim,)`` of density ``exp(log_q(x))``, on a blackjax MALA
     state (position, logdensity, logdensity_grad); costs one target gradient.
 
     Returns the new state and the acceptance probability; a non-finite proposal is
     rejected (probability 0).
     """
     proposal_key, accept_key = jax.random.split(key)
-    proposal, log_q_proposal = flow.sample_and_log_prob(proposal_key)
-    log_q_current = flow.log_prob(state.position)
-    logdensity, logdensity_grad = jax.value_and_grad(logdensity_fn)(proposal)
-    log_ratio = logdensity - state.logdensity + log_q_current - log_q_proposal
+    new_position = proposal(proposal_key)
+    logdensity, logdensity_grad = jax.value_and_grad(logdensity_fn)(new_position)
+    log_ratio = logdensity - state.logdensity + log_q(state.position) - log_q(new_position)
     finite = (
         jnp.isfinite(log_ratio)
-        & jnp.all(jnp.isfinite(proposal))
+        & jnp.all(jnp.isfinite(new_position))
         & jnp.all(jnp.isfinite(logdensity_grad))
     )
     log_ratio = jnp.where(finite, log_ratio, -jnp.inf)
     accept = jnp.log(jax.random.uniform(accept_key)) < log_ratio
-    new = state._replace(position=proposal, logdensity=logdensity, logdensity_grad=logdensity_grad)
+    new = state._replace(
+        position=new_position, logdensity=logdensity, logdensity_grad=logdensity_grad
+    )
     state = jax.tree.map(lambda n, o: jnp.where(accept, n, o), new, state)
     return state, jnp.exp(jnp.minimum(log_ratio, 0.0))
+
+
+def defensive_proposal(
+    flow: Any, broad: Any, broad_weight: float
+) -> tuple[Callable[[Array], Array], Callable[[Array], Array]]:
+    """The mixture ``(1 - a) q_flow + a q_broad`` as ``(proposal, log_q)``: a defensive
+    mixture (Hesterberg 1995, "Weighted average importance sampling and defensive mixture
+    distributions", Technometrics 37), so that regions the flow has not (yet) learned keep
+    proposal mass; ``a = 0`` is the plain flow."""
+    if broad_weight == 0.0:
+        return (lambda k: flow.sample(k)), flow.log_prob
+    log_a, log_1ma = math.log(broad_weight), math.log1p(-broad_weight)
+
+    def proposal(key: Array) -> Array:
+        choose_key, flow_key, broad_key = jax.random.split(key, 3)
+        use_broad = jax.random.bernoulli(choose_key, broad_weight)
+        return jnp.where(use_broad, broad.sample(broad_key), flow.sample(flow_key))
+
+    def log_q(x: Array) -> Array:
+        return jnp.logaddexp(log_1ma + flow.log_prob(x), log_a + broad.log_prob(x))
+
+    return proposal, log_q
 
 
 def _initial_loc_scale(positions: Array) -> tuple[Array, Array]:
@@ -156,6 +202,7 @@ def run_flow_mcmc(key: Array, target: Target, config: FlowMCMCConfig) -> Draws:
         invert=True,
     )
     params, static = partition_flow(flow)
+    broad = Normal(loc, config.broad_scale * scale)
 
     def local_steps(key: Array, state: Any, da_state: Any, adapt: bool) -> tuple[Any, ...]:
         def step(carry: tuple[Any, Any], step_key: Array) -> tuple[tuple[Any, Any], Any]:
@@ -177,7 +224,8 @@ def run_flow_mcmc(key: Array, target: Target, config: FlowMCMCConfig) -> Draws:
         states, da_states, trail, acceptance = jax.vmap(local)(
             jax.random.split(local_key, num_chains), states, da_states
         )
-        global_step = lambda k, s: independence_mh_step(k, s, flow, logdensity_fn)
+        proposal, log_q = defensive_proposal(flow, broad, config.broad_weight)
+        global_step = lambda k, s: independence_mh_step(k, s, proposal, log_q, logdensity_fn)
         states, global_acceptance = jax.vmap(global_step)(
             jax.random.split(global_key, num_chains), states
         )

@@ -232,6 +232,7 @@ def test_non_finite_log_weights_get_weight_zero():
         ("flow_mcmc", {"num_local_steps": 0}, "num_local_steps"),
         ("flow_mcmc", {"buffer_size": 8}, "buffer_size"),
         ("flow_mcmc", {"target_acceptance_rate": 1.0}, "target_acceptance_rate"),
+        ("flow_mcmc", {"broad_weight": 1.0}, "broad_weight"),
     ],
 )
 def test_bad_options_raise_value_error_naming_the_field(sampler, options, field):
