@@ -38,3 +38,26 @@ class Draws(NamedTuple):
     path_stats: dict[str, Array] = {}
     n_grad_evals: Array | int = 0
     n_logdensity_evals: Array | int = 0
+
+
+def chain_draws(
+    warmup_trace: tuple[Array, dict[str, Array]] | None,
+    sample_trace: tuple[Array, dict[str, Array]],
+    n_grad_evals: Array | int,
+    n_logdensity_evals: Array | int | None = None,
+) -> Draws:
+    """Draws of an MCMC run from its ``(positions, stats)`` traces, warmup kept apart.
+
+    ``n_logdensity_evals`` defaults to ``n_grad_evals`` (gradient-based kernels evaluate
+    the log density with each gradient).
+    """
+    positions, stats = sample_trace
+    warmup_positions, warmup_stats = warmup_trace if warmup_trace is not None else (None, {})
+    return Draws(
+        positions=positions,
+        stats=stats,
+        warmup_positions=warmup_positions,
+        warmup_stats=warmup_stats,
+        n_grad_evals=n_grad_evals,
+        n_logdensity_evals=n_grad_evals if n_logdensity_evals is None else n_logdensity_evals,
+    )

@@ -24,7 +24,7 @@ from bayeswb.config import (
     positive_int,
     unit_interval,
 )
-from bayeswb.draws import Draws
+from bayeswb.draws import Draws, chain_draws
 from bayeswb.driver import run_chains, sample_chain
 from bayeswb.samplers import register
 from bayeswb.target import Target
@@ -122,21 +122,12 @@ def _run_hmc_family(
         )
         return warmup_trace, sample_trace
 
-    warmup_trace, (positions, stats) = run_chains(key, config.num_chains, one_chain)
+    warmup_trace, sample_trace = run_chains(key, config.num_chains, one_chain)
     # one gradient per chain at initialisation, then one per leapfrog step
-    n_grad = config.num_chains + jnp.sum(stats["n_steps"])
-    warmup_positions, warmup_stats = None, {}
+    n_grad = config.num_chains + jnp.sum(sample_trace[1]["n_steps"])
     if warmup_trace is not None:
-        warmup_positions, warmup_stats = warmup_trace
-        n_grad = n_grad + jnp.sum(warmup_stats["n_steps"])
-    return Draws(
-        positions=positions,
-        stats=stats,
-        warmup_positions=warmup_positions,
-        warmup_stats=warmup_stats,
-        n_grad_evals=n_grad,
-        n_logdensity_evals=n_grad,
-    )
+        n_grad = n_grad + jnp.sum(warmup_trace[1]["n_steps"])
+    return chain_draws(warmup_trace, sample_trace, n_grad)
 
 
 @register("nuts", NUTSConfig, family="baseline")

@@ -22,7 +22,6 @@ positions are replaced by zeros so that a weighted moment never meets a NaN.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +49,7 @@ from bayeswb.draws import Draws
 from bayeswb.driver import run_chains
 from bayeswb.samplers import register
 from bayeswb.target import Target
+from bayeswb.weights import log_mean_exp
 
 Array = jax.Array
 LossFn = Callable[[Any, Any, Array], tuple[Array, dict[str, Array]]]
@@ -273,7 +273,7 @@ def importance_weights(
     log_weights = jnp.where(good, log_weights, -jnp.inf)
     positions = jnp.where(good[:, None], positions, 0.0)
     lp = jnp.where(good, lp, -jnp.inf)
-    log_z = jax.scipy.special.logsumexp(log_weights) - math.log(num_samples)
+    log_z = log_mean_exp(log_weights)
     return positions, log_weights, lp, log_z
 
 

@@ -29,7 +29,6 @@ weight of zero, and a run whose weights are all zero reports ``log Z = -inf``, n
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -55,6 +54,7 @@ from bayeswb.draws import Draws
 from bayeswb.driver import run_chains, sample_chain
 from bayeswb.samplers import register
 from bayeswb.target import Target
+from bayeswb.weights import kish_ess, log_mean_exp, safe_log_weights
 
 Array = jax.Array
 
@@ -62,42 +62,6 @@ RELIABLE_PARETO_K = 0.7
 
 
 # --------------------------------------------------------------------------- weights
-
-
-def safe_log_weights(log_weights: Array) -> Array:
-    """Map NaN log weights to ``-inf`` (weight zero); everything else is kept.
-
-    Example:
-        >>> safe_log_weights(jnp.array([0.0, jnp.nan, -jnp.inf])).tolist()
-        [0.0, -inf, -inf]
-    """
-    return jnp.where(jnp.isnan(log_weights), -jnp.inf, log_weights)
-
-
-def log_mean_exp(log_values: Array, axis: int = -1) -> Array:
-    """``log(mean(exp(v)))`` along ``axis``, max-subtracted; all ``-inf`` gives ``-inf``.
-
-    Example:
-        >>> float(log_mean_exp(jnp.log(jnp.array([1.0, 3.0]))))  # log 2
-        0.6931471...
-    """
-    n = log_values.shape[axis]
-    return jax.scipy.special.logsumexp(log_values, axis=axis) - math.log(n)
-
-
-def kish_ess(log_weights: Array, axis: int = -1) -> Array:
-    """Kish effective sample size ``(sum w)^2 / sum w^2`` from log weights (Owen eq. 9.13).
-
-    Zero when every weight is zero.
-
-    Example:
-        >>> float(kish_ess(jnp.zeros(10)))
-        10.0
-    """
-    log_sum = jax.scipy.special.logsumexp(log_weights, axis=axis)
-    log_sum_sq = jax.scipy.special.logsumexp(2.0 * log_weights, axis=axis)
-    ess = jnp.exp(2.0 * log_sum - log_sum_sq)
-    return jnp.where(jnp.isfinite(log_sum), ess, 0.0)
 
 
 def _psislw_host(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

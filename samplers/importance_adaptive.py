@@ -20,12 +20,11 @@ from bayeswb.samplers import register
 from bayeswb.samplers.importance import (
     fit_gaussian_vi,
     gaussian_or_student_t,
-    kish_ess,
     run_with_proposal,
-    safe_log_weights,
     weighted_output,
 )
 from bayeswb.target import Target
+from bayeswb.weights import kish_ess, safe_log_weights
 
 Array = jax.Array
 

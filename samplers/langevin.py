@@ -32,7 +32,7 @@ from blackjax.adaptation.step_size import dual_averaging_adaptation
 from blackjax.mcmc.diffusions import DiffusionState, overdamped_langevin
 
 from bayeswb.config import SamplerConfig, boolean, option, positive, unit_interval
-from bayeswb.draws import Draws
+from bayeswb.draws import Draws, chain_draws
 from bayeswb.driver import run_chains, sample_chain
 from bayeswb.samplers import register
 from bayeswb.target import Target
@@ -285,17 +285,9 @@ def run_ula(key: Array, target: Target, config: ULAConfig) -> Draws:
         _, sample_trace = burn_in(sample_key, state, chain_scale, config.num_samples)
         return warmup_trace, sample_trace
 
-    warmup_trace, (positions, stats) = run_chains(key, config.num_chains, one_chain)
+    warmup_trace, sample_trace = run_chains(key, config.num_chains, one_chain)
     n_grad = config.num_chains * (1 + config.num_warmup + config.num_samples)
-    warmup_positions, warmup_stats = warmup_trace if warmup_trace is not None else (None, {})
-    return Draws(
-        positions=positions,
-        stats=stats,
-        warmup_positions=warmup_positions,
-        warmup_stats=warmup_stats,
-        n_grad_evals=n_grad,
-        n_logdensity_evals=n_grad,
-    )
+    return chain_draws(warmup_trace, sample_trace, n_grad)
 
 
 # --------------------------------------------------------------------------- MALA
@@ -408,17 +400,9 @@ def run_mala(key: Array, target: Target, config: MALAConfig) -> Draws:
         )
         return warmup_trace, sample_trace
 
-    warmup_trace, (positions, stats) = run_chains(key, config.num_chains, one_chain)
+    warmup_trace, sample_trace = run_chains(key, config.num_chains, one_chain)
     n_grad = config.num_chains * (1 + config.num_warmup + config.num_samples)
-    warmup_positions, warmup_stats = warmup_trace if warmup_trace is not None else (None, {})
-    return Draws(
-        positions=positions,
-        stats=stats,
-        warmup_positions=warmup_positions,
-        warmup_stats=warmup_stats,
-        n_grad_evals=n_grad,
-        n_logdensity_evals=n_grad,
-    )
+    return chain_draws(warmup_trace, sample_trace, n_grad)
 
 
 __all__ = [

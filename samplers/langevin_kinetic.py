@@ -32,7 +32,7 @@ from bayeswb.config import (
     positive,
     unit_interval,
 )
-from bayeswb.draws import Draws
+from bayeswb.draws import Draws, chain_draws
 from bayeswb.driver import run_chains, sample_chain
 from bayeswb.samplers import register
 from bayeswb.samplers.langevin import all_finite, dual_averaging_warmup, keep_if_finite
@@ -180,18 +180,9 @@ def _kinetic_trace(adjusted: bool) -> Callable[[Any, Any, Array], Any]:
 
 
 def _draws(num_chains: int, grads_per_step: int, steps: int, out: Any) -> Draws:
-    warmup_trace, (positions, stats) = out
+    warmup_trace, sample_trace = out
     # one gradient per chain at initialisation, then grads_per_step per step
-    n_grad = num_chains * (1 + grads_per_step * steps)
-    warmup_positions, warmup_stats = warmup_trace if warmup_trace is not None else (None, {})
-    return Draws(
-        positions=positions,
-        stats=stats,
-        warmup_positions=warmup_positions,
-        warmup_stats=warmup_stats,
-        n_grad_evals=n_grad,
-        n_logdensity_evals=n_grad,
-    )
+    return chain_draws(warmup_trace, sample_trace, num_chains * (1 + grads_per_step * steps))
 
 
 def _run_fixed_or_adapted(

@@ -20,6 +20,7 @@ from blackjax.smc.solver import dichotomy
 from jax.scipy.special import logsumexp
 
 from bayeswb.samplers.smc_moves import Move
+from bayeswb.weights import safe_log_weights
 
 Array = jax.Array
 
@@ -68,10 +69,6 @@ class _Carry(NamedTuple):
     log_step_size: Array
     path: dict[str, Array]
     tuning: Tuning
-
-
-def _finite_or_dead(value: Array) -> Array:
-    return jnp.where(jnp.isnan(value), -jnp.inf, value)
 
 
 def _normalise(log_weights: Array) -> tuple[Array, Array]:
@@ -190,7 +187,7 @@ def anneal(
         )
 
     def evaluate(positions: Array) -> tuple[Array, Array]:
-        lp = _finite_or_dead(jax.vmap(logdensity_fn)(positions))
+        lp = safe_log_weights(jax.vmap(logdensity_fn)(positions))
         return lp, lp - jax.vmap(log_reference)(positions)
 
     def sweeps(key: Array, z: Array, tempered: Any, weights: Array, log_step_size: Array) -> Any:
@@ -271,7 +268,7 @@ def anneal(
         def tempered(z: Array) -> Array:
             x = mean + sd * z
             log_q = log_reference(x)
-            return _finite_or_dead(log_q + next_temperature * (logdensity_fn(x) - log_q))
+            return safe_log_weights(log_q + next_temperature * (logdensity_fn(x) - log_q))
 
         z = (positions - mean) / sd
         log_step_size = carry.log_step_size

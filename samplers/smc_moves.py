@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 from blackjax.mcmc import diffusions, random_walk
 
+from bayeswb.weights import safe_log_weights
+
 Array = jax.Array
 
 
@@ -222,7 +224,7 @@ def ula_transport() -> Move:
             new_state.position, state.position, new_state.logdensity_grad, step_size
         )
         log_ratio = new_state.logdensity - state.logdensity + backward - forward
-        log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
+        log_ratio = safe_log_weights(log_ratio)
         acceptance = jnp.exp(jnp.minimum(log_ratio, 0.0))
         return blackjax.mcmc.mala.MALAState(*new_state), MoveInfo(acceptance, log_ratio)
 
