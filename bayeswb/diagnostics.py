@@ -31,6 +31,19 @@ def weights_ess(log_weights: np.ndarray) -> float:
     return float(1.0 / np.sum(w**2))
 
 
+def pareto_k(result: Result) -> float | None:
+    """The largest PSIS Pareto k-hat over the runs, where the sampler reported one.
+
+    Importance samplers store k-hat per run in ``path_stats.pareto_k`` (Vehtari et al.
+    2024: below 0.7 the weights' estimates are reliable). None when no k-hat was reported
+    (MCMC, or particle methods whose resampled weights k-hat would not describe).
+    """
+    path = getattr(result.idata, "path_stats", None)
+    if path is None or "pareto_k" not in path:
+        return None
+    return float(np.max(path["pareto_k"].values))
+
+
 def _moments(result: Result, name: str) -> dict[str, np.ndarray]:
     """Mean, sd and their Monte Carlo standard errors of one posterior variable."""
     values = result.idata.posterior[name]
@@ -98,6 +111,7 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
       reference parameters (for a correct sampler roughly standard normal)
     - ``abs_mean_error_max``: the largest |mean error| in units of the reference sd
     - ``sd_rel_error_max``: the largest |sd / reference sd - 1|; ``sd_z_max`` in MCSE units
+    - ``pareto_k``: the largest PSIS k-hat over runs, for samplers that report one
     - ``sliced_wasserstein``: to exact samples (same count), with
       ``sliced_wasserstein_exact`` the same distance between two exact samples (the noise
       floor for that sample size)
@@ -111,6 +125,9 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
         True
     """
     out: dict[str, float] = {}
+    k_hat = pareto_k(result)
+    if k_hat is not None:
+        out["pareto_k"] = k_hat
     if target.log_z is not None and result.log_z is not None:
         error = result.log_z - target.log_z
         out["log_z_error"] = error
@@ -147,7 +164,8 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
 
 
 def summary(result: Result, **kwargs) -> pd.DataFrame:
-    """ArviZ's summary of the posterior, with log Z and cost in ``DataFrame.attrs``.
+    """ArviZ's summary of the posterior, with log Z, cost and (where reported) the PSIS
+    k-hat ``pareto_k`` in ``DataFrame.attrs``.
 
     Weighted runs get weighted means and sds, their MCSEs and the weights' ESS instead
     (ArviZ's summary would treat weighted particles as equally weighted draws).
@@ -172,4 +190,7 @@ def summary(result: Result, **kwargs) -> pd.DataFrame:
     else:
         frame = az.summary(result.idata, **kwargs)
     frame.attrs.update({"log_z": result.log_z, "log_z_se": result.log_z_se, **result.cost})
+    k_hat = pareto_k(result)
+    if k_hat is not None:
+        frame.attrs["pareto_k"] = k_hat
     return frame

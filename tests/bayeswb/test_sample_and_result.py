@@ -152,3 +152,12 @@ def test_weighted_result_survives_save_and_load(tmp_path):
         loaded.idata.sample_stats["log_marginal_likelihood"].values,
         result.idata.sample_stats["log_marginal_likelihood"].values,
     )
+
+
+def test_importance_k_hat_reaches_score_and_summary():
+    # a proposal narrower than the target (N(0, 0.5^2) for N(0, 1)): heavy-tailed weights
+    target = bw.models.get("gaussian", dim=1)
+    narrow = bw.sample(target, "is", seed=0, num_chains=2, num_samples=2000, proposal_scale=0.5)
+    assert bw.score(narrow, target)["pareto_k"] > 0.7
+    assert bw.summary(narrow).attrs["pareto_k"] == bw.score(narrow, target)["pareto_k"]
+    assert "pareto_k" not in bw.score(bw.sample(target, "nuts", num_samples=50), target)
