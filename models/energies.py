@@ -211,8 +211,7 @@ Outside ``|z1| <= 4`` (that plotting window) we add the smooth wall
 ``0.5 ((|z1| - 4)_+ / 0.1)^2``: a half-Gaussian of sd 0.1 beyond the window, so the
 density is unchanged inside it, proper, continuously differentiable (gradient samplers
 need no box constraint), and beyond |z1| = 4.6 it is exp(-18) below the density at
-|z1| = 4. log Z, the
-moments and the exact samples are those of this walled density."""
+|z1| = 4. log Z, the moments and the exact samples are those of this walled density."""
 REZENDE_WALL_WIDTH = 0.1
 
 
