@@ -12,6 +12,7 @@ from bayeswb.target import Reference, Target  # isort: skip
 from bayeswb import models, samplers  # isort: skip
 from bayeswb.diagnostics import score, summary
 from bayeswb.draws import Draws
+from bayeswb.long_runs import resume
 from bayeswb.result import Result, load
 from bayeswb.sampling import sample
 
@@ -24,6 +25,7 @@ __all__ = [
     "Target",
     "load",
     "models",
+    "resume",
     "sample",
     "samplers",
     "score",

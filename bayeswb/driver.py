@@ -101,14 +101,26 @@ def run_chains(key: Array, num_chains: int, chain_fn: Callable[[Array], Any]) ->
         >>> out.shape
         (3, 2)
     """
-    keys = jax.random.split(key, num_chains)
+    return map_chains(chain_fn, jax.random.split(key, num_chains))
+
+
+def map_chains(chain_fn: Callable[..., Any], *per_chain: Any) -> Any:
+    """Apply ``chain_fn`` to each chain's slice of ``per_chain`` (pytrees with a leading
+    chain axis): vmap, and shard_map over the active chain mesh if there is one.
+
+    This is how a chunked run continues its chains from their saved states.
+
+    Example:
+        >>> map_chains(lambda x, y: x + y, np.arange(3.0), np.ones(3)).tolist()
+        [1.0, 2.0, 3.0]
+    """
     mesh = _CHAIN_MESH.get()
     if mesh is None:
-        return jax.vmap(chain_fn)(keys)
+        return jax.vmap(chain_fn)(*per_chain)
     spec = PartitionSpec("chain")
     # chains never communicate; check_vma=False lets library kernels (blackjax's) run
     # unchanged inside the map without replication annotations
     sharded = jax.shard_map(
         jax.vmap(chain_fn), mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False
     )
-    return sharded(keys)
+    return sharded(*per_chain)

@@ -104,6 +104,8 @@ class Result:
     config:    the sampler's config as a dict
     cost:      ``n_grad_evals``, ``n_logdensity_evals``, ``compile_s``, ``sample_s``
     log_z, log_z_se: pooled log-evidence estimate and its standard error, or None
+    partial:   True when a chunked run was interrupted (Ctrl-C) and holds only the draws
+               finished before it
 
     Example:
         >>> import bayeswb as bw
@@ -119,6 +121,7 @@ class Result:
     cost: dict[str, float]
     log_z: float | None = None
     log_z_se: float | None = None
+    partial: bool = False
 
     @property
     def positions(self) -> np.ndarray:
@@ -145,6 +148,7 @@ class Result:
             "cost": self.cost,
             "log_z": self.log_z,
             "log_z_se": self.log_z_se,
+            "partial": self.partial,
         }
 
     def save(self, path: str) -> str:
@@ -164,6 +168,7 @@ class Result:
     def __repr__(self) -> str:
         chains, draws, dim = self.positions.shape
         log_z = "" if self.log_z is None else f", log_z={self.log_z:.4g}"
+        log_z += ", partial=True" if self.partial else ""
         return (
             f"Result(sampler={self.sampler!r}, target={self.target!r}, chains={chains}, "
             f"draws={draws}, dim={dim}{log_z}, n_grad_evals={self.cost['n_grad_evals']})"

@@ -10,8 +10,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from bayeswb import models, samplers
+from bayeswb import long_runs, models, samplers
 from bayeswb.config import SamplerConfig
+from bayeswb.draws import Draws
 from bayeswb.driver import chain_mesh, make_chain_mesh
 from bayeswb.result import Result, build_idata, combine_log_z
 from bayeswb.samplers import SamplerSpec
@@ -61,6 +62,10 @@ def sample(
     num_samples: int = 1000,
     num_warmup: int | None = None,
     devices: Sequence[jax.Device] | None = None,
+    chunk_size: int | None = None,
+    checkpoint: str | None = None,
+    thin: int = 1,
+    progress: bool | None = None,
     **options: Any,
 ) -> Result:
     """Run ``sampler`` on ``target`` and return a :class:`Result` holding ArviZ data.
@@ -75,6 +80,14 @@ def sample(
         devices: devices to spread the chains over (default: all local devices). The
             chain axis is sharded over ``gcd(num_chains, len(devices))`` of them; the
             draws are the same as on one device.
+        chunk_size: draw this many per chain per compiled chunk (MCMC samplers with a
+            :class:`~bayeswb.chunks.ChainKernel`); device memory is then bounded by a
+            chunk, Ctrl-C returns the draws so far (``Result.partial``), and a progress
+            bar shows at a terminal. See :mod:`bayeswb.long_runs`.
+        checkpoint: file to save the run to after every chunk (atomically);
+            ``bw.resume(checkpoint)`` continues it with the same draws.
+        thin: keep every ``thin``-th draw of a chunked run (must divide ``chunk_size``).
+        progress: show the chunked run's progress bar (None: only at a terminal).
         **options: fields of the sampler's config dataclass; unknown ones are an error.
 
     Returns:
@@ -99,6 +112,10 @@ def sample(
         settings["num_warmup"] = num_warmup
     config = spec.make_config(**settings)
     key = as_key(seed)
+    if chunk_size is not None or checkpoint is not None or thin != 1:
+        return long_runs.sample_in_chunks(
+            spec, target, config, key, devices, chunk_size, checkpoint, progress, thin
+        )
 
     start = time.perf_counter()
     hits = _compiled.cache_info().hits
@@ -110,7 +127,21 @@ def sample(
     start = time.perf_counter()
     draws, posterior, warmup_posterior = jax.block_until_ready(compiled(key))
     sample_s = time.perf_counter() - start
+    cost = {"compile_s": compile_s, "sample_s": sample_s}
+    return make_result(spec, target, config, draws, posterior, warmup_posterior, cost)
 
+
+def make_result(
+    spec: SamplerSpec,
+    target: Target,
+    config: SamplerConfig,
+    draws: Draws,
+    posterior: dict[str, Any],
+    warmup_posterior: dict[str, Any] | None,
+    cost: dict[str, float],
+    partial: bool = False,
+) -> Result:
+    """A :class:`Result` from a run's :class:`Draws` and constrained draws."""
     log_z_per_run = None if draws.log_z is None else np.asarray(draws.log_z)
     log_z, log_z_se = combine_log_z(log_z_per_run)
     idata = build_idata(
@@ -123,18 +154,17 @@ def sample(
         warmup_stats=draws.warmup_stats,
         path_stats=draws.path_stats,
     )
-    cost = {
-        "n_grad_evals": int(draws.n_grad_evals),
-        "n_logdensity_evals": int(draws.n_logdensity_evals),
-        "compile_s": compile_s,
-        "sample_s": sample_s,
-    }
     return Result(
         idata=idata,
         sampler=spec.name,
         target=target.name,
         config=config.to_dict(),
-        cost=cost,
+        cost={
+            "n_grad_evals": int(draws.n_grad_evals),
+            "n_logdensity_evals": int(draws.n_logdensity_evals),
+            **cost,
+        },
         log_z=log_z,
         log_z_se=log_z_se,
+        partial=partial,
     )

@@ -16,6 +16,7 @@ import pkgutil
 from collections.abc import Callable
 from typing import Any
 
+from bayeswb.chunks import ChainKernel
 from bayeswb.config import SamplerConfig, make_config
 from bayeswb.draws import Draws
 from bayeswb.registry import Registry
@@ -31,6 +32,7 @@ class SamplerSpec:
     config_cls: type[SamplerConfig]
     run: RunFn
     family: str
+    kernel: ChainKernel | None = None  # MCMC samplers in pieces: these also run in chunks
 
     def make_config(self, **options: Any) -> SamplerConfig:
         """Validated config; unknown options and bad values are ValueErrors naming them."""
@@ -40,11 +42,21 @@ class SamplerSpec:
 _registry: Registry[SamplerSpec] = Registry("sampler")
 
 
-def register(name: str, config_cls: type[SamplerConfig], family: str) -> Callable[[RunFn], RunFn]:
-    """Decorator registering ``run(key, target, config) -> Draws`` under ``name``."""
+def register(
+    name: str,
+    config_cls: type[SamplerConfig],
+    family: str,
+    kernel: ChainKernel | None = None,
+) -> Callable[[RunFn], RunFn]:
+    """Decorator registering ``run(key, target, config) -> Draws`` under ``name``.
+
+    An MCMC sampler that also gives its :class:`~bayeswb.chunks.ChainKernel` (and whose
+    ``run`` is :func:`~bayeswb.chunks.run_whole` of it) can run in chunks, with
+    checkpoints (``bw.sample(..., chunk_size=...)``).
+    """
 
     def decorate(run: RunFn) -> RunFn:
-        _registry.add(name, SamplerSpec(name, config_cls, run, family))
+        _registry.add(name, SamplerSpec(name, config_cls, run, family, kernel))
         return run
 
     return decorate

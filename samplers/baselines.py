@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bayeswb.chunks import ChainKernel, run_whole
 from bayeswb.config import (
     SamplerConfig,
     boolean,
@@ -24,7 +25,7 @@ from bayeswb.config import (
     positive_int,
     unit_interval,
 )
-from bayeswb.draws import Draws, chain_draws
+from bayeswb.draws import Draws
 from bayeswb.driver import run_chains, sample_chain
 from bayeswb.samplers import register
 from bayeswb.target import Target
@@ -72,26 +73,22 @@ def _hmc_trace(step_size: Array) -> Callable[[Any, Any], tuple[Array, dict[str, 
     return trace
 
 
-def _run_hmc_family(
-    key: Array,
-    target: Target,
-    config: NUTSConfig | HMCConfig,
-    algorithm: Any,
-    extra: dict[str, Any],
-) -> Draws:
-    logdensity_fn = target.log_density
+def _hmc_family_kernel(algorithm: Any, extra: Callable[[Any], dict[str, Any]]) -> ChainKernel:
+    """blackjax's ``algorithm`` (hmc or nuts) after its ``window_adaptation``, in pieces:
+    the carry is the kernel state with the adapted step size and inverse mass matrix.
+    ``extra(config)`` gives the algorithm's own keyword arguments."""
 
-    def one_chain(chain_key: Array) -> tuple[Any, ...]:
-        init_key, warmup_key, sample_key = jax.random.split(chain_key, 3)
+    def start(key: Array, target: Target, config: Any) -> tuple[Any, Any, Array]:
+        init_key, warmup_key = jax.random.split(key)
         position = target.init(init_key)
         if config.num_warmup > 0:
             adaptation = blackjax.window_adaptation(
                 algorithm,
-                logdensity_fn,
+                target.log_density,
                 is_mass_matrix_diagonal=not config.dense_mass,
                 initial_step_size=config.step_size,
                 target_acceptance_rate=config.target_acceptance_rate,
-                **extra,
+                **extra(config),
             )
             (state, parameters), warm = adaptation.run(
                 warmup_key, position, num_steps=config.num_warmup
@@ -100,37 +97,40 @@ def _run_hmc_family(
             inverse_mass_matrix = parameters["inverse_mass_matrix"]
             _, warmup_stats = _hmc_trace(warm.adaptation_state.step_size)(warm.state, warm.info)
             warmup_trace = (warm.state.position, warmup_stats)
+            # one gradient at initialisation, then one per leapfrog step
+            start_grads = 1 + jnp.sum(warmup_stats["n_steps"])
         else:
             step_size = jnp.asarray(config.step_size)
             inverse_mass_matrix = (
                 jnp.eye(target.dim) if config.dense_mass else jnp.ones(target.dim)
             )
-            state = algorithm.init(position, logdensity_fn)
-            warmup_trace = None
+            state = algorithm.init(position, target.log_density)
+            warmup_trace, start_grads = None, jnp.asarray(1)
+        return (state, step_size, inverse_mass_matrix), warmup_trace, start_grads
+
+    def step(key: Array, carry: Any, target: Target, config: Any) -> tuple[Any, Any]:
+        state, step_size, inverse_mass_matrix = carry
         kernel = algorithm(
-            logdensity_fn,
+            target.log_density,
             step_size=step_size,
             inverse_mass_matrix=inverse_mass_matrix,
-            **extra,
+            **extra(config),
         )
-        _, sample_trace = sample_chain(
-            sample_key,
-            kernel.step,
-            state,
-            config.num_samples,
-            _hmc_trace(jnp.full((), step_size)),
-        )
-        return warmup_trace, sample_trace
+        state, info = kernel.step(key, state)
+        return (state, step_size, inverse_mass_matrix), _hmc_trace(step_size)(state, info)
 
-    warmup_trace, sample_trace = run_chains(key, config.num_chains, one_chain)
-    # one gradient per chain at initialisation, then one per leapfrog step
-    n_grad = config.num_chains + jnp.sum(sample_trace[1]["n_steps"])
-    if warmup_trace is not None:
-        n_grad = n_grad + jnp.sum(warmup_trace[1]["n_steps"])
-    return chain_draws(warmup_trace, sample_trace, n_grad)
+    return ChainKernel(start, step, grads=lambda stats: stats["n_steps"])
 
 
-@register("nuts", NUTSConfig, family="baseline")
+NUTS_KERNEL = _hmc_family_kernel(
+    blackjax.nuts, lambda config: {"max_num_doublings": config.max_num_doublings}
+)
+HMC_KERNEL = _hmc_family_kernel(
+    blackjax.hmc, lambda config: {"num_integration_steps": config.num_integration_steps}
+)
+
+
+@register("nuts", NUTSConfig, family="baseline", kernel=NUTS_KERNEL)
 def run_nuts(key: Array, target: Target, config: NUTSConfig) -> Draws:
     """No-U-Turn Sampler (Hoffman and Gelman 2014, Algorithm 6; multinomial variant of
     Betancourt 2017), blackjax's ``nuts`` kernel after blackjax's Stan-style
@@ -143,11 +143,10 @@ def run_nuts(key: Array, target: Target, config: NUTSConfig) -> Draws:
         >>> r.idata.posterior["x"].shape[:2]
         (2, 200)
     """
-    extra = {"max_num_doublings": config.max_num_doublings}
-    return _run_hmc_family(key, target, config, blackjax.nuts, extra)
+    return run_whole(key, target, config, NUTS_KERNEL)
 
 
-@register("hmc", HMCConfig, family="baseline")
+@register("hmc", HMCConfig, family="baseline", kernel=HMC_KERNEL)
 def run_hmc(key: Array, target: Target, config: HMCConfig) -> Draws:
     """Hamiltonian Monte Carlo with a fixed number of leapfrog steps (Duane et al. 1987;
     Neal 2011, eq. 5.18-5.20), blackjax's ``hmc`` kernel after ``window_adaptation``.
@@ -158,8 +157,7 @@ def run_hmc(key: Array, target: Target, config: HMCConfig) -> Draws:
         >>> int(r.cost["n_grad_evals"]) > 0
         True
     """
-    extra = {"num_integration_steps": config.num_integration_steps}
-    return _run_hmc_family(key, target, config, blackjax.hmc, extra)
+    return run_whole(key, target, config, HMC_KERNEL)
 
 
 # --------------------------------------------------------------------------- Gaussian VI

@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(
     one = jax.devices()[:1]
     settings = dict(seed=3, num_chains=8, num_samples=40, num_warmup=0, step_size=0.3)
     sharded = bw.sample(t, "hmc", **settings)
-    single = bw.sample(t, "hmc", devices=one, **settings)
+    single = single_hmc = bw.sample(t, "hmc", devices=one, **settings)
     # XLA vectorises a batch of 1 and of 8 chains differently, so float rounding can
     # differ in the last bits; with fixed tuning the draws agree to rounding
     np.testing.assert_allclose(sharded.positions, single.positions, atol=1e-4)
@@ -35,6 +35,10 @@ SCRIPT = textwrap.dedent(
     np.testing.assert_allclose(
         sharded.idata.warmup_posterior["x"].values[first],
         single.idata.warmup_posterior["x"].values[first], atol=1e-5)
+    # a chunked run shards its start-up and every chunk the same way
+    settings = dict(seed=3, num_chains=8, num_samples=40, num_warmup=0, step_size=0.3)
+    chunked = bw.sample(t, "hmc", chunk_size=15, **settings)
+    np.testing.assert_allclose(chunked.positions, single_hmc.positions, atol=1e-4)
     print("ok")
     """
 )

@@ -1,0 +1,81 @@
+"""MCMC samplers in two pieces, so that one code path runs them whole or in chunks.
+
+A :class:`ChainKernel` is a sampler's ``start`` (one chain's initialisation and warmup,
+returning a ``carry``: the kernel state plus the tuned parameters) and ``step`` (one
+transition). :func:`run_whole` runs ``start`` and a ``lax.scan`` of ``step`` in one compiled
+program; :mod:`bayeswb.long_runs` runs the same two pieces in chunks, with checkpoints.
+The key of draw ``t`` of a chain is ``fold_in(sample_key, t)`` in both, so a chunked run,
+a resumed run and a whole run make the same draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from bayeswb.draws import Draws, chain_draws
+from bayeswb.driver import run_chains
+
+Array = jax.Array
+Carry = Any
+Trace = tuple[Array, dict[str, Array]]
+
+
+class ChainKernel(NamedTuple):
+    """An MCMC sampler as pieces the chain driver can run whole or in chunks.
+
+    start(key, target, config) -> (carry, warmup_trace, start_grads): one chain's
+        initialisation and warmup; ``warmup_trace`` is ``(positions, stats)`` or None;
+        ``start_grads`` the gradient evaluations spent so far.
+    step(key, carry, target, config) -> (carry, (position, stats)): one transition.
+    grads(stats) -> gradient evaluations of each traced transition (same shape as a
+        stat), summed by the driver so the count is exact.
+    """
+
+    start: Callable[[Array, Any, Any], tuple[Carry, Trace | None, Array]]
+    step: Callable[[Array, Carry, Any, Any], tuple[Carry, Trace]]
+    grads: Callable[[dict[str, Array]], Array]
+
+
+def start_chain(
+    kernel: ChainKernel, chain_key: Array, target: Any, config: Any
+) -> tuple[Carry, Trace | None, Array, Array]:
+    """``start`` of one chain, plus the key its draws derive from."""
+    start_key, sample_key = jax.random.split(chain_key)
+    carry, warmup_trace, start_grads = kernel.start(start_key, target, config)
+    return carry, warmup_trace, jnp.asarray(start_grads), sample_key
+
+
+def scan_draws(
+    kernel: ChainKernel,
+    carry: Carry,
+    sample_key: Array,
+    first: Array | int,
+    length: int,
+    target: Any,
+    config: Any,
+) -> tuple[Carry, Trace]:
+    """Draws ``first, ..., first + length - 1`` of one chain (``lax.scan``)."""
+
+    def one_draw(carry: Carry, t: Array) -> tuple[Carry, Trace]:
+        return kernel.step(jax.random.fold_in(sample_key, t), carry, target, config)
+
+    return jax.lax.scan(one_draw, carry, first + jnp.arange(length))
+
+
+def run_whole(key: Array, target: Any, config: Any, kernel: ChainKernel) -> Draws:
+    """All chains, warmup and ``config.num_samples`` draws, as one program."""
+
+    def one_chain(chain_key: Array) -> tuple[Trace | None, Trace, Array]:
+        carry, warmup_trace, start_grads, sample_key = start_chain(
+            kernel, chain_key, target, config
+        )
+        _, trace = scan_draws(kernel, carry, sample_key, 0, config.num_samples, target, config)
+        return warmup_trace, trace, start_grads
+
+    warmup_trace, trace, start_grads = run_chains(key, config.num_chains, one_chain)
+    n_grad = jnp.sum(start_grads) + jnp.sum(kernel.grads(trace[1]))
+    return chain_draws(warmup_trace, trace, n_grad)

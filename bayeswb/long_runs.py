@@ -1,0 +1,395 @@
+"""Long MCMC runs: draws in chunks, checkpoints, resume, Ctrl-C and a progress bar.
+
+A sampler registered with a :class:`~bayeswb.chunks.ChainKernel` runs here when
+``bw.sample`` is given ``chunk_size`` or ``checkpoint``: one compiled program starts the
+chains (initialisation and warmup), another draws ``chunk_size`` more from every chain's
+carried state. Device memory is bounded by a chunk; the draws gather on the host (thinned
+by ``thin`` if asked). After each chunk the run can be checkpointed: sampler states, keys
+and the draws so far, written to a temporary file and renamed over the checkpoint, so a
+kill leaves the previous checkpoint whole. :func:`resume` continues from it, and since
+draw ``t`` always uses the key ``fold_in(sample_key, t)``, a resumed run makes exactly the
+draws of an uninterrupted one. Ctrl-C stops after the chunk in flight and returns what was
+drawn, marked ``partial``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import sys
+import time
+import zipfile
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayeswb import models, samplers
+from bayeswb.chunks import ChainKernel, scan_draws, start_chain
+from bayeswb.config import SamplerConfig
+from bayeswb.draws import Draws
+from bayeswb.driver import chain_mesh, make_chain_mesh, map_chains, run_chains
+from bayeswb.result import Result
+from bayeswb.samplers import SamplerSpec
+from bayeswb.target import Target
+
+Array = jax.Array
+CHECKPOINT_FORMAT = 1
+
+
+# --------------------------------------------------------------------------- programs
+
+
+def _constrain(target: Target, positions: Array) -> dict[str, Array]:
+    return jax.vmap(jax.vmap(target.constrain))(positions)
+
+
+@functools.lru_cache(maxsize=16)
+def _start_program(spec: SamplerSpec, target: Target, config: SamplerConfig, mesh: Any) -> Any:
+    kernel: ChainKernel = spec.kernel
+
+    def start(key: Array) -> Any:
+        carry, warmup, start_grads, sample_keys = run_chains(
+            key, config.num_chains, lambda k: start_chain(kernel, k, target, config)
+        )
+        warmup_posterior = None if warmup is None else _constrain(target, warmup[0])
+        return carry, warmup, warmup_posterior, jnp.sum(start_grads), sample_keys
+
+    return jax.jit(start)
+
+
+@functools.lru_cache(maxsize=16)
+def _chunk_program(
+    spec: SamplerSpec, target: Target, config: SamplerConfig, mesh: Any, length: int
+) -> Any:
+    kernel: ChainKernel = spec.kernel
+
+    def chunk(carry: Any, sample_keys: Array, first: Array) -> Any:
+        carry, (positions, stats) = map_chains(
+            lambda c, k: scan_draws(kernel, c, k, first, length, target, config),
+            carry,
+            sample_keys,
+        )
+        grads = jnp.sum(kernel.grads(stats))
+        return carry, positions, stats, _constrain(target, positions), grads
+
+    return jax.jit(chunk)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclasses.dataclass
+class _LongRun:
+    """A chunked run's settings, carried state and the draws gathered so far (host)."""
+
+    spec: SamplerSpec
+    target: Target
+    config: SamplerConfig
+    chunk_size: int
+    thin: int
+    checkpoint: str | None
+    carry: Any
+    sample_keys: Array
+    done: int = 0  # draws made per chain (before thinning)
+    n_grad: int = 0
+    warmup: dict[str, Any] = dataclasses.field(default_factory=dict)
+    chunks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    sample_s: float = 0.0
+    compile_s: float = 0.0
+    compiled: dict[int, Any] = dataclasses.field(default_factory=dict)  # by chunk length
+
+    def gathered(self) -> dict[str, Any]:
+        """The chunks so far as one tree of arrays with a (chain, draw) lead."""
+        if not self.chunks:
+            return {}
+        return jax.tree.map(lambda *parts: np.concatenate(parts, axis=1), *self.chunks)
+
+
+def _progress_bar(show: bool | None, total: int, initial: int) -> Any:
+    from tqdm.auto import tqdm
+
+    if show is None:
+        # a bar for people at a terminal or notebook; nothing in a CI log
+        show = sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, unit="draw", disable=not show, leave=False)
+
+
+def _run_chunks(run: _LongRun, mesh: Any, progress: bool | None) -> tuple[Result, bool]:
+    total = run.config.num_samples
+    partial = False
+    bar = _progress_bar(progress, total, run.done)
+    try:
+        while run.done < total:
+            length = min(run.chunk_size, total - run.done)
+            first = jnp.asarray(run.done)
+            if length not in run.compiled:
+                start = time.perf_counter()
+                with chain_mesh(mesh):
+                    program = _chunk_program(run.spec, run.target, run.config, mesh, length)
+                    run.compiled[length] = program.lower(
+                        run.carry, run.sample_keys, first
+                    ).compile()
+                run.compile_s += time.perf_counter() - start
+            start = time.perf_counter()
+            out = run.compiled[length](run.carry, run.sample_keys, first)
+            carry, positions, stats, posterior, grads = jax.block_until_ready(out)
+            run.sample_s += time.perf_counter() - start
+            chunk = {"positions": positions, "stats": stats, "posterior": posterior}
+            run.chunks.append(jax.tree.map(functools.partial(_thinned, run.thin), chunk))
+            run.carry, run.done, run.n_grad = carry, run.done + length, run.n_grad + int(grads)
+            if run.checkpoint is not None:
+                save_checkpoint(run)
+            bar.update(length)
+            _show_stats(bar, run.chunks)
+    except KeyboardInterrupt:
+        partial = True
+    finally:
+        bar.close()
+    return _result(run, partial), partial
+
+
+def _thinned(thin: int, draws: Array) -> np.ndarray:
+    return np.asarray(draws)[:, ::thin]
+
+
+def _show_stats(bar: Any, chunks: list[dict[str, Any]]) -> None:
+    stats = chunks[-1]["stats"]
+    shown = {}
+    if "acceptance_rate" in stats:
+        shown["acceptance"] = f"{float(np.mean(stats['acceptance_rate'])):.2f}"
+    if "diverging" in stats:
+        shown["divergences"] = int(sum(np.sum(c["stats"]["diverging"]) for c in chunks))
+    bar.set_postfix(shown, refresh=False)
+
+
+def _result(run: _LongRun, partial: bool) -> Result:
+    from bayeswb.sampling import make_result
+
+    gathered = run.gathered()
+    if not gathered:
+        raise KeyboardInterrupt("interrupted before the first chunk finished: no draws")
+    warmup = run.warmup
+    draws = Draws(
+        positions=gathered["positions"],
+        stats=gathered["stats"],
+        warmup_positions=warmup.get("positions"),
+        warmup_stats=warmup.get("stats") or {},
+        n_grad_evals=run.n_grad,
+        n_logdensity_evals=run.n_grad,
+    )
+    cost = {"compile_s": run.compile_s, "sample_s": run.sample_s}
+    return make_result(
+        run.spec,
+        run.target,
+        run.config,
+        draws,
+        gathered["posterior"],
+        warmup.get("posterior"),
+        cost,
+        partial=partial,
+    )
+
+
+def sample_in_chunks(
+    spec: SamplerSpec,
+    target: Target,
+    config: SamplerConfig,
+    key: Array,
+    devices: Any,
+    chunk_size: int | None,
+    checkpoint: str | None,
+    progress: bool | None,
+    thin: int,
+) -> Result:
+    """``bw.sample`` for a chunked run (see the module docstring)."""
+    if spec.kernel is None:
+        chunked = [n for n in samplers.names() if samplers.get(n).kernel is not None]
+        raise ValueError(
+            f"sampler {spec.name!r} cannot run in chunks yet (chunk_size/checkpoint); "
+            f"samplers that can: {', '.join(chunked)}"
+        )
+    chunk_size = config.num_samples if chunk_size is None else chunk_size
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if isinstance(thin, bool) or not isinstance(thin, int) or thin < 1 or chunk_size % thin:
+        raise ValueError(f"thin must be a positive integer dividing chunk_size, got {thin!r}")
+    mesh = make_chain_mesh(config.num_chains, devices)
+    start = time.perf_counter()
+    with chain_mesh(mesh):
+        program = _start_program(spec, target, config, mesh).lower(key).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    carry, warmup, warmup_posterior, start_grads, sample_keys = jax.block_until_ready(program(key))
+    run = _LongRun(spec, target, config, chunk_size, thin, checkpoint, carry, sample_keys)
+    run.compile_s, run.sample_s = compile_s, time.perf_counter() - start
+    run.n_grad = int(start_grads)
+    if warmup is not None:
+        run.warmup = jax.tree.map(
+            np.asarray,
+            {"positions": warmup[0], "stats": warmup[1], "posterior": warmup_posterior},
+        )
+    if checkpoint is not None:
+        save_checkpoint(run)
+    return _run_chunks(run, mesh, progress)[0]
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _flat(prefix: str, tree: Any) -> dict[str, np.ndarray]:
+    """Leaves of ``tree`` as ``prefix/i`` arrays (typed PRNG keys as their key data)."""
+    out = {}
+    for i, leaf in enumerate(jax.tree.leaves(tree)):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        out[f"{prefix}/{i}"] = np.asarray(leaf)
+    return out
+
+
+def _unflat(prefix: str, like: Any, arrays: Any) -> Any:
+    """The inverse of :func:`_flat`, checked leaf by leaf against ``like``'s shapes."""
+    leaves, treedef = jax.tree.flatten(like)
+    restored = []
+    for i, leaf in enumerate(leaves):
+        name = f"{prefix}/{i}"
+        if name not in arrays:
+            raise ValueError(f"checkpoint has no {name!r}: it does not match this sampler")
+        value = arrays[name]
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            value = jax.random.wrap_key_data(value)
+        elif value.shape != leaf.shape or value.dtype != leaf.dtype:
+            raise ValueError(
+                f"checkpoint's {name!r} is {value.dtype}{list(value.shape)}, the sampler's "
+                f"state needs {leaf.dtype}{list(leaf.shape)}: it does not match this run"
+            )
+        restored.append(jnp.asarray(value))
+    if f"{prefix}/{len(leaves)}" in arrays:
+        raise ValueError(f"checkpoint's {prefix!r} has more parts than this sampler's state")
+    return jax.tree.unflatten(treedef, restored)
+
+
+def save_checkpoint(run: _LongRun) -> None:
+    """Write ``run`` to ``run.checkpoint`` atomically (temporary file, fsync, rename)."""
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "sampler": run.spec.name,
+        "target": run.target.name,
+        "dim": run.target.dim,
+        "config": run.config.to_dict(),
+        "chunk_size": run.chunk_size,
+        "thin": run.thin,
+        "done": run.done,
+        "n_grad": run.n_grad,
+        "has_warmup": bool(run.warmup),
+    }
+    arrays = {"bayeswb_checkpoint": np.array(json.dumps(meta))}
+    arrays |= _flat("carry", run.carry) | _flat("sample_keys", run.sample_keys)
+    arrays |= _flat("warmup", run.warmup) | _flat("draws", run.gathered())
+    temporary = f"{run.checkpoint}.tmp{os.getpid()}"
+    with open(temporary, "wb") as handle:
+        np.savez(handle, **arrays)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, run.checkpoint)
+
+
+def _read_checkpoint(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    try:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise ValueError(f"{path} is not a readable bayeswb checkpoint ({error})") from None
+    if "bayeswb_checkpoint" not in arrays:
+        raise ValueError(f"{path} is not a bayeswb checkpoint (no metadata)")
+    meta = json.loads(str(arrays["bayeswb_checkpoint"]))
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: checkpoint format {meta.get('format')!r} is not supported")
+    return meta, arrays
+
+
+def resume(
+    path: str,
+    target: Target | None = None,
+    devices: Any = None,
+    progress: bool | None = None,
+) -> Result:
+    """Continue the run saved in checkpoint ``path`` and return its :class:`Result`.
+
+    ``target`` is needed unless the run's target is a registered model with default
+    parameters; it must have the checkpoint's name and dimension. The resumed run keeps
+    checkpointing to ``path`` and gives the draws an uninterrupted run would have.
+
+    Example:
+        >>> import bayeswb as bw, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "run.ckpt")
+        >>> r = bw.sample("gaussian", "nuts", num_chains=2, num_samples=40, num_warmup=50,
+        ...               chunk_size=20, checkpoint=path)
+        >>> bw.resume(path).positions.shape  # complete already: nothing left to draw
+        (2, 40, 10)
+    """
+    meta, arrays = _read_checkpoint(path)
+    spec = samplers.get(meta["sampler"])
+    if target is None:
+        if meta["target"] not in models.names():
+            raise ValueError(f"pass target=: {meta['target']!r} is not a registered model")
+        target = models.get(meta["target"])
+    if (target.name, target.dim) != (meta["target"], meta["dim"]):
+        raise ValueError(
+            f"checkpoint is of target {meta['target']!r} (dim {meta['dim']}), "
+            f"not {target.name!r} (dim {target.dim}); pass the run's target as target="
+        )
+    config = spec.make_config(**meta["config"])
+    mesh = make_chain_mesh(config.num_chains, devices)
+    with chain_mesh(mesh):
+        shapes = jax.eval_shape(_start_program(spec, target, config, mesh), jax.random.key(0))
+    carry_like, warmup_like, warmup_posterior_like, _, keys_like = shapes
+    run = _LongRun(
+        spec,
+        target,
+        config,
+        meta["chunk_size"],
+        meta["thin"],
+        path,
+        carry=_unflat("carry", carry_like, arrays),
+        sample_keys=_unflat("sample_keys", keys_like, arrays),
+        done=meta["done"],
+        n_grad=meta["n_grad"],
+    )
+    if meta["has_warmup"]:
+        like = {"positions": warmup_like[0], "stats": warmup_like[1]}
+        like["posterior"] = warmup_posterior_like
+        run.warmup = jax.tree.map(np.asarray, _unflat("warmup", like, arrays))
+    if meta["done"]:
+        run.chunks = [_draws_from(arrays, carry_like, spec, target, config, mesh, run)]
+    return _run_chunks(run, mesh, progress)[0]
+
+
+def _draws_from(
+    arrays: dict[str, np.ndarray],
+    carry_like: Any,
+    spec: SamplerSpec,
+    target: Target,
+    config: SamplerConfig,
+    mesh: Any,
+    run: _LongRun,
+) -> dict[str, Any]:
+    """The draws saved in a checkpoint, as one chunk, shapes taken from the chunk program."""
+    kept = -(-run.done // run.thin)
+    with chain_mesh(mesh):
+        out = jax.eval_shape(
+            _chunk_program(spec, target, config, mesh, 1),
+            carry_like,
+            jax.eval_shape(lambda: run.sample_keys),
+            jnp.asarray(0),
+        )
+    _, positions, stats, posterior, _ = out
+    like = {"positions": positions, "stats": stats, "posterior": posterior}
+    like = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct((leaf.shape[0], kept) + leaf.shape[2:], leaf.dtype),
+        like,
+    )
+    return jax.tree.map(np.asarray, _unflat("draws", like, arrays))
