@@ -9,8 +9,15 @@ The data interface. A target sampled with minibatches exposes, in ``target.metad
 
 so that ``log_density(x) = log_prior(x) + sum_i log_likelihood_per_datum(x, data_i)`` (up
 to a constant). Minibatches of ``batch_size`` rows are drawn without replacement at every
-step; the gradient estimate is blackjax's ``sgmcmc.gradients.grad_estimator``
-(``grad log_prior + N/n sum_batch grad log_lik``), unbiased.
+step; the estimate of the log density is blackjax's ``sgmcmc.gradients.logdensity_estimator``
+(``log_prior + N/n sum_batch log_lik``), unbiased, and so is its gradient.
+
+Non-finite steps: a step is the Euler-Maruyama step of blackjax's
+``mcmc.diffusions.overdamped_langevin`` (the update of blackjax's ``sgld`` kernel) whose
+new position is evaluated, value and gradient, on a fresh minibatch; if that estimate or
+the position is not finite the step is rejected (the chain stays put) and flagged
+``diverging``. A draw whose full-data ``lp`` is not finite (a datum outside every
+minibatch seen) is flagged too.
 
 Cost: ``n_grad_evals`` counts minibatch gradient estimates (each costs ``batch_size / N``
 of a full-data gradient); ``n_logdensity_evals`` counts the full-data log densities
@@ -23,10 +30,10 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import blackjax
 import jax
 import jax.numpy as jnp
-from blackjax.sgmcmc.gradients import grad_estimator
+from blackjax.mcmc.diffusions import DiffusionState, overdamped_langevin
+from blackjax.sgmcmc.gradients import logdensity_estimator
 
 from bayeswb.config import SamplerConfig, option, positive, positive_int
 from bayeswb.draws import Draws
@@ -77,25 +84,48 @@ def minibatch(key: Array, data: Any, num_data: int, batch_size: int) -> Any:
 
 def sgld_build_kernel(num_data: int, batch_size: int) -> Callable[..., Any]:
     """Stochastic gradient Langevin dynamics (Welling and Teh 2011, eq. 4, constant step):
-    ``x' = x + h g(x, batch) + sqrt(2 h) xi`` with g an unbiased minibatch estimate of
-    grad log p(x | data); blackjax's ``sgld`` kernel (its ``h`` is Welling and Teh's
-    ``epsilon / 2``). Works on any position pytree. A step from a non-finite gradient
-    estimate is rejected and flagged.
+    ``x' = x + h g(x) + sqrt(2 h) xi`` with g an unbiased minibatch estimate of
+    grad log p(x | data) (blackjax's ``sgld`` kernel is this update; its ``h`` is Welling
+    and Teh's ``epsilon / 2``). Works on any position pytree.
 
-    ``kernel(key, position, grad_estimator_fn, data, step_size) -> (position, info)``.
+    The state caches ``(position, log density estimate, gradient estimate)`` like ULA's:
+    each step moves with the cached gradient, then evaluates the new position on a fresh
+    minibatch (drawn independently of the position and the noise, so the chain has SGLD's
+    law); a non-finite evaluation rejects the step. One gradient estimate per step.
+
+    ``kernel(key, state, logdensity_estimator_fn, data, step_size) -> (state, info)``,
+    ``logdensity_estimator_fn(position, batch) -> scalar``.
     """
-    sgld_kernel = blackjax.sgld.build_kernel()
 
     def kernel(
-        key: Array, position: Any, grad_estimator_fn: Callable, data: Any, step_size: Array
-    ) -> tuple[Any, StochasticGradientInfo]:
+        key: Array,
+        state: DiffusionState,
+        logdensity_estimator_fn: Callable,
+        data: Any,
+        step_size: Array,
+    ) -> tuple[DiffusionState, StochasticGradientInfo]:
         batch_key, step_key = jax.random.split(key)
         batch = minibatch(batch_key, data, num_data, batch_size)
-        new_position = sgld_kernel(step_key, position, grad_estimator_fn, batch, step_size)
-        new_position, diverging = keep_if_finite(position, new_position)
-        return new_position, StochasticGradientInfo(diverging)
+        euler_maruyama = overdamped_langevin(jax.value_and_grad(logdensity_estimator_fn))
+        new_state = DiffusionState(*euler_maruyama(step_key, state, step_size, (batch,)))
+        new_state, diverging = keep_if_finite(state, new_state)
+        return new_state, StochasticGradientInfo(diverging)
 
     return kernel
+
+
+def sgld_init(
+    key: Array,
+    position: Any,
+    logdensity_estimator_fn: Callable,
+    data: Any,
+    num_data: int,
+    batch_size: int,
+) -> DiffusionState:
+    """State at ``position``: one minibatch estimate of the log density and its gradient."""
+    batch = minibatch(key, data, num_data, batch_size)
+    value, grad = jax.value_and_grad(logdensity_estimator_fn)(position, batch)
+    return DiffusionState(position, value, grad)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,50 +140,53 @@ def _run_stochastic(
     key: Array,
     target: Target,
     config: Any,
-    kernel: Callable[..., Any],
-    grad_estimator_fn: Callable,
+    logdensity_estimator_fn: Callable,
     data: Any,
+    num_data: int,
     init_fn: Callable[[Array], Any],
     report_fn: Callable[[Any], tuple[Array, dict[str, Array]]],
 ) -> Draws:
     step_size = jnp.asarray(config.step_size)
+    kernel = sgld_build_kernel(num_data, config.batch_size)
 
-    def trace(position: Any, info: StochasticGradientInfo) -> tuple[Array, dict[str, Array]]:
-        reported, extra = report_fn(position)
+    def trace(state: DiffusionState, info: StochasticGradientInfo) -> Any:
+        reported, extra = report_fn(state.position)
+        lp = target.log_density(reported)
         stats = {
-            "lp": target.log_density(reported),
-            "diverging": info.diverging,
+            "lp": lp,
+            "diverging": info.diverging | ~jnp.isfinite(lp),
             "step_size": step_size,
             **extra,
         }
         return reported, stats
 
-    def step(k: Array, position: Any) -> Any:
-        return kernel(k, position, grad_estimator_fn, data, step_size)
+    def warmup_trace(state: DiffusionState, info: StochasticGradientInfo) -> Any:
+        return report_fn(state.position)[0], {"diverging": info.diverging}
+
+    def step(k: Array, state: DiffusionState) -> Any:
+        return kernel(k, state, logdensity_estimator_fn, data, step_size)
 
     def one_chain(chain_key: Array) -> Any:
-        init_key, warmup_key, sample_key = jax.random.split(chain_key, 3)
-        position = init_fn(init_key)
-        warmup_trace = None
+        init_key, batch_key, warmup_key, sample_key = jax.random.split(chain_key, 4)
+        state = sgld_init(
+            batch_key, init_fn(init_key), logdensity_estimator_fn, data, num_data,
+            config.batch_size,
+        )  # fmt: skip
+        warmup = None
         if config.num_warmup > 0:
-            position, warmup_trace = sample_chain(
-                warmup_key,
-                step,
-                position,
-                config.num_warmup,
-                lambda p, info: (report_fn(p)[0], {"diverging": info.diverging}),
-            )
-        _, sample_trace = sample_chain(sample_key, step, position, config.num_samples, trace)
-        return warmup_trace, sample_trace
+            state, warmup = sample_chain(warmup_key, step, state, config.num_warmup, warmup_trace)
+        _, sample_trace = sample_chain(sample_key, step, state, config.num_samples, trace)
+        return warmup, sample_trace
 
-    warmup_trace, (positions, stats) = run_chains(key, config.num_chains, one_chain)
-    warmup_positions, warmup_stats = warmup_trace if warmup_trace is not None else (None, {})
+    warmup, (positions, stats) = run_chains(key, config.num_chains, one_chain)
+    warmup_positions, warmup_stats = warmup if warmup is not None else (None, {})
     return Draws(
         positions=positions,
         stats=stats,
         warmup_positions=warmup_positions,
         warmup_stats=warmup_stats,
-        n_grad_evals=config.num_chains * (config.num_warmup + config.num_samples),
+        # one estimate per chain at the start, one per step
+        n_grad_evals=config.num_chains * (1 + config.num_warmup + config.num_samples),
         n_logdensity_evals=config.num_chains * config.num_samples,
     )
 
@@ -173,13 +206,12 @@ def run_sgld(key: Array, target: Target, config: SGLDConfig) -> Draws:
         ...     metadata={"data": y, "log_likelihood_per_datum": lik, "log_prior": prior})
         >>> r = bw.sample(t, "sgld", num_chains=2, num_samples=100, batch_size=10)
         >>> r.cost["n_grad_evals"]
-        1200
+        1202
     """
     data, log_likelihood, log_prior, num_data = data_interface(target, config.batch_size)
-    estimator = grad_estimator(log_prior, log_likelihood, num_data)
-    kernel = sgld_build_kernel(num_data, config.batch_size)
+    estimator = logdensity_estimator(log_prior, log_likelihood, num_data)
     return _run_stochastic(
-        key, target, config, kernel, estimator, data, target.init, lambda x: (x, {})
+        key, target, config, estimator, data, num_data, target.init, lambda x: (x, {})
     )
 
 
@@ -204,10 +236,10 @@ class EntropyMCMCConfig(SamplerConfig):
     )
 
 
-def entropy_grad_estimator(
+def entropy_logdensity_estimator(
     log_prior: Callable, log_likelihood: Callable, num_data: int, coupling_variance: float
-) -> Callable[[EntropyPosition, Any], EntropyPosition]:
-    """Minibatch gradient of the joint log density of Entropy-MCMC (Li and Zhang 2024,
+) -> Callable[[EntropyPosition, Any], Array]:
+    """Minibatch estimate of the joint log density of Entropy-MCMC (Li and Zhang 2024,
     "Entropy-MCMC: Sampling from flat basins with ease", ICLR, section 4, the joint of
     the parameter and its guiding variable):
 
@@ -215,13 +247,13 @@ def entropy_grad_estimator(
 
     whose x-marginal is the posterior and whose x_a-marginal is the posterior smoothed by
     N(0, eta I) (it favours flat basins). The data term is blackjax's unbiased
-    ``grad_estimator``; the coupling term is exact.
+    ``logdensity_estimator``; the coupling term is exact.
     """
-    posterior_grad = grad_estimator(log_prior, log_likelihood, num_data)
+    posterior = logdensity_estimator(log_prior, log_likelihood, num_data)
 
-    def estimate(state: EntropyPosition, batch: Any) -> EntropyPosition:
-        pull = (state.position - state.auxiliary_position) / coupling_variance
-        return EntropyPosition(posterior_grad(state.position, batch) - pull, pull)
+    def estimate(state: EntropyPosition, batch: Any) -> Array:
+        coupling = jnp.sum((state.position - state.auxiliary_position) ** 2)
+        return posterior(state.position, batch) - 0.5 * coupling / coupling_variance
 
     return estimate
 
@@ -229,7 +261,7 @@ def entropy_grad_estimator(
 @register("entropy_mcmc", EntropyMCMCConfig, family="langevin")
 def run_entropy_mcmc(key: Array, target: Target, config: EntropyMCMCConfig) -> Draws:
     """Entropy-MCMC (Li and Zhang 2024): SGLD updates of the joint (x, x_a) of
-    :func:`entropy_grad_estimator` with blackjax's ``sgld`` kernel. The posterior draws
+    :func:`entropy_logdensity_estimator` (the SGLD kernel of this module). The posterior draws
     are x; the guiding variable x_a is reported as ``sample_stats.auxiliary_position``
     (chain, draw, dim), in unconstrained space. Both start at the same point.
 
@@ -246,10 +278,9 @@ def run_entropy_mcmc(key: Array, target: Target, config: EntropyMCMCConfig) -> D
         (2, 100, 1)
     """
     data, log_likelihood, log_prior, num_data = data_interface(target, config.batch_size)
-    estimator = entropy_grad_estimator(
+    estimator = entropy_logdensity_estimator(
         log_prior, log_likelihood, num_data, config.coupling_variance
     )
-    kernel = sgld_build_kernel(num_data, config.batch_size)
 
     def init_fn(k: Array) -> EntropyPosition:
         x = target.init(k)
@@ -258,4 +289,4 @@ def run_entropy_mcmc(key: Array, target: Target, config: EntropyMCMCConfig) -> D
     def report(state: EntropyPosition) -> tuple[Array, dict[str, Array]]:
         return state.position, {"auxiliary_position": state.auxiliary_position}
 
-    return _run_stochastic(key, target, config, kernel, estimator, data, init_fn, report)
+    return _run_stochastic(key, target, config, estimator, data, num_data, init_fn, report)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -139,35 +140,58 @@ def test_mala_with_adapted_mass_matrix_is_exact(gaussian):
 
 
 @pytest.mark.parametrize(
-    "integrator", ["euler", "baoab", pytest.param("obabo", marks=pytest.mark.slow)]
+    "integrator, mass",
+    [("euler", False), ("baoab", True), pytest.param("obabo", False, marks=pytest.mark.slow)],
 )
-def test_kinetic_langevin_matches_its_exact_stationary_variance(gaussian, integrator):
+def test_kinetic_langevin_matches_its_exact_stationary_variance(gaussian, integrator, mass):
     """Unadjusted: each coordinate is a linear chain in (x, v); its exact stationary
     Var(x) (Lyapunov equation of the integrator's update) is the reference. At h = 0.1,
     gamma = 2 the Euler bias on the stiffest coordinate (curvature 10, where Euler is
     stable only for h < gamma / 10) is about 2x; BAOAB's is zero (exact position marginal
-    on Gaussians, Leimkuhler and Matthews 2013)."""
+    on Gaussians, Leimkuhler and Matthews 2013). With a diagonal inverse mass m the chain
+    is the unit-mass one on y = x / sqrt(m), of curvature m / s^2: Var(x) = m Var(y)."""
     h, g = 0.1, 2.0
+    sd = gaussian.reference.sd["x"]
+    m = sd if mass else np.ones_like(sd)  # a mass that is neither 1 nor the exact s^2
     r = bw.sample(
         gaussian, "kinetic_langevin", seed=3, num_chains=CHAINS, num_samples=DRAWS,
         num_warmup=500, step_size=h, friction=g, integrator=integrator,
+        inverse_mass_matrix=tuple(float(v) for v in m) if mass else None,
     )  # fmt: skip
     steps = _kinetic_steps(integrator, h, g)
-    sd = gaussian.reference.sd["x"]
-    variances = np.array([_stationary_position_variance(steps, 1.0 / s**2) for s in sd])
+    variances = m * np.array(
+        [_stationary_position_variance(steps, mi / s**2) for mi, s in zip(m, sd, strict=True)]
+    )
     if integrator == "baoab":
         np.testing.assert_allclose(variances, sd**2, rtol=1e-10)
     _check_moments(r, gaussian, variances, f"kinetic_langevin/{integrator}")
     assert "acceptance_rate" not in r.idata.sample_stats
+    assert {"lp", "energy", "diverging", "step_size"} <= set(r.idata.sample_stats)
 
 
 def test_metropolized_obabo_is_exact(gaussian):
+    """Exact for p(x) N(v; 0, I) at any step: moments of x against the target's, and the
+    kinetic energy ``energy + lp = |v|^2 / 2`` (a chi-square with dim degrees of freedom,
+    halved) against its exact mean dim/2 and variance dim/2; ArviZ's BFMI is computable."""
     r = bw.sample(
         gaussian, "kinetic_langevin", seed=4, num_chains=CHAINS, num_samples=DRAWS,
         num_warmup=500, integrator="obabo", metropolize=True,
     )  # fmt: skip
-    _check_moments(r, gaussian, gaussian.reference.sd["x"] ** 2, "metropolized obabo")
-    assert "acceptance_rate" in r.idata.sample_stats
+    stats = r.idata.sample_stats
+    kinetic = SimpleNamespace(
+        idata=SimpleNamespace(posterior=(stats["energy"] + stats["lp"]).to_dataset(name="k"))
+    )
+    z_kinetic = moment_z_scores(kinetic, "k", DIM / 2, np.sqrt(DIM / 2))
+    z = moment_z_scores(r, "x", np.zeros(DIM), gaussian.reference.sd["x"])
+    scores = [
+        z["mean"],
+        z["var"],
+        np.atleast_1d(z_kinetic["mean"]),
+        np.atleast_1d(z_kinetic["var"]),
+    ]
+    assert_z_scores(np.concatenate(scores), "metropolized obabo")
+    assert "acceptance_rate" in stats
+    assert np.isfinite(az.bfmi(r.idata)).all()
 
 
 # --------------------------------------------------------------------------- randomized midpoint
@@ -221,14 +245,18 @@ def _randomized_midpoint_variance(k, h, g, nodes=64):
 
 
 def test_randomized_midpoint_matches_its_exact_stationary_variance(gaussian):
-    """Unadjusted: reference is the chain's exact stationary variance at h = 0.4."""
+    """Unadjusted: reference is the chain's exact stationary variance at h = 0.4, with a
+    diagonal inverse mass m (the unit-mass chain on y = x / sqrt(m): Var(x) = m Var(y))."""
     h, g = 0.4, 2.0
+    sd = gaussian.reference.sd["x"]
+    m = np.sqrt(sd)
     r = bw.sample(
         gaussian, "randomized_midpoint", seed=5, num_chains=CHAINS, num_samples=DRAWS,
-        num_warmup=500, step_size=h, friction=g,
+        num_warmup=500, step_size=h, friction=g, inverse_mass_matrix=tuple(map(float, m)),
     )  # fmt: skip
-    sd = gaussian.reference.sd["x"]
-    variances = np.array([_randomized_midpoint_variance(1.0 / s**2, h, g) for s in sd])
+    variances = m * np.array(
+        [_randomized_midpoint_variance(mi / s**2, h, g) for mi, s in zip(m, sd, strict=True)]
+    )
     _check_moments(r, gaussian, variances, "randomized_midpoint")
     assert r.cost["n_grad_evals"] == CHAINS * (1 + 2 * (500 + DRAWS))
 
@@ -246,6 +274,23 @@ def _half_nan_target():
     return bw.Target.from_logdensity(log_density, dim=2, name="half_nan", init=init)
 
 
+def _half_nan_data_target():
+    """The same with the minibatch interface: 20 data points whose log-likelihood is NaN
+    (its gradient 0, so only the log density reveals it) on x[0] >= 1.5."""
+    data = jnp.zeros((20, 2))
+    log_prior = lambda x: -0.5 * jnp.sum(x**2) / 2.0
+    log_lik = lambda x, y: jnp.where(x[0] < 1.5, -0.5 * jnp.sum((x - y) ** 2) / 40.0, jnp.nan)
+
+    def log_density(x):
+        return log_prior(x) + jnp.sum(jax.vmap(log_lik, (None, 0))(x, data))
+
+    init = lambda key: 0.1 * jax.random.normal(key, (2,))
+    metadata = {"data": data, "log_likelihood_per_datum": log_lik, "log_prior": log_prior}
+    return bw.Target.from_logdensity(
+        log_density, dim=2, name="half_nan_data", init=init, metadata=metadata
+    )
+
+
 @pytest.mark.parametrize(
     "sampler, options",
     [
@@ -260,13 +305,19 @@ def _half_nan_target():
             marks=pytest.mark.slow,
         ),
         pytest.param("randomized_midpoint", {"step_size": 0.3}, marks=pytest.mark.slow),
+        ("sgld", {"step_size": 0.05, "batch_size": 5}),
+        pytest.param(
+            "entropy_mcmc",
+            {"step_size": 0.05, "batch_size": 5, "coupling_variance": 0.1},
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_non_finite_steps_are_rejected_and_flagged(sampler, options):
+    target = _half_nan_data_target() if sampler in ("sgld", "entropy_mcmc") else _half_nan_target()
     r = bw.sample(
-        _half_nan_target(), sampler, seed=6, num_chains=2, num_samples=500, num_warmup=100,
-        **options,
-    )  # fmt: skip
+        target, sampler, seed=6, num_chains=2, num_samples=500, num_warmup=100, **options
+    )
     positions = r.idata.posterior["x"].values
     stats = r.idata.sample_stats
     assert np.isfinite(positions).all() and np.isfinite(stats["lp"].values).all()
@@ -321,7 +372,7 @@ def test_sgld_matches_its_exact_stationary_law(gaussian_mean_model):
     variances = (2 + h * noise_var) / (precision * (2 - h * precision))
     z = moment_z_scores(r, "x", mean, np.sqrt(variances))
     assert_z_scores(np.concatenate([z["mean"], z["var"]]), "sgld")
-    assert r.cost["n_grad_evals"] == CHAINS * (200 + DRAWS)
+    assert r.cost["n_grad_evals"] == CHAINS * (1 + 200 + DRAWS)
     assert {"lp", "diverging", "step_size"} <= set(r.idata.sample_stats)
 
 
