@@ -19,7 +19,12 @@ One step ``t -> t + 1``:
 3. resample (blackjax's schemes) only if the ESS falls below ``ess_threshold * N``;
 4. move every particle with a kernel for ``pi_{beta_{t+1}}`` (:mod:`.smc_moves`), run
    in coordinates whitened by the weighted particle mean and sd, with the step size
-   retuned from the population's acceptance rate after every sweep.
+   retuned from the population's acceptance rate after every sweep; optionally each
+   particle's step size is drawn from ``h exp(-s U)`` (``step_size_spread = s``), a
+   mixture of invariant kernels that covers regions of very different scales (a
+   funnel's neck and mouth: ``move="hmc", step_size_spread=4.6,
+   target_conditional_ess=0.9`` passes the funnel test, where MALA with one step misses
+   the neck).
 
 Exactness: with a fixed schedule, ``precondition=False`` and ``adapt_step_size=False``
 each run's ``Z`` estimate is unbiased. Adapting temperatures, whitening and step size
@@ -51,6 +56,7 @@ last step: NaN for floats, False for ``resampled``):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -73,7 +79,9 @@ from bayeswb.samplers.smc_core import (
     RESAMPLING_SCHEMES,
     SCHEDULES,
     Annealed,
+    Reference,
     anneal,
+    gaussian_reference,
 )
 from bayeswb.samplers.smc_moves import MCMC_MOVES, TRANSPORT_MOVES, Move, make_move
 from bayeswb.target import Target
@@ -86,6 +94,12 @@ Array = jax.Array
 
 def _optional(check: Any) -> Any:
     return lambda value: None if value is None else check(value)
+
+
+def _non_negative(value: Any) -> str | None:
+    """>= 0."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    return None if ok else "must be a number >= 0"
 
 
 def _fraction(value: Any) -> str | None:
@@ -104,8 +118,8 @@ def _move_check(names: tuple[str, ...]) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
-class _AnnealingConfig(SamplerConfig):
-    """Settings shared by smc, ais and smc_langevin (num_warmup is unused)."""
+class AnnealingSettings(SamplerConfig):
+    """Settings of the annealing loop shared by smc, ais, smc_langevin and smc_flow."""
 
     num_warmup: int = option(0, non_negative_int, "unused by the SMC family")
     move: Any = option("mala", _move_check(MCMC_MOVES), "MCMC kernel: name or smc_moves.Move")
@@ -126,10 +140,19 @@ class _AnnealingConfig(SamplerConfig):
     num_steps: int = option(
         100, positive_int, "fixed schedules: number of steps; adaptive: the maximum"
     )
-    reference_scale: float = option(1.0, positive, "sd of the Gaussian reference N(0, s^2 I)")
     pilot_particles: int = option(
         0, non_negative_int, "particles of a pilot run that fixes the tuning (0: no pilot)"
     )
+    step_size_spread: float = option(
+        0.0, _non_negative, "per-particle step size h exp(-spread U), U ~ U(0, 1)"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _AnnealingConfig(AnnealingSettings):
+    """Settings of smc and ais: annealing from a Gaussian reference."""
+
+    reference_scale: float = option(1.0, positive, "sd of the Gaussian reference N(0, s^2 I)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,9 +183,10 @@ class AISConfig(_AnnealingConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class SMCLangevinConfig(_AnnealingConfig):
+class LangevinTransportSettings(AnnealingSettings):
     """Annealed unadjusted Langevin transport with exact weights and ESS-triggered
-    resampling; ``num_mcmc_steps`` Langevin steps per temperature."""
+    resampling; ``num_mcmc_steps`` Langevin steps per temperature (smc_langevin and
+    smc_flow)."""
 
     move: Any = option("ula", _move_check(TRANSPORT_MOVES), "transport: name or Move")
     target_acceptance_rate: float | None = option(
@@ -176,6 +200,13 @@ class SMCLangevinConfig(_AnnealingConfig):
     ess_threshold: float = option(0.5, _fraction, "resample when ESS < ess_threshold * N")
 
 
+@dataclasses.dataclass(frozen=True)
+class SMCLangevinConfig(LangevinTransportSettings):
+    """smc_langevin: the transport from a Gaussian reference ``N(0, s^2 I)``."""
+
+    reference_scale: float = option(1.0, positive, "sd of the Gaussian reference N(0, s^2 I)")
+
+
 def _cost_per_step(move: Move, n: int, num_sweeps: int, chains: int) -> tuple[int, int]:
     """Exact (gradients, log-density evaluations) of one step: ``chains`` moved chains'
     init and sweeps, then log gamma at all n particles."""
@@ -184,15 +215,32 @@ def _cost_per_step(move: Move, n: int, num_sweeps: int, chains: int) -> tuple[in
     return grads, evals + n
 
 
-def _run(
+def run_annealing(
     key: Array,
     target: Target,
-    config: _AnnealingConfig,
+    config: AnnealingSettings,
     resampling: str | None,
     ess_threshold: float,
     waste_free_chains: int = 0,
-) -> Draws:
+    make_reference: Callable[[Array], tuple[Reference, Any]] | None = None,
+    reference_scale: float = 1.0,
+) -> tuple[Draws, Any]:
+    """``num_chains`` independent runs of :func:`~.smc_core.anneal` (a pilot run first if
+    ``config.pilot_particles``), assembled into Draws with exact cost counters.
+
+    ``make_reference(run_key) -> (Reference, aux)`` builds each run's reference (for
+    example by training a flow; its cost is the caller's to add); by default
+    ``N(0, reference_scale^2 I)``. Returns the Draws and the runs' stacked ``aux``.
+    """
     move = make_move(config.move, config.num_integration_steps)
+    if make_reference is None:
+        gaussian = gaussian_reference(target.dim, reference_scale)
+        make_reference = lambda run_key: (gaussian, None)  # noqa: E731
+    step_size = config.step_size
+    if not config.precondition:
+        # unwhitened particles start at the reference's scale
+        default = move.default_step_size(target.dim) if step_size is None else step_size
+        step_size = default * reference_scale
     n = config.num_samples
     pilot_n = config.pilot_particles
     settings = {
@@ -201,24 +249,26 @@ def _run(
         "target_conditional_ess": config.target_conditional_ess,
         "resampling": resampling,
         "ess_threshold": ess_threshold,
-        "step_size": config.step_size,
+        "step_size": step_size,
         "target_acceptance_rate": config.target_acceptance_rate,
         "adapt_step_size": config.adapt_step_size,
         "precondition": config.precondition,
-        "reference_scale": config.reference_scale,
+        "step_size_spread": config.step_size_spread,
     }
     if waste_free_chains:
         num_sweeps, moved = n // waste_free_chains - 1, waste_free_chains
     else:
         num_sweeps, moved = config.num_mcmc_steps, n
 
-    def one_run(run_key: Array) -> tuple[Annealed, Array]:
-        pilot_key, main_key = jax.random.split(run_key)
+    def one_run(run_key: Array) -> tuple[Annealed, Array, Any]:
+        reference_key, pilot_key, main_key = jax.random.split(run_key, 3)
+        reference, aux = make_reference(reference_key)
         frozen, pilot_steps = None, jnp.array(0)
         if pilot_n:
             pilot = anneal(
                 pilot_key,
                 target.log_density,
+                reference,
                 target.dim,
                 pilot_n,
                 move,
@@ -230,6 +280,7 @@ def _run(
         main = anneal(
             main_key,
             target.log_density,
+            reference,
             target.dim,
             n,
             move,
@@ -238,9 +289,9 @@ def _run(
             frozen=frozen,
             **settings,
         )
-        return main, pilot_steps
+        return main, pilot_steps, aux
 
-    out, pilot_steps = run_chains(key, config.num_chains, one_run)
+    out, pilot_steps, aux = run_chains(key, config.num_chains, one_run)
     grads, evals = _cost_per_step(move, n, num_sweeps, moved)
     pilot_grads, pilot_evals = _cost_per_step(move, pilot_n, config.num_mcmc_steps, pilot_n)
     main_steps, pilot_steps = jnp.sum(out.num_steps_taken), jnp.sum(pilot_steps)
@@ -254,7 +305,7 @@ def _run(
         n_logdensity_evals=config.num_chains * (n + pilot_n)
         + main_steps * evals
         + pilot_steps * pilot_evals,
-    )
+    ), aux
 
 
 # --------------------------------------------------------------------------- samplers
@@ -283,9 +334,16 @@ def run_smc(key: Array, target: Target, config: SMCConfig) -> Draws:
         >>> r.log_z is not None, "temperature" in r.idata.path_stats
         (True, True)
     """
-    return _run(
-        key, target, config, config.resampling, config.ess_threshold, config.waste_free_chains
+    draws, _ = run_annealing(
+        key,
+        target,
+        config,
+        config.resampling,
+        config.ess_threshold,
+        config.waste_free_chains,
+        reference_scale=config.reference_scale,
     )
+    return draws
 
 
 @register("ais", AISConfig, family="smc")
@@ -304,7 +362,10 @@ def run_ais(key: Array, target: Target, config: AISConfig) -> Draws:
         >>> bool(r.idata.path_stats["resampled"].any())
         False
     """
-    return _run(key, target, config, None, 0.0)
+    draws, _ = run_annealing(
+        key, target, config, None, 0.0, reference_scale=config.reference_scale
+    )
+    return draws
 
 
 @register("smc_langevin", SMCLangevinConfig, family="smc")
@@ -328,4 +389,12 @@ def run_smc_langevin(key: Array, target: Target, config: SMCLangevinConfig) -> D
         >>> r.idata.path_stats["ess"].dims
         ('chain', 'step')
     """
-    return _run(key, target, config, config.resampling, config.ess_threshold)
+    draws, _ = run_annealing(
+        key,
+        target,
+        config,
+        config.resampling,
+        config.ess_threshold,
+        reference_scale=config.reference_scale,
+    )
+    return draws

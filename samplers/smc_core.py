@@ -1,6 +1,8 @@
-"""The annealing loop shared by smc, ais and smc_langevin (see :mod:`.smc` for the maths).
+"""The annealing loop shared by smc, ais, smc_langevin and smc_flow (see :mod:`.smc`).
 
-:func:`anneal` runs one independent run in a ``lax.while_loop`` over tempering steps:
+:func:`anneal` runs one independent run in a ``lax.while_loop`` over tempering steps from a
+:class:`Reference` (any normalised density that can be sampled: a Gaussian, a trained
+flow) to the target:
 next temperature (fixed or by bisection on the conditional ESS), reweighting in log space,
 ESS-triggered resampling (blackjax's schemes), a move for the new temperature on whitened
 particles with the step size retuned from the population. ``path`` arrays are padded to
@@ -10,6 +12,7 @@ particles with the step size retuned from the population. ``path`` arrays are pa
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -33,6 +36,36 @@ RESAMPLING_SCHEMES = {
 SCHEDULES = ("adaptive", "linear", "geometric")
 # geometric schedules start at 10^GEOMETRIC_START (Neal 2001 uses a geometric spacing)
 GEOMETRIC_START = -4.0
+
+
+class Reference(NamedTuple):
+    """The normalised distribution q the annealing starts from.
+
+    sample:    ``(key, n) -> (n, dim)`` draws from q
+    log_prob:  ``(dim,) -> ()`` log q(x), normalised (so that Z_0 = 1); differentiable
+    """
+
+    sample: Callable[[Array, int], Array]
+    log_prob: Callable[[Array], Array]
+
+
+def gaussian_reference(dim: int, scale: float) -> Reference:
+    """``N(0, scale^2 I)`` on R^dim.
+
+    Example:
+        >>> q = gaussian_reference(2, 1.0)
+        >>> round(float(q.log_prob(jnp.zeros(2))), 4)  # -log(2 pi)
+        -1.8379
+    """
+    constant = dim * (math.log(scale) + 0.5 * math.log(2 * math.pi))
+
+    def sample(key: Array, n: int) -> Array:
+        return scale * jax.random.normal(key, (n, dim))
+
+    def log_prob(x: Array) -> Array:
+        return -0.5 * jnp.sum((x / scale) ** 2) - constant
+
+    return Reference(sample, log_prob)
 
 
 class Tuning(NamedTuple):
@@ -133,6 +166,7 @@ def _where_tree(ok: Array, new: Any, old: Any) -> Any:
 def anneal(
     key: Array,
     logdensity_fn: Any,
+    reference: Reference,
     dim: int,
     num_particles: int,
     move: Move,
@@ -148,10 +182,16 @@ def anneal(
     target_acceptance_rate: float | None,
     adapt_step_size: bool,
     precondition: bool,
-    reference_scale: float,
     frozen: Tuning | None = None,
+    step_size_spread: float = 0.0,
 ) -> Annealed:
-    """One annealing run from ``N(0, reference_scale^2 I)`` to ``exp(logdensity_fn)``.
+    """One annealing run from ``reference`` to ``exp(logdensity_fn)`` on R^dim.
+
+    ``step_size`` is the initial step size (None: the move's default for ``dim``), in
+    whitened coordinates when ``precondition``. ``step_size_spread = s > 0`` draws each
+    particle's step size at each sweep as ``h exp(-s U)``, ``U ~ U(0, 1)``, independently
+    of its state: a mixture of pi-invariant kernels, which reaches regions of very
+    different scales (a funnel's neck and mouth) with one adapted ``h``.
 
     ``resampling=None`` never resamples (AIS); ``waste_free_chains = M > 0`` resamples M
     particles at every step and keeps all ``N / M`` states of each chain (Dau and Chopin
@@ -161,34 +201,32 @@ def anneal(
 
     Example:
         >>> from bayeswb.samplers.smc_moves import mala_move
-        >>> out = anneal(jax.random.key(0), lambda x: -0.5 * x @ x, 2, 64, mala_move(),
+        >>> q = gaussian_reference(2, 2.0)
+        >>> out = anneal(jax.random.key(0), lambda x: -0.5 * x @ x, q, 2, 64, mala_move(),
         ...              num_sweeps=2, schedule="adaptive", num_steps=20,
         ...              target_conditional_ess=0.5, resampling="systematic",
         ...              ess_threshold=0.5, waste_free_chains=0, step_size=None,
         ...              target_acceptance_rate=None, adapt_step_size=True,
-        ...              precondition=True, reference_scale=2.0)
+        ...              precondition=True)
         >>> out.positions.shape, out.path["temperature"].shape
         ((64, 2), (20,))
     """
     n = num_particles
     log_n = math.log(n)
-    scale = reference_scale
     target_acceptance = (
         move.target_acceptance_rate if target_acceptance_rate is None else target_acceptance_rate
     )
     initial_step_size = move.default_step_size(dim) if step_size is None else step_size
-    if not precondition:
-        initial_step_size = initial_step_size * scale
     temperatures = None if schedule == "adaptive" else fixed_schedule(schedule, num_steps)
 
-    def log_reference(x: Array) -> Array:
-        return -0.5 * jnp.sum((x / scale) ** 2) - dim * (
-            math.log(scale) + 0.5 * math.log(2 * math.pi)
-        )
+    log_reference = reference.log_prob
 
     def evaluate(positions: Array) -> tuple[Array, Array]:
         lp = safe_log_weights(jax.vmap(logdensity_fn)(positions))
-        return lp, lp - jax.vmap(log_reference)(positions)
+        log_q = jax.vmap(log_reference)(positions)
+        # a reference density that is not finite (a flow at a point it cannot invert)
+        # gives the particle weight zero
+        return lp, jnp.where(jnp.isfinite(log_q), lp - log_q, -jnp.inf)
 
     def sweeps(key: Array, z: Array, tempered: Any, weights: Array, log_step_size: Array) -> Any:
         """``num_sweeps`` move steps from each row of z; retune after each sweep."""
@@ -196,9 +234,13 @@ def anneal(
 
         def one_sweep(carry: Any, sweep_key: Array) -> Any:
             states, log_step_size, log_increment = carry
+            jitter_key, sweep_key = jax.random.split(sweep_key)
             keys = jax.random.split(sweep_key, z.shape[0])
-            new, info = jax.vmap(move.step, (0, 0, None, None))(
-                keys, states, tempered, jnp.exp(log_step_size)
+            # each particle's step size is drawn independently of its state, so the move
+            # is a mixture of pi-invariant kernels (and stays pi-invariant)
+            jitter = step_size_spread * jax.random.uniform(jitter_key, (z.shape[0],))
+            new, info = jax.vmap(move.step, (0, 0, None, 0))(
+                keys, states, tempered, jnp.exp(log_step_size - jitter)
             )
             ok = jnp.all(jnp.isfinite(new.position), axis=-1) & ~jnp.isnan(new.logdensity)
             states = _where_tree(ok, new, states)
@@ -328,7 +370,7 @@ def anneal(
         return (carry.temperature < 1.0) & (carry.step < num_steps)
 
     init_key, key = jax.random.split(key)
-    positions = scale * jax.random.normal(init_key, (n, dim))
+    positions = reference.sample(init_key, n)
     lp, log_ratio = evaluate(positions)
     nan_path = jnp.full(num_steps, jnp.nan)
     path = {

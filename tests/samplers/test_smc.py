@@ -9,6 +9,7 @@ MCSE would be too small. Bounds come from ``helpers`` (family-wise false-alarm r
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -216,20 +217,44 @@ def test_a_move_object_is_accepted():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: whitened MALA with one global step size does not enter the "
-    "funnel's neck; measured log Z -0.109 (z = -4.35); with 20 sweeps the mean of v is "
-    "off by z = +7.6 (issue 5)",
-)
 def test_funnel_log_z_and_weighted_moments():
-    """Neal's funnel (dim 5, scale 1.5): log Z = 0 and exact moments of v and x."""
+    """Neal's funnel (dim 5, scale 1.5): log Z = 0 and exact moments.
+
+    Settings: jittered HMC with a per-particle step size spread over two decades
+    (``step_size_spread``; a mixture of pi-invariant kernels, so still exact), which takes
+    small steps in the neck and large ones in the mouth, and a conditional ESS of 0.9 so
+    the moves get enough temperatures (0.5 takes 3 steps). Whitened MALA with one global
+    step size misses the neck (log Z -0.109, z = -4.35).
+
+    Moments tested: mean and variance of v ~ N(0, scale^2) and of the standardised
+    ``u_i = x_i exp(-v / 2) ~ N(0, 1)`` (independent of v), which checks the neck as much
+    as x does. The raw second moment of x is not tested: x^2 has skewness ~90 here, so
+    its across-run z-score is far from normal (with exact iid draws, 32 x 512, the
+    Bonferroni bound of 10 z-scores is exceeded in 2% of repetitions, not 0.1%).
+    """
     funnel = bw.models.get("funnel", dim=5, scale=1.5)
     result = bw.sample(
-        funnel, "smc", seed=2, num_chains=RUNS, num_samples=512, reference_scale=2.0
+        funnel,
+        "smc",
+        seed=2,
+        num_chains=RUNS,
+        num_samples=512,
+        reference_scale=2.0,
+        move="hmc",
+        num_integration_steps=10,
+        num_mcmc_steps=10,
+        step_size_spread=4.6,
+        target_conditional_ess=0.9,
     )
     z_log_z = (result.log_z - funnel.log_z) / result.log_z_se
     assert abs(z_log_z) < 3.0, f"funnel log Z {result.log_z:.4f}, z = {z_log_z:.2f}"
-    sd = funnel.reference.sd["x"]
-    z = across_run_z_scores(result, funnel.reference.mean["x"], sd**2)
-    assert_z_scores(z, "funnel weighted mean and variance")
+    x = np.asarray(result.positions)
+    v = x[..., :1]
+    standardised = SimpleNamespace(
+        positions=np.concatenate([v, x[..., 1:] * np.exp(-v / 2)], -1),
+        log_weights=result.log_weights,
+    )
+    var = np.ones(5)
+    var[0] = 1.5**2
+    z = across_run_z_scores(standardised, np.zeros(5), var)
+    assert_z_scores(z, "funnel weighted mean and variance of (v, u)")
