@@ -1,9 +1,11 @@
-"""The ``bayeswb`` command line: list models and samplers, run one on the other."""
+"""The ``bayeswb`` command line: list models and samplers, run one on the other, run a
+benchmark sweep or regenerate a paper figure."""
 
 from __future__ import annotations
 
 import argparse
 import ast
+import json
 import pathlib
 import sys
 from typing import Any
@@ -56,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=int, default=3, help="runs per pair (seeds 0..N-1)")
     bench.add_argument("--chains", type=int, default=4)
     bench.add_argument("--out", default="bench_out", help="folder for CSV, Markdown, plots")
+    figure = commands.add_parser("figure", help="regenerate a paper figure (see --list)")
+    figure.add_argument("name", nargs="?", help="figure name (bayeswb figure --list)")
+    figure.add_argument("--list", action="store_true", help="list the figures and exit")
+    figure.add_argument("--quick", action="store_true", help="small run (what CI runs)")
+    figure.add_argument("--seed", type=int, default=0)
+    figure.add_argument("--out", default=None, help="output folder (default: figures_out/NAME)")
     return parser
 
 
@@ -92,6 +100,38 @@ def _bench(args: argparse.Namespace) -> None:
     for path in write_report(frame, args.out):
         print(f"wrote {path}")
     print((pathlib.Path(args.out) / "bench.md").read_text())
+
+
+def _figure_list() -> None:
+    from bayeswb import figures
+
+    for name in figures.names():
+        module = figures.get(name)
+        print(f"{name}: {module.TITLE} (full run: {module.FULL_RUNTIME})\n    {module.PAPER}")
+    broken = figures.broken()
+    if broken:
+        print("\nnot runnable:")
+        for name, reason in broken.items():
+            print(f"  {name}: {reason}")
+
+
+def _figure(args: argparse.Namespace) -> None:
+    from bayeswb import figures
+
+    if args.list:
+        _figure_list()
+        return
+    if not args.name:
+        raise ValueError("figure needs a NAME, or --list to see them")
+    out = pathlib.Path(args.out or pathlib.Path("figures_out") / args.name)
+    tables = figures.run(args.name, out, quick=args.quick, seed=args.seed)
+    with pd.option_context("display.width", 120, "display.max_rows", 40):
+        shown = "published" if "published" in tables else "results"
+        print(f"{shown}:\n{tables[shown].to_string(index=False)}\n")
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name in [*manifest["files"], "manifest.json"]:
+        print(f"wrote {out / name}")
+    print(f"elapsed {manifest['elapsed_s']:.1f}s")
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -151,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             _run(args)
         elif args.command == "bench":
             _bench(args)
+        elif args.command == "figure":
+            _figure(args)
     except (KeyError, ValueError) as error:
         message = error.args[0] if error.args else repr(error)
         print(f"bayeswb: error: {message}", file=sys.stderr)

@@ -29,6 +29,7 @@ import importlib.metadata
 import json
 import os
 import pathlib
+import pkgutil
 import platform
 import subprocess
 import sys
@@ -84,15 +85,15 @@ def _discover() -> tuple[dict[str, ModuleType], dict[str, str]]:
     """Import every module of this package: (figures by name, reasons by broken name)."""
     figures: dict[str, ModuleType] = {}
     broken: dict[str, str] = {}
-    folder = pathlib.Path(__file__).parent
-    for path in sorted(folder.glob("*.py")):
-        name = path.stem
+    found = sorted({info.name for info in pkgutil.iter_modules(__path__)})
+    for name in found:
         if name.startswith("_"):
             continue
         try:
             module = importlib.import_module(f"{__name__}.{name}")
         except Exception as error:  # a broken module is reported, not raised: see broken()
-            broken[name] = f"import failed: {type(error).__name__}: {error}".strip()
+            first_line = (str(error).strip().splitlines() or [""])[0]
+            broken[name] = f"import failed: {type(error).__name__}: {first_line}"
             continue
         missing = [attr for attr in PROTOCOL if not hasattr(module, attr)]
         if missing:
