@@ -63,20 +63,39 @@ _CHAIN_MESH: contextvars.ContextVar[Mesh | None] = contextvars.ContextVar(
 def make_chain_mesh(num_chains: int, devices: Sequence[Any] | None = None) -> Mesh | None:
     """A one-axis mesh (``"chain"``) over as many devices as evenly divide the chains.
 
-    Uses ``gcd(num_chains, len(devices))`` devices (default: all local devices); None when
-    that is one device, in which case chains are simply vmapped.
+    Uses ``gcd(num_chains, len(devices))`` devices (default: all devices, which after
+    ``jax.distributed.initialize`` are those of every process); None when that is one
+    device, in which case chains are simply vmapped.
 
     Example:
         >>> make_chain_mesh(4, jax.local_devices()[:1]) is None
         True
     """
-    devices = list(jax.local_devices() if devices is None else devices)
+    devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices must name at least one device")
     used = math.gcd(num_chains, len(devices))
     if used <= 1:
         return None
     return Mesh(np.array(devices[:used]), ("chain",))
+
+
+def to_host(tree: Any) -> Any:
+    """``tree``'s arrays as host numpy arrays, gathered from every process of a multi-host
+    run (``jax.distributed``) so that each process holds all chains.
+
+    Example:
+        >>> to_host({"x": jax.numpy.ones(2)})["x"].tolist()
+        [1.0, 1.0]
+    """
+    from jax.experimental import multihost_utils
+
+    def gather(leaf: Any) -> np.ndarray:
+        if jax.process_count() > 1 and isinstance(leaf, jax.Array):
+            return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+        return np.asarray(leaf)
+
+    return jax.tree.map(gather, tree)
 
 
 @contextlib.contextmanager

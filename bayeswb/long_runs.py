@@ -31,7 +31,7 @@ from bayeswb import models, samplers
 from bayeswb.chunks import ChainKernel, scan_draws, start_chain
 from bayeswb.config import SamplerConfig
 from bayeswb.draws import Draws
-from bayeswb.driver import chain_mesh, make_chain_mesh, map_chains, run_chains
+from bayeswb.driver import chain_mesh, make_chain_mesh, map_chains, run_chains, to_host
 from bayeswb.result import Result
 from bayeswb.samplers import SamplerSpec
 from bayeswb.target import Target
@@ -135,11 +135,12 @@ def _run_chunks(run: _LongRun, mesh: Any, progress: bool | None) -> tuple[Result
                     ).compile()
                 run.compile_s += time.perf_counter() - start
             start = time.perf_counter()
-            out = run.compiled[length](run.carry, run.sample_keys, first)
-            carry, positions, stats, posterior, grads = jax.block_until_ready(out)
+            carry, *out = run.compiled[length](run.carry, run.sample_keys, first)
+            positions, stats, posterior, grads = to_host(out)
             run.sample_s += time.perf_counter() - start
             chunk = {"positions": positions, "stats": stats, "posterior": posterior}
             run.chunks.append(jax.tree.map(functools.partial(_thinned, run.thin), chunk))
+            jax.block_until_ready(carry)
             run.carry, run.done, run.n_grad = carry, run.done + length, run.n_grad + int(grads)
             if run.checkpoint is not None:
                 save_checkpoint(run)
@@ -152,8 +153,8 @@ def _run_chunks(run: _LongRun, mesh: Any, progress: bool | None) -> tuple[Result
     return _result(run, partial), partial
 
 
-def _thinned(thin: int, draws: Array) -> np.ndarray:
-    return np.asarray(draws)[:, ::thin]
+def _thinned(thin: int, draws: np.ndarray) -> np.ndarray:
+    return draws[:, ::thin]
 
 
 def _show_stats(bar: Any, chunks: list[dict[str, Any]]) -> None:
@@ -217,21 +218,21 @@ def sample_in_chunks(
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if isinstance(thin, bool) or not isinstance(thin, int) or thin < 1 or chunk_size % thin:
         raise ValueError(f"thin must be a positive integer dividing chunk_size, got {thin!r}")
+    if checkpoint is not None and jax.process_count() > 1:
+        raise ValueError("checkpoints of multi-process (jax.distributed) runs: not supported yet")
     mesh = make_chain_mesh(config.num_chains, devices)
     start = time.perf_counter()
     with chain_mesh(mesh):
         program = _start_program(spec, target, config, mesh).lower(key).compile()
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
-    carry, warmup, warmup_posterior, start_grads, sample_keys = jax.block_until_ready(program(key))
+    carry, warmup, warmup_posterior, start_grads, sample_keys = program(key)
+    warmup, warmup_posterior, start_grads = to_host((warmup, warmup_posterior, start_grads))
     run = _LongRun(spec, target, config, chunk_size, thin, checkpoint, carry, sample_keys)
     run.compile_s, run.sample_s = compile_s, time.perf_counter() - start
     run.n_grad = int(start_grads)
     if warmup is not None:
-        run.warmup = jax.tree.map(
-            np.asarray,
-            {"positions": warmup[0], "stats": warmup[1], "posterior": warmup_posterior},
-        )
+        run.warmup = {"positions": warmup[0], "stats": warmup[1], "posterior": warmup_posterior}
     if checkpoint is not None:
         save_checkpoint(run)
     return _run_chunks(run, mesh, progress)[0]

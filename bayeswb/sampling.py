@@ -13,7 +13,7 @@ import numpy as np
 from bayeswb import long_runs, models, samplers
 from bayeswb.config import SamplerConfig
 from bayeswb.draws import Draws
-from bayeswb.driver import chain_mesh, make_chain_mesh
+from bayeswb.driver import chain_mesh, make_chain_mesh, to_host
 from bayeswb.result import Result, build_idata, combine_log_z
 from bayeswb.samplers import SamplerSpec
 from bayeswb.target import Target
@@ -77,9 +77,10 @@ def sample(
         num_chains: MCMC chains, or independent runs of a particle method.
         num_samples: draws per chain, or particles per run.
         num_warmup: warmup/tuning steps per chain; None uses the sampler's default.
-        devices: devices to spread the chains over (default: all local devices). The
-            chain axis is sharded over ``gcd(num_chains, len(devices))`` of them; the
-            draws are the same as on one device.
+        devices: devices to spread the chains over (default: all devices, those of
+            every process after ``jax.distributed.initialize``). The chain axis is
+            sharded over ``gcd(num_chains, len(devices))`` of them; the draws are the
+            same as on one device, and every process receives all of them.
         chunk_size: draw this many per chain per compiled chunk (MCMC samplers with a
             :class:`~bayeswb.chunks.ChainKernel`); device memory is then bounded by a
             chunk, Ctrl-C returns the draws so far (``Result.partial``), and a progress
@@ -125,7 +126,7 @@ def sample(
     compile_s = 0.0 if _compiled.cache_info().hits > hits else time.perf_counter() - start
 
     start = time.perf_counter()
-    draws, posterior, warmup_posterior = jax.block_until_ready(compiled(key))
+    draws, posterior, warmup_posterior = to_host(compiled(key))
     sample_s = time.perf_counter() - start
     cost = {"compile_s": compile_s, "sample_s": sample_s}
     return make_result(spec, target, config, draws, posterior, warmup_posterior, cost)
