@@ -1,0 +1,184 @@
+"""Accuracy table in the style of posteriordb (Magnusson et al. 2025): every registered
+sampler on every Bayesian model of the registry that carries a stored reference posterior,
+scored against that reference.
+
+The models are those whose target has ``reference`` moments and no exact sampler (the
+synthetic targets with exact answers are left to the other figures); they are read from
+the registry when ``compute`` runs, so references added later are picked up. Each
+(model, sampler) pair is one run (``num_chains`` chains or independent particle runs of
+``num_samples`` draws, the sampler's default warmup) scored by :func:`bayeswb.score`:
+``abs_mean_error_max`` (largest |posterior mean - reference mean| in reference sds),
+``sd_rel_error_max`` (largest |sd / reference sd - 1|), and the same errors in the run's own
+Monte Carlo standard errors (``mean_z_max``, ``mean_z_rms``, ``sd_z_max``; roughly standard
+normal for an exact sampler, so large values flag bias rather than noise). A pair that
+cannot run (for example a minibatch sampler on a model without a minibatch interface) or
+gives NaN scores is a row whose ``error`` column says why. The figure is a heatmap of the
+two reference-sd errors, models by samplers.
+
+posteriordb publishes reference posteriors, not sampler scores for these models, so there
+is no "published" table.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+import bayeswb as bw
+
+TITLE = "Every sampler against the reference posteriors (posteriordb style)"
+PAPER = (
+    "Magnusson, Torgander, Buerkner, Zhang, Carpenter and Vehtari (2025), posteriordb: "
+    "testing, benchmarking and developing Bayesian inference algorithms, reference-posterior "
+    "comparison"
+)
+FULL_RUNTIME = "about 1 hour on 2 CPU cores (every sampler x every model with a reference)"
+
+SCORES = ["abs_mean_error_max", "sd_rel_error_max", "mean_z_max", "mean_z_rms", "sd_z_max"]
+COLUMNS = ["model", "dim", "sampler", "family", "num_chains", "num_samples", "num_warmup"]
+COLUMNS += ["n_grad_evals", "n_logdensity_evals", *SCORES, "pareto_k", "error"]
+PLOTTED = {
+    "abs_mean_error_max": "max |mean error| / reference sd",
+    "sd_rel_error_max": "max |sd / reference sd - 1|",
+}
+QUICK_MODELS = ("eight_schools_centered", "eight_schools_noncentered")
+QUICK_SAMPLERS = ("nuts", "mala", "pathfinder")
+
+
+def has_reference(name: str) -> bool:
+    """Whether model ``name`` is a posterior with stored reference moments (and no exact
+    sampler, which would make it a synthetic target).
+
+    Example:
+        >>> has_reference("eight_schools_noncentered"), has_reference("funnel")
+        (True, False)
+    """
+    target = bw.models.get(name)
+    return target.reference is not None and target.sample_exact is None
+
+
+def reference_models() -> list[str]:
+    """Registered models for which ``has_reference`` holds (every model is built: slow)."""
+    return [name for name in bw.models.names() if has_reference(name)]
+
+
+def _settings(quick: bool) -> dict:
+    if quick:
+        # the classic pair: same posterior, centred (funnel-shaped) and non-centred forms
+        models = [m for m in QUICK_MODELS if m in bw.models.names() and has_reference(m)]
+        if len(models) < 2:
+            models += [m for m in reference_models() if m not in models][: 2 - len(models)]
+        names = [s for s in QUICK_SAMPLERS if s in bw.samplers.names()]
+        return {"models": models, "samplers": names, "chains": 2, "samples": 200, "warmup": 200}
+    return {
+        "models": reference_models(),
+        "samplers": bw.samplers.names(),
+        "chains": 4,
+        "samples": 1000,
+        "warmup": None,
+    }
+
+
+def _run_pair(target, sampler: str, settings: dict, seed: int) -> dict:
+    spec = bw.samplers.get(sampler)
+    default_warmup = spec.make_config().num_warmup
+    warmup = default_warmup if settings["warmup"] is None else settings["warmup"]
+    warmup = min(warmup, default_warmup)
+    row = {
+        "model": target.name,
+        "dim": target.dim,
+        "sampler": sampler,
+        "family": spec.family,
+        "num_chains": settings["chains"],
+        "num_samples": settings["samples"],
+        "num_warmup": warmup,
+        "error": "",
+    }
+    try:
+        result = bw.sample(
+            target,
+            sampler,
+            seed=seed,
+            num_chains=settings["chains"],
+            num_samples=settings["samples"],
+            num_warmup=warmup,
+        )
+        scores = bw.score(result, target)
+    except Exception as error:  # a pair that cannot run is a row that says why
+        row["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
+        return row
+    row["n_grad_evals"] = result.cost["n_grad_evals"]
+    row["n_logdensity_evals"] = result.cost["n_logdensity_evals"]
+    row.update({k: scores.get(k, np.nan) for k in [*SCORES, "pareto_k"]})
+    missing = [k for k in SCORES if not math.isfinite(row[k])]
+    if missing:
+        row["error"] = f"non-finite scores: {', '.join(missing)}"
+    return row
+
+
+def compute(quick: bool = False, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Run every sampler on every reference model; one row per pair in ``"results"``.
+
+    Quick mode: eight schools, centred and non-centred, x ``nuts``, ``mala``,
+    ``pathfinder``, 2 chains of 200 draws after at most 200 warmup steps.
+    """
+    settings = _settings(quick)
+    pairs = [(m, s) for m in settings["models"] for s in settings["samplers"]]
+    rows = []
+    targets = {}
+    for model, sampler in tqdm(pairs, desc="posteriordb_table", disable=None):
+        if model not in targets:
+            targets[model] = bw.models.get(model)
+        rows.append(_run_pair(targets[model], sampler, settings, seed))
+    return {"results": pd.DataFrame(rows).reindex(columns=COLUMNS)}
+
+
+def plot(tables: dict[str, pd.DataFrame], out_dir: pathlib.Path) -> list[pathlib.Path]:
+    """Heatmaps (models x samplers) of the two reference-sd errors; failed pairs grey.
+
+    Uses matplotlib's object API (no pyplot), so a notebook's backend is left alone.
+    """
+    import matplotlib
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+
+    results = tables["results"]
+    failed = results["error"].fillna("") != ""
+    ok = results[~failed]
+    samplers = sorted(ok["sampler"].unique())
+    never = sorted(set(results["sampler"]) - set(samplers))
+    models = sorted(results["model"].unique())
+    width = 2.5 + 0.5 * max(len(samplers), 1)
+    fig = Figure(figsize=(2 * width, 2.2 + 0.45 * len(models)))
+    axes = fig.subplots(1, len(PLOTTED), squeeze=False)[0]
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
+    for axis, (metric, label) in zip(axes, PLOTTED.items(), strict=True):
+        grid = ok.pivot_table(index="model", columns="sampler", values=metric) if len(ok) else None
+        grid = pd.DataFrame(grid).reindex(index=models, columns=samplers)
+        values = grid.to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        norm = LogNorm(vmin=1e-2, vmax=max(1.0, float(finite.max())) if finite.size else 1.0)
+        shown = np.ma.masked_invalid(np.clip(values, 1e-2, None))
+        image = axis.imshow(shown, cmap=cmap, norm=norm, aspect="auto")
+        for (i, j), value in np.ndenumerate(values):
+            dark = np.isfinite(value) and norm(max(value, 1e-2)) < 0.5
+            text = f"{value:.2g}" if np.isfinite(value) else "failed"
+            axis.text(j, i, text, ha="center", va="center", fontsize=7, color="w" if dark else "k")
+        axis.set_xticks(range(len(samplers)), samplers, rotation=60, ha="right", fontsize=8)
+        axis.set_yticks(range(len(models)), models, fontsize=8)
+        axis.set_title(label, fontsize=9)
+        fig.colorbar(image, ax=axis, shrink=0.8)
+    title = "Errors against reference posteriors (grey: the pair failed, see results.csv)"
+    if never:
+        title += f"\nran on none of these models: {', '.join(never)}"
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    out_dir = pathlib.Path(out_dir)
+    paths = [out_dir / "posteriordb_table.png", out_dir / "posteriordb_table.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=130)
+    return paths
