@@ -97,16 +97,33 @@ class _LongRun:
     done: int = 0  # draws made per chain (before thinning)
     n_grad: int = 0
     warmup: dict[str, Any] = dataclasses.field(default_factory=dict)
-    chunks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    store: dict[str, Any] | None = None  # (chains, kept draws of the whole run, ...) arrays
+    kept: int = 0  # draws per chain stored so far (after thinning)
+    divergences: int = 0
     sample_s: float = 0.0
     compile_s: float = 0.0
     compiled: dict[int, Any] = dataclasses.field(default_factory=dict)  # by chunk length
 
+    def add(self, draws: dict[str, Any]) -> None:
+        """Store a chunk's (thinned) draws, a tree of (chains, n, ...) host arrays, into
+        arrays allocated once for the whole run (no concatenation: no second copy)."""
+        n = jax.tree.leaves(draws)[0].shape[1]
+        if self.store is None:
+            total = -(-self.config.num_samples // self.thin)
+            self.store = jax.tree.map(
+                lambda a: np.empty((a.shape[0], total) + a.shape[2:], a.dtype), draws
+            )
+        for stored, new in zip(jax.tree.leaves(self.store), jax.tree.leaves(draws), strict=True):
+            stored[:, self.kept : self.kept + n] = new
+        self.kept += n
+        if "diverging" in draws["stats"]:
+            self.divergences += int(np.sum(draws["stats"]["diverging"]))
+
     def gathered(self) -> dict[str, Any]:
-        """The chunks so far as one tree of arrays with a (chain, draw) lead."""
-        if not self.chunks:
+        """The draws so far as one tree of arrays with a (chain, draw) lead."""
+        if self.store is None:
             return {}
-        return jax.tree.map(lambda *parts: np.concatenate(parts, axis=1), *self.chunks)
+        return jax.tree.map(lambda a: a[:, : self.kept], self.store)
 
 
 def _progress_bar(show: bool | None, total: int, initial: int) -> Any:
@@ -139,13 +156,13 @@ def _run_chunks(run: _LongRun, mesh: Any, progress: bool | None) -> tuple[Result
             positions, stats, posterior, grads = to_host(out)
             run.sample_s += time.perf_counter() - start
             chunk = {"positions": positions, "stats": stats, "posterior": posterior}
-            run.chunks.append(jax.tree.map(functools.partial(_thinned, run.thin), chunk))
+            run.add(jax.tree.map(functools.partial(_thinned, run.thin), chunk))
             jax.block_until_ready(carry)
             run.carry, run.done, run.n_grad = carry, run.done + length, run.n_grad + int(grads)
             if run.checkpoint is not None:
                 save_checkpoint(run)
             bar.update(length)
-            _show_stats(bar, run.chunks)
+            _show_stats(bar, run, chunk["stats"])
     except KeyboardInterrupt:
         partial = True
     finally:
@@ -157,13 +174,12 @@ def _thinned(thin: int, draws: np.ndarray) -> np.ndarray:
     return draws[:, ::thin]
 
 
-def _show_stats(bar: Any, chunks: list[dict[str, Any]]) -> None:
-    stats = chunks[-1]["stats"]
-    shown = {}
+def _show_stats(bar: Any, run: _LongRun, stats: dict[str, np.ndarray]) -> None:
+    shown: dict[str, Any] = {}
     if "acceptance_rate" in stats:
         shown["acceptance"] = f"{float(np.mean(stats['acceptance_rate'])):.2f}"
     if "diverging" in stats:
-        shown["divergences"] = int(sum(np.sum(c["stats"]["diverging"]) for c in chunks))
+        shown["divergences"] = run.divergences
     bar.set_postfix(shown, refresh=False)
 
 
@@ -365,7 +381,7 @@ def resume(
         like["posterior"] = warmup_posterior_like
         run.warmup = jax.tree.map(np.asarray, _unflat("warmup", like, arrays))
     if meta["done"]:
-        run.chunks = [_draws_from(arrays, carry_like, spec, target, config, mesh, run)]
+        run.add(_draws_from(arrays, carry_like, spec, target, config, mesh, run))
     return _run_chunks(run, mesh, progress)[0]
 
 

@@ -1,0 +1,69 @@
+"""Peak memory of a long run, all at once versus in chunks (issue: long runs in bounded memory).
+
+Each variant runs in a fresh process (peak RSS, ``ru_maxrss``, covers one run only):
+HMC with one leapfrog step on a 100-dimensional Gaussian, 4 chains x 10^6 draws (after
+500 warmup steps), as
+
+- ``whole``: one compiled program holding every draw on the device, then on the host;
+- ``chunked``: ``chunk_size=10_000``: the device holds one chunk, the host the draws;
+- ``chunked_thin10``: the same with ``thin=10`` (the host keeps every 10th draw).
+
+The draws of 4 x 10^6 x 100 float32 alone are 1.6 GB; the run's Result holds them twice
+(unconstrained ``position`` and the named posterior). Printed: peak RSS of each and its
+ratio to ``whole``.
+
+Run: ``python benchmarks/memory.py [--draws 1000000] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+CHILD = """
+import json, resource, sys, time
+import bayeswb as bw
+variant, draws = sys.argv[1], int(sys.argv[2])
+options = {"whole": {}, "chunked": {"chunk_size": 10_000},
+           "chunked_thin10": {"chunk_size": 10_000, "thin": 10}}[variant]
+start = time.perf_counter()
+r = bw.sample(bw.models.get("gaussian", dim=100), "hmc", seed=0, num_chains=4,
+              num_samples=draws, num_warmup=500, num_integration_steps=1, **options)
+elapsed = time.perf_counter() - start
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"variant": variant, "peak_mb": peak_mb, "seconds": elapsed,
+                  "kept_draws": r.positions.shape[1]}))
+"""
+
+
+def measure(variant: str, draws: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, variant, str(draws)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--draws", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="10^5 draws")
+    args = parser.parse_args()
+    draws = 100_000 if args.quick else args.draws
+    rows = [measure(v, draws) for v in ("whole", "chunked", "chunked_thin10")]
+    base = rows[0]["peak_mb"]
+    print(f"4 chains x {draws} draws, dim 100 (hmc, 1 leapfrog step)")
+    print(f"{'variant':<16}{'peak RSS MB':>12}{'ratio':>8}{'kept draws':>12}{'seconds':>9}")
+    for row in rows:
+        print(
+            f"{row['variant']:<16}{row['peak_mb']:>12.0f}{row['peak_mb'] / base:>8.2f}"
+            f"{row['kept_draws']:>12}{row['seconds']:>9.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
