@@ -406,3 +406,30 @@ def test_entropy_mcmc_matches_its_exact_stationary_law(gaussian_mean_model):
 def test_sgld_needs_the_data_interface(gaussian):
     with pytest.raises(ValueError, match="log_likelihood_per_datum"):
         bw.sample(gaussian, "sgld", num_chains=1, num_samples=10)
+
+
+# --------------------------------------------------------------------------- W2 figure
+
+
+@pytest.mark.slow
+def test_langevin_w2_figure_quick(tmp_path):
+    """The figure module's quick mode: tables, finite frontier, plot files; and the linear
+    stability theory on the stiffest curvature L = 100 at h = 0.06: ULA (stable iff
+    h < 2/L) and kinetic Euler (one-step matrix [[1, h], [-hL, 1 - gamma h]] of
+    determinant 1 - gamma h + h^2 L = 1.24 > 1) blow up; BAOAB (stable iff h < 2/sqrt(L))
+    and the randomized midpoint do not."""
+    from bayeswb.figures import langevin_w2
+
+    tables = langevin_w2.compute(quick=True, seed=0)
+    results, frontier, reach = tables["results"], tables["frontier"], tables["reach"]
+    assert {"method", "step_size", "grads_per_chain", "draws_used", "w2"} <= set(results)
+    assert {"method", "grads_per_chain", "step_size", "w2"} <= set(frontier)
+    assert {"method", "w2_level", "grads_per_chain"} <= set(reach)
+    assert set(frontier["method"]) == set(langevin_w2.METHODS) | {"exact draws"}
+    assert np.isfinite(frontier["w2"]).all() and (frontier["w2"] > 0).all()
+    at_large_step = results[results["step_size"] == 0.06].groupby("method")["w2"].max()
+    assert np.isinf(at_large_step[["ula", "kinetic euler"]]).all()
+    assert np.isfinite(at_large_step[["kinetic baoab", "randomized midpoint"]]).all()
+    paths = langevin_w2.plot(tables, tmp_path)
+    assert {p.name for p in paths} == {"langevin_w2.png", "langevin_w2.pdf"}
+    assert all(p.stat().st_size > 0 for p in paths)
