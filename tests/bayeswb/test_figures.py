@@ -163,7 +163,7 @@ def test_posteriordb_table_quick(tmp_path):
     tables = posteriordb_table.compute(quick=True, seed=0)
     results = tables["results"]
     assert list(results.columns) == posteriordb_table.COLUMNS
-    assert len(results) == 6 and set(results["sampler"]) == {"nuts", "mala", "pathfinder"}
+    assert len(results) == 6 and set(results["sampler"]) == {"nuts", "mala", "meanfield_vi"}
     assert set(results["model"]) == {"eight_schools_centered", "eight_schools_noncentered"}
     assert (results["error"] == "").all(), results["error"].tolist()
     assert np.isfinite(results[posteriordb_table.SCORES].to_numpy(dtype=float)).all()
