@@ -216,11 +216,14 @@ def gradient_draws(
     objective: Objective,
     x: Array,
     num_draws: int = 1000,
-    batch_size: int = 50,
+    batch_size: int | None = None,
 ) -> tuple[Array, Array]:
     """``num_draws`` independent gradient estimates of the mean objective over the fixed
     images ``x`` (B, 64), flattened: ``(encoder (num_draws, P_enc), decoder (num_draws,
-    P_dec))``. Draws run ``batch_size`` at a time (``lax.map``)."""
+    P_dec))``. Draws run ``batch_size`` at a time (``lax.map``); by default as many as keep
+    about 20000 latent samples in flight."""
+    if batch_size is None:
+        batch_size = max(1, min(num_draws, 20_000 // (x.shape[0] * objective.total_samples)))
     grad_fn = jax.grad(lambda p, k: batch_loss(model, objective, p, k, x)[0])
 
     def one(draw_key: Array) -> tuple[Array, Array]:
