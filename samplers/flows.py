@@ -6,13 +6,15 @@ two importance-weighted flow samplers, ``flow_vi`` and ``flow_is``;
 
 A flow is a flowjax ``Transformed`` distribution: a standard normal base on R^dim pushed
 through flowjax's own bijections (planar layers, affine or rational-quadratic-spline
-coupling layers, masked autoregressive layers), followed by a trainable elementwise affine
-map ``x = loc + scale * y`` that sets the flow's overall location and scale. Nothing here
-re-implements a bijection; the losses are flowjax's ``ElboLoss`` (reverse KL, with the
-sticking-the-landing option) and ``MaximumLikelihoodLoss`` (forward KL). Training is a
-``lax.scan`` over optax steps (flowjax's own ``fit_*`` loops are Python loops with tqdm),
-so a whole run, training included, is one compiled program. There is no progress bar: the
-loss curve is returned (``path_stats``) instead of printed from inside ``jit``.
+coupling layers, masked autoregressive layers), or through the radial layers of Rezende
+and Mohamed (2015), which flowjax lacks and :class:`Radial` adds, followed by a trainable
+elementwise affine map ``x = loc + scale * y`` that sets the flow's overall location and
+scale. The losses are flowjax's ``ElboLoss`` (reverse KL, with the sticking-the-landing
+option) and ``MaximumLikelihoodLoss`` (forward KL). Training is a ``lax.scan`` over optax
+steps (flowjax's own ``fit_*`` loops are Python loops), so a whole run, training
+included, is one compiled program; the progress bar with the loss is fed from inside the
+scan by ``jax.debug.callback`` about every 2% of the steps (:func:`report_progress`) and
+is silent when stderr is not a terminal. The loss curve is also returned.
 
 A step whose loss or gradient is not finite is skipped (parameters and optimiser state
 are kept); importance log weights that are NaN or -inf give weight zero, and their
@@ -22,15 +24,18 @@ positions are replaced by zeros so that a weighted moment never meets a NaN.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import paramax
-from flowjax.bijections import Affine, Chain, RationalQuadraticSpline
+from flowjax.bijections import AbstractBijection, Affine, Chain, RationalQuadraticSpline, Scan
 from flowjax.distributions import StandardNormal, Transformed
 from flowjax.flows import coupling_flow, masked_autoregressive_flow, planar_flow
 from flowjax.train.losses import ElboLoss, MaximumLikelihoodLoss
@@ -48,23 +53,87 @@ from bayeswb.config import (
 from bayeswb.draws import Draws
 from bayeswb.driver import run_chains
 from bayeswb.samplers import register
+from bayeswb.samplers.importance import weighted_output
 from bayeswb.target import Target
 from bayeswb.weights import log_mean_exp
 
 Array = jax.Array
-LossFn = Callable[[Any, Any, Array], tuple[Array, dict[str, Array]]]
+LossFn = Callable[..., tuple[Array, dict[str, Array]]]
 
-FLOW_TYPES = ("planar", "affine_coupling", "spline_coupling", "maf")
-"""Flow architectures: Rezende-Mohamed planar stack, RealNVP-style affine coupling
-(Dinh et al. 2017), rational-quadratic-spline coupling (Durkan et al. 2019), masked
-autoregressive flow (Papamakarios et al. 2017)."""
+FLOW_TYPES = ("planar", "radial", "affine_coupling", "spline_coupling", "maf")
+"""Flow architectures: Rezende-Mohamed planar and radial stacks, RealNVP-style affine
+coupling (Dinh et al. 2017), rational-quadratic-spline coupling (Durkan et al. 2019),
+masked autoregressive flow (Papamakarios et al. 2017)."""
 
-INVERTIBLE_FLOW_TYPES = ("affine_coupling", "spline_coupling", "maf")
+INVERTIBLE_FLOW_TYPES = ("radial", "affine_coupling", "spline_coupling", "maf")
 """Flows with an analytic inverse, so that ``log_prob`` works at any point (the tanh
 planar layer has no closed-form inverse)."""
 
 
 # --------------------------------------------------------------------------- building
+
+
+class Radial(AbstractBijection):
+    """Radial flow layer (Rezende and Mohamed 2015, eq. 14), which flowjax lacks:
+
+    ``f(z) = z + beta h(alpha, r) (z - z0)``, ``r = |z - z0|``, ``h = 1 / (alpha + r)``,
+
+    with ``alpha = softplus(a) > 0`` and ``beta = -alpha + softplus(b) > -alpha`` so that
+    ``f`` is invertible (their appendix A.2). Log-determinant (their eq. 14):
+    ``(d - 1) log(1 + beta h) + log(1 + beta h + beta h'(r) r)``, ``h' = -h^2``. The
+    inverse is closed-form: ``|f(z) - z0| = r (1 + beta h(r))`` is a quadratic in ``r``.
+
+    Example:
+        >>> layer = Radial(jax.random.key(0), dim=2)
+        >>> y, log_det = layer.transform_and_log_det(jnp.ones(2))
+        >>> bool(jnp.allclose(layer.inverse(y), jnp.ones(2), atol=1e-5))
+        True
+    """
+
+    shape: tuple[int, ...]
+    cond_shape: ClassVar[None] = None
+    center: Array
+    raw_alpha: Array
+    raw_beta: Array
+
+    def __init__(self, key: Array, *, dim: int) -> None:
+        self.shape = (dim,)
+        self.center = 0.5 * jax.random.normal(key, (dim,))
+        self.raw_alpha = jnp.asarray(0.5413)  # softplus -> 1
+        self.raw_beta = jnp.asarray(0.5413)  # beta = -1 + 1 = 0: the identity
+
+    def _alpha_beta(self) -> tuple[Array, Array]:
+        alpha = jax.nn.softplus(self.raw_alpha)
+        return alpha, -alpha + jax.nn.softplus(self.raw_beta)
+
+    def _log_det(self, r: Array) -> Array:
+        alpha, beta = self._alpha_beta()
+        h = 1.0 / (alpha + r)
+        return (self.shape[0] - 1) * jnp.log1p(beta * h) + jnp.log1p(beta * h - beta * h**2 * r)
+
+    def transform_and_log_det(self, x: Array, condition: Any = None) -> tuple[Array, Array]:
+        alpha, beta = self._alpha_beta()
+        diff = x - self.center
+        r = jnp.sqrt(jnp.sum(diff**2))
+        return x + beta / (alpha + r) * diff, self._log_det(r)
+
+    def inverse_and_log_det(self, y: Array, condition: Any = None) -> tuple[Array, Array]:
+        alpha, beta = self._alpha_beta()
+        diff = y - self.center
+        r_y = jnp.sqrt(jnp.sum(diff**2))
+        # r^2 + (alpha + beta - r_y) r - alpha r_y = 0, positive root
+        b = alpha + beta - r_y
+        r = 0.5 * (-b + jnp.sqrt(b**2 + 4.0 * alpha * r_y))
+        return self.center + diff / (1.0 + beta / (alpha + r)), -self._log_det(r)
+
+
+def radial_flow(key: Array, base_dist: Any, flow_layers: int) -> Transformed:
+    """A stack of ``flow_layers`` :class:`Radial` layers (flowjax ``Scan``, one compiled
+    layer body), applied in the sampling direction as in the paper."""
+    layers = eqx.filter_vmap(lambda k: Radial(k, dim=base_dist.shape[-1]))(
+        jax.random.split(key, flow_layers)
+    )
+    return Transformed(base_dist, Scan(layers))
 
 
 def make_flow(
@@ -84,9 +153,10 @@ def make_flow(
     ``invert`` is flowjax's switch between a fast ``log_prob`` (True) and a fast
     ``sample`` (False); it only matters for ``maf``, where one direction is sequential
     over coordinates. Planar layers (Rezende and Mohamed 2015, eq. 10,
-    ``f(z) = z + u tanh(w^T z + b)``) are always applied in the sampling direction, as in
-    the paper, so a planar flow can sample and score its own samples
-    (``sample_and_log_prob``) but not evaluate ``log_prob`` at an arbitrary point.
+    ``f(z) = z + u tanh(w^T z + b)``, interleaved by flowjax with coordinate
+    permutations, which have unit Jacobian) and radial layers (eq. 14) are applied in the
+    sampling direction, as in the paper; a planar flow can sample and score its own
+    samples (``sample_and_log_prob``) but not evaluate ``log_prob`` at an arbitrary point.
 
     Example:
         >>> flow = make_flow(jax.random.key(0), 2, "spline_coupling", num_layers=2)
@@ -102,6 +172,8 @@ def make_flow(
     common = {"base_dist": base, "flow_layers": num_layers}
     if flow_type == "planar":
         flow = planar_flow(key, invert=False, **common)
+    elif flow_type == "radial":
+        flow = radial_flow(key, **common)
     elif flow_type == "affine_coupling":
         flow = coupling_flow(key, nn_width=hidden_width, invert=invert, **common)
     elif flow_type == "spline_coupling":
@@ -127,12 +199,23 @@ def reverse_kl_loss(
     ``stl_estimator`` is the sticking-the-landing gradient (Roeder, Wu and Duvenaud 2017,
     eq. 8). Each evaluation costs ``num_mc_samples`` target gradients.
 
-    Returns ``loss(params, static, key) -> (loss, {"elbo": -loss})``.
+    Returns ``loss(params, static, key, beta=1.0) -> (loss, {"elbo": -loss})``; ``beta``
+    is an inverse temperature on the target, ``E_q[log q - beta log p]`` (the annealed
+    free energy of Rezende and Mohamed 2015, section 6.1, used with a schedule by
+    :func:`train_flow`).
     """
     elbo_loss = ElboLoss(logdensity_fn, num_mc_samples, stick_the_landing=stl_estimator)
 
-    def loss(params: Any, static: Any, key: Array) -> tuple[Array, dict[str, Array]]:
-        value = elbo_loss(params, static, key)
+    def loss(
+        params: Any, static: Any, key: Array, beta: Array | float = 1.0
+    ) -> tuple[Array, dict[str, Array]]:
+        if isinstance(beta, float) and beta == 1.0:
+            value = elbo_loss(params, static, key)
+        else:
+            tempered = lambda x: beta * logdensity_fn(x)
+            value = ElboLoss(tempered, num_mc_samples, stick_the_landing=stl_estimator)(
+                params, static, key
+            )
         return value, {"elbo": -value}
 
     return loss
@@ -169,6 +252,55 @@ def mixed_loss(reverse: LossFn, forward: LossFn, forward_weight: float) -> LossF
     return loss
 
 
+def linear_annealing(num_anneal_steps: int, beta_0: float = 0.01) -> Callable[[Array], Array]:
+    """``beta_t = min(1, beta_0 + t / num_anneal_steps)``: the inverse-temperature ramp of
+    Rezende and Mohamed (2015, section 6.1: ``beta_0 = 0.01`` over 10000 steps).
+
+    Example:
+        >>> [round(float(linear_annealing(100)(t)), 4) for t in (0, 50, 200)]
+        [0.01, 0.51, 1.0]
+    """
+    return lambda step: jnp.minimum(1.0, beta_0 + step / num_anneal_steps)
+
+
+# --------------------------------------------------------------------------- progress
+
+_BARS: dict[str, Any] = {}
+
+
+def _progress_host(label: str, total: int, first: int, done: Any, loss: Any) -> None:
+    # one bar per training run; vmapped runs report one after another at each chunk, so
+    # a bar opens at the first chunk, follows the furthest step and closes at the end
+    from tqdm import tqdm
+
+    done, bar = int(done), _BARS.get(label)
+    if bar is None:
+        if done > first:
+            return
+        bar = _BARS[label] = tqdm(
+            total=total, desc=label, disable=not sys.stderr.isatty(), leave=False
+        )
+    bar.update(max(0, done - bar.n))
+    bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
+    if done >= total:
+        bar.close()
+        del _BARS[label]
+
+
+def report_progress(label: str, step: Array, num_steps: int, loss: Array) -> None:
+    """Inside a compiled loop over ``num_steps`` steps (``step`` counts from 0): every
+    ~2% of the steps, hand ``loss`` to a host-side tqdm bar named ``label`` through
+    ``jax.debug.callback``. The bar is silent when stderr is not a terminal; runs with
+    fewer than 2 reports show none. Works under vmap (the batch reports in turn)."""
+    every = max(1, num_steps // 50)
+    if num_steps < 2 * every:
+        return
+    host = functools.partial(_progress_host, label, num_steps, every)
+    done = step + 1
+    report = (done % every == 0) | (done == num_steps)
+    jax.lax.cond(report, lambda: jax.debug.callback(host, done, loss), lambda: None)
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -188,6 +320,9 @@ def train_flow(
     num_steps: int,
     optimizer: optax.GradientTransformation,
     opt_state: Any = None,
+    *,
+    beta_schedule: Callable[[Array], Array] | None = None,
+    progress: str | None = None,
 ) -> tuple[Any, Any, dict[str, Array]]:
     """``num_steps`` optax steps on ``loss_fn(params, static, key) -> (loss, aux)``, as one
     ``lax.scan`` (no Python loop over steps).
@@ -195,6 +330,11 @@ def train_flow(
     A step with a non-finite loss or gradient leaves parameters and optimiser state
     unchanged. Returns the trained flow, the optimiser state (pass it back in to continue
     training) and the aux values stacked over steps, plus ``"loss"`` and ``"skipped"``.
+
+    Keyword options: ``beta_schedule(step) -> beta`` passes ``beta`` to the loss (as
+    :func:`reverse_kl_loss` accepts; see :func:`linear_annealing`) and adds ``"beta"``
+    to the trace; ``progress`` names a tqdm bar that shows the loss (smoothed over about
+    20 steps) while the compiled scan runs (:func:`report_progress`).
 
     Example:
         >>> import optax
@@ -209,20 +349,28 @@ def train_flow(
         opt_state = optimizer.init(params)
     value_and_grad = eqx.filter_value_and_grad(loss_fn, has_aux=True)
 
-    def step(carry: tuple[Any, Any], step_key: Array) -> tuple[tuple[Any, Any], dict]:
-        params, opt_state = carry
-        (loss, aux), grads = value_and_grad(params, static, step_key)
+    def step(carry: tuple[Any, Any, Array], inputs: tuple[Array, Array]) -> tuple[tuple, dict]:
+        params, opt_state, smoothed = carry
+        step_key, index = inputs
+        extra = {}
+        if beta_schedule is not None:
+            extra = {"beta": beta_schedule(index)}
+        (loss, aux), grads = value_and_grad(params, static, step_key, *extra.values())
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_params = eqx.apply_updates(params, updates)
         leaves = jax.tree.leaves(grads) + [loss]
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-        carry = (keep(new_params, params), keep(new_opt_state, opt_state))
-        return carry, {**aux, "loss": loss, "skipped": ~finite}
+        average = jnp.where(index == 0, loss, 0.95 * smoothed + 0.05 * loss)
+        smoothed = jnp.where(finite, average, smoothed).astype(smoothed.dtype)
+        if progress is not None:
+            report_progress(progress, index, num_steps, smoothed)
+        carry = (keep(new_params, params), keep(new_opt_state, opt_state), smoothed)
+        return carry, {**aux, **extra, "loss": loss, "skipped": ~finite}
 
-    (params, opt_state), trace = jax.lax.scan(
-        step, (params, opt_state), jax.random.split(key, num_steps)
-    )
+    inputs = (jax.random.split(key, num_steps), jnp.arange(num_steps))
+    carry = (params, opt_state, jnp.zeros((), dtype=jnp.result_type(float)))
+    (params, opt_state, _), trace = jax.lax.scan(step, carry, inputs)
     return eqx.combine(params, static), opt_state, trace
 
 
@@ -248,10 +396,24 @@ def save_flow(path: str, flow: Any) -> None:
     eqx.tree_serialise_leaves(path, flow)
 
 
+def _is_stored(leaf: Any) -> bool:
+    # the leaves tree_serialise_leaves writes (arrays and numbers), or their shapes
+    return eqx.is_array_like(leaf) or isinstance(leaf, jax.ShapeDtypeStruct)
+
+
 def load_flow(path: str, like: Any) -> Any:
-    """Read a flow written by :func:`save_flow` into the structure of ``like`` (a flow, or
-    its ``equinox.filter_eval_shape`` skeleton)."""
-    return eqx.tree_deserialise_leaves(path, like)
+    """Read a flow written by :func:`save_flow` into the structure of ``like``, a flow
+    of the same architecture (built by :func:`make_flow` with any key, concrete or inside
+    a traced function; not an ``eval_shape`` skeleton, whose flowjax closures hold
+    tracers). The loaded arrays are numpy arrays, so a flow loaded while a program is
+    traced becomes a constant of that program."""
+    stored, rest = eqx.partition(like, _is_stored, is_leaf=_is_stored)
+    skeleton = jax.tree.map(
+        lambda leaf: np.zeros(leaf.shape, leaf.dtype) if hasattr(leaf, "shape") else leaf,
+        stored,
+        is_leaf=_is_stored,
+    )
+    return eqx.combine(eqx.tree_deserialise_leaves(path, skeleton), rest)
 
 
 # --------------------------------------------------------------------------- weights
@@ -296,6 +458,8 @@ class FlowConfig(SamplerConfig):
     num_warmup: int = option(500, non_negative_int, "training steps")
     num_mc_samples: int = option(32, positive_int, "reverse-KL draws per step")
     stl_estimator: bool = option(False, boolean, "sticking-the-landing reverse-KL gradient")
+    psis: bool = option(False, boolean, "report Pareto-smoothed log weights (log Z stays raw)")
+    progress_bar: bool = option(True, boolean, "tqdm bar with the loss while training")
     flow_path: str | None = option(
         None,
         lambda v: None if v is None or isinstance(v, str) else "must be None or a path",
@@ -317,6 +481,11 @@ class FlowVIConfig(FlowConfig):
     draws per run; ``num_chains`` independent runs (one flow each)."""
 
     flow_type: str = option("planar", one_of(*FLOW_TYPES), "flow architecture")
+    num_anneal_steps: int = option(
+        0,
+        non_negative_int,
+        "steps of the inverse-temperature ramp 0.01 -> 1 on log p (0: none)",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,33 +527,82 @@ def initial_flow(key: Array, dim: int, config: FlowConfig, invert: bool) -> Any:
 
     if config.flow_path is None:
         return build(key)
-    skeleton = eqx.filter_eval_shape(build, jax.random.key(0))
-    return load_flow(config.flow_path, skeleton)
+    # the skeleton is built where the flow is used (not by eval_shape, which would leave
+    # its tracers in flowjax's closures); its arrays are then replaced by the file's
+    return load_flow(config.flow_path, build(key))
 
 
-def _training_trace(trace: dict[str, Array], names: tuple[str, ...]) -> dict[str, Array]:
-    return {name: trace[name] for name in names if name in trace}
+def flow_loss(target: Target, config: FlowConfig) -> LossFn:
+    """The training loss a flow sampler uses: reverse KL for ``flow_vi``; for ``flow_is``
+    the config's ``objective`` (forward KL and mixed need ``target.sample_exact``)."""
+    reverse = reverse_kl_loss(target.log_density, config.num_mc_samples, config.stl_estimator)
+    objective = getattr(config, "objective", "reverse_kl")
+    if objective == "reverse_kl":
+        return reverse
+    if target.sample_exact is None:
+        raise ValueError(
+            f"objective {objective!r} needs exact target samples, and target "
+            f"{target.name!r} has no sample_exact; use objective='reverse_kl'"
+        )
+    forward = forward_kl_loss(target.sample_exact, config.batch_size)
+    if objective == "forward_kl":
+        return forward
+    return mixed_loss(reverse, forward, config.forward_weight)
 
 
-def _run_weighted_flow(
-    key: Array, target: Target, config: FlowConfig, loss_fn: LossFn, invert: bool
-) -> tuple[Draws, Any]:
-    optimizer = optax.adam(config.learning_rate)
+def fit_flow(key: Array, target: Target, config: FlowConfig) -> tuple[Any, dict[str, Array]]:
+    """Build and train one flow exactly as one run of ``flow_vi`` (a :class:`FlowVIConfig`)
+    or ``flow_is`` (a :class:`FlowISConfig`) does, from that run's key; returns the flow
+    and its training trace. Save it with :func:`save_flow` and pass ``flow_path`` (with
+    ``num_warmup=0``) to reuse it: an expensive flow is trained once. (A flowjax flow
+    returned from ``jax.jit`` keeps tracers in its closures: save it, then
+    :func:`load_flow` it into a fresh :func:`make_flow`.)
 
+    Example:
+        >>> import bayeswb as bw
+        >>> config = bw.samplers.get("flow_is").make_config(num_warmup=5, num_layers=2)
+        >>> flow, trace = fit_flow(jax.random.key(0), bw.models.get("banana"), config)
+        >>> trace["loss"].shape
+        (5,)
+    """
+    init_key, train_key = jax.random.split(key)
+    is_vi = isinstance(config, FlowVIConfig)
+    flow = initial_flow(init_key, target.dim, config, invert=not is_vi)
+    anneal = getattr(config, "num_anneal_steps", 0)
+    flow, _, trace = train_flow(
+        train_key,
+        flow,
+        flow_loss(target, config),
+        config.num_warmup,
+        optax.adam(config.learning_rate),
+        beta_schedule=linear_annealing(anneal) if anneal > 0 else None,
+        progress=("flow_vi" if is_vi else "flow_is") if config.progress_bar else None,
+    )
+    return flow, trace
+
+
+def _run_weighted_flow(key: Array, target: Target, config: FlowConfig) -> Draws:
     def one_run(run_key: Array) -> tuple[Any, ...]:
-        init_key, train_key, draw_key = jax.random.split(run_key, 3)
-        flow = initial_flow(init_key, target.dim, config, invert)
-        flow, _, trace = train_flow(train_key, flow, loss_fn, config.num_warmup, optimizer)
-        return importance_weights(flow, target.log_density, draw_key, config.num_samples), trace
+        fit_key, draw_key = jax.random.split(run_key)
+        flow, trace = fit_flow(fit_key, target, config)
+        positions, log_weights, lp, _ = importance_weights(
+            flow, target.log_density, draw_key, config.num_samples
+        )
+        return positions, log_weights, lp, trace
 
-    (positions, log_weights, lp, log_z), trace = run_chains(key, config.num_chains, one_run)
+    positions, log_weights, lp, trace = run_chains(key, config.num_chains, one_run)
+    log_z, reported, diagnostics = weighted_output(log_weights, config.psis)
+    # the ELBO of the trained flow, E_q[log p - log q], estimated on the final draws
+    diagnostics["elbo"] = jnp.mean(log_weights, axis=1, keepdims=True)
+    curves = {} if config.num_warmup == 0 else trace
     return Draws(
         positions=positions,
-        stats={"lp": lp},
-        log_weights=log_weights,
+        stats={"lp": lp, "log_q": jnp.where(jnp.isfinite(lp), lp - log_weights, -jnp.inf)},
+        log_weights=reported,
         log_z=log_z,
-        path_stats=_training_trace(trace, ("elbo", "forward_nll", "loss", "skipped")),
-    ), trace
+        warmup_stats=curves,
+        path_stats=diagnostics,
+    )
 
 
 @register("flow_vi", FlowVIConfig, family="flow")
@@ -393,12 +611,18 @@ def run_flow_vi(key: Array, target: Target, config: FlowVIConfig) -> Draws:
     Inference with Normalizing Flows", ICML): minimise the reverse KL, i.e. maximise the
     ELBO ``E_q0[log p(f_K(z)) - log q0(z) + sum_k log|det df_k/dz|]`` (their eq. 15 with
     the flow density of eq. 7) by Adam with ``num_mc_samples`` reparameterised draws per
-    step (optionally the sticking-the-landing gradient, Roeder et al. 2017). Then
-    ``num_samples`` flow draws per run with log weights ``log p - log q``.
-
-    Result: ``log_z`` per run is ``log mean w`` (importance weighted, so unbiased for Z,
-    unlike the ELBO which bounds it from below); ``path_stats.elbo`` is the ELBO estimate
-    per step (the loss curve); the ESS of the weights is in ``bw.summary``.
+    step, optionally with the sticking-the-landing gradient (Roeder et al. 2017) and the
+    annealed objective ``E_q[log q - beta_t log p]`` (their section 6.1,
+    ``num_anneal_steps``). Flows: ``planar`` (eq. 10, default, as in the paper),
+    ``radial`` (eq. 14), ``affine_coupling`` (RealNVP), ``spline_coupling``, ``maf``.
+    Then ``num_samples`` flow draws per run with log weights ``log p - log q``.
+    Result: per run, ``log_z = log mean w`` (importance weighted, so unbiased for Z,
+    unlike the ELBO, which bounds log Z from below); ``path_stats`` holds per run
+    ``elbo`` (``mean log w`` over the final draws), ``ess`` (Kish ESS of the weights)
+    and ``pareto_k`` (PSIS k-hat, Vehtari et al. 2024; < 0.7 reads as reliable);
+    ``warmup_sample_stats`` holds the training curve per step (``loss``, ``elbo`` and/or
+    ``forward_nll``, ``skipped``, and ``beta`` when annealed); ``sample_stats`` holds
+    ``lp`` and ``log_q`` per draw. ``psis=True`` reports smoothed log weights.
     Cost: ``num_mc_samples`` target gradients per training step, and ``num_samples``
     density evaluations per run for the weights.
 
@@ -406,11 +630,12 @@ def run_flow_vi(key: Array, target: Target, config: FlowVIConfig) -> Draws:
         >>> import bayeswb as bw
         >>> r = bw.sample("banana", "flow_vi", num_chains=2, num_samples=50, num_warmup=10,
         ...               num_layers=2, num_mc_samples=4)
-        >>> r.idata.path_stats["elbo"].shape, r.log_weights.shape
+        >>> r.idata.warmup_sample_stats["elbo"].shape, r.log_weights.shape
         ((2, 10), (2, 50))
+        >>> sorted(r.idata.path_stats.data_vars)
+        ['elbo', 'ess', 'pareto_k']
     """
-    loss_fn = reverse_kl_loss(target.log_density, config.num_mc_samples, config.stl_estimator)
-    draws, _ = _run_weighted_flow(key, target, config, loss_fn, invert=False)
+    draws = _run_weighted_flow(key, target, config)
     n_grad = config.num_chains * config.num_warmup * config.num_mc_samples
     return draws._replace(
         n_grad_evals=n_grad,
@@ -424,9 +649,15 @@ def run_flow_is(key: Array, target: Target, config: FlowISConfig) -> Draws:
     (Noe, Olsson, Koehler and Wu 2019, "Boltzmann generators", Science 365, eq. 6-8:
     training by energy = reverse KL, by example = forward KL on exact draws, or a mix),
     then reweighting ``w = p(x) / q(x)`` of ``num_samples`` flow draws per run (their
-    eq. 9). ``log_z`` per run is ``log mean w``; Result pools the runs with a standard
-    error; PSIS k-hat follows from ``sample_stats.log_weight`` (``arviz.psislw``).
-
+    eq. 9), with PSIS diagnostics (Vehtari et al. 2024). Result pools the runs' ``log_z``
+    with a standard error.
+    Result: per run, ``log_z = log mean w`` (importance weighted, so unbiased for Z,
+    unlike the ELBO, which bounds log Z from below); ``path_stats`` holds per run
+    ``elbo`` (``mean log w`` over the final draws), ``ess`` (Kish ESS of the weights)
+    and ``pareto_k`` (PSIS k-hat, Vehtari et al. 2024; < 0.7 reads as reliable);
+    ``warmup_sample_stats`` holds the training curve per step (``loss``, ``elbo`` and/or
+    ``forward_nll``, ``skipped``, and ``beta`` when annealed); ``sample_stats`` holds
+    ``lp`` and ``log_q`` per draw. ``psis=True`` reports smoothed log weights.
     Cost: reverse-KL steps cost ``num_mc_samples`` target gradients (mixed steps too),
     forward-KL steps none; plus ``num_samples`` density evaluations per run.
 
@@ -435,24 +666,11 @@ def run_flow_is(key: Array, target: Target, config: FlowISConfig) -> Draws:
         >>> t = bw.models.get("gaussian", dim=2)
         >>> r = bw.sample(t, "flow_is", num_chains=2, num_samples=100, num_warmup=20,
         ...               objective="forward_kl", num_layers=2)
-        >>> r.cost["n_grad_evals"], r.log_z_se is not None
-        (0, True)
+        >>> r.cost["n_grad_evals"], r.log_z_se is not None, bw.score(r, t)["pareto_k"] < 0.7
+        (0, True, True)
     """
-    reverse = reverse_kl_loss(target.log_density, config.num_mc_samples, config.stl_estimator)
-    if config.objective == "reverse_kl":
-        loss_fn = reverse
-    else:
-        if target.sample_exact is None:
-            raise ValueError(
-                f"objective {config.objective!r} needs exact target samples, and target "
-                f"{target.name!r} has no sample_exact; use objective='reverse_kl'"
-            )
-        forward = forward_kl_loss(target.sample_exact, config.batch_size)
-        if config.objective == "forward_kl":
-            loss_fn = forward
-        else:
-            loss_fn = mixed_loss(reverse, forward, config.forward_weight)
-    draws, _ = _run_weighted_flow(key, target, config, loss_fn, invert=True)
+    flow_loss(target, config)  # a missing sample_exact is an error before compiling
+    draws = _run_weighted_flow(key, target, config)
     reverse_steps = 0 if config.objective == "forward_kl" else config.num_warmup
     n_grad = config.num_chains * reverse_steps * config.num_mc_samples
     return draws._replace(

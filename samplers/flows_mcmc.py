@@ -41,7 +41,15 @@ import optax
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 from flowjax.distributions import Normal
 
-from bayeswb.config import SamplerConfig, one_of, option, positive, positive_int, unit_interval
+from bayeswb.config import (
+    SamplerConfig,
+    boolean,
+    one_of,
+    option,
+    positive,
+    positive_int,
+    unit_interval,
+)
 from bayeswb.draws import Draws
 from bayeswb.samplers import register
 from bayeswb.samplers.flows import (
@@ -49,6 +57,7 @@ from bayeswb.samplers.flows import (
     forward_kl_loss,
     make_flow,
     partition_flow,
+    report_progress,
     train_flow,
 )
 from bayeswb.target import Target
@@ -84,6 +93,7 @@ class FlowMCMCConfig(SamplerConfig):
     broad_scale: float = option(
         1.0, positive, "broad Gaussian: the chains' initial mean and broad_scale * their sd"
     )
+    progress_bar: bool = option(True, boolean, "tqdm bar with the flow's loss during warmup")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -238,8 +248,9 @@ def run_flow_mcmc(key: Array, target: Target, config: FlowMCMCConfig) -> Draws:
         }
         return states, da_states, trail, (states.position, stats)
 
-    def warmup_cycle(carry: tuple, cycle_key: Array) -> tuple[tuple, Any]:
+    def warmup_cycle(carry: tuple, inputs: tuple[Array, Array]) -> tuple[tuple, Any]:
         states, da_states, params, opt_state, buffer, count = carry
+        cycle_key, cycle_index = inputs
         move_key, train_key = jax.random.split(cycle_key)
         flow = eqx.combine(params, static)
         states, da_states, trail, trace = cycle(move_key, states, da_states, flow, True)
@@ -258,6 +269,8 @@ def run_flow_mcmc(key: Array, target: Target, config: FlowMCMCConfig) -> Draws:
         )
         params = partition_flow(flow)[0]
         nll = jnp.mean(train_trace["forward_nll"])
+        if config.progress_bar:
+            report_progress("flow_mcmc warmup", cycle_index, config.num_warmup, nll)
         carry = (states, da_states, params, opt_state, buffer, count)
         return carry, (trace, nll)
 
@@ -265,9 +278,8 @@ def run_flow_mcmc(key: Array, target: Target, config: FlowMCMCConfig) -> Draws:
     da_states = jax.vmap(da_init)(initial_step_size)
     buffer = jnp.zeros((config.buffer_size, target.dim), dtype=positions.dtype)
     carry = (states, da_states, params, optimizer.init(params), buffer, jnp.asarray(0))
-    carry, (warmup_trace, nll) = jax.lax.scan(
-        warmup_cycle, carry, jax.random.split(warmup_key, config.num_warmup)
-    )
+    cycles = (jax.random.split(warmup_key, config.num_warmup), jnp.arange(config.num_warmup))
+    carry, (warmup_trace, nll) = jax.lax.scan(warmup_cycle, carry, cycles)
     states, da_states, params, _, _, _ = carry
     flow = eqx.combine(params, static)
     step_sizes = jax.vmap(da_final)(da_states)

@@ -4,7 +4,9 @@ mode coverage of flow_mcmc against MALA at equal cost, save/load, option checks.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
+import arviz as az
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -13,13 +15,17 @@ import optax
 import pytest
 
 import bayeswb as bw
+import bayeswb.samplers.flows as flows_module
 from bayeswb.samplers.flows import (
     FLOW_TYPES,
     INVERTIBLE_FLOW_TYPES,
+    fit_flow,
     forward_kl_loss,
     importance_weights,
+    linear_annealing,
     load_flow,
     make_flow,
+    reverse_kl_loss,
     save_flow,
     train_flow,
 )
@@ -108,7 +114,20 @@ def test_flow_is_log_z_on_gaussian_within_three_standard_errors():
     assert result.cost["n_logdensity_evals"] == num_runs * (steps * mc + 400)
     per_run = result.idata.sample_stats["log_marginal_likelihood"]
     assert per_run.shape == (num_runs,)
-    assert {"elbo", "forward_nll"} <= set(result.idata.path_stats.data_vars)
+    assert {"elbo", "forward_nll", "loss"} <= set(result.idata.warmup_sample_stats.data_vars)
+    # per-run diagnostics: PSIS k-hat, Kish ESS of the weights, ELBO of the final flow
+    path = result.idata.path_stats
+    assert path["pareto_k"].shape == (num_runs, 1)
+    raw = result.log_weights  # psis=False: the raw log weights are reported
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ warns about large k; we compare the values
+        _, expected_k = az.psislw(np.asarray(raw, dtype=np.float64), normalize=False)
+    np.testing.assert_allclose(path["pareto_k"].values.ravel(), expected_k, rtol=1e-4)
+    assert bw.score(result, target)["pareto_k"] == float(path["pareto_k"].max())
+    ess = path["ess"].values.ravel()
+    assert np.all((ess > 0) & (ess <= 400 + 1e-3))
+    # Jensen: mean log w (the ELBO) <= log mean w (the run's log Z estimate)
+    assert np.all(path["elbo"].values.ravel() <= per_run.values + 1e-6)
 
 
 def test_flow_vi_elbo_is_a_lower_bound_and_weights_recover_log_z():
@@ -130,10 +149,15 @@ def test_flow_vi_elbo_is_a_lower_bound_and_weights_recover_log_z():
     # the ELBO bounds log Z from below for any q (Rezende and Mohamed 2015, eq. 3): its
     # per-step estimates over the last 50 steps of 8 runs cannot exceed log Z by more than
     # noise (SE from their spread; consecutive steps are nearly independent draws)
-    elbo = result.idata.path_stats["elbo"].values[:, -50:].ravel()
+    curve = result.idata.warmup_sample_stats["elbo"].values
+    elbo = curve[:, -50:].ravel()
     se = elbo.std(ddof=1) / np.sqrt(elbo.size)
     assert elbo.mean() - target.log_z < LOG_Z_SE_BOUND * se + 1e-6
-    assert elbo[:8].mean() > result.idata.path_stats["elbo"].values[:, 0].mean()
+    assert elbo[:8].mean() > curve[:, 0].mean()
+    # the final flow's ELBO (400 draws per run) bounds log Z from below too
+    final = result.idata.path_stats["elbo"].values.ravel()
+    final_se = final.std(ddof=1) / np.sqrt(final.size)
+    assert final.mean() - target.log_z < LOG_Z_SE_BOUND * final_se + 1e-6
     z = (result.log_z - target.log_z) / result.log_z_se
     assert abs(z) < LOG_Z_SE_BOUND, (result.log_z, result.log_z_se, target.log_z)
     assert result.cost["n_grad_evals"] == 8 * 200 * 16
@@ -233,6 +257,9 @@ def test_non_finite_log_weights_get_weight_zero():
         ("flow_mcmc", {"buffer_size": 8}, "buffer_size"),
         ("flow_mcmc", {"target_acceptance_rate": 1.0}, "target_acceptance_rate"),
         ("flow_mcmc", {"broad_weight": 1.0}, "broad_weight"),
+        ("flow_mcmc", {"progress_bar": 1}, "progress_bar"),
+        ("flow_vi", {"num_anneal_steps": -1}, "num_anneal_steps"),
+        ("flow_is", {"psis": "no"}, "psis"),
     ],
 )
 def test_bad_options_raise_value_error_naming_the_field(sampler, options, field):
@@ -249,3 +276,85 @@ def test_forward_kl_without_exact_samples_is_an_error():
 def test_flow_samplers_are_registered_in_the_flow_family():
     for name in ("flow_vi", "flow_is", "flow_mcmc"):
         assert bw.samplers.get(name).family == "flow"
+
+
+def test_progress_reports_reach_the_host_from_inside_one_compiled_vmapped_scan(monkeypatch):
+    calls, traces = [], []
+    monkeypatch.setattr(
+        flows_module,
+        "_progress_host",
+        lambda label, total, first, done, loss: calls.append(
+            (label, total, first, int(done), float(loss))
+        ),
+    )
+    flow = make_flow(jax.random.key(0), 2, "affine_coupling", num_layers=2, hidden_width=8)
+    loss = reverse_kl_loss(lambda x: -0.5 * x @ x, 4, stl_estimator=False)
+
+    def train(key):
+        traces.append(None)
+        return train_flow(key, flow, loss, 100, optax.adam(1e-3), progress="bar")[2]["loss"]
+
+    run = jax.jit(jax.vmap(train))
+    losses = run(jax.random.split(jax.random.key(1), 3))
+    losses = run(jax.random.split(jax.random.key(2), 3))
+    assert len(traces) == 1  # compiled once; the second run reuses the program
+    # every 2 steps (2% of 100), each of the 3 vmapped runs, in both runs
+    assert len(calls) == 2 * 50 * 3
+    assert {c[:3] for c in calls} == {("bar", 100, 2)}
+    assert sorted({c[3] for c in calls}) == list(range(2, 101, 2))
+    assert np.all(np.isfinite([c[4] for c in calls]))
+    assert losses.shape == (3, 100)
+
+
+def test_progress_bar_opens_and_closes_once_per_training_run():
+    # the host side: 3 vmapped runs report in turn; one bar, closed at the end
+    for done in range(2, 101, 2):
+        for _ in range(3):
+            flows_module._progress_host("test bar", 100, 2, done, 1.0)
+            assert ("test bar" in flows_module._BARS) == (done < 100)
+    assert "test bar" not in flows_module._BARS
+
+
+def test_annealed_reverse_kl_uses_the_temperature_schedule():
+    # with the same draws, E_q[log q - beta log p] is linear in beta, and beta = 1 is the
+    # plain reverse KL
+    flow = _perturbed(make_flow(jax.random.key(0), 2, "radial", num_layers=2), jax.random.key(3))
+    loss = reverse_kl_loss(lambda x: -0.5 * x @ x - 10.0, 64, stl_estimator=False)
+    params, static = flows_module.partition_flow(flow)
+    key = jax.random.key(1)
+    at = {b: float(loss(params, static, key, jnp.asarray(b))[0]) for b in (0.0, 0.3, 1.0)}
+    assert np.isclose(at[0.3], at[0.0] + 0.3 * (at[1.0] - at[0.0]), rtol=1e-5)
+    assert np.isclose(at[1.0], float(loss(params, static, key)[0]), rtol=1e-6)
+    assert at[1.0] - at[0.0] > 5.0  # the -10 offset of log p shows up
+    schedule = linear_annealing(10)
+    _, _, trace = train_flow(
+        jax.random.key(2), flow, loss, 20, optax.adam(1e-3), beta_schedule=schedule
+    )
+    np.testing.assert_allclose(trace["beta"][:3], [0.01, 0.11, 0.21], rtol=1e-6)
+    assert np.all(trace["beta"][10:] == 1.0)
+
+
+def test_flow_path_reuses_a_saved_trained_flow(tmp_path):
+    target = bw.models.get("gaussian", dim=2, condition_number=4.0)
+    config = bw.samplers.get("flow_is").make_config(
+        num_warmup=50, objective="forward_kl", num_layers=2, hidden_width=8, learning_rate=1e-2
+    )
+    trained, trace = eqx.filter_jit(fit_flow)(jax.random.key(0), target, config)
+    assert trace["loss"][-10:].mean() < trace["loss"][:10].mean()
+    path = str(tmp_path / "flow.eqx")
+    save_flow(path, trained)
+    options = {"objective": "forward_kl", "num_layers": 2, "hidden_width": 8}
+    reused = bw.sample(
+        target, "flow_is", num_chains=2, num_samples=64, num_warmup=0, flow_path=path, **options
+    )
+    fresh = bw.sample(target, "flow_is", num_chains=2, num_samples=64, num_warmup=0, **options)
+    # a flow returned from jit keeps tracers in flowjax's closures: read it back instead
+    like = make_flow(jax.random.key(5), 2, "affine_coupling", num_layers=2, hidden_width=8)
+    loaded = load_flow(path, like)
+    x = jnp.asarray(reused.positions.reshape(-1, 2))
+    log_q = np.asarray(reused.idata.sample_stats["log_q"]).ravel()
+    np.testing.assert_allclose(log_q, loaded.log_prob(x), rtol=1e-5, atol=1e-5)
+    fresh_x = jnp.asarray(fresh.positions.reshape(-1, 2))
+    fresh_log_q = np.asarray(fresh.idata.sample_stats["log_q"]).ravel()
+    assert not np.allclose(fresh_log_q, loaded.log_prob(fresh_x), atol=1e-3)
+    assert "warmup_sample_stats" not in reused.idata.groups()
