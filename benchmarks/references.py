@@ -1,16 +1,26 @@
 """Compute the reference posterior moments of the registry's numpyro models, and check the
 quadrature ground truth of the low-dimensional energies.
 
-Reference posteriors: numpyro's NUTS on each target's own unconstrained log density
-(``-Target.log_density`` as the potential), several chains, a long run; the moments of the
-constrained parameters are stored in ``models/data/references.json`` together with how they
-were made (sampler, chains, draws, warmup, seed, target acceptance, max R-hat, min bulk ESS,
-divergences). A model is stored only if every R-hat is below 1.01 and no transition
-diverged; otherwise the script says so and stores nothing for it.
+Reference posteriors, stored in ``models/data/references.json`` with how they were made
+(method, sampler, chains, draws, warmup, seed, target acceptance, max R-hat, min bulk ESS,
+divergences, or the quadrature grid and its error):
+
+- NUTS (numpyro's, on each target's own unconstrained log density ``-Target.log_density``
+  as the potential), several chains, a long run, on the best-conditioned parameterisation
+  of the posterior (``POSTERIORS``); stored only if every R-hat is below 1.01 and no
+  transition diverged, otherwise the script says so and stores nothing for it;
+- horseshoe_diabetes: NUTS on the model with the coefficients integrated out, coefficient
+  moments by Rao-Blackwellisation (same acceptance rule);
+- brownian_motion: quadrature over its two scales (exact up to the grid);
+- bnn_classification: NUTS moments of the predictive probabilities only, with R-hat across
+  16 chains on them (the raw weights are not identifiable).
 
 Usage::
 
     python benchmarks/references.py posteriors [--models a,b] [--chains 4] [--draws 5000]
+        [--warmup 2000] [--seed 0] [--target-accept P]
+    python benchmarks/references.py posteriors --models bnn_classification --chains 16 \\
+        --draws 1000 --warmup 800
     python benchmarks/references.py quadrature
 """
 
