@@ -100,6 +100,7 @@ def _summarise(draws: dict, checked: dict) -> dict:
     ess = az.ess(diagnosed, method="bulk")
     mcse = az.mcse(posterior, method="mean")
     return {
+        "diagnosed": sorted(checked),
         "mean": {k: posterior[k].mean(("chain", "draw")).values.tolist() for k in draws},
         "sd": {k: posterior[k].std(("chain", "draw")).values.tolist() for k in draws},
         "mcse_mean": {k: mcse[k].values.tolist() for k in draws},
