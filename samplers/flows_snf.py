@@ -1,0 +1,554 @@
+"""Stochastic normalizing flows (Wu, Koehler and Noe 2020): the ``snf`` sampler.
+
+An SNF is a chain of ``num_blocks`` blocks; block ``k`` is a deterministic flowjax
+bijection (``layers_per_block`` affine or rational-quadratic-spline coupling layers and an
+elementwise affine map) followed by a stochastic block: ``num_mcmc_steps`` steps of a
+Markov kernel (blackjax's MALA or random-walk Metropolis, or unadjusted Langevin) that
+targets the intermediate density ``pi_k(x) ∝ q0(x)^(1 - lambda_k) p(x)^lambda_k`` with
+``lambda_k = (k + 1) / num_blocks`` (Wu et al., sec. 4: interpolation prior -> target,
+the last block targets ``p`` itself); ``q0 = N(0, init_scale^2 I)`` is the base.
+
+Path weights (their eq. 5 and 8-10). A forward path ``z = y_0 -> ... -> y_T = x`` has
+``log w = log p(x) - log q0(z) + sum_t Delta S_t`` with ``Delta S_t = log |det J_t|`` for
+a flow layer and ``Delta S_t = log q_b(y_{t+1} -> y_t) - log q_f(y_t -> y_{t+1})`` for a
+stochastic step whose backward kernel is the same kernel. For a Metropolis kernel in
+detailed balance with ``pi_k`` that ratio is ``log pi_k(y_t) - log pi_k(y_{t+1})``
+(their eq. 10, accepted or not); for an unadjusted Langevin step it is the ratio of the
+two Gaussian transition densities (their eq. 9). ``E[w] = Z`` exactly for any parameters,
+so ``log mean w`` estimates log Z and ``w`` reweights the samples to ``p`` without the
+marginal density of ``x`` (which would need an integral over paths).
+
+Training (their eq. 11-12): the reverse path KL ``E_forward[-log w]`` (``objective=
+"reverse_kl"``, reparameterised through the flows and the Gaussian proposals; the
+accept/reject decision is not differentiated), the forward path KL ``E_backward[log w]``
+on exact target draws run backwards through the chain (``"forward_kl"``, maximum
+likelihood), or their mix. Optax Adam inside one ``lax.scan``
+(:func:`bayeswb.samplers.flows.train_flow`); the blocks are stacked (``equinox``
+``filter_vmap``) and traversed with ``lax.scan``, the Markov steps too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import blackjax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+import paramax
+from blackjax.mcmc.diffusions import DiffusionState, overdamped_langevin
+from flowjax.bijections import Affine, Chain, RationalQuadraticSpline
+from flowjax.distributions import StandardNormal
+from flowjax.flows import coupling_flow
+
+from bayeswb.config import (
+    SamplerConfig,
+    boolean,
+    non_negative_int,
+    one_of,
+    option,
+    positive,
+    positive_int,
+    unit_interval,
+)
+from bayeswb.draws import Draws
+from bayeswb.driver import run_chains
+from bayeswb.samplers import register
+from bayeswb.samplers.flows import train_flow
+from bayeswb.target import Target
+from bayeswb.weights import log_mean_exp, safe_log_weights
+
+Array = jax.Array
+LogDensity = Callable[[Array], Array]
+
+SNF_FLOW_TYPES = ("affine_coupling", "spline_coupling")
+"""RealNVP affine coupling (Dinh et al. 2017) or neural-spline coupling (Durkan et al.
+2019), both flowjax's ``coupling_flow``."""
+
+STOCHASTIC_BLOCKS = ("mala", "rwm", "ula", "none")
+"""Kernel of the stochastic blocks: Metropolis-adjusted Langevin, random-walk Metropolis
+(both blackjax), unadjusted Langevin (blackjax's overdamped-Langevin step), or none (a
+plain normalizing flow / Boltzmann generator)."""
+
+
+class StochasticNormalizingFlow(eqx.Module):
+    """The SNF's parameters: ``num_blocks`` flowjax bijections stacked on a leading axis,
+    the log step size of each stochastic block and its interpolation ``lambdas``
+    (the latter never trained). ``kernel`` and ``num_mcmc_steps`` are static."""
+
+    blocks: Any
+    log_step_size: Any
+    lambdas: Any
+    base_scale: Any
+    dim: int = eqx.field(static=True)
+    kernel: str = eqx.field(static=True)
+    num_mcmc_steps: int = eqx.field(static=True)
+
+    @property
+    def num_blocks(self) -> int:
+        return int(paramax.unwrap(self.lambdas).shape[0])
+
+
+def make_snf(
+    key: Array,
+    dim: int,
+    flow_type: str = "affine_coupling",
+    num_blocks: int = 3,
+    layers_per_block: int = 2,
+    hidden_width: int = 64,
+    hidden_depth: int = 2,
+    num_knots: int = 8,
+    spline_interval: float = 4.0,
+    init_scale: float = 1.0,
+    kernel: str = "mala",
+    num_mcmc_steps: int = 10,
+    step_size: float = 0.05,
+    train_step_size: bool = False,
+) -> StochasticNormalizingFlow:
+    """An SNF on R^dim whose flow blocks start at the identity (flowjax's initialisation).
+
+    Example:
+        >>> snf = make_snf(jax.random.key(0), 2, num_blocks=2, hidden_width=8)
+        >>> snf.num_blocks, snf.kernel
+        (2, 'mala')
+    """
+    if flow_type not in SNF_FLOW_TYPES:
+        raise ValueError(f"flow_type must be one of {SNF_FLOW_TYPES}, got {flow_type!r}")
+    if kernel not in STOCHASTIC_BLOCKS:
+        raise ValueError(f"kernel must be one of {STOCHASTIC_BLOCKS}, got {kernel!r}")
+    if dim < 2:
+        raise ValueError(f"coupling layers need dim >= 2, got dim={dim}")
+    transformer = None
+    if flow_type == "spline_coupling":
+        transformer = RationalQuadraticSpline(knots=num_knots, interval=spline_interval)
+
+    def make_block(block_key: Array) -> Any:
+        flow = coupling_flow(
+            block_key,
+            base_dist=StandardNormal((dim,)),
+            transformer=transformer,
+            flow_layers=layers_per_block,
+            nn_width=hidden_width,
+            nn_depth=hidden_depth,
+            invert=False,
+        )
+        return Chain([flow.bijection, Affine(jnp.zeros(dim), jnp.ones(dim))])
+
+    blocks = eqx.filter_vmap(make_block)(jax.random.split(key, num_blocks))
+    log_step_size = jnp.full((num_blocks,), math.log(step_size))
+    if not train_step_size:
+        log_step_size = paramax.NonTrainable(log_step_size)
+    lambdas = jnp.arange(1, num_blocks + 1, dtype=float) / num_blocks
+    return StochasticNormalizingFlow(
+        blocks=blocks,
+        log_step_size=log_step_size,
+        lambdas=paramax.NonTrainable(lambdas),
+        base_scale=paramax.NonTrainable(jnp.asarray(init_scale, dtype=float)),
+        dim=dim,
+        kernel=kernel,
+        num_mcmc_steps=num_mcmc_steps,
+    )
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _finite_or_minus_inf(value: Array) -> Array:
+    return jnp.where(jnp.isfinite(value), value, -jnp.inf)
+
+
+def base_logdensity(z: Array, scale: Array) -> Array:
+    """``log N(z; 0, scale^2 I)`` for one point z of shape (dim,)."""
+    dim = z.shape[-1]
+    return -0.5 * jnp.sum((z / scale) ** 2) - dim * (jnp.log(scale) + 0.5 * math.log(2 * math.pi))
+
+
+def intermediate_logdensity(logdensity_fn: LogDensity, scale: Array, lam: Array) -> LogDensity:
+    """``y -> (1 - lam) log q0(y) + lam log p(y)``, NaN and +inf mapped to -inf."""
+
+    def logdensity(y: Array) -> Array:
+        value = (1.0 - lam) * base_logdensity(y, scale) + lam * logdensity_fn(y)
+        return _finite_or_minus_inf(value)
+
+    return logdensity
+
+
+def markov_steps(
+    kernel: str, key: Array, position: Array, logdensity: LogDensity, step_size: Array, num: int
+) -> tuple[Array, Array, Array]:
+    """``num`` steps of ``kernel`` on ``logdensity`` from ``position`` (shape (dim,)).
+
+    Returns ``(position, log_ratio, acceptance_rate)`` where ``log_ratio = sum_t log
+    q(y_{t+1} -> y_t) - log q(y_t -> y_{t+1})`` is the stochastic block's contribution to
+    the path weight (Wu et al. 2020, eq. 9 for Langevin, eq. 10 for Metropolis), and the
+    acceptance rate is the mean Metropolis acceptance probability (1 for ULA).
+    """
+    keys = jax.random.split(key, num)
+    if kernel == "mala":
+        step = blackjax.mcmc.mala.build_kernel()
+        state = blackjax.mcmc.mala.init(position, logdensity)
+
+        def mala_step(state: Any, step_key: Array) -> tuple[Any, Array]:
+            new_state, info = step(step_key, state, logdensity, step_size)
+            return new_state, info.acceptance_rate
+
+        final, acceptance = jax.lax.scan(mala_step, state, keys)
+        return final.position, state.logdensity - final.logdensity, jnp.mean(acceptance)
+    if kernel == "rwm":
+        step = blackjax.mcmc.random_walk.build_additive_step()
+        proposal = blackjax.mcmc.random_walk.normal(step_size * jnp.ones_like(position))
+        state = blackjax.mcmc.random_walk.init(position, logdensity)
+
+        def rwm_step(state: Any, step_key: Array) -> tuple[Any, Array]:
+            new_state, info = step(step_key, state, logdensity, proposal)
+            return new_state, info.acceptance_rate
+
+        final, acceptance = jax.lax.scan(rwm_step, state, keys)
+        return final.position, state.logdensity - final.logdensity, jnp.mean(acceptance)
+    # unadjusted Langevin: y' = y + eps grad log pi(y) + sqrt(2 eps) xi; the backward
+    # kernel is the same step from y', so the ratio is of two N(., 2 eps I) densities
+    value_and_grad = jax.value_and_grad(logdensity)
+    one_step = overdamped_langevin(value_and_grad)
+    state = DiffusionState(position, *value_and_grad(position))
+
+    def ula_step(state: Any, step_key: Array) -> tuple[Any, Array]:
+        new_state = one_step(step_key, state, step_size)
+        forward = new_state.position - state.position - step_size * state.logdensity_grad
+        backward = state.position - new_state.position - step_size * new_state.logdensity_grad
+        log_ratio = (jnp.sum(forward**2) - jnp.sum(backward**2)) / (4.0 * step_size)
+        return new_state, log_ratio
+
+    final, log_ratios = jax.lax.scan(ula_step, state, keys)
+    return final.position, jnp.sum(log_ratios), jnp.ones(())
+
+
+def _unwrapped(snf: StochasticNormalizingFlow) -> tuple[Any, Any, Array, Array, Array]:
+    snf = paramax.unwrap(snf)
+    block_params, block_static = eqx.partition(snf.blocks, eqx.is_array)
+    return block_params, block_static, jnp.exp(snf.log_step_size), snf.lambdas, snf.base_scale
+
+
+def forward_path(
+    snf: StochasticNormalizingFlow, logdensity_fn: LogDensity, key: Array, z: Array
+) -> tuple[Array, Array, Array, Array]:
+    """Run one base point ``z`` (dim,) through the SNF.
+
+    Returns ``(x, log_weight, log_density, acceptance_rate)``: the end point, its path
+    log weight ``log p(x) - log q0(z) + sum_t Delta S_t`` (Wu et al. 2020, eq. 5 and 8),
+    ``log p(x)`` and the mean acceptance rate of the stochastic blocks.
+
+    Example:
+        >>> snf = make_snf(jax.random.key(0), 2, num_blocks=2, hidden_width=8)
+        >>> x, log_w, lp, acc = forward_path(snf, lambda x: -x @ x, jax.random.key(1),
+        ...                                  jnp.zeros(2))
+        >>> x.shape, log_w.shape
+        ((2,), ())
+    """
+    block_params, block_static, step_sizes, lambdas, scale = _unwrapped(snf)
+    log_w0 = -base_logdensity(z, scale)
+
+    def through_block(carry: tuple[Array, Array], inputs: Any) -> tuple[Any, Array]:
+        y, log_w = carry
+        params, lam, step_size, block_key = inputs
+        y, log_det = eqx.combine(params, block_static).transform_and_log_det(y)
+        if snf.kernel == "none":
+            return (y, log_w + log_det), jnp.ones(())
+        pi = intermediate_logdensity(logdensity_fn, scale, lam)
+        y, log_ratio, acceptance = markov_steps(
+            snf.kernel, block_key, y, pi, step_size, snf.num_mcmc_steps
+        )
+        return (y, log_w + log_det + log_ratio), acceptance
+
+    keys = jax.random.split(key, lambdas.shape[0])
+    (x, log_w), acceptance = jax.lax.scan(
+        through_block, (z, log_w0), (block_params, lambdas, step_sizes, keys)
+    )
+    lp = _finite_or_minus_inf(logdensity_fn(x))
+    return x, log_w + lp, lp, jnp.mean(acceptance)
+
+
+def backward_path(
+    snf: StochasticNormalizingFlow, logdensity_fn: LogDensity, key: Array, x: Array
+) -> tuple[Array, Array]:
+    """Run a target point ``x`` (dim,) backwards through the SNF (stochastic blocks with
+    their backward kernel, here the same kernel, then the inverse flows).
+
+    Returns ``(z, log_weight)`` with the forward-path log weight of the sampled path,
+    ``log p(x) - log q0(z) + sum_t Delta S_t``, whose mean under ``p`` times the backward
+    kernels is the forward path KL plus log Z (Wu et al. 2020, eq. 12).
+    """
+    block_params, block_static, step_sizes, lambdas, scale = _unwrapped(snf)
+    lp = _finite_or_minus_inf(logdensity_fn(x))
+
+    def back_through_block(carry: tuple[Array, Array], inputs: Any) -> tuple[Any, None]:
+        y, log_w = carry
+        params, lam, step_size, block_key = inputs
+        if snf.kernel != "none":
+            pi = intermediate_logdensity(logdensity_fn, scale, lam)
+            y, log_ratio, _ = markov_steps(
+                snf.kernel, block_key, y, pi, step_size, snf.num_mcmc_steps
+            )
+            # the forward path crosses these steps in the opposite direction
+            log_w = log_w - log_ratio
+        y, inverse_log_det = eqx.combine(params, block_static).inverse_and_log_det(y)
+        return (y, log_w - inverse_log_det), None
+
+    keys = jax.random.split(key, lambdas.shape[0])
+    (z, log_w), _ = jax.lax.scan(
+        back_through_block, (x, lp), (block_params, lambdas, step_sizes, keys), reverse=True
+    )
+    return z, log_w - base_logdensity(z, scale)
+
+
+def sample_paths(
+    snf: StochasticNormalizingFlow, logdensity_fn: LogDensity, key: Array, num: int
+) -> tuple[Array, Array, Array, Array]:
+    """``num`` forward paths from the base: ``(x (num, dim), log_w (num,), lp (num,),
+    acceptance (num,))``; a non-finite log weight or end point gets weight zero (-inf) and
+    position zero."""
+    base_key, path_key = jax.random.split(key)
+    scale = paramax.unwrap(snf.base_scale)
+    z = scale * jax.random.normal(base_key, (num, snf.dim))
+    x, log_w, lp, acceptance = jax.vmap(forward_path, in_axes=(None, None, 0, 0))(
+        snf, logdensity_fn, jax.random.split(path_key, num), z
+    )
+    good = jnp.isfinite(log_w) & jnp.all(jnp.isfinite(x), axis=1)
+    return (
+        jnp.where(good[:, None], x, 0.0),
+        safe_log_weights(jnp.where(good, log_w, -jnp.inf)),
+        jnp.where(good, lp, -jnp.inf),
+        acceptance,
+    )
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def reverse_path_kl_loss(logdensity_fn: LogDensity, num_paths: int) -> Callable:
+    """``E_forward[-log w]`` over ``num_paths`` forward paths: the reverse path KL minus
+    log Z (Wu et al. 2020, eq. 11). Aux: ``elbo = E[log w] <= log Z``.
+
+    Returns ``loss(params, static, key) -> (loss, aux)`` for :func:`train_flow`.
+    """
+
+    def loss(params: Any, static: Any, key: Array) -> tuple[Array, dict[str, Array]]:
+        snf = eqx.combine(params, static)
+        _, log_w, _, acceptance = sample_paths(snf, logdensity_fn, key, num_paths)
+        value = -jnp.mean(log_w)
+        return value, {"elbo": -value, "acceptance_rate": jnp.mean(acceptance)}
+
+    return loss
+
+
+def forward_path_kl_loss(
+    logdensity_fn: LogDensity, sample_fn: Callable[[Array, int], Array], batch_size: int
+) -> Callable:
+    """``E_backward[log w]`` over ``batch_size`` exact target draws run backwards: the
+    forward path KL plus log Z (Wu et al. 2020, eq. 12, maximum likelihood).
+
+    Returns ``loss(params, static, key) -> (loss, {"forward_loss": loss})``.
+    """
+
+    def loss(params: Any, static: Any, key: Array) -> tuple[Array, dict[str, Array]]:
+        snf = eqx.combine(params, static)
+        data_key, path_key = jax.random.split(key)
+        x = sample_fn(data_key, batch_size)
+        _, log_w = jax.vmap(backward_path, in_axes=(None, None, 0, 0))(
+            snf, logdensity_fn, jax.random.split(path_key, batch_size), x
+        )
+        value = jnp.mean(log_w)
+        return value, {"forward_loss": value}
+
+    return loss
+
+
+def mixed_path_loss(reverse: Callable, forward: Callable, forward_weight: float) -> Callable:
+    """``forward_weight * forward + (1 - forward_weight) * reverse``; aux dicts merged."""
+
+    def loss(params: Any, static: Any, key: Array) -> tuple[Array, dict[str, Array]]:
+        reverse_key, forward_key = jax.random.split(key)
+        reverse_value, reverse_aux = reverse(params, static, reverse_key)
+        forward_value, forward_aux = forward(params, static, forward_key)
+        value = forward_weight * forward_value + (1.0 - forward_weight) * reverse_value
+        return value, {**reverse_aux, **forward_aux}
+
+    return loss
+
+
+# --------------------------------------------------------------------------- sampler
+
+
+@dataclasses.dataclass(frozen=True)
+class SNFConfig(SamplerConfig):
+    """Stochastic normalizing flow: ``num_warmup`` training steps, then ``num_samples``
+    weighted paths per run; ``num_chains`` independent runs (one SNF each)."""
+
+    flow_type: str = option("affine_coupling", one_of(*SNF_FLOW_TYPES), "coupling type")
+    num_blocks: int = option(3, positive_int, "flow blocks, each followed by a stochastic block")
+    layers_per_block: int = option(2, positive_int, "coupling layers per flow block")
+    hidden_width: int = option(64, positive_int, "conditioner width")
+    hidden_depth: int = option(2, positive_int, "conditioner hidden layers")
+    num_knots: int = option(8, positive_int, "spline knots (spline_coupling)")
+    spline_interval: float = option(4.0, positive, "spline acts on [-B, B], identity outside")
+    init_scale: float = option(1.0, positive, "scale of the Gaussian base q0")
+    stochastic: str = option("mala", one_of(*STOCHASTIC_BLOCKS), "stochastic block kernel")
+    num_mcmc_steps: int = option(10, positive_int, "Markov steps per stochastic block")
+    step_size: float = option(
+        0.05, positive, "MALA/ULA step size eps (drift eps grad, noise sqrt(2 eps)); RWM sd"
+    )
+    train_step_size: bool = option(False, boolean, "learn one log step size per block")
+    objective: str = option(
+        "reverse_kl",
+        one_of("reverse_kl", "forward_kl", "mixed"),
+        "training loss; forward_kl and mixed need target.sample_exact",
+    )
+    forward_weight: float = option(0.5, unit_interval, "weight of forward KL when mixed")
+    batch_size: int = option(256, positive_int, "exact target draws per forward-KL step")
+    num_mc_samples: int = option(64, positive_int, "forward paths per reverse-KL step")
+    learning_rate: float = option(1e-3, positive, "Adam learning rate")
+    max_grad_norm: float = option(10.0, positive, "gradient clipping (global norm)")
+    num_warmup: int = option(500, non_negative_int, "training steps")
+
+
+def _evaluations_per_path(config: SNFConfig) -> tuple[int, int]:
+    """(target log-density evaluations, forward-pass target gradients) of one path."""
+    if config.stochastic == "none":
+        return 1, 0
+    per_block = config.num_mcmc_steps + 1  # the block's entry point, then each proposal
+    evaluations = config.num_blocks * per_block + 1
+    gradients = config.num_blocks * per_block if config.stochastic in ("mala", "ula") else 0
+    return evaluations, gradients
+
+
+def snf_cost(config: SNFConfig) -> tuple[int, int]:
+    """``(n_grad_evals, n_logdensity_evals)`` of a whole ``snf`` run, all runs.
+
+    Every target evaluation on a training path is back-propagated (one gradient each);
+    MALA and ULA also take a target gradient at each evaluation in the forward pass.
+    Sampling takes no back-propagation.
+    """
+    evaluations, forward_gradients = _evaluations_per_path(config)
+    paths_per_step = 0
+    if config.objective in ("reverse_kl", "mixed"):
+        paths_per_step += config.num_mc_samples
+    if config.objective in ("forward_kl", "mixed"):
+        paths_per_step += config.batch_size
+    train_paths = config.num_warmup * paths_per_step
+    per_run_evals = (train_paths + config.num_samples) * evaluations
+    per_run_grads = train_paths * (evaluations + forward_gradients)
+    per_run_grads += config.num_samples * forward_gradients
+    return config.num_chains * per_run_grads, config.num_chains * per_run_evals
+
+
+def snf_loss(target: Target, config: SNFConfig) -> Callable:
+    """The training loss ``config.objective`` names, for :func:`train_flow`."""
+    reverse = reverse_path_kl_loss(target.log_density, config.num_mc_samples)
+    if config.objective == "reverse_kl":
+        return reverse
+    if target.sample_exact is None:
+        raise ValueError(
+            f"objective {config.objective!r} needs exact target samples, and target "
+            f"{target.name!r} has no sample_exact; use objective='reverse_kl'"
+        )
+    forward = forward_path_kl_loss(target.log_density, target.sample_exact, config.batch_size)
+    if config.objective == "forward_kl":
+        return forward
+    return mixed_path_loss(reverse, forward, config.forward_weight)
+
+
+def initial_snf(key: Array, dim: int, config: SNFConfig) -> StochasticNormalizingFlow:
+    """The untrained SNF the config describes."""
+    return make_snf(
+        key,
+        dim,
+        config.flow_type,
+        num_blocks=config.num_blocks,
+        layers_per_block=config.layers_per_block,
+        hidden_width=config.hidden_width,
+        hidden_depth=config.hidden_depth,
+        num_knots=config.num_knots,
+        spline_interval=config.spline_interval,
+        init_scale=config.init_scale,
+        kernel=config.stochastic,
+        num_mcmc_steps=config.num_mcmc_steps,
+        step_size=config.step_size,
+        train_step_size=config.train_step_size,
+    )
+
+
+def train_snf(
+    key: Array, target: Target, config: SNFConfig
+) -> tuple[StochasticNormalizingFlow, dict[str, Array]]:
+    """Build and train one SNF: ``config.num_warmup`` optax steps (clipped Adam) in one
+    ``lax.scan``. Returns the SNF and the per-step trace (``loss``, ``elbo``, ...).
+
+    Example:
+        >>> import bayeswb as bw
+        >>> config = SNFConfig(num_warmup=3, num_blocks=1, hidden_width=8, num_mc_samples=4,
+        ...                    stochastic="rwm", num_mcmc_steps=2)
+        >>> snf, trace = train_snf(jax.random.key(0), bw.models.get("banana"), config)
+        >>> trace["loss"].shape
+        (3,)
+    """
+    if target.dim < 2:
+        raise ValueError(f"snf needs dim >= 2 (coupling layers), got dim={target.dim}")
+    init_key, train_key = jax.random.split(key)
+    snf = initial_snf(init_key, target.dim, config)
+    optimizer = optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
+    )
+    loss_fn = snf_loss(target, config)
+    snf, _, trace = train_flow(train_key, snf, loss_fn, config.num_warmup, optimizer)
+    return snf, trace
+
+
+@register("snf", SNFConfig, family="flow")
+def run_snf(key: Array, target: Target, config: SNFConfig) -> Draws:
+    """Stochastic normalizing flow (Wu, Koehler and Noe 2020, "Stochastic Normalizing
+    Flows", NeurIPS): flowjax coupling blocks interleaved with MALA / random-walk
+    Metropolis / unadjusted Langevin blocks targeting ``q0^(1-lambda_k) p^lambda_k``
+    (sec. 4), trained end to end on the path KL (eq. 11; eq. 12 forward/ML when the
+    target has exact samples, or a mix), then ``num_samples`` paths per run weighted by
+    the exact path weight ``w = p(x) P_b(x -> z) / (q0(z) P_f(z -> x))`` (eq. 5, with
+    eq. 8-10 for the flow, Langevin and Metropolis terms).
+
+    Result: positions (runs, num_samples, dim) with ``log_weights``; ``log_z`` per run is
+    ``log mean w`` (unbiased for Z), pooled with a standard error by Result; the weights'
+    ESS is in ``bw.summary``; ``stats.acceptance_rate`` is each path's mean Metropolis
+    acceptance; ``path_stats`` holds the loss curve (``loss``, ``elbo``,
+    ``forward_loss``). Cost (exact, :func:`snf_cost`): target evaluations and gradients
+    of training (back-propagated) and sampling.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample("banana", "snf", num_chains=2, num_samples=50, num_warmup=5,
+        ...               num_blocks=1, hidden_width=8, num_mc_samples=4, num_mcmc_steps=2,
+        ...               stochastic="rwm")
+        >>> r.log_weights.shape, r.log_z_se is not None
+        ((2, 50), True)
+    """
+
+    def one_run(run_key: Array) -> tuple[Any, ...]:
+        train_key, draw_key = jax.random.split(run_key)
+        snf, trace = train_snf(train_key, target, config)
+        x, log_w, lp, acceptance = sample_paths(
+            snf, target.log_density, draw_key, config.num_samples
+        )
+        return x, log_w, lp, acceptance, log_mean_exp(log_w), trace
+
+    x, log_w, lp, acceptance, log_z, trace = run_chains(key, config.num_chains, one_run)
+    n_grad, n_eval = snf_cost(config)
+    path_names = ("loss", "elbo", "forward_loss", "skipped")
+    return Draws(
+        positions=x,
+        stats={"lp": lp, "acceptance_rate": acceptance},
+        log_weights=log_w,
+        log_z=log_z,
+        path_stats={name: trace[name] for name in path_names if name in trace},
+        n_grad_evals=n_grad,
+        n_logdensity_evals=n_eval,
+    )
