@@ -159,8 +159,11 @@ class Result:
     @classmethod
     def load(cls, path: str) -> Result:
         """Read a run written by :meth:`save`."""
-        idata = az.from_netcdf(str(path))
-        if _META not in idata.posterior.attrs:
+        try:
+            idata = az.from_netcdf(str(path))
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(f"{path} is not a readable bayeswb result ({error})") from None
+        if "posterior" not in idata.groups() or _META not in idata.posterior.attrs:
             raise ValueError(f"{path} was not written by bayeswb (no {_META!r} metadata)")
         meta = json.loads(idata.posterior.attrs[_META])
         return cls(idata=idata, **meta)

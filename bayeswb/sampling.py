@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,9 +47,15 @@ def _program(key: Array, spec: SamplerSpec, target: Target, config: SamplerConfi
 
 @functools.lru_cache(maxsize=16)
 def _compiled(
-    spec: SamplerSpec, target: Target, config: SamplerConfig, key_type: Any, mesh: Any
+    spec: SamplerSpec,
+    target: Target,
+    config: SamplerConfig,
+    key_type: Any,
+    mesh: Any,
+    x64: bool,
 ) -> Any:
-    # keyed on (sampler, target identity, config, mesh): a repeated run does not recompile
+    # keyed on (sampler, target identity, config, mesh, precision): a repeated run does
+    # not recompile
     program = functools.partial(_program, spec=spec, target=target, config=config)
     with chain_mesh(mesh):
         return jax.jit(program).lower(key_type).compile()
@@ -66,6 +73,7 @@ def sample(
     checkpoint: str | None = None,
     thin: int = 1,
     progress: bool | None = None,
+    x64: bool = False,
     **options: Any,
 ) -> Result:
     """Run ``sampler`` on ``target`` and return a :class:`Result` holding ArviZ data.
@@ -89,6 +97,8 @@ def sample(
             ``bw.resume(checkpoint)`` continues it with the same draws.
         thin: keep every ``thin``-th draw of a chunked run (must divide ``chunk_size``).
         progress: show the chunked run's progress bar (None: only at a terminal).
+        x64: run in double precision (``jax.enable_x64``) for numerics that need it;
+            the draws are then float64.
         **options: fields of the sampler's config dataclass; unknown ones are an error.
 
     Returns:
@@ -113,16 +123,35 @@ def sample(
         settings["num_warmup"] = num_warmup
     config = spec.make_config(**settings)
     key = as_key(seed)
-    if chunk_size is not None or checkpoint is not None or thin != 1:
-        return long_runs.sample_in_chunks(
-            spec, target, config, key, devices, chunk_size, checkpoint, progress, thin
-        )
+    with jax.enable_x64(bool(x64)):
+        checked = _checked.setdefault(target, set())
+        if bool(x64) not in checked:
+            target.check(jax.random.fold_in(key, 0))
+            checked.add(bool(x64))
+        if chunk_size is not None or checkpoint is not None or thin != 1:
+            return long_runs.sample_in_chunks(
+                spec, target, config, key, devices, chunk_size, checkpoint, progress, thin
+            )
+        return _sample_whole(spec, target, config, key, devices, bool(x64))
 
+
+# the precisions (x64 or not) each target's initial point was checked in
+_checked: weakref.WeakKeyDictionary[Target, set[bool]] = weakref.WeakKeyDictionary()
+
+
+def _sample_whole(
+    spec: SamplerSpec,
+    target: Target,
+    config: SamplerConfig,
+    key: Array,
+    devices: Sequence[jax.Device] | None,
+    x64: bool,
+) -> Result:
     start = time.perf_counter()
     hits = _compiled.cache_info().hits
     mesh = make_chain_mesh(config.num_chains, devices)
     key_type = jax.ShapeDtypeStruct(key.shape, key.dtype)
-    compiled = _compiled(spec, target, config, key_type, mesh)
+    compiled = _compiled(spec, target, config, key_type, mesh, x64)
     compile_s = 0.0 if _compiled.cache_info().hits > hits else time.perf_counter() - start
 
     start = time.perf_counter()

@@ -113,9 +113,17 @@ class Target:
         """
         from numpyro.infer.util import initialize_model
 
-        info = initialize_model(
-            jax.random.key(0), model, model_args=args, model_kwargs=kwargs, dynamic_args=False
-        )
+        model_name = name or getattr(model, "__name__", "numpyro_model")
+        try:
+            info = initialize_model(
+                jax.random.key(0), model, model_args=args, model_kwargs=kwargs, dynamic_args=False
+            )
+        except Exception as error:
+            # typically data of the wrong shape or type for the model
+            raise ValueError(
+                f"numpyro model {model_name!r} cannot be initialised with the data given: "
+                f"{type(error).__name__}: {error}"
+            ) from error
         flat, unravel = ravel_pytree(info.param_info.z)
         potential_fn = info.potential_fn
         postprocess_fn = info.postprocess_fn
@@ -128,7 +136,7 @@ class Target:
 
         dim = int(flat.shape[0])
         return cls(
-            name=name or getattr(model, "__name__", "numpyro_model"),
+            name=model_name,
             dim=dim,
             log_density=log_density,
             constrain=constrain,
@@ -166,6 +174,54 @@ class Target:
         if not truth:
             lines.append("  no ground truth")
         return "\n".join(lines)
+
+    def check(self, key: Array) -> None:
+        """Fail early, with a message naming the problem, if this target cannot start a run:
+        ``init(key)`` must be a finite ``(dim,)`` vector where ``log_density`` is a finite
+        scalar with a finite gradient. ``bw.sample`` calls it once per target.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> bad = Target.from_logdensity(lambda x: jnp.log(x[0]), dim=1, name="log",
+            ...                              init=lambda key: -jnp.ones(1))
+            >>> bad.check(jax.random.key(0))
+            Traceback (most recent call last):
+            ...
+            ValueError: target 'log': log_density is nan at the initial point [-1.] (a run ...
+        """
+        x = jax.eval_shape(self.init, key)
+        if x.shape != (self.dim,):
+            raise ValueError(
+                f"target {self.name!r}: init returned shape {x.shape}, expected ({self.dim},)"
+            )
+        x = np.asarray(self.init(key))
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"target {self.name!r}: init returned a non-finite position {x}")
+        point = np.array2string(x, threshold=6, precision=4, separator=", ")
+        try:
+            shape = jax.eval_shape(self.log_density, x).shape
+            if shape == ():
+                value, grad = jax.jit(self.log_density_and_grad)(x)
+        except Exception as error:
+            raise ValueError(
+                f"target {self.name!r}: log_density raised at the initial point {point}: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        if shape != ():
+            raise ValueError(
+                f"target {self.name!r}: log_density must return a scalar for one (dim,) "
+                f"vector, got shape {shape}"
+            )
+        if not np.isfinite(value):
+            raise ValueError(
+                f"target {self.name!r}: log_density is {float(value)} at the initial point "
+                f"{point} (a run must start where the density is positive)"
+            )
+        if not np.all(np.isfinite(grad)):
+            raise ValueError(
+                f"target {self.name!r}: the gradient of log_density is not finite at the "
+                f"initial point {point}"
+            )
 
     def log_density_and_grad(self, x: Array) -> tuple[Array, Array]:
         return jax.value_and_grad(self.log_density)(x)
