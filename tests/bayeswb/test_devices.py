@@ -1,5 +1,5 @@
-"""Chains sharded over several (host-emulated) devices give the single-device draws
-(up to float rounding, see below).
+"""Chains (hmc, nuts, mala; a chunked run) and independent SMC runs sharded over several
+(host-emulated) devices give the single-device draws (up to float rounding, see below).
 
 XLA's device count is fixed when JAX starts, so the check runs in a subprocess with
 ``--xla_force_host_platform_device_count=8``.
@@ -35,6 +35,14 @@ SCRIPT = textwrap.dedent(
     np.testing.assert_allclose(
         sharded.idata.warmup_posterior["x"].values[first],
         single.idata.warmup_posterior["x"].values[first], atol=1e-5)
+    # mala with a fixed step, and smc (independent runs sharded like chains)
+    for name, extra in [("mala", dict(num_warmup=0, step_size=0.5)), ("smc", {})]:
+        settings = dict(seed=3, num_chains=8, num_samples=64, **extra)
+        sharded = bw.sample(t, name, **settings)
+        single = bw.sample(t, name, devices=one, **settings)
+        np.testing.assert_allclose(sharded.positions, single.positions, atol=1e-4)
+        if name == "smc":
+            np.testing.assert_allclose(sharded.log_z, single.log_z, atol=1e-4)
     # a chunked run shards its start-up and every chunk the same way
     settings = dict(seed=3, num_chains=8, num_samples=40, num_warmup=0, step_size=0.3)
     chunked = bw.sample(t, "hmc", chunk_size=15, **settings)
