@@ -46,15 +46,19 @@ REFERENCES_FILE = (
 )
 
 # model name -> (factory parameters of the run, NUTS target acceptance, variables stored
-# (None: all), parameters the stored entry applies to). A model whose posterior over the
+# (None: all), parameters the stored entry applies to); R-hat and ESS are computed on the
+# stored variables and those of ALSO_DIAGNOSED. A model whose posterior over the
 # stored variables is shared by its parameterisations is run on the better-conditioned one.
 POSTERIORS = {
     "eight_schools_noncentered": ({}, 0.95, None, {}),
     "logistic_breast_cancer": ({}, 0.9, None, {}),
+    # mu is diagnosed but not stored: as phi -> 1 the level is unidentified and its
+    # conditional posterior approaches the Cauchy(0, 10) prior, so its variance estimates
+    # are dominated by rare excursions (not reproducible from a finite run)
     "stochastic_volatility": (
         {"length": 100, "centered_start": True},
         0.995,
-        ("mu", "phi", "sigma", "log_volatility"),
+        ("phi", "sigma", "log_volatility"),
         {"length": 100},
     ),
     "gp_regression": ({}, 0.9, None, {}),
@@ -62,6 +66,7 @@ POSTERIORS = {
     # weights are non-identifiable (hidden-unit permutations and sign flips)
     "bnn_classification": ({"hidden": 10}, 0.9, ("probability",), {"hidden": 10}),
 }
+ALSO_DIAGNOSED = {"stochastic_volatility": ("mu",)}
 # the reference of a model whose posterior over its shared parameters is another model's
 # (computed on the better-conditioned parameterisation): alias -> (model, shared parameters)
 SAME_POSTERIOR = {
@@ -132,7 +137,8 @@ def reference_posterior(
     target = bw.models.get(name, **params)
     constrained, divergences, seconds = _nuts(target, chains, draws, warmup, seed, target_accept)
     kept = {k: v for k, v in constrained.items() if stored is None or k in stored}
-    summary = _summarise(kept, kept)
+    checked = {**kept, **{k: constrained[k] for k in ALSO_DIAGNOSED.get(name, ())}}
+    summary = _summarise(kept, checked)
     extra = f" of {name} {params}" if params != entry_params else ""
     return {
         "method": "nuts",
