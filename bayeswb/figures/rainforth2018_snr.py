@@ -9,9 +9,9 @@ drawn ``num_draws`` times on the same 8 training images at those fixed parameter
 per-parameter SNRs are summarised by their median (and mean) over each network. Settings:
 IWAE(K); MIWAE(M=4, K); CIWAE(beta=0.5, K); PIWAE(M=4, K) (so MIWAE and PIWAE use 4K
 draws per image; PIWAE's encoder gradient is MIWAE's, so their encoder rows coincide).
-Their Theorem 1 predicts decoder SNR growing as sqrt(MK) and IWAE
-encoder SNR falling as sqrt(M/K); the ``published`` table compares the fitted log-log
-slopes over K >= 10 with those rates (the paper reports the rates and plots, not a table).
+Their Theorem 1 predicts decoder SNR growing as sqrt(MK) and IWAE encoder SNR falling as
+sqrt(M/K); the ``published`` table compares the fitted log-log slopes over K >= 10 (over
+all K in quick mode) with those rates (the paper gives the rates and plots, not a table).
 An SNR estimated from n draws cannot go much below ~0.67 / sqrt(n) (the median of |t| /
 sqrt(n) when the true mean is zero): the ``snr_floor`` column.
 """
@@ -33,7 +33,7 @@ FULL_RUNTIME = "about 10 min on 2 CPU cores"
 M_GROUPS = 4
 BETA = 0.5
 FULL = {"ks": (1, 3, 10, 30, 100, 300), "num_draws": 500, "train_steps": 2000}
-QUICK = {"ks": (1, 10, 100), "num_draws": 100, "train_steps": 200}
+QUICK = {"ks": (1, 30), "num_draws": 64, "train_steps": 150}
 
 
 def _objectives(k: int):
@@ -90,11 +90,12 @@ def compute(quick: bool = False, seed: int = 0) -> dict[str, pd.DataFrame]:
     published = []
     for network, rate in (("decoder", 0.5), ("encoder", -0.5)):
         rows = results[(results.method == "IWAE") & (results.network == network)]
-        rows = rows[rows.K >= 10]
+        if np.sum(rows.K >= 10) >= 2:  # quick mode has too few K for that: fit all
+            rows = rows[rows.K >= 10]
         slope = float(np.polyfit(np.log(rows.K), np.log(rows.snr_median), 1)[0])
         published.append(
             {
-                "setting": f"IWAE {network}, K >= 10",
+                "setting": f"IWAE {network}, K from {rows.K.min()} to {rows.K.max()}",
                 "metric": "slope of log median SNR vs log K (Theorem 1 rate)",
                 "ours": slope,
                 "published": rate,

@@ -140,3 +140,57 @@ def test_iwae_snr_rises_for_decoder_and_falls_for_encoder(small, trained):
         (low_k, low_se), (high_k, high_se) = out[1][net], out[100][net]
         z = sign * (high_k - low_k) / np.hypot(low_se, high_se)
         assert z > bound, (net, out)
+
+
+@pytest.mark.slow
+def test_burda2015_iwae_figure_quick(tmp_path):
+    """Quick mode: table columns, finite values, plot files; IWAE k=50 beats VAE k=1 by a
+    paired gain many standard errors wide (Burda et al.'s ordering)."""
+    from bayeswb.figures import burda2015_iwae
+
+    tables = burda2015_iwae.compute(quick=True, seed=0)
+    results = tables["results"]
+    assert {"method", "k", "test_log_likelihood", "se", "gain_vs_vae_k1", "gain_se"} <= set(
+        results.columns
+    )
+    assert len(results) == 6 and np.all(np.isfinite(results.test_log_likelihood))
+    assert list(tables["published"].columns) == [
+        "setting",
+        "metric",
+        "ours",
+        "published",
+        "difference",
+    ]
+    best = results[(results.method == "IWAE") & (results.k == 50)].iloc[0]
+    assert best.gain_vs_vae_k1 / best.gain_se > z_bound(1)
+    paths = burda2015_iwae.plot(tables, tmp_path)
+    assert {p.name for p in paths} == {"burda2015_iwae.png", "burda2015_iwae.pdf"}
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+@pytest.mark.slow
+def test_rainforth2018_snr_figure_quick(tmp_path):
+    """Quick mode: columns, finite SNRs, plot files; the exact coincidences (CIWAE = IWAE
+    at K = 1, PIWAE's encoder = MIWAE's) hold in the table."""
+    from bayeswb.figures import rainforth2018_snr
+
+    tables = rainforth2018_snr.compute(quick=True, seed=0)
+    results = tables["results"]
+    assert {"method", "K", "network", "snr_median", "snr_mean", "snr_floor"} <= set(
+        results.columns
+    )
+    assert np.all(np.isfinite(results.snr_median)) and np.all(results.snr_median > 0)
+    cell = lambda m, k, n: results.query("method == @m and K == @k and network == @n").iloc[0]
+    for network in ("encoder", "decoder"):
+        np.testing.assert_allclose(
+            cell("CIWAE", 1, network).snr_median, cell("IWAE", 1, network).snr_median, rtol=1e-6
+        )
+    for k in results.K.unique():
+        np.testing.assert_allclose(
+            cell("PIWAE", k, "encoder").snr_median,
+            cell("MIWAE", k, "encoder").snr_median,
+            rtol=1e-4,
+        )
+    assert np.all(np.isfinite(tables["published"].ours))
+    paths = rainforth2018_snr.plot(tables, tmp_path)
+    assert {p.name for p in paths} == {"rainforth2018_snr.png", "rainforth2018_snr.pdf"}
