@@ -53,3 +53,48 @@ def test_models_details_table(capsys, monkeypatch):
     assert lines[0].split() == ["model", "dim", "log_z", "exact", "samples", "reference"]
     assert lines[1].split() == ["funnel", "10", "0", "yes", "yes"]
     assert lines[2].split()[:2] == ["eight_schools_noncentered", "10"]
+
+
+def test_figure_list_and_one_line_errors(capsys):
+    from bayeswb import figures
+
+    assert main(["figure", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "posteriordb_table: " in out and "full run: " in out
+    for name in figures.names():
+        assert f"{name}: {figures.get(name).TITLE}" in out
+    assert main(["figure", "posteriordb_tabel"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'posteriordb_table'" in err
+    assert main(["figure"]) == 2
+    error = "bayeswb: error: figure needs a NAME, or --list to see them\n"
+    assert capsys.readouterr().err == error
+
+
+def test_figure_runs_into_out_dir(capsys, tmp_path, monkeypatch):
+    import types
+
+    import pandas as pd
+
+    from bayeswb import figures
+
+    module = types.ModuleType("cli_fake_figure")
+    module.TITLE, module.PAPER, module.FULL_RUNTIME = "fake", "Nobody (2026)", "1 s"
+    module.compute = lambda quick=False, seed=0: {"results": pd.DataFrame({"seed": [seed]})}
+
+    def plot(tables, out_dir):
+        from matplotlib.figure import Figure
+
+        paths = [out_dir / "fake.png", out_dir / "fake.pdf"]
+        for path in paths:
+            Figure().savefig(path)
+        return paths
+
+    module.plot = plot
+    monkeypatch.setattr(figures, "_registered", {})
+    figures.register(module)
+    out = tmp_path / "fig"
+    assert main(["figure", "cli_fake_figure", "--quick", "--seed", "7", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {out / 'manifest.json'}" in text and f"wrote {out / 'fake.pdf'}" in text
+    assert pd.read_csv(out / "results.csv")["seed"].tolist() == [7]
