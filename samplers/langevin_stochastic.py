@@ -16,8 +16,8 @@ Non-finite steps: a step is the Euler-Maruyama step of blackjax's
 ``mcmc.diffusions.overdamped_langevin`` (the update of blackjax's ``sgld`` kernel) whose
 new position is evaluated, value and gradient, on a fresh minibatch; if that estimate or
 the position is not finite the step is rejected (the chain stays put) and flagged
-``diverging``. A draw whose full-data ``lp`` is not finite (a datum outside every
-minibatch seen) is flagged too.
+``diverging``. A draw whose full-data ``lp`` is not finite (through a datum that was not
+in the minibatch) is flagged too; the chain then stays finite but may sit in that region.
 
 Cost: ``n_grad_evals`` counts minibatch gradient estimates (each costs ``batch_size / N``
 of a full-data gradient); ``n_logdensity_evals`` counts the full-data log densities
