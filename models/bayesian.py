@@ -51,7 +51,11 @@ def _with_reference(target: Target, name: str, params: dict | None = None) -> Ta
         sd={k: np.asarray(v) for k, v in entry["sd"].items()},
         source=entry["source"],
     )
-    return dataclasses.replace(target, reference=reference)
+    note = f"moments of {', '.join(sorted(entry['mean']))} by {entry['source']}"
+    if "note" in entry:
+        note += f" ({entry['note']})"
+    metadata = {**target.metadata, "ground_truth": {"reference": note}}
+    return dataclasses.replace(target, reference=reference, metadata=metadata)
 
 
 # Rubin (1981), "Estimation in parallel randomized experiments", Table 2: estimated
