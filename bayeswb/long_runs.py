@@ -32,8 +32,9 @@ from bayeswb.chunks import ChainKernel, scan_draws, start_chain
 from bayeswb.config import SamplerConfig
 from bayeswb.draws import Draws
 from bayeswb.driver import chain_mesh, make_chain_mesh, map_chains, run_chains, to_host
-from bayeswb.result import Result
+from bayeswb.result import Result, run_metadata
 from bayeswb.samplers import SamplerSpec
+from bayeswb.streaming import DrawStream
 from bayeswb.target import Target
 
 Array = jax.Array
@@ -100,6 +101,7 @@ class _LongRun:
     store: dict[str, Any] | None = None  # (chains, kept draws of the whole run, ...) arrays
     kept: int = 0  # draws per chain stored so far (after thinning)
     divergences: int = 0
+    stream: DrawStream | None = None  # draws go to this file instead of ``store``
     sample_s: float = 0.0
     compile_s: float = 0.0
     compiled: dict[int, Any] = dataclasses.field(default_factory=dict)  # by chunk length
@@ -107,6 +109,12 @@ class _LongRun:
     def add(self, draws: dict[str, Any]) -> None:
         """Store a chunk's (thinned) draws, a tree of (chains, n, ...) host arrays, into
         arrays allocated once for the whole run (no concatenation: no second copy)."""
+        if "diverging" in draws["stats"]:
+            self.divergences += int(np.sum(draws["stats"]["diverging"]))
+        if self.stream is not None:
+            self.stream.append(draws)
+            self.kept = self.stream.kept
+            return
         n = jax.tree.leaves(draws)[0].shape[1]
         if self.store is None:
             total = -(-self.config.num_samples // self.thin)
@@ -116,8 +124,6 @@ class _LongRun:
         for stored, new in zip(jax.tree.leaves(self.store), jax.tree.leaves(draws), strict=True):
             stored[:, self.kept : self.kept + n] = new
         self.kept += n
-        if "diverging" in draws["stats"]:
-            self.divergences += int(np.sum(draws["stats"]["diverging"]))
 
     def gathered(self) -> dict[str, Any]:
         """The draws so far as one tree of arrays with a (chain, draw) lead."""
@@ -186,9 +192,26 @@ def _show_stats(bar: Any, run: _LongRun, stats: dict[str, np.ndarray]) -> None:
 def _result(run: _LongRun, partial: bool) -> Result:
     from bayeswb.sampling import make_result
 
-    gathered = run.gathered()
-    if not gathered:
+    if run.kept == 0:
         raise KeyboardInterrupt("interrupted before the first chunk finished: no draws")
+    cost = {
+        "n_grad_evals": run.n_grad,
+        "n_logdensity_evals": run.n_grad,
+        "compile_s": run.compile_s,
+        "sample_s": run.sample_s,
+    }
+    if run.stream is not None:
+        run.stream.finish(
+            run_metadata(run.spec.name, run.target.name, run.config.to_dict(), cost, partial)
+        )
+        result = Result.load(run.stream.path)  # read lazily: memory stays bounded
+        if partial:
+            # a partial run is resumed by appending to the same file, which HDF5 will not
+            # open for writing while this result holds it open for reading
+            for group in result.idata.groups():
+                getattr(result.idata, group).load().close()
+        return result
+    gathered = run.gathered()
     warmup = run.warmup
     draws = Draws(
         positions=gathered["positions"],
@@ -198,7 +221,6 @@ def _result(run: _LongRun, partial: bool) -> Result:
         n_grad_evals=run.n_grad,
         n_logdensity_evals=run.n_grad,
     )
-    cost = {"compile_s": run.compile_s, "sample_s": run.sample_s}
     return make_result(
         run.spec,
         run.target,
@@ -206,7 +228,7 @@ def _result(run: _LongRun, partial: bool) -> Result:
         draws,
         gathered["posterior"],
         warmup.get("posterior"),
-        cost,
+        {"compile_s": run.compile_s, "sample_s": run.sample_s},
         partial=partial,
     )
 
@@ -221,6 +243,7 @@ def sample_in_chunks(
     checkpoint: str | None,
     progress: bool | None,
     thin: int,
+    stream: str | None = None,
 ) -> Result:
     """``bw.sample`` for a chunked run (see the module docstring)."""
     if spec.kernel is None:
@@ -249,6 +272,8 @@ def sample_in_chunks(
     run.n_grad = int(start_grads)
     if warmup is not None:
         run.warmup = {"positions": warmup[0], "stats": warmup[1], "posterior": warmup_posterior}
+    if stream is not None:
+        run.stream = DrawStream(stream, config.num_chains, run.warmup)
     if checkpoint is not None:
         save_checkpoint(run)
     return _run_chunks(run, mesh, progress)[0]
@@ -302,6 +327,8 @@ def save_checkpoint(run: _LongRun) -> None:
         "done": run.done,
         "n_grad": run.n_grad,
         "has_warmup": bool(run.warmup),
+        "stream": None if run.stream is None else run.stream.path,
+        "kept": run.kept,
     }
     arrays = {"bayeswb_checkpoint": np.array(json.dumps(meta))}
     arrays |= _flat("carry", run.carry) | _flat("sample_keys", run.sample_keys)
@@ -380,7 +407,10 @@ def resume(
         like = {"positions": warmup_like[0], "stats": warmup_like[1]}
         like["posterior"] = warmup_posterior_like
         run.warmup = jax.tree.map(np.asarray, _unflat("warmup", like, arrays))
-    if meta["done"]:
+    if meta["stream"] is not None:
+        run.stream = DrawStream.reopen(meta["stream"], meta["kept"])
+        run.kept = meta["kept"]
+    elif meta["done"]:
         run.add(_draws_from(arrays, carry_like, spec, target, config, mesh, run))
     return _run_chunks(run, mesh, progress)[0]
 

@@ -141,15 +141,15 @@ class Result:
         return self.log_weights is not None
 
     def _metadata(self) -> dict[str, Any]:
-        return {
-            "sampler": self.sampler,
-            "target": self.target,
-            "config": self.config,
-            "cost": self.cost,
-            "log_z": self.log_z,
-            "log_z_se": self.log_z_se,
-            "partial": self.partial,
-        }
+        return run_metadata(
+            self.sampler,
+            self.target,
+            self.config,
+            self.cost,
+            self.partial,
+            self.log_z,
+            self.log_z_se,
+        )
 
     def save(self, path: str) -> str:
         """Write the run to a NetCDF file; :func:`load` reads it back whole."""
@@ -176,6 +176,27 @@ class Result:
             f"Result(sampler={self.sampler!r}, target={self.target!r}, chains={chains}, "
             f"draws={draws}, dim={dim}{log_z}, n_grad_evals={self.cost['n_grad_evals']})"
         )
+
+
+def run_metadata(
+    sampler: str,
+    target: str,
+    config: dict[str, Any],
+    cost: dict[str, float],
+    partial: bool = False,
+    log_z: float | None = None,
+    log_z_se: float | None = None,
+) -> dict[str, Any]:
+    """What a saved run keeps besides its draws (``Result``'s fields but ``idata``)."""
+    return {
+        "sampler": sampler,
+        "target": target,
+        "config": config,
+        "cost": cost,
+        "log_z": log_z,
+        "log_z_se": log_z_se,
+        "partial": partial,
+    }
 
 
 def _jsonable(value: Any) -> Any:

@@ -73,6 +73,7 @@ def sample(
     checkpoint: str | None = None,
     thin: int = 1,
     progress: bool | None = None,
+    stream: str | None = None,
     x64: bool = False,
     **options: Any,
 ) -> Result:
@@ -97,6 +98,8 @@ def sample(
             ``bw.resume(checkpoint)`` continues it with the same draws.
         thin: keep every ``thin``-th draw of a chunked run (must divide ``chunk_size``).
         progress: show the chunked run's progress bar (None: only at a terminal).
+        stream: NetCDF file to append each chunk's draws to instead of keeping them in
+            memory; the Result then reads that file lazily (a chunked run).
         x64: run in double precision (``jax.enable_x64``) for numerics that need it;
             the draws are then float64.
         **options: fields of the sampler's config dataclass; unknown ones are an error.
@@ -128,9 +131,9 @@ def sample(
         if bool(x64) not in checked:
             target.check(jax.random.fold_in(key, 0))
             checked.add(bool(x64))
-        if chunk_size is not None or checkpoint is not None or thin != 1:
+        if chunk_size is not None or checkpoint is not None or thin != 1 or stream:
             return long_runs.sample_in_chunks(
-                spec, target, config, key, devices, chunk_size, checkpoint, progress, thin
+                spec, target, config, key, devices, chunk_size, checkpoint, progress, thin, stream
             )
         return _sample_whole(spec, target, config, key, devices, bool(x64))
 

@@ -6,7 +6,9 @@ HMC with one leapfrog step on a 100-dimensional Gaussian, 4 chains x 10^6 draws 
 
 - ``whole``: one compiled program holding every draw on the device, then on the host;
 - ``chunked``: ``chunk_size=10_000``: the device holds one chunk, the host the draws;
-- ``chunked_thin10``: the same with ``thin=10`` (the host keeps every 10th draw).
+- ``chunked_thin10``: the same with ``thin=10`` (the host keeps every 10th draw);
+- ``streamed``: ``chunk_size=10_000`` with ``stream=`` a temporary NetCDF file: each
+  chunk is appended to the file and the Result reads it lazily, so no draws stay in memory.
 
 The draws of 4 x 10^6 x 100 float32 alone are 1.6 GB; the run's Result holds them twice
 (unconstrained ``position`` and the named posterior). Printed: peak RSS of each and its
@@ -23,11 +25,13 @@ import subprocess
 import sys
 
 CHILD = """
-import json, resource, sys, time
+import json, os, resource, sys, tempfile, time
 import bayeswb as bw
 variant, draws = sys.argv[1], int(sys.argv[2])
+stream = os.path.join(tempfile.mkdtemp(), "draws.nc")
 options = {"whole": {}, "chunked": {"chunk_size": 10_000},
-           "chunked_thin10": {"chunk_size": 10_000, "thin": 10}}[variant]
+           "chunked_thin10": {"chunk_size": 10_000, "thin": 10},
+           "streamed": {"chunk_size": 10_000, "stream": stream}}[variant]
 start = time.perf_counter()
 r = bw.sample(bw.models.get("gaussian", dim=100), "hmc", seed=0, num_chains=4,
               num_samples=draws, num_warmup=500, num_integration_steps=1, **options)
@@ -54,7 +58,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10^5 draws")
     args = parser.parse_args()
     draws = 100_000 if args.quick else args.draws
-    rows = [measure(v, draws) for v in ("whole", "chunked", "chunked_thin10")]
+    rows = [measure(v, draws) for v in ("whole", "chunked", "chunked_thin10", "streamed")]
     base = rows[0]["peak_mb"]
     print(f"4 chains x {draws} draws, dim 100 (hmc, 1 leapfrog step)")
     print(f"{'variant':<16}{'peak RSS MB':>12}{'ratio':>8}{'kept draws':>12}{'seconds':>9}")

@@ -116,3 +116,28 @@ def test_bad_chunk_options_are_clear_errors():
         bw.sample(TARGET, "nuts", chunk_size=25, thin=4, **RUN)
     with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
         bw.sample(TARGET, "nuts", chunk_size=0, **RUN)
+
+
+def test_streamed_run_keeps_no_draws_in_memory_and_resumes(chunked, tmp_path, monkeypatch):
+    stream, path = str(tmp_path / "draws.nc"), str(tmp_path / "run.ckpt")
+    save = long_runs.save_checkpoint
+    saves = []
+
+    def save_then_interrupt(run):
+        assert run.store is None  # the draws live in the file only
+        save(run)
+        saves.append(run.done)
+        if len(saves) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(long_runs, "save_checkpoint", save_then_interrupt)
+    partial = bw.sample(TARGET, "nuts", chunk_size=25, checkpoint=path, stream=stream, **RUN)
+    assert partial.partial
+    np.testing.assert_array_equal(partial.positions, chunked.positions[:, :50])
+    monkeypatch.setattr(long_runs, "save_checkpoint", save)
+    resumed = bw.resume(path, target=TARGET)
+    np.testing.assert_array_equal(resumed.positions, chunked.positions)
+    assert not resumed.partial and bw.load(stream).positions.shape == (2, 120, 3)
+    np.testing.assert_array_equal(
+        resumed.idata.sample_stats["diverging"], chunked.idata.sample_stats["diverging"]
+    )
