@@ -455,6 +455,11 @@ class FlowConfig(SamplerConfig):
     )
     init_scale: float = option(1.0, positive, "initial flow scale (loc 0)")
     learning_rate: float = option(1e-3, positive, "Adam learning rate")
+    max_grad_norm: float | None = option(
+        None,
+        lambda v: None if v is None or positive(v) is None else "must be None or positive",
+        "clip the gradient to this global norm before Adam (None: no clipping)",
+    )
     num_warmup: int = option(500, non_negative_int, "training steps")
     num_mc_samples: int = option(32, positive_int, "reverse-KL draws per step")
     stl_estimator: bool = option(False, boolean, "sticking-the-landing reverse-KL gradient")
@@ -550,6 +555,13 @@ def flow_loss(target: Target, config: FlowConfig) -> LossFn:
     return mixed_loss(reverse, forward, config.forward_weight)
 
 
+def _optimizer(config: FlowConfig) -> optax.GradientTransformation:
+    adam = optax.adam(config.learning_rate)
+    if config.max_grad_norm is None:
+        return adam
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam)
+
+
 def fit_flow(key: Array, target: Target, config: FlowConfig) -> tuple[Any, dict[str, Array]]:
     """Build and train one flow exactly as one run of ``flow_vi`` (a :class:`FlowVIConfig`)
     or ``flow_is`` (a :class:`FlowISConfig`) does, from that run's key; returns the flow
@@ -574,7 +586,7 @@ def fit_flow(key: Array, target: Target, config: FlowConfig) -> tuple[Any, dict[
         flow,
         flow_loss(target, config),
         config.num_warmup,
-        optax.adam(config.learning_rate),
+        _optimizer(config),
         beta_schedule=linear_annealing(anneal) if anneal > 0 else None,
         progress=("flow_vi" if is_vi else "flow_is") if config.progress_bar else None,
     )

@@ -358,3 +358,34 @@ def test_flow_path_reuses_a_saved_trained_flow(tmp_path):
     fresh_log_q = np.asarray(fresh.idata.sample_stats["log_q"]).ravel()
     assert not np.allclose(fresh_log_q, loaded.log_prob(fresh_x), atol=1e-3)
     assert "warmup_sample_stats" not in reused.idata.groups()
+
+
+@pytest.mark.slow
+def test_rezende2015_energies_figure_quick(tmp_path):
+    from bayeswb.figures import rezende2015_energies as figure
+
+    tables = figure.compute(quick=True, seed=0)
+    results, densities = tables["results"], tables["densities"]
+    expected = {"target", "method", "K", "kl", "kl_se", "ess_fraction", "pareto_k_max"}
+    assert expected <= set(results.columns)
+    assert len(results) == 4 * 4  # 4 targets x (3 planar depths + flow_is)
+    assert sorted(results.loc[results["method"].str.startswith("planar"), "K"].unique()) == [
+        2,
+        8,
+        32,
+    ]
+    numbers = results[["kl", "kl_se", "ess_fraction", "pareto_k_max", "log_z_error"]]
+    assert np.all(np.isfinite(numbers.to_numpy()))
+    assert np.all((results["ess_fraction"] > 0) & (results["ess_fraction"] <= 1))
+    # a histogram's mass on the window is the fraction of the flow's draws inside it
+    flows = densities[densities["method"] != "true"]
+    for (target, method), cells in flows.groupby(["target", "method"]):
+        area = (8.0 / np.sqrt(len(cells))) ** 2
+        mass = cells["density"].sum() * area
+        assert 0.0 < mass <= 1.0 + 1e-9, (target, method, mass)
+    paths = figure.plot(tables, tmp_path)
+    assert sorted(p.name for p in paths) == [
+        "rezende2015_energies.pdf",
+        "rezende2015_energies.png",
+    ]
+    assert all(p.stat().st_size > 0 for p in paths)
