@@ -24,6 +24,8 @@ modes after warmup, the defensive mixture all 40.
 
 All chains share one flow, so chains are vmapped together inside one ``lax.scan`` over
 cycles rather than run as independent programs by :func:`bayeswb.driver.run_chains`.
+Warmup shows a tqdm bar with the flow's training loss, fed from inside the compiled scan
+(``progress_bar``; silent when stderr is not a terminal).
 """
 
 from __future__ import annotations
