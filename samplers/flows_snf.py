@@ -75,6 +75,10 @@ STOCHASTIC_BLOCKS = ("mala", "rwm", "ula", "none")
 plain normalizing flow / Boltzmann generator)."""
 
 
+SAMPLING_BATCH = 8192
+"""Paths vmapped at once when drawing many (more are drawn batch after batch)."""
+
+
 class StochasticNormalizingFlow(eqx.Module):
     """The SNF's parameters: ``num_blocks`` flowjax bijections stacked on a leading axis,
     the log step size of each stochastic block and its interpolation ``lambdas``
@@ -313,9 +317,17 @@ def sample_paths(
     base_key, path_key = jax.random.split(key)
     scale = paramax.unwrap(snf.base_scale)
     z = scale * jax.random.normal(base_key, (num, snf.dim))
-    x, log_w, lp, acceptance = jax.vmap(forward_path, in_axes=(None, None, 0, 0))(
-        snf, logdensity_fn, jax.random.split(path_key, num), z
-    )
+    keys = jax.random.split(path_key, num)
+    if num <= SAMPLING_BATCH:
+        x, log_w, lp, acceptance = jax.vmap(forward_path, in_axes=(None, None, 0, 0))(
+            snf, logdensity_fn, keys, z
+        )
+    else:  # bounded memory: vmap within batches, lax.map over them
+        x, log_w, lp, acceptance = jax.lax.map(
+            lambda args: forward_path(snf, logdensity_fn, *args),
+            (keys, z),
+            batch_size=SAMPLING_BATCH,
+        )
     good = jnp.isfinite(log_w) & jnp.all(jnp.isfinite(x), axis=1)
     return (
         jnp.where(good[:, None], x, 0.0),

@@ -205,3 +205,41 @@ def test_registered_sampler_counts_cost_exactly_and_rejects_bad_options():
     with pytest.raises(ValueError, match="sample_exact"):
         target = bw.Target.from_logdensity(lambda x: -x @ x, dim=2)
         bw.sample(target, "snf", objective="forward_kl", num_warmup=1, num_samples=2)
+
+
+# --------------------------------------------------------------------------- the figure
+
+
+def test_free_energy_profile_of_exact_samples_matches_the_exact_profile():
+    # the profile machinery of the wu2020_double_well figure on exact draws: a bin holding
+    # probability p has -log(count / (n h)) with sd sqrt((1 - p) / (n p)) (delta method)
+    from bayeswb.figures.wu2020_double_well import EDGES, exact_profile, sampled_profile
+
+    n = 400_000
+    x1 = np.asarray(bw.models.get("double_well").sample_exact(jax.random.key(13), n))[:, 0]
+    exact = exact_profile()
+    estimate = sampled_profile(x1, None)
+    p = np.exp(-exact) * np.diff(EDGES)
+    use = n * p > 50  # bins where the normal approximation holds
+    assert use.sum() >= 15  # the wells and their flanks (the barrier top is too rare)
+    z = (estimate[use] - exact[use]) / np.sqrt((1.0 - p[use]) / (n * p[use]))
+    assert_z_scores(z, "exact-sample free-energy profile")
+    # equal log weights give the unweighted profile
+    np.testing.assert_allclose(sampled_profile(x1, np.zeros(n)), estimate, rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_wu2020_double_well_quick(tmp_path):
+    from bayeswb.figures import wu2020_double_well as figure
+
+    tables = figure.compute(quick=True, seed=0)
+    assert {"results", "runs", "summary", "published"} <= set(tables)
+    results, runs, published = tables["results"], tables["runs"], tables["published"]
+    assert {"setting", "x1", "exact", "unweighted_mean", "reweighted_mean"} <= set(results)
+    assert set(runs.setting) == set(figure.SETTINGS)
+    assert list(published.columns) == ["setting", "metric", "ours", "published", "difference"]
+    for column in ("bias_unweighted", "bias_reweighted", "ess_fraction", "log_z"):
+        assert np.all(np.isfinite(runs[column])), column
+    assert np.all(np.isfinite(published["ours"]))
+    paths = figure.plot(tables, tmp_path)
+    assert all(path.exists() and path.stat().st_size > 0 for path in paths)
