@@ -116,6 +116,19 @@ def test_manywell_numbers_from_the_issue():
     assert abs(truth["log_z"] - np.log(z1)) < 1e-9 + error / z1
 
 
+@pytest.mark.parametrize("k, z2_scale", [(2, 0.4), (3, 2 * 0.35), (4, 0.4 + 0.35)])
+def test_rezende_walled_log_z_has_a_closed_form(k, z2_scale):
+    """U2-U4 are Gaussian in z2 at every z1 with a z1-free normaliser (sqrt(2 pi) times 0.4,
+    0.35 + 0.35, 0.4 + 0.35), so with the wall the z1 integral is the window length 8 plus two
+    half-Gaussians of sd 0.1: log Z = log((8 + 0.1 sqrt(2 pi)) * z2_scale * sqrt(2 pi)).
+    An independent check that the quadrature integrates the walled density."""
+    root = np.sqrt(2 * np.pi)
+    closed_form = np.log(
+        (2 * energies.REZENDE_WALL + energies.REZENDE_WALL_WIDTH * root) * z2_scale * root
+    )
+    assert abs(bw.models.get(f"rezende_u{k}").log_z - closed_form) < 1e-9
+
+
 def _ks_double_well(draws: np.ndarray) -> float:
     """KS p-value of x1 draws against the CDF of exp(-free energy), by cumulative trapezoid."""
     grid = np.linspace(-6.0, 6.0, 48001)
