@@ -124,7 +124,9 @@ class AnnealingSettings(SamplerConfig):
     num_warmup: int = option(0, non_negative_int, "unused by the SMC family")
     move: Any = option("mala", _move_check(MCMC_MOVES), "MCMC kernel: name or smc_moves.Move")
     num_mcmc_steps: int = option(5, positive_int, "move sweeps per temperature")
-    num_integration_steps: int = option(5, positive_int, "leapfrog steps of the hmc move")
+    num_integration_steps: int = option(
+        5, positive_int, "leapfrog steps of hmc, OBABO steps of kinetic_langevin"
+    )
     step_size: float | None = option(
         None, _optional(positive), "initial step size in whitened coordinates (None: move's)"
     )

@@ -29,6 +29,7 @@ GAUSSIAN = bw.models.get("gaussian", dim=4, condition_number=10.0)
 CONFIGS = {
     "smc_mala": ("smc", {}),
     "smc_hmc_residual": ("smc", {"move": "hmc", "resampling": "residual"}),
+    "smc_kinetic_langevin": ("smc", {"move": "kinetic_langevin", "resampling": "stratified"}),
     "smc_rwm_waste_free": ("smc", {"move": "rwm", "waste_free_chains": 32}),
     "ais": ("ais", {"num_steps": 30}),
     "smc_langevin": ("smc_langevin", {}),
@@ -121,7 +122,12 @@ def test_weights_path_and_cost(gaussian_run):
     if "waste_free_chains" in options:
         moved = options["waste_free_chains"]
         num_sweeps = PARTICLES // moved - 1
-    per_step = {"smc_mala": 1, "smc_hmc_residual": 5, "smc_rwm_waste_free": 0}
+    per_step = {
+        "smc_mala": 1,
+        "smc_hmc_residual": 5,
+        "smc_kinetic_langevin": 5,
+        "smc_rwm_waste_free": 0,
+    }
     grads_per_sweep = per_step.get(name, 1)
     grads_per_init = 0 if name == "smc_rwm_waste_free" else 1
     grads = total * moved * (grads_per_init + num_sweeps * grads_per_sweep)
@@ -258,3 +264,23 @@ def test_funnel_log_z_and_weighted_moments():
     var[0] = 1.5**2
     z = across_run_z_scores(standardised, np.zeros(5), var)
     assert_z_scores(z, "funnel weighted mean and variance of (v, u)")
+
+
+@pytest.mark.slow
+def test_sendera2024_logz_figure_quick(tmp_path):
+    """The figure module's quick mode: tables with the protocol's columns, finite numbers,
+    the published rows, and both plot files."""
+    from bayeswb.figures import sendera2024_logz as figure
+
+    tables = figure.compute(quick=True, seed=0)
+    results, published = tables["results"], tables["published"]
+    expected = {"target", "sampler", "abs_delta_log_z_mean", "abs_delta_log_z_se"}
+    assert expected <= set(results.columns)
+    numbers = ["abs_delta_log_z_mean", "pooled_error", "grad_evals_per_run", "sliced_wasserstein"]
+    assert np.isfinite(results[numbers].to_numpy(dtype=float)).all()
+    assert set(results["target"]) == set(figure.TARGETS)
+    assert list(published.columns) == ["setting", "metric", "ours", "published", "difference"]
+    smc = published[published["setting"].str.contains("our smc vs their SMC")]
+    assert sorted(smc["published"]) == sorted(figure.PUBLISHED_SMC.values())
+    paths = figure.plot(tables, tmp_path)
+    assert all(path.exists() for path in paths) and {p.suffix for p in paths} == {".png", ".pdf"}
