@@ -1,12 +1,14 @@
 """Sequential Monte Carlo with log Z: adaptive tempered SMC, AIS and annealed-Langevin SMC.
 
-All three anneal from a Gaussian reference ``q = N(0, reference_scale^2 I)`` to the
+All three anneal from a Gaussian reference ``q = N(0, reference_scale^2 I)`` (smc_flow,
+in :mod:`.smc_flow`, from a trained flow: any :class:`~.smc_core.Reference` works) to the
 target ``gamma`` (unnormalised) along the geometric path
 
     pi_beta(x)  proportional to  q(x)^(1 - beta) gamma(x)^beta,   0 = beta_0 < ... < beta_T = 1,
 
 and estimate ``Z = int gamma`` (``q`` is normalised, so ``Z_0 = 1``). They share one loop
-(:func:`~bayeswb.samplers.smc_core.anneal`), run per independent run in a
+(:func:`~bayeswb.samplers.smc_core.anneal`, driven by :func:`run_annealing`), run per
+independent run in a
 ``lax.while_loop`` and vmapped over ``num_chains`` runs of ``num_samples`` particles.
 One step ``t -> t + 1``:
 
