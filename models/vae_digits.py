@@ -2,7 +2,7 @@
 
 The generative model (Kingma and Welling 2014, "Auto-Encoding Variational Bayes", sec. 3
 and appendix C.1; one stochastic layer as in Burda, Grosse and Salakhutdinov 2016,
-"Importance Weighted Autoencoders", sec. 5) is
+"Importance Weighted Autoencoders", experiments) is
 
     z ~ N(0, I_d),    x_j | z ~ Bernoulli(sigmoid(f_theta(z)_j)),  j = 1..64,
 
@@ -13,7 +13,7 @@ is ``q_phi(z | x) = N(z; mu_phi(x), diag(sigma_phi(x)^2))``, another tanh MLP gi
 ``mu`` and ``log sigma``. Samples are reparameterised, ``z = mu + sigma * eps``.
 
 The held-out log-likelihood ``log p(x) = log E_q[p(x, z) / q(z | x)]`` has no closed form;
-it is estimated as Burda et al. (2016, sec. 5) do, by importance sampling with the encoder
+it is estimated as Burda et al. (2016) do, by importance sampling with the encoder
 as proposal and ``k = 5000`` draws per image, ``log (1/k) sum_i p(x, z_i) / q(z_i | x)``
 (the IWAE bound at k = 5000: a slightly low estimate whose bias shrinks as ``1/k``).
 

@@ -7,7 +7,7 @@ log q(z_{m,k} | x)``, ``z_{m,k} ~ q(z | x)`` i.i.d. and reparameterised:
 - ``iwae`` (Burda, Grosse and Salakhutdinov 2016, eq. 8): ``log (1/K) sum_k w_k``.
   In expectation ``elbo <= iwae(K) <= iwae(K + 1) <= log p(x)`` (their Theorem 1).
 - From Rainforth, Kosiorek, Le, Maddison, Igl, Wood and Teh (2018), "Tighter Variational
-  Bounds are Not Necessarily Better", sec. 5:
+  Bounds are Not Necessarily Better":
   ``miwae`` (M, K): ``(1/M) sum_m log (1/K) sum_k w_{m,k}`` (``miwae(1, K) = iwae(K)``,
   ``miwae(M, 1) = elbo`` with M draws);
   ``ciwae`` (beta): ``beta * elbo + (1 - beta) * iwae(K)`` on the same K draws (the
@@ -19,7 +19,7 @@ log q(z_{m,k} | x)``, ``z_{m,k} ~ q(z | x)`` i.i.d. and reparameterised:
 Gradients are the reparameterised (pathwise) gradients of these Monte Carlo estimates,
 as in both papers. :func:`train` runs optax's Adam inside one ``lax.scan`` (minibatches
 drawn at random each step); :func:`gradient_snr` measures Rainforth et al.'s signal-to-
-noise ratio ``SNR(theta_i) = |E[g_i]| / sd[g_i]`` (their eq. 5) of each parameter's
+noise ratio ``SNR(theta_i) = |E[g_i]| / sd[g_i]`` of each parameter's
 gradient over repeated draws at fixed data, summarised for encoder and decoder apart;
 their Theorem 1 predicts ``SNR = O(sqrt(MK))`` for the decoder and ``O(sqrt(M / K))``
 for the encoder. The held-out log-likelihood is the model's ``test_log_likelihood``
@@ -157,7 +157,7 @@ def train(
     """``num_steps`` Adam steps on ``objective`` over random minibatches of the training
     images, in one ``lax.scan``; the learning rate decays by cosine to 10% at the end.
 
-    Adam as Burda et al. (2016, sec. 5): beta1 = 0.9, beta2 = 0.999, eps = 1e-4. A step
+    Adam as Burda et al. (2016): beta1 = 0.9, beta2 = 0.999, eps = 1e-4. A step
     with a non-finite loss or gradient keeps the old parameters. ``progress`` names a tqdm
     bar (silent when stderr is not a terminal). Returns the parameters and the trace
     ``{"bound": (num_steps,), "skipped": (num_steps,)}`` (minibatch mean of the bound).
@@ -257,7 +257,7 @@ def gradient_snr(
     x: Array,
     num_draws: int = 1000,
 ) -> dict[str, float]:
-    """Rainforth et al. (2018, eq. 5) gradient SNR of every parameter over ``num_draws``
+    """Rainforth et al. (2018) gradient SNR of every parameter over ``num_draws``
     gradient estimates at fixed ``params`` and images ``x``, summarised per network:
     ``{"encoder_mean", "encoder_median", "decoder_mean", "decoder_median"}`` (see
     :func:`snr` for the per-parameter values).
