@@ -36,7 +36,7 @@ PAPER = (
     "testing, benchmarking and developing Bayesian inference algorithms, reference-posterior "
     "comparison"
 )
-FULL_RUNTIME = "about 1 hour on 2 CPU cores (every sampler x every model with a reference)"
+FULL_RUNTIME = "about 40 min on 2 CPU cores (every sampler on one 10-d model: about 5 CPU min)"
 
 SCORES = ["abs_mean_error_max", "sd_rel_error_max", "mean_z_max", "mean_z_rms", "sd_z_max"]
 COLUMNS = ["model", "dim", "sampler", "family", "num_chains", "num_samples", "num_warmup"]
