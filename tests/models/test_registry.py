@@ -29,6 +29,7 @@ EXPECTED_DIMS = {
     "rezende_u3": 2,
     "rezende_u4": 2,
     "stochastic_volatility": 103,
+    "vae_digits": 4,
 }
 
 
