@@ -2,9 +2,10 @@
 
 ``python -m bayeswb.docs_tables`` rewrites the part of README.md between the ``BEGIN`` and
 ``END`` marker comments with :func:`markdown`: a table of every sampler (family, name,
-method, paper, what it returns), every model (dimension, parameters, ground truth) and a
-gallery of the figures of :mod:`bayeswb.figures` (name, paper, command). ``--check`` only
-compares, exiting 1 when README.md is stale (tests/test_readme.py does the same).
+method, paper, what it returns), every model (dimension, parameters, ground truth), a
+gallery of the figures of :mod:`bayeswb.figures` (name, paper, command) and the notebooks.
+``--check`` only compares, exiting 1 when README.md is stale (tests/test_readme.py does the
+same).
 
 Where each column comes from, with no per-sampler list kept here:
 
@@ -230,6 +231,19 @@ def gallery_rows() -> list[dict[str, str]]:
     return rows
 
 
+def notebook_rows() -> list[dict[str, str]]:
+    """One row per notebook in ``notebooks/``: its file and the title of its first cell."""
+    import json
+
+    rows = []
+    for path in sorted((README.parent / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text()).get("cells", [])
+        text = "".join(cells[0].get("source", "")) if cells else ""
+        title = text.strip().splitlines()[0].lstrip("# ").strip() if text.strip() else ""
+        rows.append({"notebook": f"[`{path.name}`](notebooks/{path.name})", "title": title})
+    return rows
+
+
 def table(rows: list[dict[str, str]]) -> str:
     """A Markdown table of ``rows`` (``|`` in cells escaped)."""
     if not rows:
@@ -268,6 +282,11 @@ def markdown() -> str:
             "(seed, versions, git revision, run time). `bayeswb figure --list` shows them.",
             "",
             table(gallery_rows()),
+            "### Notebooks",
+            "",
+            "Executed top to bottom by the test suite with small settings (`BAYESWB_QUICK=1`).",
+            "",
+            table(notebook_rows()),
             END,
         ]
     )
