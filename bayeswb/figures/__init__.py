@@ -183,7 +183,8 @@ def run(
     written = []
     for table, frame in tables.items():
         path = out_dir / f"{table}.csv"
-        frame.to_csv(path, index=False)
+        # a meaningful index (not 0..n-1) is kept as columns
+        frame.to_csv(path, index=not isinstance(frame.index, pd.RangeIndex))
         written.append(path)
     plots = [pathlib.Path(path) for path in module.plot(tables, out_dir)]
     suffixes = {path.suffix for path in plots if path.exists()}
