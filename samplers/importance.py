@@ -144,6 +144,9 @@ class DistributionProposal(NamedTuple):
         x = self.distribution.sample(key, sample_shape)
         return x, self.distribution.log_prob(x)
 
+    def log_prob(self, x: Array) -> Array:
+        return self.distribution.log_prob(x)
+
 
 class FunctionProposal(NamedTuple):
     """A proposal from ``sample(key, n) -> (n, dim)`` and ``log_prob(x) -> scalar``."""
@@ -420,6 +423,9 @@ class ISConfig(SamplerConfig):
     learning_rate: float = option(0.01, positive, "gaussian_vi: Adam learning rate")
     num_mc_samples: int = option(8, positive_int, "gaussian_vi: draws per ELBO gradient")
     psis: bool = option(False, boolean, "report Pareto-smoothed log weights")
+    control_variates: bool = option(
+        False, boolean, "store the proposal score for control variates (importance_cv)"
+    )
 
 
 @register("is", ISConfig, family="importance")
@@ -434,6 +440,9 @@ def run_is(key: Array, target: Target, config: ISConfig) -> Draws:
     (``< 0.7`` reliable) and ``ess`` (Kish ESS of the weights); ``stats`` holds ``lp``
     (target log density) and ``log_q``; ``warmup_stats`` the VI ELBO curve.
     ``psis=True`` reports the smoothed log weights (log Z stays the raw estimate).
+    ``control_variates=True`` also stores ``stats["proposal_score"]`` (chains, draws, dim),
+    ``grad_x log q`` at each draw, for the multiple-expectations estimator with control
+    variates (:func:`bayeswb.samplers.importance_cv.control_variate_estimates`).
 
     Cost: one log density per draw, plus the fit: for ``laplace`` one value-and-gradient
     per L-BFGS line-search step plus one at the start, and ``dim`` gradients for the
@@ -455,9 +464,12 @@ def run_is(key: Array, target: Target, config: ISConfig) -> Draws:
 def run_with_proposal(key: Array, target: Target, config: Any, builder: ProposalBuilder) -> Draws:
     """Importance sampling with a proposal from ``builder``, one fit per independent run.
 
-    ``config`` needs ``num_chains``, ``num_samples`` and ``psis``; ``builder`` is as in
-    :func:`register_proposal`. This is ``is``'s body, shared by ``vis``.
+    ``config`` needs ``num_chains``, ``num_samples`` and ``psis`` (and may have
+    ``control_variates``: then the proposal needs ``log_prob(x)``, as numpyro-wrapped,
+    function and flowjax proposals have); ``builder`` is as in :func:`register_proposal`.
+    This is ``is``'s body, shared by ``vis``.
     """
+    with_score = getattr(config, "control_variates", False)
 
     def one_run(run_key: Array) -> tuple:
         fit_key, draw_key = jax.random.split(run_key)
@@ -465,15 +477,18 @@ def run_with_proposal(key: Array, target: Target, config: Any, builder: Proposal
         positions, log_weights, log_p, log_q = importance_sample(
             draw_key, target.log_density, proposal, config.num_samples
         )
-        return positions, log_weights, log_p, log_q, n_grad, n_evals, curves
+        stats = {"lp": log_p, "log_q": log_q}
+        if with_score:
+            stats["proposal_score"] = jax.vmap(jax.grad(proposal.log_prob))(positions)
+        return positions, log_weights, stats, n_grad, n_evals, curves
 
-    positions, log_weights, log_p, log_q, n_grad, n_evals, curves = run_chains(
+    positions, log_weights, stats, n_grad, n_evals, curves = run_chains(
         key, config.num_chains, one_run
     )
     log_z, reported, diagnostics = weighted_output(log_weights, config.psis)
     return Draws(
         positions=positions,
-        stats={"lp": log_p, "log_q": log_q},
+        stats=stats,
         log_weights=reported,
         log_z=log_z,
         warmup_stats=curves,
