@@ -161,14 +161,14 @@ def sampler_rows() -> list[dict[str, str]]:
 
 
 def _first_clause(text: str) -> str:
-    """``text`` up to its first ``;``, ``:`` or ``,`` outside brackets."""
+    """``text`` up to its first ``;`` or ``:`` outside brackets."""
     depth = 0
     for i, char in enumerate(text):
         if char in "([":
             depth += 1
         elif char in ")]":
             depth -= 1
-        elif depth == 0 and char in ";:,":
+        elif depth == 0 and char in ";:":
             return text[:i]
     return text
 
