@@ -5,20 +5,22 @@ bijection (``layers_per_block`` affine or rational-quadratic-spline coupling lay
 elementwise affine map) followed by a stochastic block: ``num_mcmc_steps`` steps of a
 Markov kernel (blackjax's MALA or random-walk Metropolis, or unadjusted Langevin) that
 targets the intermediate density ``pi_k(x) ∝ q0(x)^(1 - lambda_k) p(x)^lambda_k`` with
-``lambda_k = (k + 1) / num_blocks`` (Wu et al., sec. 4: interpolation prior -> target,
+``lambda_k = (k + 1) / num_blocks`` (Wu et al.'s interpolated energies, prior -> target,
 the last block targets ``p`` itself); ``q0 = N(0, init_scale^2 I)`` is the base.
 
-Path weights (their eq. 5 and 8-10). A forward path ``z = y_0 -> ... -> y_T = x`` has
+Path weights (their importance-weight identity and the Delta S of each block type; we cite
+them by name, not by equation number). A forward path ``z = y_0 -> ... -> y_T = x`` has
 ``log w = log p(x) - log q0(z) + sum_t Delta S_t`` with ``Delta S_t = log |det J_t|`` for
 a flow layer and ``Delta S_t = log q_b(y_{t+1} -> y_t) - log q_f(y_t -> y_{t+1})`` for a
 stochastic step whose backward kernel is the same kernel. For a Metropolis kernel in
 detailed balance with ``pi_k`` that ratio is ``log pi_k(y_t) - log pi_k(y_{t+1})``
-(their eq. 10, accepted or not); for an unadjusted Langevin step it is the ratio of the
-two Gaussian transition densities (their eq. 9). ``E[w] = Z`` exactly for any parameters,
-so ``log mean w`` estimates log Z and ``w`` reweights the samples to ``p`` without the
-marginal density of ``x`` (which would need an integral over paths).
+(their Metropolis Delta S, accepted or not); for an unadjusted Langevin step it is the
+ratio of the two Gaussian transition densities (their Langevin Delta S). ``E[w] = Z``
+exactly for any parameters, so ``log mean w`` estimates log Z and ``w`` reweights the
+samples to ``p`` without the marginal density of ``x`` (which would need an integral over
+paths).
 
-Training (their eq. 11-12): the reverse path KL ``E_forward[-log w]`` (``objective=
+Training (their KL and ML losses): the reverse path KL ``E_forward[-log w]`` (``objective=
 "reverse_kl"``, reparameterised through the flows and the Gaussian proposals; the
 accept/reject decision is not differentiated), the forward path KL ``E_backward[log w]``
 on exact target draws run backwards through the chain (``"forward_kl"``, maximum
@@ -188,8 +190,14 @@ def markov_steps(
 
     Returns ``(position, log_ratio, acceptance_rate)`` where ``log_ratio = sum_t log
     q(y_{t+1} -> y_t) - log q(y_t -> y_{t+1})`` is the stochastic block's contribution to
-    the path weight (Wu et al. 2020, eq. 9 for Langevin, eq. 10 for Metropolis), and the
+    the path weight (Wu et al. 2020, Delta S of Langevin and Metropolis blocks), and the
     acceptance rate is the mean Metropolis acceptance probability (1 for ULA).
+
+    Example:
+        >>> y, log_ratio, acc = markov_steps("rwm", jax.random.key(0), jnp.zeros(2),
+        ...                                  lambda x: -0.5 * x @ x, 0.5, 3)
+        >>> y.shape, log_ratio.shape
+        ((2,), ())
     """
     keys = jax.random.split(key, num)
     if kernel == "mala":
@@ -242,7 +250,7 @@ def forward_path(
     """Run one base point ``z`` (dim,) through the SNF.
 
     Returns ``(x, log_weight, log_density, acceptance_rate)``: the end point, its path
-    log weight ``log p(x) - log q0(z) + sum_t Delta S_t`` (Wu et al. 2020, eq. 5 and 8),
+    log weight ``log p(x) - log q0(z) + sum_t Delta S_t`` (Wu et al. 2020, importance weights),
     ``log p(x)`` and the mean acceptance rate of the stochastic blocks.
 
     Example:
@@ -283,7 +291,7 @@ def backward_path(
 
     Returns ``(z, log_weight)`` with the forward-path log weight of the sampled path,
     ``log p(x) - log q0(z) + sum_t Delta S_t``, whose mean under ``p`` times the backward
-    kernels is the forward path KL plus log Z (Wu et al. 2020, eq. 12).
+    kernels is the forward path KL plus log Z (Wu et al. 2020, ML loss).
     """
     block_params, block_static, step_sizes, lambdas, scale = _unwrapped(snf)
     lp = _finite_or_minus_inf(logdensity_fn(x))
@@ -342,7 +350,7 @@ def sample_paths(
 
 def reverse_path_kl_loss(logdensity_fn: LogDensity, num_paths: int) -> Callable:
     """``E_forward[-log w]`` over ``num_paths`` forward paths: the reverse path KL minus
-    log Z (Wu et al. 2020, eq. 11). Aux: ``elbo = E[log w] <= log Z``.
+    log Z (Wu et al. 2020, KL loss). Aux: ``elbo = E[log w] <= log Z``.
 
     Returns ``loss(params, static, key) -> (loss, aux)`` for :func:`train_flow`.
     """
@@ -360,7 +368,7 @@ def forward_path_kl_loss(
     logdensity_fn: LogDensity, sample_fn: Callable[[Array, int], Array], batch_size: int
 ) -> Callable:
     """``E_backward[log w]`` over ``batch_size`` exact target draws run backwards: the
-    forward path KL plus log Z (Wu et al. 2020, eq. 12, maximum likelihood).
+    forward path KL plus log Z (Wu et al. 2020, ML loss).
 
     Returns ``loss(params, static, key) -> (loss, {"forward_loss": loss})``.
     """
@@ -523,10 +531,11 @@ def run_snf(key: Array, target: Target, config: SNFConfig) -> Draws:
     """Stochastic normalizing flow (Wu, Koehler and Noe 2020, "Stochastic Normalizing
     Flows", NeurIPS): flowjax coupling blocks interleaved with MALA / random-walk
     Metropolis / unadjusted Langevin blocks targeting ``q0^(1-lambda_k) p^lambda_k``
-    (sec. 4), trained end to end on the path KL (eq. 11; eq. 12 forward/ML when the
+    (their interpolated energies), trained end to end on the path KL (their KL loss; the
+    forward/ML loss when the
     target has exact samples, or a mix), then ``num_samples`` paths per run weighted by
-    the exact path weight ``w = p(x) P_b(x -> z) / (q0(z) P_f(z -> x))`` (eq. 5, with
-    eq. 8-10 for the flow, Langevin and Metropolis terms).
+    the exact path weight ``w = p(x) P_b(x -> z) / (q0(z) P_f(z -> x))`` (their importance
+    weights, with the Delta S of flow, Langevin and Metropolis blocks).
 
     Result: positions (runs, num_samples, dim) with ``log_weights``; ``log_z`` per run is
     ``log mean w`` (unbiased for Z), pooled with a standard error by Result; the weights'
