@@ -301,9 +301,10 @@ def _vis_proposal(key: Array, target: Target, config: VISConfig) -> tuple[Any, A
         config.num_mc_samples,
         divergence=config.divergence,
     )
-    n_grad = config.num_warmup * config.num_mc_samples
-    name = "log_mean_w2" if config.divergence == "chi2" else "elbo"
-    return proposal, n_grad, n_grad, {name: curve}
+    n_evals = config.num_warmup * config.num_mc_samples
+    if config.divergence == "chi2":  # score-function gradient: log densities only
+        return proposal, 0, n_evals, {"log_mean_w2": curve}
+    return proposal, n_evals, n_evals, {"elbo": curve}
 
 
 @register("vis", VISConfig, family="importance")
@@ -319,9 +320,10 @@ def run_vis(key: Array, target: Target, config: VISConfig) -> Draws:
     minimises its log-space form ``log E_q[w^2] = 2 log Z + log(1 + chi^2(pi || q))``
     (constant ``2 log Z``), estimated by ``log mean_s w(x_s)^2`` over ``num_mc_samples``
     draws with a logsumexp for stability. Li et al. give a score-function and a pathwise
-    gradient of it; here it is the pathwise one, ``x_s = mu + L eps_s`` (the objective is
-    also the chi upper bound of Dieng et al. 2017, eq. 5, at n = 2), by Adam (see
-    :func:`~bayeswb.samplers.importance.fit_gaussian_vi`).
+    gradient of it; here it is the score-function one, self-normalised, by Adam (see
+    :func:`~bayeswb.samplers.importance.fit_gaussian_chi2`, which says why not the
+    pathwise one; the objective is also the chi upper bound of Dieng et al. 2017, eq. 5,
+    at n = 2).
 
     ``divergence="kl"`` fits the same family by reverse KL instead (the ELBO), for the
     comparison on the same target: reverse KL is mode-seeking and under-disperses (a
@@ -331,8 +333,8 @@ def run_vis(key: Array, target: Target, config: VISConfig) -> Draws:
     sampling as ``is``; the fit's curve is in ``warmup_stats`` (``log_mean_w2`` or
     ``elbo``); ``control_variates=True`` stores the proposal score as ``is`` does.
 
-    Cost: ``num_warmup * num_mc_samples`` gradients per run for the fit, one log density
-    per draw.
+    Cost per run: ``num_warmup * num_mc_samples`` log densities for the fit (and as many
+    gradients for ``kl``; the chi^2 score gradient needs none), one log density per draw.
 
     Example:
         >>> import bayeswb as bw
