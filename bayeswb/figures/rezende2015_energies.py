@@ -37,7 +37,7 @@ import pandas as pd
 
 TITLE = "Normalizing flows on the Rezende-Mohamed energies U1-U4"
 PAPER = "Rezende and Mohamed (2015), Variational Inference with Normalizing Flows, ICML, Fig. 3"
-FULL_RUNTIME = "12.5 min measured on a heavily shared 2-core machine (load ~18); less when idle"
+FULL_RUNTIME = "about 5 min on 2 shared CPU cores (274 s at load ~8, 12.5 min at load ~18)"
 
 TARGETS = ("rezende_u1", "rezende_u2", "rezende_u3", "rezende_u4")
 PLANAR_LAYERS = (2, 8, 32)
