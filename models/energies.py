@@ -201,7 +201,9 @@ def _w2(z1: Any, xp: Any) -> Any:
 
 
 def _w3(z1: Any, xp: Any) -> Any:
-    return 3.0 / (1.0 + xp.exp(-(z1 - 1.0) / 0.3))
+    # 3 sigmoid((z1 - 1) / 0.3), written with tanh: the exp form overflows in float32 for
+    # z1 < -26 and its gradient becomes NaN there
+    return 1.5 * (1.0 + xp.tanh((z1 - 1.0) / 0.6))
 
 
 REZENDE_WALL = 4.0
