@@ -12,10 +12,11 @@ Langevin steps weighted by their Metropolis-Hastings ratio, so the log Z estimat
 unbiased (on the natural scale, for a fixed schedule and tuning) at every step size and
 every flow, and the flow only decides how many steps and how much variance it takes.
 
-Per run: train a flow (:func:`~bayeswb.samplers.flows.train_flow`, reverse KL by default;
-``objective`` as in ``flow_is``), then (pilot run that fixes the tuning, as in
-``smc_langevin``) anneal ``num_samples`` flow draws to the target. The flow's log
-density is normalised, so ``Z_0 = 1`` and ``log Z`` is the product of the increments.
+Per run: train a flow exactly as ``flow_is`` does (:func:`~bayeswb.samplers.flows.fit_flow`:
+flowjax flow, optax, reverse KL by default, ``objective`` for forward KL or a mix), then
+(after a pilot run that fixes the tuning, as in ``smc_langevin``) anneal ``num_samples``
+flow draws to the target. The flow's log density is normalised, so ``Z_0 = 1`` and
+``log Z`` is the product of the increments.
 Cost counters include the training: ``num_mc_samples`` target gradients per reverse-KL
 step, plus the transport's gradients.
 """
@@ -26,19 +27,10 @@ import dataclasses
 from typing import Any
 
 import jax
-import optax
 
 from bayeswb.draws import Draws
 from bayeswb.samplers import register
-from bayeswb.samplers.flows import (
-    INVERTIBLE_FLOW_TYPES,
-    FlowISConfig,
-    forward_kl_loss,
-    initial_flow,
-    mixed_loss,
-    reverse_kl_loss,
-    train_flow,
-)
+from bayeswb.samplers.flows import INVERTIBLE_FLOW_TYPES, FlowISConfig, fit_flow
 from bayeswb.samplers.smc import LangevinTransportSettings, run_annealing
 from bayeswb.samplers.smc_core import Reference
 from bayeswb.target import Target
@@ -59,21 +51,11 @@ class SMCFlowConfig(FlowISConfig, LangevinTransportSettings):
                 f"flow_type must be one of {INVERTIBLE_FLOW_TYPES} (the transport needs the "
                 f"flow's log density at every particle), got {self.flow_type!r}"
             )
-
-
-def _loss(target: Target, config: SMCFlowConfig) -> Any:
-    reverse = reverse_kl_loss(target.log_density, config.num_mc_samples, config.stl_estimator)
-    if config.objective == "reverse_kl":
-        return reverse
-    if target.sample_exact is None:
-        raise ValueError(
-            f"objective {config.objective!r} needs exact target samples, and target "
-            f"{target.name!r} has no sample_exact; use objective='reverse_kl'"
-        )
-    forward = forward_kl_loss(target.sample_exact, config.batch_size)
-    if config.objective == "forward_kl":
-        return forward
-    return mixed_loss(reverse, forward, config.forward_weight)
+        if self.psis:
+            raise ValueError(
+                "psis must be False for smc_flow: its weights come from the transport, "
+                "not from flow importance sampling"
+            )
 
 
 def flow_reference(flow: Any) -> Reference:
@@ -107,13 +89,10 @@ def run_smc_flow(key: Array, target: Target, config: SMCFlowConfig) -> Draws:
         >>> config.move, config.flow_type, config.objective
         ('ula', 'affine_coupling', 'reverse_kl')
     """
-    loss_fn = _loss(target, config)
-    optimizer = optax.adam(config.learning_rate)
 
     def make_reference(run_key: Array) -> tuple[Reference, Array]:
-        init_key, train_key = jax.random.split(run_key)
-        flow = initial_flow(init_key, target.dim, config, invert=True)
-        flow, _, trace = train_flow(train_key, flow, loss_fn, config.num_warmup, optimizer)
+        # built and trained exactly as one run of flow_is (objective, optimiser, clipping)
+        flow, trace = fit_flow(run_key, target, config)
         return flow_reference(flow), trace["loss"]
 
     draws, loss = run_annealing(
