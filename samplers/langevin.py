@@ -4,8 +4,9 @@ The family lives in three modules: this one (``ula``, ``mala`` and the helpers t
 import), :mod:`bayeswb.samplers.langevin_kinetic` (``kinetic_langevin``,
 ``randomized_midpoint``) and :mod:`bayeswb.samplers.langevin_stochastic` (``sgld``,
 ``entropy_mcmc``). Every MCMC kernel follows blackjax's pattern (``init``,
-``build_kernel``, ``kernel(key, state, ...) -> (State, Info)``) and is driven by
-:mod:`bayeswb.driver`.
+``build_kernel``, ``kernel(key, state, ...) -> (State, Info)``); each sampler is a
+:class:`~bayeswb.chunks.ChainKernel` (``start``: initialisation and warmup, ``step``: one
+transition), so one code path runs it whole or in chunks with checkpoints.
 
 Diagonal preconditioning is a change of variables: a kernel with preconditioner
 ``diag(scale**2)`` on ``log p(x)`` is the same kernel, unpreconditioned, on the whitened
@@ -31,9 +32,10 @@ import jax.numpy as jnp
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 from blackjax.mcmc.diffusions import DiffusionState, overdamped_langevin
 
+from bayeswb.chunks import ChainKernel, run_whole
 from bayeswb.config import SamplerConfig, boolean, option, positive, unit_interval
-from bayeswb.draws import Draws, chain_draws
-from bayeswb.driver import run_chains, sample_chain
+from bayeswb.draws import Draws
+from bayeswb.driver import sample_chain
 from bayeswb.samplers import register
 from bayeswb.target import Target
 
@@ -245,19 +247,7 @@ def _ula_trace(scale: Array | None, step_size: Array) -> Callable[[Any, Any], An
     return trace
 
 
-@register("ula", ULAConfig, family="langevin")
-def run_ula(key: Array, target: Target, config: ULAConfig) -> Draws:
-    """Unadjusted Langevin algorithm (see :func:`ula_build_kernel`), optionally with a
-    diagonal preconditioner, fixed or estimated from the first half of warmup.
-
-    Cost: one gradient per chain at the start and one per step (warmup included).
-
-    Example:
-        >>> import bayeswb as bw
-        >>> r = bw.sample("gaussian", "ula", num_chains=2, num_samples=200, step_size=0.01)
-        >>> r.idata.sample_stats["step_size"].shape
-        (2, 200)
-    """
+def _ula_start(key: Array, target: Target, config: ULAConfig) -> tuple[Any, Any, Array]:
     kernel = ula_build_kernel()
     step_size = jnp.asarray(config.step_size)
     scale = initial_scale(target, config.inverse_mass_matrix)
@@ -266,28 +256,55 @@ def run_ula(key: Array, target: Target, config: ULAConfig) -> Draws:
         step = lambda k, s: kernel(k, s, whitened(target.log_density, scale), step_size)
         return sample_chain(key, step, state, num_steps, _ula_trace(scale, step_size))
 
-    def one_chain(chain_key: Array) -> tuple[Any, Any]:
-        init_key, warmup_key, sample_key = jax.random.split(chain_key, 3)
-        chain_scale = scale
-        position = to_whitened(scale, target.init(init_key))
-        state = ula_init(position, whitened(target.log_density, scale))
-        warmup_trace = None
-        if config.adapt_mass_matrix:
-            first_key, second_key = jax.random.split(warmup_key)
-            first = config.num_warmup // 2
-            state, warmup_trace = burn_in(first_key, state, scale, first)
-            chain_scale = regularised_scale(warmup_trace[0][first // 2 :])
-            state = rescale_diffusion_state(state, scale, chain_scale)
-            state, second = burn_in(second_key, state, chain_scale, config.num_warmup - first)
-            warmup_trace = concatenate_traces(warmup_trace, second)
-        elif config.num_warmup > 0:
-            state, warmup_trace = burn_in(warmup_key, state, scale, config.num_warmup)
-        _, sample_trace = burn_in(sample_key, state, chain_scale, config.num_samples)
-        return warmup_trace, sample_trace
+    init_key, warmup_key = jax.random.split(key)
+    chain_scale = scale
+    position = to_whitened(scale, target.init(init_key))
+    state = ula_init(position, whitened(target.log_density, scale))
+    warmup_trace = None
+    if config.adapt_mass_matrix:
+        first_key, second_key = jax.random.split(warmup_key)
+        first = config.num_warmup // 2
+        state, warmup_trace = burn_in(first_key, state, scale, first)
+        chain_scale = regularised_scale(warmup_trace[0][first // 2 :])
+        state = rescale_diffusion_state(state, scale, chain_scale)
+        state, second = burn_in(second_key, state, chain_scale, config.num_warmup - first)
+        warmup_trace = concatenate_traces(warmup_trace, second)
+    elif config.num_warmup > 0:
+        state, warmup_trace = burn_in(warmup_key, state, scale, config.num_warmup)
+    # one gradient at initialisation, one per warmup step
+    return (state, chain_scale, step_size), warmup_trace, jnp.asarray(1 + config.num_warmup)
 
-    warmup_trace, sample_trace = run_chains(key, config.num_chains, one_chain)
-    n_grad = config.num_chains * (1 + config.num_warmup + config.num_samples)
-    return chain_draws(warmup_trace, sample_trace, n_grad)
+
+def _ula_step(key: Array, carry: Any, target: Target, config: ULAConfig) -> tuple[Any, Any]:
+    state, scale, step_size = carry
+    state, info = ula_build_kernel()(key, state, whitened(target.log_density, scale), step_size)
+    return (state, scale, step_size), _ula_trace(scale, step_size)(state, info)
+
+
+def one_grad_per_step(stats: dict[str, Array]) -> Array:
+    """``ChainKernel.grads`` of a kernel with one gradient evaluation per transition."""
+    return jnp.ones_like(stats["lp"], dtype=jnp.int32)
+
+
+# the carry: (whitened DiffusionState, preconditioner scale or None, step size)
+ULA_KERNEL = ChainKernel(_ula_start, _ula_step, one_grad_per_step)
+
+
+@register("ula", ULAConfig, family="langevin", kernel=ULA_KERNEL)
+def run_ula(key: Array, target: Target, config: ULAConfig) -> Draws:
+    """Unadjusted Langevin algorithm (see :func:`ula_build_kernel`), optionally with a
+    diagonal preconditioner, fixed or estimated from the first half of warmup.
+
+    Runs whole or in chunks (:data:`ULA_KERNEL`, :mod:`bayeswb.chunks`).
+    Cost: one gradient per chain at the start and one per step (warmup included).
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample("gaussian", "ula", num_chains=2, num_samples=200, step_size=0.01)
+        >>> r.idata.sample_stats["step_size"].shape
+        (2, 200)
+    """
+    return run_whole(key, target, config, ULA_KERNEL)
 
 
 # --------------------------------------------------------------------------- MALA
@@ -333,7 +350,59 @@ def _mala_trace(scale: Array | None) -> Callable[[Any, Any, Array], Any]:
     return trace
 
 
-@register("mala", MALAConfig, family="langevin")
+def _mala_start(key: Array, target: Target, config: MALAConfig) -> tuple[Any, Any, Array]:
+    kernel = blackjax.mala.build_kernel()
+    scale = initial_scale(target, config.inverse_mass_matrix)
+
+    def warmup(
+        key: Array, state: Any, scale: Array | None, step_size: Array, num_steps: int
+    ) -> Any:
+        return dual_averaging_warmup(
+            key,
+            lambda k, s, h: kernel(k, s, whitened(target.log_density, scale), h),
+            state,
+            step_size,
+            num_steps,
+            config.target_acceptance_rate,
+            _mala_trace(scale),
+        )
+
+    init_key, warmup_key = jax.random.split(key)
+    position = to_whitened(scale, target.init(init_key))
+    state = blackjax.mala.init(position, whitened(target.log_density, scale))
+    step_size = jnp.asarray(config.step_size, dtype=position.dtype)
+    chain_scale = scale
+    warmup_trace = None
+    if config.adapt_mass_matrix:
+        first_key, second_key = jax.random.split(warmup_key)
+        first = config.num_warmup // 2
+        state, step_size, warmup_trace = warmup(first_key, state, scale, step_size, first)
+        chain_scale = regularised_scale(warmup_trace[0][first // 2 :])
+        state = rescale_diffusion_state(state, scale, chain_scale)
+        state, step_size, second = warmup(
+            second_key, state, chain_scale, step_size, config.num_warmup - first
+        )
+        warmup_trace = concatenate_traces(warmup_trace, second)
+    elif config.num_warmup > 0:
+        state, step_size, warmup_trace = warmup(
+            warmup_key, state, scale, step_size, config.num_warmup
+        )
+    # one gradient at initialisation, one per warmup step
+    return (state, chain_scale, step_size), warmup_trace, jnp.asarray(1 + config.num_warmup)
+
+
+def _mala_step(key: Array, carry: Any, target: Target, config: MALAConfig) -> tuple[Any, Any]:
+    state, scale, step_size = carry
+    kernel = blackjax.mala.build_kernel()
+    state, info = kernel(key, state, whitened(target.log_density, scale), step_size)
+    return (state, scale, step_size), _mala_trace(scale)(state, info, step_size)
+
+
+# the carry: (whitened MALAState, preconditioner scale or None, adapted step size)
+MALA_KERNEL = ChainKernel(_mala_start, _mala_step, one_grad_per_step)
+
+
+@register("mala", MALAConfig, family="langevin", kernel=MALA_KERNEL)
 def run_mala(key: Array, target: Target, config: MALAConfig) -> Draws:
     """Metropolis-adjusted Langevin algorithm (Roberts and Tweedie 1996, section 1.4;
     Besag 1994): blackjax's ``mala`` kernel, run on the whitened density for a diagonal
@@ -342,6 +411,7 @@ def run_mala(key: Array, target: Target, config: MALAConfig) -> Draws:
     ``step_size`` is blackjax's h in ``x' = x + h grad log p(x) + sqrt(2h) xi``.
 
     A non-finite proposal is rejected by blackjax (acceptance 0) and flagged diverging.
+    Runs whole or in chunks (:data:`MALA_KERNEL`, :mod:`bayeswb.chunks`).
     Cost: one gradient per chain at the start and one per step (warmup included).
 
     Example:
@@ -350,68 +420,19 @@ def run_mala(key: Array, target: Target, config: MALAConfig) -> Draws:
         >>> float(r.idata.sample_stats["acceptance_rate"].mean()) > 0.3
         True
     """
-    kernel = blackjax.mala.build_kernel()
-    scale = initial_scale(target, config.inverse_mass_matrix)
-
-    def kernel_step(scale: Array | None) -> Callable[[Array, Any, Array], Any]:
-        return lambda k, s, h: kernel(k, s, whitened(target.log_density, scale), h)
-
-    def warmup(
-        key: Array, state: Any, scale: Array | None, step_size: Array, num_steps: int
-    ) -> Any:
-        return dual_averaging_warmup(
-            key,
-            kernel_step(scale),
-            state,
-            step_size,
-            num_steps,
-            config.target_acceptance_rate,
-            _mala_trace(scale),
-        )
-
-    def one_chain(chain_key: Array) -> tuple[Any, Any]:
-        init_key, warmup_key, sample_key = jax.random.split(chain_key, 3)
-        position = to_whitened(scale, target.init(init_key))
-        state = blackjax.mala.init(position, whitened(target.log_density, scale))
-        step_size = jnp.asarray(config.step_size, dtype=position.dtype)
-        chain_scale = scale
-        warmup_trace = None
-        if config.adapt_mass_matrix:
-            first_key, second_key = jax.random.split(warmup_key)
-            first = config.num_warmup // 2
-            state, step_size, warmup_trace = warmup(first_key, state, scale, step_size, first)
-            chain_scale = regularised_scale(warmup_trace[0][first // 2 :])
-            state = rescale_diffusion_state(state, scale, chain_scale)
-            state, step_size, second = warmup(
-                second_key, state, chain_scale, step_size, config.num_warmup - first
-            )
-            warmup_trace = concatenate_traces(warmup_trace, second)
-        elif config.num_warmup > 0:
-            state, step_size, warmup_trace = warmup(
-                warmup_key, state, scale, step_size, config.num_warmup
-            )
-        trace = _mala_trace(chain_scale)
-        _, sample_trace = sample_chain(
-            sample_key,
-            lambda k, s: kernel_step(chain_scale)(k, s, step_size),
-            state,
-            config.num_samples,
-            lambda s, info: trace(s, info, step_size),
-        )
-        return warmup_trace, sample_trace
-
-    warmup_trace, sample_trace = run_chains(key, config.num_chains, one_chain)
-    n_grad = config.num_chains * (1 + config.num_warmup + config.num_samples)
-    return chain_draws(warmup_trace, sample_trace, n_grad)
+    return run_whole(key, target, config, MALA_KERNEL)
 
 
 __all__ = [
     "MALAConfig",
+    "MALA_KERNEL",
     "ULAConfig",
     "ULAInfo",
+    "ULA_KERNEL",
     "all_finite",
     "dual_averaging_warmup",
     "keep_if_finite",
+    "one_grad_per_step",
     "run_mala",
     "run_ula",
     "ula_build_kernel",
