@@ -29,6 +29,7 @@ SMC_FLOW = {
     "hidden_width": 32,
     "num_mc_samples": 32,
     "learning_rate": 2e-3,
+    "init_scale": 2.0,  # as wide as smc's reference
 }
 QUICK_FLOW = {"num_samples": 128, "num_warmup": 50, "num_layers": 2, "hidden_width": 16,
               "num_mc_samples": 8, "pilot_particles": 64}  # fmt: skip
