@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from blackjax.mcmc.integrators import IntegratorState, velocity_verlet
 from blackjax.mcmc.proposal import safe_energy_diff, static_binomial_sampling
 
+from bayeswb.chunks import ChainKernel, run_whole
 from bayeswb.config import (
     SamplerConfig,
     boolean,
@@ -45,8 +46,8 @@ from bayeswb.config import (
     positive,
     unit_interval,
 )
-from bayeswb.draws import Draws, chain_draws
-from bayeswb.driver import run_chains, sample_chain
+from bayeswb.draws import Draws
+from bayeswb.driver import sample_chain
 from bayeswb.samplers import register
 from bayeswb.samplers.langevin import (
     all_finite,
@@ -209,35 +210,35 @@ def _kinetic_trace(adjusted: bool, scale: Array | None) -> Callable[[Any, Any, A
     return trace
 
 
-def _draws(num_chains: int, grads_per_step: int, steps: int, out: Any) -> Draws:
-    warmup_trace, sample_trace = out
-    # one gradient per chain at initialisation, then grads_per_step per step
-    return chain_draws(warmup_trace, sample_trace, num_chains * (1 + grads_per_step * steps))
+def _kinetic_chain_kernel(
+    build: Callable[[Any], Callable[..., Any]],
+    adapt: Callable[[Any], bool],
+    grads_per_step: int,
+) -> ChainKernel:
+    """A kinetic sampler in pieces: ``start`` draws the initial velocity and runs the
+    warmup (burn-in at a fixed step, or dual averaging when ``adapt(config)``); the carry
+    is the whitened :class:`KineticState` and the step size. ``build(config)`` gives the
+    kernel, which spends ``grads_per_step`` gradients per step (one more at the start)."""
 
+    def parts(target: Target, config: Any) -> tuple[Any, Any, Callable[..., Any]]:
+        scale = initial_scale(target, config.inverse_mass_matrix)
+        logdensity_fn = whitened(target.log_density, scale)
+        friction = jnp.asarray(config.friction)
+        kernel = build(config)
 
-def _run_fixed_or_adapted(
-    key: Array,
-    target: Target,
-    config: Any,
-    kernel: Callable[..., Any],
-    adapt: bool,
-) -> Any:
-    """Warmup (burn-in at a fixed step, or dual averaging), then sampling, per chain."""
-    friction = jnp.asarray(config.friction)
-    scale = initial_scale(target, config.inverse_mass_matrix)
-    logdensity_fn = whitened(target.log_density, scale)
-    trace = _kinetic_trace(adapt, scale)
+        def kernel_step(k: Array, s: KineticState, h: Array) -> Any:
+            return kernel(k, s, logdensity_fn, h, friction)
 
-    def kernel_step(k: Array, s: KineticState, h: Array) -> Any:
-        return kernel(k, s, logdensity_fn, h, friction)
+        return scale, _kinetic_trace(adapt(config), scale), kernel_step
 
-    def one_chain(chain_key: Array) -> tuple[Any, Any]:
-        init_key, momentum_key, warmup_key, sample_key = jax.random.split(chain_key, 4)
+    def start(key: Array, target: Target, config: Any) -> tuple[Any, Any, Array]:
+        scale, trace, kernel_step = parts(target, config)
+        init_key, momentum_key, warmup_key = jax.random.split(key, 3)
         position = to_whitened(scale, target.init(init_key))
-        state = kinetic_init(momentum_key, position, logdensity_fn)
+        state = kinetic_init(momentum_key, position, whitened(target.log_density, scale))
         step_size = jnp.asarray(config.step_size, dtype=position.dtype)
         warmup_trace = None
-        if adapt and config.num_warmup > 0:
+        if adapt(config) and config.num_warmup > 0:
             state, step_size, warmup_trace = dual_averaging_warmup(
                 warmup_key,
                 kernel_step,
@@ -256,25 +257,39 @@ def _run_fixed_or_adapted(
                 config.num_warmup,
                 lambda s, info: trace(s, info, fixed),
             )
-        _, sample_trace = sample_chain(
-            sample_key,
-            lambda k, s: kernel_step(k, s, step_size),
-            state,
-            config.num_samples,
-            lambda s, info: trace(s, info, step_size),
-        )
-        return warmup_trace, sample_trace
+        # one gradient at initialisation, then grads_per_step per warmup step
+        start_grads = jnp.asarray(1 + grads_per_step * config.num_warmup)
+        return (state, step_size), warmup_trace, start_grads
 
-    return run_chains(key, config.num_chains, one_chain)
+    def step(key: Array, carry: Any, target: Target, config: Any) -> tuple[Any, Any]:
+        state, step_size = carry
+        _, trace, kernel_step = parts(target, config)
+        state, info = kernel_step(key, state, step_size)
+        return (state, step_size), trace(state, info, step_size)
+
+    def grads(stats: dict[str, Array]) -> Array:
+        return jnp.full_like(stats["lp"], grads_per_step, dtype=jnp.int32)
+
+    return ChainKernel(start, step, grads)
 
 
-@register("kinetic_langevin", KineticLangevinConfig, family="langevin")
+KINETIC_LANGEVIN_KERNEL = _kinetic_chain_kernel(
+    lambda config: kinetic_build_kernel(config.integrator, config.metropolize),
+    adapt=lambda config: config.metropolize,
+    grads_per_step=1,
+)
+
+
+@register(
+    "kinetic_langevin", KineticLangevinConfig, family="langevin", kernel=KINETIC_LANGEVIN_KERNEL
+)
 def run_kinetic_langevin(key: Array, target: Target, config: KineticLangevinConfig) -> Draws:
     """Kinetic (underdamped) Langevin with the Euler, BAOAB or OBABO integrator, optionally
     Metropolis-adjusted (OBABO); see :func:`kinetic_build_kernel` for the schemes and
     references. Velocities start from N(0, I); they enter ``sample_stats.energy``
     (see the module docstring). ``inverse_mass_matrix``: a fixed diagonal mass.
 
+    Runs whole or in chunks (:data:`KINETIC_LANGEVIN_KERNEL`, :mod:`bayeswb.chunks`).
     Cost: one gradient per chain at the start and one per step (warmup included).
 
     Example:
@@ -284,9 +299,7 @@ def run_kinetic_langevin(key: Array, target: Target, config: KineticLangevinConf
         >>> "acceptance_rate" in r.idata.sample_stats
         True
     """
-    kernel = kinetic_build_kernel(config.integrator, config.metropolize)
-    out = _run_fixed_or_adapted(key, target, config, kernel, adapt=config.metropolize)
-    return _draws(config.num_chains, 1, config.num_warmup + config.num_samples, out)
+    return run_whole(key, target, config, KINETIC_LANGEVIN_KERNEL)
 
 
 # --------------------------------------------------------------------------- randomized midpoint
@@ -409,12 +422,25 @@ class RandomizedMidpointConfig(SamplerConfig):
     )
 
 
-@register("randomized_midpoint", RandomizedMidpointConfig, family="langevin")
+RANDOMIZED_MIDPOINT_KERNEL = _kinetic_chain_kernel(
+    lambda config: randomized_midpoint_build_kernel(),
+    adapt=lambda config: False,
+    grads_per_step=2,
+)
+
+
+@register(
+    "randomized_midpoint",
+    RandomizedMidpointConfig,
+    family="langevin",
+    kernel=RANDOMIZED_MIDPOINT_KERNEL,
+)
 def run_randomized_midpoint(key: Array, target: Target, config: RandomizedMidpointConfig) -> Draws:
     """Kinetic Langevin with the randomized midpoint discretisation (see
     :func:`randomized_midpoint_build_kernel`), unadjusted, optionally with a fixed
     diagonal mass (``inverse_mass_matrix``); reports ``energy`` like ``kinetic_langevin``.
 
+    Runs whole or in chunks (:data:`RANDOMIZED_MIDPOINT_KERNEL`, :mod:`bayeswb.chunks`).
     Cost: one gradient per chain at the start and two per step (warmup included).
 
     Example:
@@ -423,6 +449,4 @@ def run_randomized_midpoint(key: Array, target: Target, config: RandomizedMidpoi
         >>> r.cost["n_grad_evals"] == 2 * (1 + 2 * (500 + 100))
         True
     """
-    kernel = randomized_midpoint_build_kernel()
-    out = _run_fixed_or_adapted(key, target, config, kernel, adapt=False)
-    return _draws(config.num_chains, 2, config.num_warmup + config.num_samples, out)
+    return run_whole(key, target, config, RANDOMIZED_MIDPOINT_KERNEL)
