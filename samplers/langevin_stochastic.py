@@ -21,7 +21,8 @@ in the minibatch) is flagged too; the chain then stays finite but may sit in tha
 
 Cost: ``n_grad_evals`` counts minibatch gradient estimates (each costs ``batch_size / N``
 of a full-data gradient); ``n_logdensity_evals`` counts the full-data log densities
-computed for ``lp`` (one per reported draw).
+computed for ``lp`` (one per reported draw) in a whole run; a chunked run
+(:mod:`bayeswb.long_runs`) reports it equal to ``n_grad_evals`` for now.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ import jax.numpy as jnp
 from blackjax.mcmc.diffusions import DiffusionState, overdamped_langevin
 from blackjax.sgmcmc.gradients import logdensity_estimator
 
+from bayeswb.chunks import ChainKernel, run_whole
 from bayeswb.config import SamplerConfig, option, positive, positive_int
 from bayeswb.draws import Draws
-from bayeswb.driver import run_chains, sample_chain
+from bayeswb.driver import sample_chain
 from bayeswb.samplers import register
-from bayeswb.samplers.langevin import keep_if_finite
+from bayeswb.samplers.langevin import keep_if_finite, one_grad_per_step
 from bayeswb.target import Target
 
 Array = jax.Array
@@ -136,20 +138,48 @@ class SGLDConfig(SamplerConfig):
     batch_size: int = option(32, positive_int, "data points per minibatch (<= N)")
 
 
-def _run_stochastic(
-    key: Array,
-    target: Target,
-    config: Any,
-    logdensity_estimator_fn: Callable,
-    data: Any,
-    num_data: int,
-    init_fn: Callable[[Array], Any],
+def stochastic_chain_kernel(
+    estimator_fn: Callable[..., Callable],
+    init_fn: Callable[[Target, Array], Any],
     report_fn: Callable[[Any], tuple[Array, dict[str, Array]]],
-) -> Draws:
-    step_size = jnp.asarray(config.step_size)
-    kernel = sgld_build_kernel(num_data, config.batch_size)
+) -> ChainKernel:
+    """An SGLD-type sampler in pieces. The carry is the :class:`DiffusionState` (the
+    position, its minibatch log-density estimate and gradient estimate); ``start`` takes
+    one estimate at the initial position and runs the burn-in. ``estimator_fn(target,
+    config, log_likelihood, log_prior, num_data)`` builds the minibatch log-density
+    estimator, ``init_fn(target, key)`` the initial position, ``report_fn(position) ->
+    (reported position, extra stats)`` what a draw shows. One gradient estimate per step.
+    """
 
-    def trace(state: DiffusionState, info: StochasticGradientInfo) -> Any:
+    def parts(target: Target, config: Any) -> tuple[Any, int, Callable]:
+        data, log_likelihood, log_prior, num_data = data_interface(target, config.batch_size)
+        estimator = estimator_fn(target, config, log_likelihood, log_prior, num_data)
+        kernel = sgld_build_kernel(num_data, config.batch_size)
+        step_size = jnp.asarray(config.step_size)
+
+        def step(k: Array, state: DiffusionState) -> Any:
+            return kernel(k, state, estimator, data, step_size)
+
+        return (data, num_data, estimator), step_size, step
+
+    def warmup_trace(state: DiffusionState, info: StochasticGradientInfo) -> Any:
+        return report_fn(state.position)[0], {"diverging": info.diverging}
+
+    def start(key: Array, target: Target, config: Any) -> tuple[Any, Any, Array]:
+        (data, num_data, estimator), _, step = parts(target, config)
+        init_key, batch_key, warmup_key = jax.random.split(key, 3)
+        state = sgld_init(
+            batch_key, init_fn(target, init_key), estimator, data, num_data, config.batch_size
+        )
+        warmup = None
+        if config.num_warmup > 0:
+            state, warmup = sample_chain(warmup_key, step, state, config.num_warmup, warmup_trace)
+        # one estimate at the start, one per warmup step
+        return state, warmup, jnp.asarray(1 + config.num_warmup)
+
+    def step(key: Array, state: Any, target: Target, config: Any) -> tuple[Any, Any]:
+        _, step_size, kernel_step = parts(target, config)
+        state, info = kernel_step(key, state)
         reported, extra = report_fn(state.position)
         lp = target.log_density(reported)
         stats = {
@@ -158,43 +188,30 @@ def _run_stochastic(
             "step_size": step_size,
             **extra,
         }
-        return reported, stats
+        return state, (reported, stats)
 
-    def warmup_trace(state: DiffusionState, info: StochasticGradientInfo) -> Any:
-        return report_fn(state.position)[0], {"diverging": info.diverging}
-
-    def step(k: Array, state: DiffusionState) -> Any:
-        return kernel(k, state, logdensity_estimator_fn, data, step_size)
-
-    def one_chain(chain_key: Array) -> Any:
-        init_key, batch_key, warmup_key, sample_key = jax.random.split(chain_key, 4)
-        state = sgld_init(
-            batch_key, init_fn(init_key), logdensity_estimator_fn, data, num_data,
-            config.batch_size,
-        )  # fmt: skip
-        warmup = None
-        if config.num_warmup > 0:
-            state, warmup = sample_chain(warmup_key, step, state, config.num_warmup, warmup_trace)
-        _, sample_trace = sample_chain(sample_key, step, state, config.num_samples, trace)
-        return warmup, sample_trace
-
-    warmup, (positions, stats) = run_chains(key, config.num_chains, one_chain)
-    warmup_positions, warmup_stats = warmup if warmup is not None else (None, {})
-    return Draws(
-        positions=positions,
-        stats=stats,
-        warmup_positions=warmup_positions,
-        warmup_stats=warmup_stats,
-        # one estimate per chain at the start, one per step
-        n_grad_evals=config.num_chains * (1 + config.num_warmup + config.num_samples),
-        n_logdensity_evals=config.num_chains * config.num_samples,
-    )
+    return ChainKernel(start, step, one_grad_per_step)
 
 
-@register("sgld", SGLDConfig, family="langevin")
+def _full_data_lp_evals(draws: Draws, config: Any) -> Draws:
+    # the log density is evaluated on the full data only for each draw's lp
+    return draws._replace(n_logdensity_evals=config.num_chains * config.num_samples)
+
+
+SGLD_KERNEL = stochastic_chain_kernel(
+    lambda target, config, log_likelihood, log_prior, num_data: logdensity_estimator(
+        log_prior, log_likelihood, num_data
+    ),
+    init_fn=lambda target, key: target.init(key),
+    report_fn=lambda x: (x, {}),
+)
+
+
+@register("sgld", SGLDConfig, family="langevin", kernel=SGLD_KERNEL)
 def run_sgld(key: Array, target: Target, config: SGLDConfig) -> Draws:
     """SGLD (see :func:`sgld_build_kernel`) on a target with the minibatch interface of
-    this module; ``lp`` is the full-data log density of each draw.
+    this module; ``lp`` is the full-data log density of each draw. Runs whole or in
+    chunks (:data:`SGLD_KERNEL`, :mod:`bayeswb.chunks`).
 
     Example:
         >>> import jax.numpy as jnp, bayeswb as bw
@@ -208,11 +225,7 @@ def run_sgld(key: Array, target: Target, config: SGLDConfig) -> Draws:
         >>> r.cost["n_grad_evals"]
         1202
     """
-    data, log_likelihood, log_prior, num_data = data_interface(target, config.batch_size)
-    estimator = logdensity_estimator(log_prior, log_likelihood, num_data)
-    return _run_stochastic(
-        key, target, config, estimator, data, num_data, target.init, lambda x: (x, {})
-    )
+    return _full_data_lp_evals(run_whole(key, target, config, SGLD_KERNEL), config)
 
 
 # --------------------------------------------------------------------------- Entropy-MCMC
@@ -258,12 +271,31 @@ def entropy_logdensity_estimator(
     return estimate
 
 
-@register("entropy_mcmc", EntropyMCMCConfig, family="langevin")
+def _entropy_init(target: Target, key: Array) -> EntropyPosition:
+    x = target.init(key)
+    return EntropyPosition(x, x)
+
+
+def _entropy_report(state: EntropyPosition) -> tuple[Array, dict[str, Array]]:
+    return state.position, {"auxiliary_position": state.auxiliary_position}
+
+
+ENTROPY_MCMC_KERNEL = stochastic_chain_kernel(
+    lambda target, config, log_likelihood, log_prior, num_data: entropy_logdensity_estimator(
+        log_prior, log_likelihood, num_data, config.coupling_variance
+    ),
+    init_fn=_entropy_init,
+    report_fn=_entropy_report,
+)
+
+
+@register("entropy_mcmc", EntropyMCMCConfig, family="langevin", kernel=ENTROPY_MCMC_KERNEL)
 def run_entropy_mcmc(key: Array, target: Target, config: EntropyMCMCConfig) -> Draws:
     """Entropy-MCMC (Li and Zhang 2024): SGLD updates of the joint (x, x_a) of
     :func:`entropy_logdensity_estimator` (the SGLD kernel of this module). The posterior draws
     are x; the guiding variable x_a is reported as ``sample_stats.auxiliary_position``
-    (chain, draw, dim), in unconstrained space. Both start at the same point.
+    (chain, draw, dim), in unconstrained space. Both start at the same point. Runs whole
+    or in chunks (:data:`ENTROPY_MCMC_KERNEL`, :mod:`bayeswb.chunks`).
 
     Example:
         >>> import jax.numpy as jnp, bayeswb as bw
@@ -277,16 +309,4 @@ def run_entropy_mcmc(key: Array, target: Target, config: EntropyMCMCConfig) -> D
         >>> r.idata.sample_stats["auxiliary_position"].shape
         (2, 100, 1)
     """
-    data, log_likelihood, log_prior, num_data = data_interface(target, config.batch_size)
-    estimator = entropy_logdensity_estimator(
-        log_prior, log_likelihood, num_data, config.coupling_variance
-    )
-
-    def init_fn(k: Array) -> EntropyPosition:
-        x = target.init(k)
-        return EntropyPosition(x, x)
-
-    def report(state: EntropyPosition) -> tuple[Array, dict[str, Array]]:
-        return state.position, {"auxiliary_position": state.auxiliary_position}
-
-    return _run_stochastic(key, target, config, estimator, data, num_data, init_fn, report)
+    return _full_data_lp_evals(run_whole(key, target, config, ENTROPY_MCMC_KERNEL), config)
