@@ -325,60 +325,6 @@ def _laplace_proposal(key: Array, target: Target, config: Any) -> tuple[Any, Any
     return DistributionProposal(distribution), n_grad, n_grad, {}
 
 
-def fit_gaussian_chi2(
-    key: Array,
-    target: Target,
-    family: str,
-    num_steps: int,
-    learning_rate: float,
-    num_mc_samples: int,
-) -> tuple[DistributionProposal, Array]:
-    """Fit ``q = N(mu, L L^T)`` (``L`` lower-triangular, or diagonal for ``meanfield``) by
-    minimising the forward chi^2 divergence in log space, ``log E_q[w^2]``, ``w = pi / q``,
-    with the score-function gradient of Li, Wang, Li and Wu (2024, section 3):
-    ``grad log E_q[w^2] = -E_q[w^2 grad log q] / E_q[w^2]``, estimated self-normalised
-    from ``num_mc_samples`` draws of the current ``q`` (weights ``softmax(2 log w)``), by
-    Adam from ``N(0, I)``.
-
-    The self-normalised score gradient is a weighted maximum-likelihood step towards the
-    draws with large ``w^2``, so it moves ``q`` onto the target's mass. The pathwise
-    (reparameterised) gradient of ``log mean w^2`` does not: where ``q`` misses mass its
-    draws see small weights, and following them moves ``q`` further away (``log mean w^2``
-    falls without bound, as a run of blackjax's Renyi objective at ``alpha = -1`` did on a
-    correlated 2-d Gaussian). Returns the proposal and the per-step ``log mean w^2`` (an
-    estimate of ``2 log Z + log(1 + chi^2)``).
-    """
-    dim = target.dim
-    params = {"mu": jnp.zeros(dim), "log_diag": jnp.zeros(dim)}
-    if family == "fullrank":
-        params["off_diag"] = jnp.zeros((dim, dim))
-    optimizer = optax.adam(learning_rate)
-
-    def distribution(p: dict) -> dist.Distribution:
-        scale_tril = jnp.diag(jnp.exp(p["log_diag"]))
-        if "off_diag" in p:
-            scale_tril = scale_tril + jnp.tril(p["off_diag"], -1)
-        return dist.MultivariateNormal(p["mu"], scale_tril=scale_tril)
-
-    def step(carry: tuple, step_key: Array) -> tuple:
-        p, opt_state = carry
-        x = jax.lax.stop_gradient(distribution(p).sample(step_key, (num_mc_samples,)))
-        log_w = safe_log_weights(jax.vmap(target.log_density)(x) - distribution(p).log_prob(x))
-        weights = jax.lax.stop_gradient(jax.nn.softmax(2.0 * log_w))
-        weights = jnp.where(jnp.isfinite(weights), weights, 0.0)
-
-        def surrogate(p: dict) -> Array:
-            return -weights @ distribution(p).log_prob(x)
-
-        grads = jax.grad(surrogate)(p)
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), log_mean_exp(2.0 * log_w)
-
-    keys = jax.random.split(key, num_steps)
-    (params, _), curve = jax.lax.scan(step, (params, optimizer.init(params)), keys)
-    return DistributionProposal(distribution(params)), curve
-
-
 def fit_gaussian_vi(
     key: Array,
     target: Target,
@@ -386,17 +332,12 @@ def fit_gaussian_vi(
     num_steps: int,
     learning_rate: float,
     num_mc_samples: int,
-    divergence: str = "kl",
-) -> tuple[Any, Array]:
-    """Fit a mean-field or full-rank Gaussian; return it as a proposal and the fit's curve.
-
-    ``divergence="kl"``: blackjax's ``meanfield_vi`` / ``fullrank_vi`` minimising the
-    reverse KL (the ELBO, Kucukelbir et al. 2017) with the sticking-the-landing estimator;
-    the curve is the ELBO. ``divergence="chi2"``: the forward chi^2 fit of
-    :func:`fit_gaussian_chi2`; the curve is ``log mean w^2``.
+) -> tuple[FunctionProposal, Array]:
+    """Fit blackjax's ``meanfield_vi`` / ``fullrank_vi`` by reverse KL (the ELBO,
+    Kucukelbir et al. 2017) with the sticking-the-landing estimator; return it as a
+    proposal and the per-step ELBO. (The forward chi^2 fit is
+    :func:`bayeswb.samplers.importance_adaptive.fit_gaussian_chi2`.)
     """
-    if divergence == "chi2":
-        return fit_gaussian_chi2(key, target, family, num_steps, learning_rate, num_mc_samples)
     init_key, fit_key = jax.random.split(key)
     algorithm_family = {"meanfield": blackjax.meanfield_vi, "fullrank": blackjax.fullrank_vi}
     algorithm = algorithm_family[family](
