@@ -33,11 +33,24 @@ class ChainKernel(NamedTuple):
     step(key, carry, target, config) -> (carry, (position, stats)): one transition.
     grads(stats) -> gradient evaluations of each traced transition (same shape as a
         stat), summed by the driver so the count is exact.
+    logdensity_evals(stats) -> log-density evaluations of each traced transition, for
+        samplers whose log-density count is not their gradient count (stochastic-gradient
+        ones evaluate the full-data log density only for each draw's ``lp``); then only
+        these are counted. None: the log-density count is the gradient count.
     """
 
     start: Callable[[Array, Any, Any], tuple[Carry, Trace | None, Array]]
     step: Callable[[Array, Carry, Any, Any], tuple[Carry, Trace]]
     grads: Callable[[dict[str, Array]], Array]
+    logdensity_evals: Callable[[dict[str, Array]], Array] | None = None
+
+
+def step_costs(kernel: ChainKernel, stats: dict[str, Array]) -> tuple[Array, Array]:
+    """Gradient and log-density evaluations of traced transitions, summed."""
+    grads = jnp.sum(kernel.grads(stats))
+    if kernel.logdensity_evals is None:
+        return grads, grads
+    return grads, jnp.sum(kernel.logdensity_evals(stats))
 
 
 def start_chain(
@@ -77,5 +90,7 @@ def run_whole(key: Array, target: Any, config: Any, kernel: ChainKernel) -> Draw
         return warmup_trace, trace, start_grads
 
     warmup_trace, trace, start_grads = run_chains(key, config.num_chains, one_chain)
-    n_grad = jnp.sum(start_grads) + jnp.sum(kernel.grads(trace[1]))
-    return chain_draws(warmup_trace, trace, n_grad)
+    grads, logdensity_evals = step_costs(kernel, trace[1])
+    if kernel.logdensity_evals is None:
+        logdensity_evals = logdensity_evals + jnp.sum(start_grads)
+    return chain_draws(warmup_trace, trace, jnp.sum(start_grads) + grads, logdensity_evals)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayeswb import models, samplers
-from bayeswb.chunks import ChainKernel, scan_draws, start_chain
+from bayeswb.chunks import ChainKernel, scan_draws, start_chain, step_costs
 from bayeswb.config import SamplerConfig
 from bayeswb.draws import Draws
 from bayeswb.driver import chain_mesh, make_chain_mesh, map_chains, run_chains, to_host
@@ -74,8 +74,8 @@ def _chunk_program(
             carry,
             sample_keys,
         )
-        grads = jnp.sum(kernel.grads(stats))
-        return carry, positions, stats, _constrain(target, positions), grads
+        costs = step_costs(kernel, stats)
+        return carry, positions, stats, _constrain(target, positions), costs
 
     return jax.jit(chunk)
 
@@ -97,6 +97,7 @@ class _LongRun:
     sample_keys: Array
     done: int = 0  # draws made per chain (before thinning)
     n_grad: int = 0
+    n_logdensity: int = 0
     warmup: dict[str, Any] = dataclasses.field(default_factory=dict)
     store: dict[str, Any] | None = None  # (chains, kept draws of the whole run, ...) arrays
     kept: int = 0  # draws per chain stored so far (after thinning)
@@ -159,12 +160,14 @@ def _run_chunks(run: _LongRun, mesh: Any, progress: bool | None) -> tuple[Result
                 run.compile_s += time.perf_counter() - start
             start = time.perf_counter()
             carry, *out = run.compiled[length](run.carry, run.sample_keys, first)
-            positions, stats, posterior, grads = to_host(out)
+            positions, stats, posterior, (grads, logdensity_evals) = to_host(out)
             run.sample_s += time.perf_counter() - start
             chunk = {"positions": positions, "stats": stats, "posterior": posterior}
             run.add(jax.tree.map(functools.partial(_thinned, run.thin), chunk))
             jax.block_until_ready(carry)
-            run.carry, run.done, run.n_grad = carry, run.done + length, run.n_grad + int(grads)
+            run.carry, run.done = carry, run.done + length
+            run.n_grad += int(grads)
+            run.n_logdensity += int(logdensity_evals)
             if run.checkpoint is not None:
                 save_checkpoint(run)
             bar.update(length)
@@ -196,7 +199,7 @@ def _result(run: _LongRun, partial: bool) -> Result:
         raise KeyboardInterrupt("interrupted before the first chunk finished: no draws")
     cost = {
         "n_grad_evals": run.n_grad,
-        "n_logdensity_evals": run.n_grad,
+        "n_logdensity_evals": run.n_logdensity,
         "compile_s": run.compile_s,
         "sample_s": run.sample_s,
     }
@@ -219,7 +222,7 @@ def _result(run: _LongRun, partial: bool) -> Result:
         warmup_positions=warmup.get("positions"),
         warmup_stats=warmup.get("stats") or {},
         n_grad_evals=run.n_grad,
-        n_logdensity_evals=run.n_grad,
+        n_logdensity_evals=run.n_logdensity,
     )
     return make_result(
         run.spec,
@@ -270,6 +273,7 @@ def sample_in_chunks(
     run = _LongRun(spec, target, config, chunk_size, thin, checkpoint, carry, sample_keys)
     run.compile_s, run.sample_s = compile_s, time.perf_counter() - start
     run.n_grad = int(start_grads)
+    run.n_logdensity = 0 if spec.kernel.logdensity_evals else int(start_grads)
     if warmup is not None:
         run.warmup = {"positions": warmup[0], "stats": warmup[1], "posterior": warmup_posterior}
     if stream is not None:
@@ -326,6 +330,7 @@ def save_checkpoint(run: _LongRun) -> None:
         "thin": run.thin,
         "done": run.done,
         "n_grad": run.n_grad,
+        "n_logdensity": run.n_logdensity,
         "has_warmup": bool(run.warmup),
         "stream": None if run.stream is None else run.stream.path,
         "kept": run.kept,
@@ -402,6 +407,7 @@ def resume(
         sample_keys=_unflat("sample_keys", keys_like, arrays),
         done=meta["done"],
         n_grad=meta["n_grad"],
+        n_logdensity=meta["n_logdensity"],
     )
     if meta["has_warmup"]:
         like = {"positions": warmup_like[0], "stats": warmup_like[1]}

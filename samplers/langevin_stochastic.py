@@ -21,8 +21,7 @@ in the minibatch) is flagged too; the chain then stays finite but may sit in tha
 
 Cost: ``n_grad_evals`` counts minibatch gradient estimates (each costs ``batch_size / N``
 of a full-data gradient); ``n_logdensity_evals`` counts the full-data log densities
-computed for ``lp`` (one per reported draw) in a whole run; a chunked run
-(:mod:`bayeswb.long_runs`) reports it equal to ``n_grad_evals`` for now.
+computed for ``lp`` (one per reported draw), whole or chunked.
 """
 
 from __future__ import annotations
@@ -190,12 +189,8 @@ def stochastic_chain_kernel(
         }
         return state, (reported, stats)
 
-    return ChainKernel(start, step, one_grad_per_step)
-
-
-def _full_data_lp_evals(draws: Draws, config: Any) -> Draws:
     # the log density is evaluated on the full data only for each draw's lp
-    return draws._replace(n_logdensity_evals=config.num_chains * config.num_samples)
+    return ChainKernel(start, step, one_grad_per_step, logdensity_evals=one_grad_per_step)
 
 
 SGLD_KERNEL = stochastic_chain_kernel(
@@ -225,7 +220,7 @@ def run_sgld(key: Array, target: Target, config: SGLDConfig) -> Draws:
         >>> r.cost["n_grad_evals"]
         1202
     """
-    return _full_data_lp_evals(run_whole(key, target, config, SGLD_KERNEL), config)
+    return run_whole(key, target, config, SGLD_KERNEL)
 
 
 # --------------------------------------------------------------------------- Entropy-MCMC
@@ -309,4 +304,4 @@ def run_entropy_mcmc(key: Array, target: Target, config: EntropyMCMCConfig) -> D
         >>> r.idata.sample_stats["auxiliary_position"].shape
         (2, 100, 1)
     """
-    return _full_data_lp_evals(run_whole(key, target, config, ENTROPY_MCMC_KERNEL), config)
+    return run_whole(key, target, config, ENTROPY_MCMC_KERNEL)

@@ -55,7 +55,8 @@ def test_chunked_run_equals_whole_run(sampler, target, options):
             chunked.idata.sample_stats[name], whole.idata.sample_stats[name], rtol=1e-6,
             atol=1e-6, err_msg=name,
         )  # fmt: skip
-    assert chunked.cost["n_grad_evals"] == whole.cost["n_grad_evals"]
+    for cost in ("n_grad_evals", "n_logdensity_evals"):
+        assert chunked.cost[cost] == whole.cost[cost], cost
 
 
 def test_interrupted_entropy_mcmc_resumes_to_the_whole_runs_draws(tmp_path, monkeypatch):
@@ -88,3 +89,4 @@ def test_interrupted_entropy_mcmc_resumes_to_the_whole_runs_draws(tmp_path, monk
         atol=1e-6,
     )
     assert resumed.cost["n_grad_evals"] == whole.cost["n_grad_evals"]
+    assert resumed.cost["n_logdensity_evals"] == whole.cost["n_logdensity_evals"]
