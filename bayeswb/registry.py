@@ -28,6 +28,10 @@ class Registry(Generic[Entry]):
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = entry
 
+    def remove(self, name: str) -> None:
+        self.get(name)  # an unknown name is the usual KeyError
+        del self._entries[name]
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

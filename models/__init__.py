@@ -33,6 +33,7 @@ def register(name: str) -> Callable[[Factory], Factory]:
         ...     return Target.from_logdensity(lambda x: -0.5 * x @ x, dim, name="std")
         >>> get("my_std_normal_doc", dim=3).dim
         3
+        >>> unregister("my_std_normal_doc")
     """
 
     def decorate(factory: Factory) -> Factory:
@@ -40,6 +41,11 @@ def register(name: str) -> Callable[[Factory], Factory]:
         return factory
 
     return decorate
+
+
+def unregister(name: str) -> None:
+    """Remove the model registered as ``name`` (KeyError if there is none)."""
+    _registry.remove(name)
 
 
 def names() -> list[str]:
