@@ -48,3 +48,22 @@ def moment_z_scores(result, name: str, mean: np.ndarray, sd: np.ndarray) -> dict
         "mean": (estimate_mean - mean) / mcse_mean,
         "var": (estimate_var - np.asarray(sd) ** 2) / mcse_var,
     }
+
+
+def perturbed(tree, key, size):
+    """``tree`` with every inexact array moved by ``size`` standard normals.
+
+    flowjax initialises coupling and autoregressive layers to the identity; a log-determinant
+    or path-weight check needs a non-trivial map.
+    """
+    import equinox as eqx
+    import jax
+
+    params, static = eqx.partition(tree, eqx.is_inexact_array)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    leaves = [
+        leaf + size * jax.random.normal(k, leaf.shape, leaf.dtype)
+        for leaf, k in zip(leaves, keys, strict=True)
+    ]
+    return eqx.combine(jax.tree.unflatten(treedef, leaves), static)

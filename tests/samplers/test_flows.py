@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import perturbed
 
 import bayeswb as bw
 import bayeswb.samplers.flows as flows_module
@@ -36,19 +37,6 @@ from tests.helpers import FALSE_ALARM_RATE
 LOG_Z_SE_BOUND = 3.0
 
 
-def _perturbed(flow, key, size=0.3):
-    # flowjax initialises coupling and autoregressive layers to the identity: move every
-    # parameter so that the Jacobian check sees a non-trivial map
-    params, static = eqx.partition(flow, eqx.is_inexact_array)
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    leaves = [
-        leaf + size * jax.random.normal(k, leaf.shape, leaf.dtype)
-        for leaf, k in zip(leaves, keys, strict=True)
-    ]
-    return eqx.combine(jax.tree.unflatten(treedef, leaves), static)
-
-
 @pytest.mark.parametrize("flow_type", FLOW_TYPES)
 def test_log_det_matches_jacobian(flow_type):
     # float64 so that the comparison is limited by the determinant, not by rounding:
@@ -68,7 +56,7 @@ def test_log_det_matches_jacobian(flow_type):
             loc=jnp.array([0.5, -1.0, 2.0]),
             scale=jnp.array([2.0, 0.5, 1.5]),
         )
-        bijection = _perturbed(flow, jax.random.key(1)).bijection
+        bijection = perturbed(flow, jax.random.key(1), 0.3).bijection
         points = jax.random.normal(jax.random.key(2), (4, dim), dtype=jnp.float64)
 
         @eqx.filter_jit
@@ -319,7 +307,9 @@ def test_progress_bar_opens_and_closes_once_per_training_run():
 def test_annealed_reverse_kl_uses_the_temperature_schedule():
     # with the same draws, E_q[log q - beta log p] is linear in beta, and beta = 1 is the
     # plain reverse KL
-    flow = _perturbed(make_flow(jax.random.key(0), 2, "radial", num_layers=2), jax.random.key(3))
+    flow = perturbed(
+        make_flow(jax.random.key(0), 2, "radial", num_layers=2), jax.random.key(3), 0.3
+    )
     loss = reverse_kl_loss(lambda x: -0.5 * x @ x - 10.0, 64, stl_estimator=False)
     params, static = flows_module.partition_flow(flow)
     key = jax.random.key(1)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_z_scores
+from helpers import assert_z_scores, perturbed
 
 import bayeswb as bw
 from bayeswb.result import combine_log_z
@@ -26,19 +26,6 @@ from bayeswb.samplers.flows_snf import (
 )
 
 
-def _perturbed(tree, key, size):
-    # flowjax initialises coupling layers to the identity: move every trainable array so
-    # that log-determinants and path weights see a non-trivial map
-    params, static = eqx.partition(tree, eqx.is_inexact_array)
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    leaves = [
-        leaf + size * jax.random.normal(k, leaf.shape, leaf.dtype)
-        for leaf, k in zip(leaves, keys, strict=True)
-    ]
-    return eqx.combine(jax.tree.unflatten(treedef, leaves), static)
-
-
 @pytest.mark.parametrize("flow_type", SNF_FLOW_TYPES)
 def test_every_block_log_det_matches_jacobian(flow_type):
     # float64, so that 1e-8 is ~10^7 epsilons: the check is limited by the determinant
@@ -48,7 +35,7 @@ def test_every_block_log_det_matches_jacobian(flow_type):
         snf = make_snf(
             jax.random.key(0), 3, flow_type, num_blocks=2, hidden_width=8, spline_interval=3.0
         )
-        blocks = _perturbed(snf.blocks, jax.random.key(1), 0.3)
+        blocks = perturbed(snf.blocks, jax.random.key(1), 0.3)
         params, static = eqx.partition(blocks, eqx.is_array)
         points = jax.random.normal(jax.random.key(2), (4, 3), dtype=jnp.float64)
 
@@ -93,7 +80,7 @@ def test_path_weights_are_exact_on_gaussian(kernel):
         num_mcmc_steps=3,
         step_size=STEP_SIZES[kernel],
     )
-    snf = eqx.tree_at(lambda s: s.blocks, snf, _perturbed(snf.blocks, jax.random.key(4), 0.05))
+    snf = eqx.tree_at(lambda s: s.blocks, snf, perturbed(snf.blocks, jax.random.key(4), 0.05))
     num_runs, num_paths = 8, 4000
 
     @jax.jit
@@ -136,7 +123,7 @@ def test_backward_path_inverts_forward_path_without_stochastic_blocks():
     snf = make_snf(jax.random.key(6), 2, "spline_coupling", num_blocks=2, kernel="none")
     # a moderate perturbation: a larger one drives a spline knot towards the interval edge
     # with slopes of exp(-17), where float32 inversion loses the digits checked here
-    snf = eqx.tree_at(lambda s: s.blocks, snf, _perturbed(snf.blocks, jax.random.key(7), 0.1))
+    snf = eqx.tree_at(lambda s: s.blocks, snf, perturbed(snf.blocks, jax.random.key(7), 0.1))
     z = jax.random.normal(jax.random.key(8), (2,))
     x, log_w, _, _ = forward_path(snf, target.log_density, jax.random.key(9), z)
     z_back, log_w_back = backward_path(snf, target.log_density, jax.random.key(10), x)
