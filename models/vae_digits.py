@@ -1,8 +1,8 @@
 """vae_digits: a VAE-style latent-variable model on binarized scikit-learn digits.
 
-The generative model (Kingma and Welling 2014, "Auto-Encoding Variational Bayes", sec. 3
-and appendix C.1; one stochastic layer as in Burda, Grosse and Salakhutdinov 2016,
-"Importance Weighted Autoencoders", experiments) is
+One stochastic layer (Kingma and Welling 2014, "Auto-Encoding Variational Bayes", sec. 3
+and appendix C.1; Burda, Grosse and Salakhutdinov 2016, "Importance Weighted
+Autoencoders", sec. 5):
 
     z ~ N(0, I_d),    x_j | z ~ Bernoulli(sigmoid(f_theta(z)_j)),  j = 1..64,
 
@@ -11,6 +11,20 @@ and appendix C.1; one stochastic layer as in Burda, Grosse and Salakhutdinov 201
 with ``f_theta`` a tanh MLP (decoder, two hidden layers). The encoder (inference network)
 is ``q_phi(z | x) = N(z; mu_phi(x), diag(sigma_phi(x)^2))``, another tanh MLP giving
 ``mu`` and ``log sigma``. Samples are reparameterised, ``z = mu + sigma * eps``.
+
+Two stochastic layers (``layers=2``; Burda et al. 2016, sec. 5: x -> h1 -> h2), with
+``h1`` of size ``latent_dim`` and ``h2`` of size ``top_dim``:
+
+    p(x, h1, h2) = N(h2; 0, I) N(h1; m_theta(h2), diag(s_theta(h2)^2)) p(x | h1),
+    q(h1, h2 | x) = N(h1; mu_phi(x), diag(sigma_phi(x)^2))
+                    * N(h2; nu_phi(h1), diag(tau_phi(h1)^2)),
+
+``p(x | h1)`` the Bernoulli decoder above. As in the paper every stochastic layer is
+reached through two deterministic tanh layers, and the networks between h1 and h2 are half
+as wide (``hidden // 2``) as those between x and h1 (the paper: 100 and 50 units on MNIST).
+The latent vector of the model is ``z = (h1, h2)`` concatenated (``noise_dim`` entries),
+and the importance weight is ``log p(x, h1, h2) - log q(h1, h2 | x)``, sampled ancestrally
+(``h1`` first, then ``h2`` given ``h1``) from standard normal noise of the same size.
 
 The held-out log-likelihood ``log p(x) = log E_q[p(x, z) / q(z | x)]`` has no closed form;
 it is estimated as Burda et al. (2016) do, by importance sampling with the encoder
@@ -21,12 +35,13 @@ Data: scikit-learn's bundled 8x8 digits (1797 images, pixel values 0..16, no dow
 binarized deterministically as ``pixel > 8 -> 1`` and split with a fixed seed
 (``numpy.random.default_rng(0)`` permutation) into 1497 training and 300 test images.
 
-The registry entry is the posterior over z of one test image under a decoder trained for
-``train_steps`` ELBO steps (Adam, fixed seed, :func:`bayeswb.samplers.iwae.train`): a
-``latent_dim``-dimensional target with log density ``log p(x, z)``; its ``log_z`` is
-``log p(x)`` estimated by importance sampling (not exact: see ``describe()``).
-``metadata["model"]`` is the :class:`VAEDigits` object (data splits, parameter init,
-``log_joint``, ``test_log_likelihood``) and ``metadata["params"]`` the trained parameters.
+The registry entry (one stochastic layer) is the posterior over z of one test image under
+a decoder trained for ``train_steps`` ELBO steps (Adam, fixed seed,
+:func:`bayeswb.samplers.iwae.train`): a ``latent_dim``-dimensional target with log density
+``log p(x, z)``; its ``log_z`` is ``log p(x)`` estimated by importance sampling (not exact:
+see ``describe()``). ``metadata["model"]`` is the :class:`VAEDigits` object (data splits,
+parameter init, ``log_joint``, ``test_log_likelihood``) and ``metadata["params"]`` the
+trained parameters.
 
 Example:
     >>> import jax
@@ -37,6 +52,10 @@ Example:
     >>> x, z = model.x_test[0], jax.numpy.zeros(2)
     >>> bool(jax.numpy.isfinite(model.log_joint(params["decoder"], x, z)))
     True
+    >>> two = VAEDigits(latent_dim=2, hidden=8, layers=2, top_dim=1)
+    >>> lw = two.log_weights(two.init_params(jax.random.key(0)), jax.random.key(1), x, 3)
+    >>> two.noise_dim, lw.shape
+    (3, (3,))
 """
 
 from __future__ import annotations
@@ -96,67 +115,118 @@ def mlp(layers: list[dict[str, Array]], x: Array) -> Array:
     return x @ layers[-1]["w"] + layers[-1]["b"]
 
 
+def log_standard_normal(eps: Array) -> Array:
+    """``log N(eps; 0, I)`` over the last axis (..., d) -> (...)."""
+    return -0.5 * jnp.sum(eps**2, axis=-1) - 0.5 * eps.shape[-1] * math.log(2 * math.pi)
+
+
+def gaussian_layer(layers: list[dict[str, Array]], inputs: Array) -> tuple[Array, Array]:
+    """``(mean, log_sd)`` of a diagonal Gaussian from an MLP whose output (..., 2d) is split
+    in halves."""
+    out = mlp(layers, inputs)
+    size = out.shape[-1] // 2
+    return out[..., :size], out[..., size:]
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class VAEDigits:
     """The model: data splits, networks, densities and the held-out likelihood.
 
-    ``params = {"encoder": layers, "decoder": layers}`` (plain pytrees). Single images
-    ``x`` have shape (64,), latents ``z`` shape (latent_dim,); functions broadcast over
+    ``layers=1``: ``params = {"encoder": mlp, "decoder": mlp}`` (lists of layers).
+    ``layers=2``: ``params = {"encoder": {"h1": x -> h1, "h2": h1 -> h2}, "decoder":
+    {"h1": h2 -> h1, "x": h1 -> x}}`` (``top_dim`` is used only then). Single images ``x``
+    have shape (64,), latents ``z = (h1, h2)`` shape (noise_dim,); functions broadcast over
     leading axes of ``z`` / ``eps``.
     """
 
     latent_dim: int = 4
     hidden: int = 64
+    layers: int = 1
+    top_dim: int = 2
 
     def __post_init__(self) -> None:
-        for field in ("latent_dim", "hidden"):
+        for field in ("latent_dim", "hidden", "top_dim"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{field} must be a positive integer, got {value!r}")
+        if self.layers not in (1, 2):
+            raise ValueError(f"layers must be 1 or 2, got {self.layers!r}")
         x_train, x_test = load_binarized_digits()
         object.__setattr__(self, "x_train", x_train)
         object.__setattr__(self, "x_test", x_test)
 
+    @property
+    def noise_dim(self) -> int:
+        """Size of the latent vector ``z = (h1, h2)`` and of the reparameterisation noise."""
+        return self.latent_dim + (self.top_dim if self.layers == 2 else 0)
+
     def init_params(self, key: Array) -> Params:
-        """Fresh encoder (64 -> h -> h -> 2d) and decoder (d -> h -> h -> 64) layers."""
+        """Fresh encoder (64 -> h -> h -> 2d) and decoder (d -> h -> h -> 64) layers; with
+        two layers also d -> h/2 -> h/2 -> 2 top_dim (encoder) and top_dim -> h/2 -> h/2 ->
+        2d (decoder)."""
         enc_key, dec_key = jax.random.split(key)
         h, d = self.hidden, self.latent_dim
+        encoder = init_mlp(enc_key, [DATA_DIM, h, h, 2 * d])
+        decoder = init_mlp(dec_key, [d, h, h, DATA_DIM])
+        if self.layers == 1:
+            return {"encoder": encoder, "decoder": decoder}
+        top_enc_key, top_dec_key = jax.random.split(jax.random.fold_in(key, 1))
+        half, top = max(1, h // 2), self.top_dim
         return {
-            "encoder": init_mlp(enc_key, [DATA_DIM, h, h, 2 * d]),
-            "decoder": init_mlp(dec_key, [d, h, h, DATA_DIM]),
+            "encoder": {"h1": encoder, "h2": init_mlp(top_enc_key, [d, half, half, 2 * top])},
+            "decoder": {"h1": init_mlp(top_dec_key, [top, half, half, 2 * d]), "x": decoder},
         }
 
     def encode(self, encoder: Any, x: Array) -> tuple[Array, Array]:
-        """``(mu, log_sigma)`` of q(z | x), each (latent_dim,)."""
-        out = mlp(encoder, x)
-        return out[: self.latent_dim], out[self.latent_dim :]
+        """``(mu, log_sigma)`` of q(h1 | x) (q(z | x) with one layer), each (latent_dim,)."""
+        return gaussian_layer(encoder if self.layers == 1 else encoder["h1"], x)
 
     def log_prior(self, z: Array) -> Array:
-        """``log N(z; 0, I)`` over the last axis."""
-        return -0.5 * jnp.sum(z**2, axis=-1) - 0.5 * self.latent_dim * math.log(2 * math.pi)
+        """``log N(z; 0, I)`` over the last axis: the prior of the top stochastic layer."""
+        return log_standard_normal(z)
 
     def log_likelihood(self, decoder: Any, x: Array, z: Array) -> Array:
-        """``log p(x | z)``: Bernoulli with logits ``f_theta(z)``, summed over pixels."""
-        logits = mlp(decoder, z)
+        """``log p(x | h1)``: Bernoulli with logits ``f_theta(h1)``, summed over pixels
+        (``h1`` the first ``latent_dim`` entries of ``z``)."""
+        logits = mlp(decoder if self.layers == 1 else decoder["x"], z[..., : self.latent_dim])
         return jnp.sum(
             x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits), axis=-1
         )
 
     def log_joint(self, decoder: Any, x: Array, z: Array) -> Array:
-        """``log p(x, z) = log p(z) + log p(x | z)``."""
-        return self.log_prior(z) + self.log_likelihood(decoder, x, z)
+        """``log p(x, z) = log p(z) + log p(x | z)``; with two layers ``log p(h2) +
+        log p(h1 | h2) + log p(x | h1)``. ``z`` (..., noise_dim) -> (...)."""
+        if self.layers == 1:
+            return self.log_prior(z) + self.log_likelihood(decoder, x, z)
+        h1, h2 = z[..., : self.latent_dim], z[..., self.latent_dim :]
+        mean, log_sd = gaussian_layer(decoder["h1"], h2)
+        log_p_h1 = log_standard_normal((h1 - mean) * jnp.exp(-log_sd)) - jnp.sum(log_sd, -1)
+        return self.log_prior(h2) + log_p_h1 + self.log_likelihood(decoder, x, z)
+
+    def sample_latents(self, encoder: Any, x: Array, eps: Array) -> tuple[Array, Array]:
+        """``(z, log q(z | x))`` for standard normal noise ``eps`` (..., noise_dim), drawn
+        ancestrally: ``h1 = mu(x) + sigma(x) eps_1``, then ``h2 = nu(h1) + tau(h1) eps_2``."""
+        eps1 = eps[..., : self.latent_dim]
+        mu, log_sigma = self.encode(encoder, x)
+        h1 = mu + jnp.exp(log_sigma) * eps1
+        log_q = log_standard_normal(eps1) - jnp.sum(log_sigma, -1)
+        if self.layers == 1:
+            return h1, log_q
+        eps2 = eps[..., self.latent_dim :]
+        nu, log_tau = gaussian_layer(encoder["h2"], h1)
+        h2 = nu + jnp.exp(log_tau) * eps2
+        log_q = log_q + log_standard_normal(eps2) - jnp.sum(log_tau, -1)
+        return jnp.concatenate([h1, h2], axis=-1), log_q
 
     def log_weights_from_noise(self, params: Params, x: Array, eps: Array) -> Array:
-        """``log p(x, z) - log q(z | x)`` at ``z = mu + sigma * eps`` (reparameterised);
-        ``eps`` of shape (..., latent_dim) gives log weights of shape (...)."""
-        mu, log_sigma = self.encode(params["encoder"], x)
-        z = mu + jnp.exp(log_sigma) * eps
-        log_q = self.log_prior(eps) - jnp.sum(log_sigma)
+        """``log p(x, z) - log q(z | x)`` at the reparameterised ``z`` of
+        :meth:`sample_latents`; ``eps`` of shape (..., noise_dim) gives log weights (...)."""
+        z, log_q = self.sample_latents(params["encoder"], x, eps)
         return self.log_joint(params["decoder"], x, z) - log_q
 
     def log_weights(self, params: Params, key: Array, x: Array, num_samples: int) -> Array:
         """``num_samples`` importance log weights for one image, shape (num_samples,)."""
-        eps = jax.random.normal(key, (num_samples, self.latent_dim))
+        eps = jax.random.normal(key, (num_samples, self.noise_dim))
         return self.log_weights_from_noise(params, x, eps)
 
     def log_marginal(

@@ -1,7 +1,9 @@
 """Importance-weighted learning of latent-variable models (the vae_digits model).
 
 Objectives, for one image x with log weights ``log w_{m,k} = log p(x, z_{m,k}) -
-log q(z_{m,k} | x)``, ``z_{m,k} ~ q(z | x)`` i.i.d. and reparameterised:
+log q(z_{m,k} | x)``, ``z_{m,k} ~ q(z | x)`` i.i.d. and reparameterised (for a model with
+two stochastic layers, ``VAEDigits(layers=2)``, ``z = (h1, h2)`` and ``log w = log p(x, h1,
+h2) - log q(h1, h2 | x)``, Burda et al. 2016, sec. 5; every objective below takes either):
 
 - ``elbo`` (Kingma and Welling 2014, eq. 3): ``(1/K) sum_k log w_k`` (K = 1 is the VAE).
 - ``iwae`` (Burda, Grosse and Salakhutdinov 2016, eq. 8): ``log (1/K) sum_k w_k``.
@@ -119,7 +121,8 @@ def surrogate(
     ``miwae(M, K)`` with the decoder held fixed, on the same noise: its gradient is the
     IWAE gradient for the decoder and the MIWAE gradient for the encoder.
     """
-    eps = jax.random.normal(key, (objective.num_groups, objective.num_samples, model.latent_dim))
+    shape = (objective.num_groups, objective.num_samples, model.noise_dim)
+    eps = jax.random.normal(key, shape)
     if objective.name != "piwae":
         value = bound(objective, model.log_weights_from_noise(params, x, eps))
         return value, value
