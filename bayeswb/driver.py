@@ -60,6 +60,45 @@ _CHAIN_MESH: contextvars.ContextVar[Mesh | None] = contextvars.ContextVar(
 )
 
 
+class RunBatch:
+    """Runs ``first, ..., first + n - 1`` of ``total`` independent runs (see :func:`run_batch`).
+
+    ``used`` records whether :func:`run_chains` took its keys from this batch while a
+    sampler was traced: a sampler whose runs do not go through it cannot run in batches.
+    """
+
+    def __init__(self, total: int, first: Any) -> None:
+        self.total, self.first, self.used = total, first, False
+
+
+_RUN_BATCH: contextvars.ContextVar[RunBatch | None] = contextvars.ContextVar(
+    "bayeswb_run_batch", default=None
+)
+
+
+@contextlib.contextmanager
+def run_batch(total: int, first: Any) -> Iterator[RunBatch]:
+    """Within this context, :func:`run_chains` runs a batch of a larger run: its
+    ``num_chains`` runs get keys ``first, first + 1, ...`` of the ``total`` that a whole run
+    would use, so the batches of a run together make the whole run's draws. ``first`` may
+    be traced (one compiled program serves every batch).
+
+    Example:
+        >>> key = jax.random.key(0)
+        >>> whole = run_chains(key, 4, lambda k: jax.random.normal(k))
+        >>> with run_batch(4, 2):
+        ...     batch = run_chains(key, 2, lambda k: jax.random.normal(k))
+        >>> bool((batch == whole[2:]).all())
+        True
+    """
+    batch = RunBatch(total, first)
+    token = _RUN_BATCH.set(batch)
+    try:
+        yield batch
+    finally:
+        _RUN_BATCH.reset(token)
+
+
 def make_chain_mesh(num_chains: int, devices: Sequence[Any] | None = None) -> Mesh | None:
     """A one-axis mesh (``"chain"``) over as many devices as evenly divide the chains.
 
@@ -91,7 +130,8 @@ def to_host(tree: Any) -> Any:
     from jax.experimental import multihost_utils
 
     def gather(leaf: Any) -> np.ndarray:
-        if jax.process_count() > 1 and isinstance(leaf, jax.Array):
+        # a fully addressable array is this process's own (a key, a host value): whole
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
             return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
         return np.asarray(leaf)
 
@@ -114,13 +154,19 @@ def run_chains(key: Array, num_chains: int, chain_fn: Callable[[Array], Any]) ->
 
     Each chain's key is ``jax.random.split(key, num_chains)[i]``: the same seed gives the
     same chains whatever the device layout. Every output leaf has a leading chain axis.
+    Inside :func:`run_batch` the keys are those of the batch's runs within the whole run.
 
     Example:
         >>> out = run_chains(jax.random.key(0), 3, lambda k: jax.random.normal(k, (2,)))
         >>> out.shape
         (3, 2)
     """
-    return map_chains(chain_fn, jax.random.split(key, num_chains))
+    batch = _RUN_BATCH.get()
+    if batch is None:
+        return map_chains(chain_fn, jax.random.split(key, num_chains))
+    batch.used = True
+    keys = jax.random.split(key, batch.total)
+    return map_chains(chain_fn, jax.lax.dynamic_slice_in_dim(keys, batch.first, num_chains))
 
 
 def map_chains(chain_fn: Callable[..., Any], *per_chain: Any) -> Any:

@@ -133,19 +133,20 @@ class _LongRun:
         return jax.tree.map(lambda a: a[:, : self.kept], self.store)
 
 
-def _progress_bar(show: bool | None, total: int, initial: int) -> Any:
+def progress_bar(show: bool | None, total: int, initial: int, unit: str) -> Any:
+    """A tqdm bar (notebook-aware) counting ``unit``s; ``show=None``: only at a terminal."""
     from tqdm.auto import tqdm
 
     if show is None:
         # a bar for people at a terminal or notebook; nothing in a CI log
         show = sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, unit="draw", disable=not show, leave=False)
+    return tqdm(total=total, initial=initial, unit=unit, disable=not show, leave=False)
 
 
 def _run_chunks(run: _LongRun, mesh: Any, progress: bool | None) -> tuple[Result, bool]:
     total = run.config.num_samples
     partial = False
-    bar = _progress_bar(progress, total, run.done)
+    bar = progress_bar(progress, total, run.done, "draw")
     try:
         while run.done < total:
             length = min(run.chunk_size, total - run.done)
@@ -249,19 +250,11 @@ def sample_in_chunks(
     stream: str | None = None,
 ) -> Result:
     """``bw.sample`` for a chunked run (see the module docstring)."""
-    if spec.kernel is None:
-        chunked = [n for n in samplers.names() if samplers.get(n).kernel is not None]
-        raise ValueError(
-            f"sampler {spec.name!r} cannot run in chunks yet (chunk_size/checkpoint); "
-            f"samplers that can: {', '.join(chunked)}"
-        )
     chunk_size = config.num_samples if chunk_size is None else chunk_size
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if isinstance(thin, bool) or not isinstance(thin, int) or thin < 1 or chunk_size % thin:
         raise ValueError(f"thin must be a positive integer dividing chunk_size, got {thin!r}")
-    if checkpoint is not None and jax.process_count() > 1:
-        raise ValueError("checkpoints of multi-process (jax.distributed) runs: not supported yet")
     mesh = make_chain_mesh(config.num_chains, devices)
     start = time.perf_counter()
     with chain_mesh(mesh):
@@ -286,17 +279,18 @@ def sample_in_chunks(
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _flat(prefix: str, tree: Any) -> dict[str, np.ndarray]:
-    """Leaves of ``tree`` as ``prefix/i`` arrays (typed PRNG keys as their key data)."""
+def flat(prefix: str, tree: Any) -> dict[str, np.ndarray]:
+    """Leaves of ``tree`` as ``prefix/i`` host arrays (typed PRNG keys as their key data;
+    arrays sharded over several processes gathered whole)."""
     out = {}
     for i, leaf in enumerate(jax.tree.leaves(tree)):
         if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             leaf = jax.random.key_data(leaf)
-        out[f"{prefix}/{i}"] = np.asarray(leaf)
+        out[f"{prefix}/{i}"] = to_host(leaf)
     return out
 
 
-def _unflat(prefix: str, like: Any, arrays: Any) -> Any:
+def unflat(prefix: str, like: Any, arrays: Any) -> Any:
     """The inverse of :func:`_flat`, checked leaf by leaf against ``like``'s shapes."""
     leaves, treedef = jax.tree.flatten(like)
     restored = []
@@ -321,7 +315,7 @@ def _unflat(prefix: str, like: Any, arrays: Any) -> Any:
 def save_checkpoint(run: _LongRun) -> None:
     """Write ``run`` to ``run.checkpoint`` atomically (temporary file, fsync, rename)."""
     meta = {
-        "format": CHECKPOINT_FORMAT,
+        "kind": "draws",
         "sampler": run.spec.name,
         "target": run.target.name,
         "dim": run.target.dim,
@@ -335,18 +329,38 @@ def save_checkpoint(run: _LongRun) -> None:
         "stream": None if run.stream is None else run.stream.path,
         "kept": run.kept,
     }
-    arrays = {"bayeswb_checkpoint": np.array(json.dumps(meta))}
-    arrays |= _flat("carry", run.carry) | _flat("sample_keys", run.sample_keys)
-    arrays |= _flat("warmup", run.warmup) | _flat("draws", run.gathered())
-    temporary = f"{run.checkpoint}.tmp{os.getpid()}"
+    arrays = flat("carry", run.carry) | flat("sample_keys", run.sample_keys)
+    arrays |= flat("warmup", run.warmup) | flat("draws", run.gathered())
+    write_checkpoint(run.checkpoint, meta, arrays)
+
+
+def write_checkpoint(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Write ``meta`` and ``arrays`` to ``path`` atomically: a temporary file, fsync, rename.
+
+    In a multi-process run every process holds the same gathered arrays and only process 0
+    writes (the path should be on a filesystem every process can read, to resume).
+    """
+    if jax.process_index() == 0:
+        _write_atomically(path, meta, arrays)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        # no process goes on (and might read the checkpoint) before it is written
+        multihost_utils.sync_global_devices(f"bayeswb checkpoint {path}")
+
+
+def _write_atomically(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    header = np.array(json.dumps({"format": CHECKPOINT_FORMAT} | meta))
+    arrays = {"bayeswb_checkpoint": header} | arrays
+    temporary = f"{path}.tmp{os.getpid()}"
     with open(temporary, "wb") as handle:
         np.savez(handle, **arrays)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(temporary, run.checkpoint)
+    os.replace(temporary, path)
 
 
-def _read_checkpoint(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def read_checkpoint(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     try:
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -380,7 +394,7 @@ def resume(
         >>> bw.resume(path).positions.shape  # complete already: nothing left to draw
         (2, 40, 10)
     """
-    meta, arrays = _read_checkpoint(path)
+    meta, arrays = read_checkpoint(path)
     spec = samplers.get(meta["sampler"])
     if target is None:
         if meta["target"] not in models.names():
@@ -392,6 +406,10 @@ def resume(
             f"not {target.name!r} (dim {target.dim}); pass the run's target as target="
         )
     config = spec.make_config(**meta["config"])
+    if meta.get("kind") == "runs":
+        from bayeswb.run_batches import resume_batches
+
+        return resume_batches(meta, arrays, spec, target, config, path, devices, progress)
     mesh = make_chain_mesh(config.num_chains, devices)
     with chain_mesh(mesh):
         shapes = jax.eval_shape(_start_program(spec, target, config, mesh), jax.random.key(0))
@@ -403,8 +421,8 @@ def resume(
         meta["chunk_size"],
         meta["thin"],
         path,
-        carry=_unflat("carry", carry_like, arrays),
-        sample_keys=_unflat("sample_keys", keys_like, arrays),
+        carry=unflat("carry", carry_like, arrays),
+        sample_keys=unflat("sample_keys", keys_like, arrays),
         done=meta["done"],
         n_grad=meta["n_grad"],
         n_logdensity=meta["n_logdensity"],
@@ -412,7 +430,7 @@ def resume(
     if meta["has_warmup"]:
         like = {"positions": warmup_like[0], "stats": warmup_like[1]}
         like["posterior"] = warmup_posterior_like
-        run.warmup = jax.tree.map(np.asarray, _unflat("warmup", like, arrays))
+        run.warmup = jax.tree.map(np.asarray, unflat("warmup", like, arrays))
     if meta["stream"] is not None:
         run.stream = DrawStream.reopen(meta["stream"], meta["kept"])
         run.kept = meta["kept"]
@@ -445,4 +463,4 @@ def _draws_from(
         lambda leaf: jax.ShapeDtypeStruct((leaf.shape[0], kept) + leaf.shape[2:], leaf.dtype),
         like,
     )
-    return jax.tree.map(np.asarray, _unflat("draws", like, arrays))
+    return jax.tree.map(np.asarray, unflat("draws", like, arrays))

@@ -11,7 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from bayeswb import long_runs, models, samplers
+from bayeswb import long_runs, models, run_batches, samplers
 from bayeswb.config import SamplerConfig
 from bayeswb.draws import Draws
 from bayeswb.driver import chain_mesh, make_chain_mesh, to_host
@@ -34,8 +34,9 @@ def as_key(seed: int | Array) -> Array:
     raise ValueError(f"seed must be an int or a jax.random.key, got {seed!r}")
 
 
-def _program(key: Array, spec: SamplerSpec, target: Target, config: SamplerConfig) -> Any:
-    """The whole run as one function of the key: sampler, then constraining of the draws."""
+def constrained_run(key: Array, spec: SamplerSpec, target: Target, config: SamplerConfig) -> Any:
+    """The run as one function of the key: the sampler's Draws, then the draws (and warmup
+    draws) constrained, each a dict of (chain, draw, ...) arrays."""
     draws = spec.run(key, target, config)
     constrain_all = jax.vmap(jax.vmap(target.constrain))
     posterior = constrain_all(draws.positions)
@@ -56,7 +57,7 @@ def _compiled(
 ) -> Any:
     # keyed on (sampler, target identity, config, mesh, precision): a repeated run does
     # not recompile
-    program = functools.partial(_program, spec=spec, target=target, config=config)
+    program = functools.partial(constrained_run, spec=spec, target=target, config=config)
     with chain_mesh(mesh):
         return jax.jit(program).lower(key_type).compile()
 
@@ -90,16 +91,19 @@ def sample(
             every process after ``jax.distributed.initialize``). The chain axis is
             sharded over ``gcd(num_chains, len(devices))`` of them; the draws are the
             same as on one device, and every process receives all of them.
-        chunk_size: draw this many per chain per compiled chunk (MCMC samplers with a
-            :class:`~bayeswb.chunks.ChainKernel`); device memory is then bounded by a
-            chunk, Ctrl-C returns the draws so far (``Result.partial``), and a progress
-            bar shows at a terminal. See :mod:`bayeswb.long_runs`.
+        chunk_size: run in compiled chunks of this many draws per chain (MCMC samplers
+            with a :class:`~bayeswb.chunks.ChainKernel`, see :mod:`bayeswb.long_runs`) or
+            of this many independent runs (particle, importance and VI samplers, see
+            :mod:`bayeswb.run_batches`); the draws are those of a whole run. Device
+            memory is then bounded by a chunk, Ctrl-C returns the draws so far
+            (``Result.partial``), and a progress bar shows at a terminal.
         checkpoint: file to save the run to after every chunk (atomically);
             ``bw.resume(checkpoint)`` continues it with the same draws.
-        thin: keep every ``thin``-th draw of a chunked run (must divide ``chunk_size``).
+        thin: keep every ``thin``-th draw of a chunked MCMC run (must divide
+            ``chunk_size``).
         progress: show the chunked run's progress bar (None: only at a terminal).
         stream: NetCDF file to append each chunk's draws to instead of keeping them in
-            memory; the Result then reads that file lazily (a chunked run).
+            memory; the Result then reads that file lazily (a chunked MCMC run).
         x64: run in double precision (``jax.enable_x64``) for numerics that need it;
             the draws are then float64.
         **options: fields of the sampler's config dataclass; unknown ones are an error.
@@ -131,6 +135,15 @@ def sample(
         if bool(x64) not in checked:
             target.check(jax.random.fold_in(key, 0))
             checked.add(bool(x64))
+        if spec.kernel is None and (chunk_size is not None or checkpoint is not None):
+            if thin != 1 or stream:
+                raise ValueError(
+                    f"thin and stream apply to MCMC draws; {spec.name!r} makes independent "
+                    "runs, which run in batches of chunk_size"
+                )
+            return run_batches.sample_in_batches(
+                spec, target, config, key, devices, chunk_size, checkpoint, progress
+            )
         if chunk_size is not None or checkpoint is not None or thin != 1 or stream:
             return long_runs.sample_in_chunks(
                 spec, target, config, key, devices, chunk_size, checkpoint, progress, thin, stream

@@ -110,8 +110,6 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
 
 
 def test_bad_chunk_options_are_clear_errors():
-    with pytest.raises(ValueError, match="cannot run in chunks.*nuts"):
-        bw.sample(TARGET, "smc", chunk_size=10, num_samples=20)
     with pytest.raises(ValueError, match="thin must be a positive integer dividing"):
         bw.sample(TARGET, "nuts", chunk_size=25, thin=4, **RUN)
     with pytest.raises(ValueError, match="chunk_size must be a positive integer"):

@@ -2,7 +2,8 @@
 
 Each process owns one CPU device; the chain axis is sharded over both, and every
 process receives all chains, equal (up to float rounding of a different vectorisation)
-to the single-process draws of the same seed. See docs/multihost.md.
+to the single-process draws of the same seed: whole, chunked, checkpointed, interrupted
+and resumed, and an SMC run in batches. See docs/multihost.md.
 """
 
 import socket
@@ -22,12 +23,29 @@ WORKER = textwrap.dedent(
     jax.distributed.initialize("127.0.0.1:{port}", num_processes=2, process_id=int(sys.argv[1]))
     import numpy as np
     import bayeswb as bw
+    from bayeswb import long_runs
 
     assert jax.process_count() == 2 and jax.device_count() == 2
     t = bw.models.get("gaussian", dim=3)
     whole = bw.sample(t, "hmc", **{settings!r})
     chunked = bw.sample(t, "hmc", chunk_size=15, **{settings!r})
-    np.savez(sys.argv[2], whole=whole.positions, chunked=chunked.positions)
+
+    # interrupted after the start-up and one chunk are checkpointed, then resumed
+    write = long_runs.write_checkpoint
+    def write_then_interrupt(path, meta, arrays):
+        write(path, meta, arrays)
+        if meta["done"] == 15:
+            raise KeyboardInterrupt
+    long_runs.write_checkpoint = write_then_interrupt
+    path = sys.argv[3] + "/hmc.ckpt"
+    partial = bw.sample(t, "hmc", chunk_size=15, checkpoint=path, **{settings!r})
+    long_runs.write_checkpoint = write
+    resumed = bw.resume(path, target=t)
+    assert partial.partial and not resumed.partial
+    smc = bw.sample(t, "smc", seed=1, num_chains=4, num_samples=32, chunk_size=2,
+                    checkpoint=sys.argv[3] + "/smc.ckpt")
+    np.savez(sys.argv[2], whole=whole.positions, chunked=chunked.positions,
+             resumed=resumed.positions, smc=smc.positions)
     """
 )
 SETTINGS = {"seed": 3, "num_chains": 4, "num_samples": 40, "num_warmup": 0, "step_size": 0.3}
@@ -44,7 +62,7 @@ def test_two_processes_share_the_chains_and_each_gets_all_draws(tmp_path):
     outputs = [tmp_path / f"process{i}.npz" for i in range(2)]
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", script, str(i), str(outputs[i])],
+            [sys.executable, "-c", script, str(i), str(outputs[i]), str(tmp_path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -54,8 +72,15 @@ def test_two_processes_share_the_chains_and_each_gets_all_draws(tmp_path):
     for worker in workers:
         _, stderr = worker.communicate(timeout=600)
         assert worker.returncode == 0, stderr[-3000:]
-    single = bw.sample(bw.models.get("gaussian", dim=3), "hmc", **SETTINGS).positions
+    target = bw.models.get("gaussian", dim=3)
+    single = bw.sample(target, "hmc", **SETTINGS).positions
+    smc = bw.sample(target, "smc", seed=1, num_chains=4, num_samples=32).positions
     for output in outputs:
         with np.load(output) as draws:
-            np.testing.assert_allclose(draws["whole"], single, atol=1e-4)
-            np.testing.assert_allclose(draws["chunked"], single, atol=1e-4)
+            for name in ("whole", "chunked", "resumed"):
+                np.testing.assert_allclose(draws[name], single, atol=1e-4)
+            np.testing.assert_allclose(draws["smc"], smc, atol=1e-4)
+    # the batched smc run's checkpoint, written by process 0, resumes in this process
+    np.testing.assert_allclose(
+        bw.resume(str(tmp_path / "smc.ckpt"), target=target).positions, smc, atol=1e-4
+    )
