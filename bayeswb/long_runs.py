@@ -14,11 +14,14 @@ drawn, marked ``partial``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import zipfile
 from typing import Any
@@ -143,41 +146,81 @@ def progress_bar(show: bool | None, total: int, initial: int, unit: str) -> Any:
     return tqdm(total=total, initial=initial, unit=unit, disable=not show, leave=False)
 
 
+class StopRequest:
+    """Set by Ctrl-C within :func:`stop_after_chunk`."""
+
+    requested = False
+
+
+@contextlib.contextmanager
+def stop_after_chunk() -> Any:
+    """Within this context a first Ctrl-C (SIGINT) only sets ``.requested``, so the chunk in
+    flight finishes and is kept; a second one raises KeyboardInterrupt at once. Outside the
+    main thread, where Python cannot take signals, Ctrl-C is left as it is.
+
+    Example:
+        >>> with stop_after_chunk() as stop:
+        ...     stop.requested
+        False
+    """
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request(signum: int, frame: Any) -> None:
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    previous = signal.signal(signal.SIGINT, request)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_chunks(run: _LongRun, mesh: Any, progress: bool | None) -> tuple[Result, bool]:
     total = run.config.num_samples
     partial = False
     bar = progress_bar(progress, total, run.done, "draw")
-    try:
-        while run.done < total:
-            length = min(run.chunk_size, total - run.done)
-            first = jnp.asarray(run.done)
-            if length not in run.compiled:
-                start = time.perf_counter()
-                with chain_mesh(mesh):
-                    program = _chunk_program(run.spec, run.target, run.config, mesh, length)
-                    run.compiled[length] = program.lower(
-                        run.carry, run.sample_keys, first
-                    ).compile()
-                run.compile_s += time.perf_counter() - start
-            start = time.perf_counter()
-            carry, *out = run.compiled[length](run.carry, run.sample_keys, first)
-            positions, stats, posterior, (grads, logdensity_evals) = to_host(out)
-            run.sample_s += time.perf_counter() - start
-            chunk = {"positions": positions, "stats": stats, "posterior": posterior}
-            run.add(jax.tree.map(functools.partial(_thinned, run.thin), chunk))
-            jax.block_until_ready(carry)
-            run.carry, run.done = carry, run.done + length
-            run.n_grad += int(grads)
-            run.n_logdensity += int(logdensity_evals)
-            if run.checkpoint is not None:
-                save_checkpoint(run)
-            bar.update(length)
-            _show_stats(bar, run, chunk["stats"])
-    except KeyboardInterrupt:
-        partial = True
-    finally:
-        bar.close()
+    with contextlib.ExitStack() as stack:
+        stop = stack.enter_context(stop_after_chunk())
+        stack.callback(bar.close)
+        try:
+            _chunks_until(run, mesh, bar, stop)
+        except KeyboardInterrupt:
+            partial = True
+        partial = partial or run.done < total
     return _result(run, partial), partial
+
+
+def _chunks_until(run: _LongRun, mesh: Any, bar: Any, stop: StopRequest) -> None:
+    """Draw chunks until the run is complete or a stop is requested."""
+    total = run.config.num_samples
+    while run.done < total and not stop.requested:
+        length = min(run.chunk_size, total - run.done)
+        first = jnp.asarray(run.done)
+        if length not in run.compiled:
+            start = time.perf_counter()
+            with chain_mesh(mesh):
+                program = _chunk_program(run.spec, run.target, run.config, mesh, length)
+                run.compiled[length] = program.lower(run.carry, run.sample_keys, first).compile()
+            run.compile_s += time.perf_counter() - start
+        start = time.perf_counter()
+        carry, *out = run.compiled[length](run.carry, run.sample_keys, first)
+        positions, stats, posterior, (grads, logdensity_evals) = to_host(out)
+        run.sample_s += time.perf_counter() - start
+        chunk = {"positions": positions, "stats": stats, "posterior": posterior}
+        run.add(jax.tree.map(functools.partial(_thinned, run.thin), chunk))
+        jax.block_until_ready(carry)
+        run.carry, run.done = carry, run.done + length
+        run.n_grad += int(grads)
+        run.n_logdensity += int(logdensity_evals)
+        if run.checkpoint is not None:
+            save_checkpoint(run)
+        bar.update(length)
+        _show_stats(bar, run, chunk["stats"])
 
 
 def _thinned(thin: int, draws: np.ndarray) -> np.ndarray:

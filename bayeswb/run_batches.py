@@ -31,7 +31,7 @@ import numpy as np
 from bayeswb.config import SamplerConfig
 from bayeswb.draws import Draws
 from bayeswb.driver import chain_mesh, make_chain_mesh, run_batch, to_host
-from bayeswb.long_runs import flat, progress_bar, unflat, write_checkpoint
+from bayeswb.long_runs import flat, progress_bar, stop_after_chunk, unflat, write_checkpoint
 from bayeswb.result import Result
 from bayeswb.samplers import SamplerSpec
 from bayeswb.target import Target
@@ -109,28 +109,34 @@ class _BatchedRun:
 
 def _run_batches(run: _BatchedRun, progress: bool | None) -> Result:
     total = run.config.num_chains
-    partial = False
-    bar = progress_bar(progress, total, run.done, "run")
-    try:
-        while run.done < total:
-            size = min(run.batch_size, total - run.done)
-            program = run.program(size)
-            start = time.perf_counter()
-            out = to_host(program(run.key, jnp.asarray(run.done)))
-            run.sample_s += time.perf_counter() - start
-            grads, logdensity_evals = out.pop("counts")
-            run.add(out)
-            run.done += size
-            run.n_grad += int(grads)
-            run.n_logdensity += int(logdensity_evals)
-            if run.checkpoint is not None:
-                save_batches(run)
-            bar.update(size)
-    except KeyboardInterrupt:
-        partial = True
-    finally:
-        bar.close()
-    return _result(run, partial)
+    interrupted = False
+    with stop_after_chunk() as stop:
+        bar = progress_bar(progress, total, run.done, "run")
+        try:
+            while run.done < total and not stop.requested:
+                size = min(run.batch_size, total - run.done)
+                _one_batch(run, size)
+                bar.update(size)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+    return _result(run, interrupted or run.done < total)
+
+
+def _one_batch(run: _BatchedRun, size: int) -> None:
+    """Run the next ``size`` runs, keep them, and checkpoint."""
+    program = run.program(size)
+    start = time.perf_counter()
+    out = to_host(program(run.key, jnp.asarray(run.done)))
+    run.sample_s += time.perf_counter() - start
+    grads, logdensity_evals = out.pop("counts")
+    run.add(out)
+    run.done += size
+    run.n_grad += int(grads)
+    run.n_logdensity += int(logdensity_evals)
+    if run.checkpoint is not None:
+        save_batches(run)
 
 
 def _result(run: _BatchedRun, partial: bool) -> Result:

@@ -1,5 +1,8 @@
 """Samplers of independent runs in batches: the whole run's draws, checkpoint, resume."""
 
+import os
+import signal
+
 import numpy as np
 import pytest
 
@@ -59,6 +62,21 @@ def test_interrupted_batched_run_resumes_to_the_whole_runs_draws(tmp_path, monke
     resumed = bw.resume(path, target=TARGET)
     assert not resumed.partial
     assert_same_run(resumed, whole)
+
+
+def test_sigint_lets_the_batch_in_flight_finish(monkeypatch):
+    whole = bw.sample(TARGET, "smc", **RUN)
+    add = run_batches._BatchedRun.add
+
+    def add_then_sigint(run, batch):
+        add(run, batch)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the first batch is stored
+
+    monkeypatch.setattr(run_batches._BatchedRun, "add", add_then_sigint)
+    partial = bw.sample(TARGET, "smc", chunk_size=2, **RUN)
+    assert partial.partial and partial.positions.shape == (2, 64, 3)
+    np.testing.assert_allclose(partial.positions, whole.positions[:2], rtol=1e-6, atol=1e-6)
+    assert 0 < partial.cost["n_grad_evals"] < whole.cost["n_grad_evals"]
 
 
 def test_samplers_that_cannot_run_in_batches_are_clear_errors():
