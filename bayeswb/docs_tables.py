@@ -179,13 +179,12 @@ def model_rows() -> list[dict[str, str]]:
 
     rows = []
     for name in models.names():
-        factory = models._registry.get(name)
         target = models.get(name)
         notes = target.metadata.get("ground_truth", {})
         params = [
-            f"{p.name}={p.default!r}"
-            for p in inspect.signature(factory).parameters.values()
-            if p.default is not inspect.Parameter.empty
+            f"{param}={default!r}"
+            for param, default in models.parameters(name).items()
+            if default is not inspect.Parameter.empty
         ]
         log_z = ""
         if target.log_z is not None:

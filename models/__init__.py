@@ -53,6 +53,18 @@ def names() -> list[str]:
     return _registry.names()
 
 
+def parameters(name: str) -> dict[str, Any]:
+    """The parameters model ``name`` takes, with their defaults (``inspect.Parameter.empty``
+    for a required one).
+
+    Example:
+        >>> parameters("funnel")["dim"]
+        10
+    """
+    factory = _registry.get(name)
+    return {p.name: p.default for p in inspect.signature(factory).parameters.values()}
+
+
 def get(name: str, **params: Any) -> Target:
     """Build the target registered as ``name`` with keyword ``params``.
 
@@ -60,7 +72,7 @@ def get(name: str, **params: Any) -> Target:
     ValueError naming it and the accepted ones.
     """
     factory = _registry.get(name)
-    accepted = list(inspect.signature(factory).parameters)
+    accepted = list(parameters(name))
     for param in params:
         if param not in accepted:
             raise ValueError(
