@@ -1,7 +1,7 @@
-"""IWAE-family objectives (samplers/iwae.py) on vae_digits: exact identities between the
-objectives, the ordering of their expectations (Burda et al. 2016, Theorem 1) against the
-exact log p(x) by quadrature, training, and the gradient SNR trends of Rainforth et al.
-(2018, Theorem 1)."""
+"""IWAE-family objectives (samplers/iwae.py) on vae_digits with one and two stochastic
+layers: exact identities between the objectives, the ordering of their expectations (Burda
+et al. 2016, Theorem 1) against the exact log p(x) by quadrature, training, and the
+gradient SNR trends of Rainforth et al. (2018, Theorem 1)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from helpers import z_bound
 from scipy.special import logsumexp
+from scipy.stats import norm
 
-from bayeswb.models.vae_digits import VAEDigits
+from bayeswb.models.vae_digits import VAEDigits, gaussian_layer
 from bayeswb.samplers.iwae import (
     Objective,
     batch_loss,
@@ -29,11 +30,31 @@ def small():
     return model, model.init_params(jax.random.key(0))
 
 
-def exact_log_marginal(model, decoder, x, half_width=8.0, num=321):
+@pytest.fixture(scope="module", params=[1, 2], ids=["1 layer", "2 layers"])
+def any_layers(request):
+    """At initialisation: one stochastic layer of 2 units, or h1 of 2 and h2 of 1 unit."""
+    model = VAEDigits(latent_dim=2, hidden=16, layers=request.param, top_dim=1)
+    return model, model.init_params(jax.random.key(0))
+
+
+def exact_log_marginal(model, decoder, x, half_width=8.0, num=321, nodes=60):
+    """log p(x) by quadrature: z (one layer) or h1 (two layers) on the [-8, 8]^2 grid; with
+    two layers h2 by Gauss-Hermite and p(h1 | h2) written with scipy's normal density
+    (as in tests/models/test_vae_digits.py, which checks the rule's accuracy)."""
     grid = np.linspace(-half_width, half_width, num)
-    z = jnp.asarray(np.stack(np.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2))
-    log_joint = np.asarray(model.log_joint(decoder, x, z), dtype=np.float64)
-    return logsumexp(log_joint) + 2 * np.log(grid[1] - grid[0])
+    z = np.stack(np.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
+    log_cell = 2 * np.log(grid[1] - grid[0])
+    if model.layers == 1:
+        log_joint = np.asarray(model.log_joint(decoder, x, jnp.asarray(z)), dtype=np.float64)
+        return logsumexp(log_joint) + log_cell
+    log_lik = np.asarray(model.log_likelihood(decoder, x, jnp.asarray(z)), dtype=np.float64)
+    h2, gh_weights = np.polynomial.hermite_e.hermegauss(nodes)
+    mean, log_sd = (
+        np.asarray(a, dtype=np.float64) for a in gaussian_layer(decoder["h1"], h2[:, None])
+    )
+    log_cond = norm.logpdf(z[None], mean[:, None], np.exp(log_sd)[:, None]).sum(-1)
+    log_w = np.log(gh_weights / np.sqrt(2 * np.pi))[:, None]
+    return logsumexp(log_w + log_cond + log_lik) + log_cell
 
 
 def values(model, params, objective, x, key, replicates):
@@ -44,8 +65,8 @@ def values(model, params, objective, x, key, replicates):
     )
 
 
-def test_objectives_reduce_to_each_other_exactly(small):
-    model, params = small
+def test_objectives_reduce_to_each_other_exactly(any_layers):
+    model, params = any_layers
     x, key = jnp.asarray(model.x_test[0]), jax.random.key(1)
     value = lambda obj: float(jax.jit(lambda p: surrogate(model, obj, p, key, x)[1])(params))
     iwae, elbo = value(Objective("iwae", 7)), value(Objective("elbo", 7))
@@ -55,14 +76,16 @@ def test_objectives_reduce_to_each_other_exactly(small):
     np.testing.assert_allclose(value(Objective("miwae", 7, num_groups=1)), iwae, rtol=1e-6)
     # MIWAE(M, 1) draws the same 7 normals as ELBO(7): the same numbers
     np.testing.assert_allclose(value(Objective("miwae", 1, num_groups=7)), elbo, rtol=1e-6)
+    # PIWAE's value is its decoder's target IWAE(MK), on the same 7 draws
+    np.testing.assert_allclose(value(Objective("piwae", 1, num_groups=7)), iwae, rtol=1e-6)
     with pytest.raises(ValueError, match="num_groups"):
         Objective("iwae", 3, num_groups=2)
     with pytest.raises(ValueError, match="beta"):
         Objective("ciwae", 3, beta=1.5)
 
 
-def test_piwae_gradient_is_iwae_for_decoder_and_miwae_for_encoder(small):
-    model, params = small
+def test_piwae_gradient_is_iwae_for_decoder_and_miwae_for_encoder(any_layers):
+    model, params = any_layers
     x, key = jnp.asarray(model.x_test[:3]), jax.random.key(2)
     grad = lambda obj: jax.jit(jax.grad(lambda p: batch_loss(model, obj, p, key, x)[0]))(params)
     piwae = grad(Objective("piwae", 4, num_groups=3))
@@ -73,10 +96,10 @@ def test_piwae_gradient_is_iwae_for_decoder_and_miwae_for_encoder(small):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_bounds_ordered_in_expectation_and_below_exact_log_marginal(small):
+def test_bounds_ordered_in_expectation_and_below_exact_log_marginal(any_layers):
     """E[elbo] <= E[iwae(k)] nondecreasing in k <= log p(x) (quadrature), each claim
     checked in MCSE units over 2000 independent replicates per k (Bonferroni over all)."""
-    model, params = small
+    model, params = any_layers
     x = jnp.asarray(model.x_test[1])
     exact = exact_log_marginal(model, params["decoder"], x)
     ks = (1, 2, 5, 20, 100)
@@ -94,6 +117,35 @@ def test_bounds_ordered_in_expectation_and_below_exact_log_marginal(small):
     # strictly: the gap from k=1 to k=100 is many standard errors, and k=100 is close
     assert (means[-1] - means[0]) / np.hypot(ses[0], ses[-1]) > bound
     assert exact - means[-1] < 0.2 * (exact - means[0]), (means, exact)
+
+
+def test_rainforth_objectives_between_elbo_and_iwae_in_expectation(any_layers):
+    """Rainforth et al. (2018): E[miwae(M, K)] = E[iwae(K)] (an average of M independent
+    IWAE(K) bounds), and E[elbo] <= E[ciwae(beta, MK)] <= E[iwae(MK)], E[ciwae] being
+    beta E[elbo] + (1 - beta) E[iwae]; 2000 replicates each, z-scores Bonferroni-bounded."""
+    model, params = any_layers
+    x = jnp.asarray(model.x_test[2])
+    objectives = {
+        "elbo": Objective("elbo", 20),
+        "iwae4": Objective("iwae", 4),
+        "miwae": Objective("miwae", 4, num_groups=5),
+        "ciwae": Objective("ciwae", 20, beta=0.5),
+        "iwae20": Objective("iwae", 20),
+    }
+    draws = {
+        name: values(model, params, obj, x, jax.random.key(20 + i), 2000)
+        for i, (name, obj) in enumerate(objectives.items())
+    }
+    mean = {name: d.mean() for name, d in draws.items()}
+    se = {name: d.std(ddof=1) / np.sqrt(len(d)) for name, d in draws.items()}
+    z = lambda a, b: (mean[a] - mean[b]) / np.hypot(se[a], se[b])
+    bound = z_bound(4)
+    assert abs(z("miwae", "iwae4")) < bound, (mean, se)
+    ciwae_expected = 0.5 * (mean["elbo"] + mean["iwae20"])
+    ciwae_se = np.sqrt(se["ciwae"] ** 2 + 0.25 * (se["elbo"] ** 2 + se["iwae20"] ** 2))
+    assert abs(mean["ciwae"] - ciwae_expected) / ciwae_se < bound, (mean, se)
+    # strict orderings: each gap is many standard errors wide at these settings
+    assert z("ciwae", "elbo") > bound and z("iwae20", "ciwae") > bound, (mean, se)
 
 
 @pytest.fixture(scope="module")
@@ -144,16 +196,16 @@ def test_iwae_snr_rises_for_decoder_and_falls_for_encoder(small, trained):
 
 @pytest.mark.slow
 def test_burda2015_iwae_figure_quick(tmp_path):
-    """Quick mode: table columns, finite values, plot files; IWAE k=50 beats VAE k=1 by a
-    paired gain many standard errors wide (Burda et al.'s ordering)."""
+    """Quick mode: table columns, finite values, plot files; for one and two stochastic
+    layers IWAE k=50 beats VAE k=1 by a paired gain many standard errors wide (Burda et
+    al.'s ordering)."""
     from bayeswb.figures import burda2015_iwae
 
     tables = burda2015_iwae.compute(quick=True, seed=0)
     results = tables["results"]
-    assert {"method", "k", "test_log_likelihood", "se", "gain_vs_vae_k1", "gain_se"} <= set(
-        results.columns
-    )
-    assert len(results) == 6 and np.all(np.isfinite(results.test_log_likelihood))
+    columns = {"layers", "method", "k", "test_log_likelihood", "se", "gain_vs_vae_k1", "gain_se"}
+    assert columns <= set(results.columns)
+    assert set(results.layers) == {1, 2} and np.all(np.isfinite(results.test_log_likelihood))
     assert list(tables["published"].columns) == [
         "setting",
         "metric",
@@ -161,8 +213,8 @@ def test_burda2015_iwae_figure_quick(tmp_path):
         "published",
         "difference",
     ]
-    best = results[(results.method == "IWAE") & (results.k == 50)].iloc[0]
-    assert best.gain_vs_vae_k1 / best.gain_se > z_bound(1)
+    best = results[(results.method == "IWAE") & (results.k == 50)]
+    assert len(best) == 2 and np.all(best.gain_vs_vae_k1 / best.gain_se > z_bound(2)), best
     paths = burda2015_iwae.plot(tables, tmp_path)
     assert {p.name for p in paths} == {"burda2015_iwae.png", "burda2015_iwae.pdf"}
     assert all(p.stat().st_size > 0 for p in paths)
