@@ -14,7 +14,13 @@ The draws of 4 x 10^6 x 100 float32 alone are 1.6 GB; the run's Result holds the
 (unconstrained ``position`` and the named posterior). Printed: peak RSS of each and its
 ratio to ``whole``.
 
-Run: ``python benchmarks/memory.py [--draws 1000000] [--quick]``.
+``--smc`` measures a sampler of independent runs instead: smc (MALA moves) on the same
+Gaussian, 64 runs x 2^14 particles, all at once (``smc_whole``) against batches of 8 runs
+(``smc_batches``, ``chunk_size=8``): the device's working set (particles, proposals,
+gradients, resampling indices) is then that of 8 runs, while the Result still holds every
+particle. Ratios are to ``smc_whole``.
+
+Run: ``python benchmarks/memory.py [--draws 1000000] [--quick] [--smc]``.
 """
 
 from __future__ import annotations
@@ -29,12 +35,15 @@ import json, os, resource, sys, tempfile, time
 import bayeswb as bw
 variant, draws = sys.argv[1], int(sys.argv[2])
 stream = os.path.join(tempfile.mkdtemp(), "draws.nc")
-options = {"whole": {}, "chunked": {"chunk_size": 10_000},
-           "chunked_thin10": {"chunk_size": 10_000, "thin": 10},
-           "streamed": {"chunk_size": 10_000, "stream": stream}}[variant]
+hmc = {"sampler": "hmc", "num_chains": 4, "num_samples": draws, "num_warmup": 500,
+       "num_integration_steps": 1}
+smc = {"sampler": "smc", "num_chains": 64, "num_samples": draws, "move": "mala"}
+options = {"whole": hmc, "chunked": {**hmc, "chunk_size": 10_000},
+           "chunked_thin10": {**hmc, "chunk_size": 10_000, "thin": 10},
+           "streamed": {**hmc, "chunk_size": 10_000, "stream": stream},
+           "smc_whole": smc, "smc_batches": {**smc, "chunk_size": 8}}[variant]
 start = time.perf_counter()
-r = bw.sample(bw.models.get("gaussian", dim=100), "hmc", seed=0, num_chains=4,
-              num_samples=draws, num_warmup=500, num_integration_steps=1, **options)
+r = bw.sample(bw.models.get("gaussian", dim=100), seed=0, **options)
 elapsed = time.perf_counter() - start
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"variant": variant, "peak_mb": peak_mb, "seconds": elapsed,
@@ -55,12 +64,18 @@ def measure(variant: str, draws: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=1_000_000)
-    parser.add_argument("--quick", action="store_true", help="10^5 draws")
+    parser.add_argument("--quick", action="store_true", help="10^5 draws (smc: 2^12)")
+    parser.add_argument("--smc", action="store_true", help="smc runs, whole vs. batches")
     args = parser.parse_args()
-    draws = 100_000 if args.quick else args.draws
-    rows = [measure(v, draws) for v in ("whole", "chunked", "chunked_thin10", "streamed")]
+    if args.smc:
+        draws = 2**12 if args.quick else 2**14
+        rows = [measure(v, draws) for v in ("smc_whole", "smc_batches")]
+        print(f"smc: 64 runs x {draws} particles, dim 100 (mala moves)")
+    else:
+        draws = 100_000 if args.quick else args.draws
+        rows = [measure(v, draws) for v in ("whole", "chunked", "chunked_thin10", "streamed")]
+        print(f"4 chains x {draws} draws, dim 100 (hmc, 1 leapfrog step)")
     base = rows[0]["peak_mb"]
-    print(f"4 chains x {draws} draws, dim 100 (hmc, 1 leapfrog step)")
     print(f"{'variant':<16}{'peak RSS MB':>12}{'ratio':>8}{'kept draws':>12}{'seconds':>9}")
     for row in rows:
         print(
