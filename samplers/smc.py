@@ -84,6 +84,7 @@ from bayeswb.samplers.smc_core import (
     Reference,
     anneal,
     gaussian_reference,
+    student_t_reference,
 )
 from bayeswb.samplers.smc_moves import MCMC_MOVES, TRANSPORT_MOVES, Move, make_move
 from bayeswb.target import Target
@@ -156,7 +157,10 @@ class AnnealingSettings(SamplerConfig):
 class _AnnealingConfig(AnnealingSettings):
     """Settings of smc and ais: annealing from a Gaussian reference."""
 
-    reference_scale: float = option(1.0, positive, "sd of the Gaussian reference N(0, s^2 I)")
+    reference_scale: float = option(1.0, positive, "scale s of the reference (N(0, s^2 I))")
+    reference_dof: float | None = option(
+        None, _optional(positive), "None: Gaussian reference; nu: Student-t_nu(0, s^2 I)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,6 +232,7 @@ def run_annealing(
     waste_free_chains: int = 0,
     make_reference: Callable[[Array], tuple[Reference, Any]] | None = None,
     reference_scale: float = 1.0,
+    reference_dof: float | None = None,
 ) -> tuple[Draws, Any]:
     """``num_chains`` independent runs of :func:`~.smc_core.anneal` (a pilot run first if
     ``config.pilot_particles``), assembled into Draws with exact cost counters.
@@ -238,8 +243,11 @@ def run_annealing(
     """
     move = make_move(config.move, config.num_integration_steps)
     if make_reference is None:
-        gaussian = gaussian_reference(target.dim, reference_scale)
-        make_reference = lambda run_key: (gaussian, None)  # noqa: E731
+        if reference_dof is None:
+            fixed = gaussian_reference(target.dim, reference_scale)
+        else:
+            fixed = student_t_reference(target.dim, reference_scale, reference_dof)
+        make_reference = lambda run_key: (fixed, None)  # noqa: E731
     step_size = config.step_size
     if not config.precondition:
         # unwhitened particles start at the reference's scale
@@ -346,6 +354,7 @@ def run_smc(key: Array, target: Target, config: SMCConfig) -> Draws:
         config.ess_threshold,
         config.waste_free_chains,
         reference_scale=config.reference_scale,
+        reference_dof=config.reference_dof,
     )
     return draws
 
@@ -367,7 +376,13 @@ def run_ais(key: Array, target: Target, config: AISConfig) -> Draws:
         False
     """
     draws, _ = run_annealing(
-        key, target, config, None, 0.0, reference_scale=config.reference_scale
+        key,
+        target,
+        config,
+        None,
+        0.0,
+        reference_scale=config.reference_scale,
+        reference_dof=config.reference_dof,
     )
     return draws
 

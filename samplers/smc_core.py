@@ -68,6 +68,38 @@ def gaussian_reference(dim: int, scale: float) -> Reference:
     return Reference(sample, log_prob)
 
 
+def student_t_reference(dim: int, scale: float, dof: float) -> Reference:
+    """The multivariate Student-t ``t_dof(0, scale^2 I)`` on R^dim: ``scale z / sqrt(g)``
+    with ``z ~ N(0, I)``, ``g ~ Gamma(dof / 2, rate dof / 2)``.
+
+    Its tails fall like ``|x|^-(dof + dim)``, so ``q^(1 - beta)`` tempers a target's tails
+    (a funnel's mouth) far less than a Gaussian's ``exp(-|x|^2 / 2 s^2)``.
+
+    Example:
+        >>> q = student_t_reference(1, 1.0, 1.0)  # Cauchy: log q(0) = -log(pi)
+        >>> round(float(q.log_prob(jnp.zeros(1))), 4)
+        -1.1447
+    """
+    half = 0.5 * (dof + dim)
+    constant = (
+        math.lgamma(half)
+        - math.lgamma(0.5 * dof)
+        - 0.5 * dim * math.log(dof * math.pi)
+        - dim * math.log(scale)
+    )
+
+    def sample(key: Array, n: int) -> Array:
+        normal_key, gamma_key = jax.random.split(key)
+        z = jax.random.normal(normal_key, (n, dim))
+        g = jax.random.gamma(gamma_key, 0.5 * dof, (n, 1)) / (0.5 * dof)
+        return scale * z / jnp.sqrt(g)
+
+    def log_prob(x: Array) -> Array:
+        return constant - half * jnp.log1p(jnp.sum((x / scale) ** 2) / dof)
+
+    return Reference(sample, log_prob)
+
+
 class Tuning(NamedTuple):
     """What a run adapted at each step (padded with NaN after its last step); a pilot
     run's Tuning freezes the main run's (see ``pilot_particles``)."""

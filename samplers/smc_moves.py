@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 import blackjax
 import jax
 import jax.numpy as jnp
-from blackjax.mcmc import diffusions, random_walk
+from blackjax.mcmc import diffusions, integrators, random_walk, trajectory
 
 from bayeswb.samplers.langevin_kinetic import KineticState, kinetic_build_kernel
 from bayeswb.weights import safe_log_weights
@@ -169,6 +169,67 @@ def hmc_move(num_integration_steps: int) -> Move:
     )
 
 
+def local_hmc_move(num_integration_steps: int, log_step_sd: float = 0.5) -> Move:
+    """HMC whose step size is drawn per transition around a local scale read off the
+    gradient: ``log h' ~ N(log h + m(x), log_step_sd^2)`` with
+    ``m(x) = -log(1 + |grad log pi(x)|^2 / dim) / 2``. In whitened coordinates a standard
+    normal has ``|grad|^2 ~ dim``, so ``h' ~ h / sqrt(2)`` in the bulk; where the density
+    is ``r`` times narrower (a funnel's neck) the gradient is ``~r`` times larger and the
+    step shrinks with it, where it is flat (the mouth) the step grows to ``h``.
+
+    Exact by the Gibbs self-tuning argument (GIST; Bou-Rabee, Carpenter and Marsden 2024,
+    section 2): ``h'`` is an auxiliary variable drawn from ``p(h' | x)``; the leapfrog
+    trajectory of ``num_integration_steps`` steps with a momentum flip is an involution
+    for fixed ``h'``, so accepting with
+    ``min(1, exp(-Delta H) p(h' | x') / p(h' | x))`` leaves pi invariant. The gradient at
+    ``x'`` is the trajectory's last one: no extra cost. Identity mass (particles are
+    whitened); default step ``dim^(-1/4)``, target acceptance 0.65 as :func:`hmc_move`.
+    """
+    integrate = trajectory.static_integration
+    metric = blackjax.mcmc.metrics.default_metric(jnp.ones(1))
+
+    def log_scale(grad: Array) -> Array:
+        return -0.5 * jnp.log1p(jnp.sum(grad**2) / grad.shape[-1])
+
+    def step(key: Array, state: Any, logdensity_fn: Callable, step_size: Array) -> Any:
+        momentum_key, step_key, accept_key = jax.random.split(key, 3)
+        position = state.position
+        momentum = jax.random.normal(momentum_key, position.shape, position.dtype)
+        start = integrators.IntegratorState(
+            position, momentum, state.logdensity, state.logdensity_grad
+        )
+        noise = log_step_sd * jax.random.normal(step_key)
+        log_h = jnp.log(step_size) + log_scale(state.logdensity_grad) + noise
+        integrator = integrators.velocity_verlet(logdensity_fn, metric.kinetic_energy)
+        end = integrate(integrator)(start, jnp.exp(log_h), num_integration_steps)
+        # log p(h' | x') - log p(h' | x) of the Gaussian on log h'
+        back = log_h - jnp.log(step_size) - log_scale(end.logdensity_grad)
+        log_ratio = (
+            end.logdensity
+            - state.logdensity
+            - 0.5 * jnp.sum(end.momentum**2)
+            + 0.5 * jnp.sum(momentum**2)
+            + (noise**2 - back**2) / (2.0 * log_step_sd**2)
+        )
+        log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
+        acceptance = jnp.exp(jnp.minimum(log_ratio, 0.0))
+        accept = jax.random.uniform(accept_key) < acceptance
+        new = blackjax.mcmc.hmc.HMCState(end.position, end.logdensity, end.logdensity_grad)
+        new = jax.tree.map(lambda a, b: jnp.where(accept, a, b), new, state)
+        return new, MoveInfo(acceptance, jnp.zeros_like(acceptance))
+
+    return Move(
+        init=blackjax.mcmc.hmc.init,
+        step=step,
+        grads_per_init=1,
+        grads_per_step=num_integration_steps,
+        evals_per_init=1,
+        evals_per_step=num_integration_steps,
+        default_step_size=lambda dim: dim ** (-0.25),
+        target_acceptance_rate=0.65,
+    )
+
+
 def rwm_move() -> Move:
     """blackjax's Gaussian random-walk Metropolis; the step size is the proposal sd.
     Default ``2.38 / sqrt(dim)``, target acceptance 0.234 (Roberts, Gelman and Gilks
@@ -287,7 +348,7 @@ def kinetic_langevin_move(num_integration_steps: int, friction: float = 1.0) -> 
     )
 
 
-MCMC_MOVES = ("mala", "hmc", "rwm", "kinetic_langevin")
+MCMC_MOVES = ("mala", "hmc", "local_hmc", "rwm", "kinetic_langevin")
 TRANSPORT_MOVES = ("ula",)
 
 
@@ -300,6 +361,7 @@ def make_move(move: str | Move, num_integration_steps: int = 5) -> Move:
     builders = {
         "mala": mala_move,
         "hmc": lambda: hmc_move(num_integration_steps),
+        "local_hmc": lambda: local_hmc_move(num_integration_steps),
         "rwm": rwm_move,
         "ula": ula_transport,
         "kinetic_langevin": lambda: kinetic_langevin_move(num_integration_steps),
