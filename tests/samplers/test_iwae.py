@@ -9,11 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import z_bound
-from scipy.special import logsumexp
-from scipy.stats import norm
+from helpers import vae_log_marginal, z_bound
 
-from bayeswb.models.vae_digits import VAEDigits, gaussian_layer
+from bayeswb.models.vae_digits import VAEDigits
 from bayeswb.samplers.iwae import (
     Objective,
     batch_loss,
@@ -35,26 +33,6 @@ def any_layers(request):
     """At initialisation: one stochastic layer of 2 units, or h1 of 2 and h2 of 1 unit."""
     model = VAEDigits(latent_dim=2, hidden=16, layers=request.param, top_dim=1)
     return model, model.init_params(jax.random.key(0))
-
-
-def exact_log_marginal(model, decoder, x, half_width=8.0, num=321, nodes=60):
-    """log p(x) by quadrature: z (one layer) or h1 (two layers) on the [-8, 8]^2 grid; with
-    two layers h2 by Gauss-Hermite and p(h1 | h2) written with scipy's normal density
-    (as in tests/models/test_vae_digits.py, which checks the rule's accuracy)."""
-    grid = np.linspace(-half_width, half_width, num)
-    z = np.stack(np.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
-    log_cell = 2 * np.log(grid[1] - grid[0])
-    if model.layers == 1:
-        log_joint = np.asarray(model.log_joint(decoder, x, jnp.asarray(z)), dtype=np.float64)
-        return logsumexp(log_joint) + log_cell
-    log_lik = np.asarray(model.log_likelihood(decoder, x, jnp.asarray(z)), dtype=np.float64)
-    h2, gh_weights = np.polynomial.hermite_e.hermegauss(nodes)
-    mean, log_sd = (
-        np.asarray(a, dtype=np.float64) for a in gaussian_layer(decoder["h1"], h2[:, None])
-    )
-    log_cond = norm.logpdf(z[None], mean[:, None], np.exp(log_sd)[:, None]).sum(-1)
-    log_w = np.log(gh_weights / np.sqrt(2 * np.pi))[:, None]
-    return logsumexp(log_w + log_cond + log_lik) + log_cell
 
 
 def values(model, params, objective, x, key, replicates):
@@ -101,7 +79,7 @@ def test_bounds_ordered_in_expectation_and_below_exact_log_marginal(any_layers):
     checked in MCSE units over 2000 independent replicates per k (Bonferroni over all)."""
     model, params = any_layers
     x = jnp.asarray(model.x_test[1])
-    exact = exact_log_marginal(model, params["decoder"], x)
+    exact = vae_log_marginal(model, params["decoder"], x)
     ks = (1, 2, 5, 20, 100)
     draws = [
         values(model, params, Objective("iwae", k), x, jax.random.key(10 + i), 2000)
