@@ -5,7 +5,12 @@ VI baselines, ...) make ``num_chains`` independent runs through
 :func:`bayeswb.driver.run_chains`. Given ``chunk_size`` or ``checkpoint``, ``bw.sample``
 runs them here, ``chunk_size`` runs per compiled batch. Within a batch the runs get the
 keys the whole run would give them (:func:`bayeswb.driver.run_batch`), so the batches
-together make exactly the whole run's draws. Device memory is bounded by a batch; after
+together make the whole run's draws, up to float rounding: XLA vectorises a batch of one
+run differently from a batch of many, as it does chains on different devices. Float32
+samplers with discrete adaptive decisions can amplify those last bits (AIS's step-size
+adaptation on the banana: whole and one-run batches differ from step 1; with ``x64=True``
+they agree to 1e-7). A resumed run makes bit for bit the draws of the uninterrupted run
+with the same ``chunk_size``. Device memory is bounded by a batch; after
 each batch the finished runs can be checkpointed (atomically, as for MCMC chunks in
 :mod:`bayeswb.long_runs`) and :func:`bayeswb.resume` continues; Ctrl-C returns the runs
 finished so far, marked ``partial``; a progress bar counts runs at a terminal.
