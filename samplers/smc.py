@@ -1,8 +1,11 @@
 """Sequential Monte Carlo with log Z: adaptive tempered SMC, AIS and annealed-Langevin SMC.
 
-All three anneal from a Gaussian reference ``q = N(0, reference_scale^2 I)`` (smc_flow,
-in :mod:`.smc_flow`, from a trained flow: any :class:`~.smc_core.Reference` works) to the
-target ``gamma`` (unnormalised) along the geometric path
+All three anneal from a Gaussian reference ``q = N(0, reference_scale^2 I)`` (smc and ais
+optionally from a multivariate Student-t, ``reference_dof``, whose polynomial tails temper
+a target's far tails much less, or from a diagonal Gaussian moment-matched to an
+independent pilot run, ``fit_reference_particles``; smc_flow, in :mod:`.smc_flow`, from a
+trained flow: any :class:`~.smc_core.Reference` works) to the target ``gamma``
+(unnormalised) along the geometric path
 
     pi_beta(x)  proportional to  q(x)^(1 - beta) gamma(x)^beta,   0 = beta_0 < ... < beta_T = 1,
 
@@ -26,7 +29,10 @@ One step ``t -> t + 1``:
    mixture of invariant kernels that covers regions of very different scales (a
    funnel's neck and mouth: ``move="hmc", step_size_spread=4.6,
    target_conditional_ess=0.9`` passes the funnel test, where MALA with one step misses
-   the neck).
+   the neck); ``move="local_hmc"`` instead scales each transition's step by the local
+   gradient norm (exact by a GIST correction, :func:`.smc_moves.local_hmc_move`), which
+   with ``precondition=False`` and a Student-t reference is what fills the dim-10 funnel's
+   neck and mouth in the Sendera et al. benchmark.
 
 Exactness: with a fixed schedule, ``precondition=False`` and ``adapt_step_size=False``
 each run's ``Z`` estimate is unbiased. Adapting temperatures, whitening and step size
@@ -83,6 +89,7 @@ from bayeswb.samplers.smc_core import (
     Annealed,
     Reference,
     anneal,
+    diagonal_gaussian_reference,
     gaussian_reference,
     student_t_reference,
 )
@@ -161,6 +168,12 @@ class _AnnealingConfig(AnnealingSettings):
     reference_dof: float | None = option(
         None, _optional(positive), "None: Gaussian reference; nu: Student-t_nu(0, s^2 I)"
     )
+    fit_reference_particles: int = option(
+        0,
+        non_negative_int,
+        "particles of a pilot run from that reference whose weighted mean and sd give the "
+        "main runs' reference N(mean, diag sd^2) (0: off)",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,13 +246,18 @@ def run_annealing(
     make_reference: Callable[[Array], tuple[Reference, Any]] | None = None,
     reference_scale: float = 1.0,
     reference_dof: float | None = None,
+    fit_reference_particles: int = 0,
 ) -> tuple[Draws, Any]:
     """``num_chains`` independent runs of :func:`~.smc_core.anneal` (a pilot run first if
     ``config.pilot_particles``), assembled into Draws with exact cost counters.
 
     ``make_reference(run_key) -> (Reference, aux)`` builds each run's reference (for
     example by training a flow; its cost is the caller's to add); by default
-    ``N(0, reference_scale^2 I)``. Returns the Draws and the runs' stacked ``aux``.
+    ``N(0, reference_scale^2 I)`` (Student-t with ``reference_dof``). With
+    ``fit_reference_particles = m``, each run first anneals m particles from that
+    reference and then uses ``N(mean, diag sd^2)`` of their weighted positions; the pilot
+    is independent of the run's own particles and its cost is counted.
+    Returns the Draws and the runs' stacked ``aux``.
     """
     move = make_move(config.move, config.num_integration_steps)
     if make_reference is None:
@@ -255,6 +273,7 @@ def run_annealing(
         step_size = default * reference_scale
     n = config.num_samples
     pilot_n = config.pilot_particles
+    fit_n = fit_reference_particles
     settings = {
         "schedule": config.schedule,
         "num_steps": config.num_steps,
@@ -272,9 +291,33 @@ def run_annealing(
     else:
         num_sweeps, moved = config.num_mcmc_steps, n
 
-    def one_run(run_key: Array) -> tuple[Annealed, Array, Any]:
-        reference_key, pilot_key, main_key = jax.random.split(run_key, 3)
+    def fit(key: Array, reference: Reference) -> tuple[Reference, Array]:
+        """A diagonal Gaussian moment-matched to an independent pilot run."""
+        pilot = anneal(
+            key,
+            target.log_density,
+            reference,
+            target.dim,
+            fit_n,
+            move,
+            num_sweeps=config.num_mcmc_steps,
+            waste_free_chains=0,
+            **settings,
+        )
+        w = jnp.exp(pilot.log_weights)
+        mean = w @ pilot.positions
+        sd = jnp.sqrt(w @ (pilot.positions - mean) ** 2)
+        ok = jnp.all(jnp.isfinite(mean)) & jnp.all(jnp.isfinite(sd) & (sd > 0))
+        mean = jnp.where(ok, mean, 0.0)
+        sd = jnp.where(ok, sd, reference_scale)
+        return diagonal_gaussian_reference(mean, sd), pilot.num_steps_taken
+
+    def one_run(run_key: Array) -> tuple[Annealed, Array, Array, Any]:
+        reference_key, pilot_key, main_key, fit_key = jax.random.split(run_key, 4)
         reference, aux = make_reference(reference_key)
+        fit_steps = jnp.array(0)
+        if fit_n:
+            reference, fit_steps = fit(fit_key, reference)
         frozen, pilot_steps = None, jnp.array(0)
         if pilot_n:
             pilot = anneal(
@@ -301,22 +344,25 @@ def run_annealing(
             frozen=frozen,
             **settings,
         )
-        return main, pilot_steps, aux
+        return main, pilot_steps, fit_steps, aux
 
-    out, pilot_steps, aux = run_chains(key, config.num_chains, one_run)
+    out, pilot_steps, fit_steps, aux = run_chains(key, config.num_chains, one_run)
     grads, evals = _cost_per_step(move, n, num_sweeps, moved)
     pilot_grads, pilot_evals = _cost_per_step(move, pilot_n, config.num_mcmc_steps, pilot_n)
+    fit_grads, fit_evals = _cost_per_step(move, fit_n, config.num_mcmc_steps, fit_n)
     main_steps, pilot_steps = jnp.sum(out.num_steps_taken), jnp.sum(pilot_steps)
+    fit_steps = jnp.sum(fit_steps)
     return Draws(
         positions=out.positions,
         stats={"lp": out.lp},
         log_weights=out.log_z[:, None] + out.log_weights,
         log_z=out.log_z,
         path_stats=out.path,
-        n_grad_evals=main_steps * grads + pilot_steps * pilot_grads,
-        n_logdensity_evals=config.num_chains * (n + pilot_n)
+        n_grad_evals=main_steps * grads + pilot_steps * pilot_grads + fit_steps * fit_grads,
+        n_logdensity_evals=config.num_chains * (n + pilot_n + fit_n)
         + main_steps * evals
-        + pilot_steps * pilot_evals,
+        + pilot_steps * pilot_evals
+        + fit_steps * fit_evals,
     ), aux
 
 
@@ -333,7 +379,8 @@ def run_smc(key: Array, target: Target, config: SMCConfig) -> Draws:
     Temperatures by bisection on the conditional ESS (Zhou, Johansen and Aston 2016);
     resampling only when the ESS falls below ``ess_threshold * N`` (systematic,
     stratified, multinomial or residual, from blackjax); moves (``mala``, ``hmc``,
-    ``rwm`` or any :class:`~bayeswb.samplers.smc_moves.Move`) on whitened particles with
+    ``local_hmc``, ``rwm``, ``kinetic_langevin`` or any
+    :class:`~bayeswb.samplers.smc_moves.Move`) on whitened particles with
     the step size retuned after each sweep, ``log h += acceptance - target``. With
     ``waste_free_chains = M``, the waste-free variant of Dau and Chopin (2022, Algorithm
     2): resample M particles, run each as a chain of ``N / M - 1`` steps and keep all
@@ -355,6 +402,7 @@ def run_smc(key: Array, target: Target, config: SMCConfig) -> Draws:
         config.waste_free_chains,
         reference_scale=config.reference_scale,
         reference_dof=config.reference_dof,
+        fit_reference_particles=config.fit_reference_particles,
     )
     return draws
 
@@ -383,6 +431,7 @@ def run_ais(key: Array, target: Target, config: AISConfig) -> Draws:
         0.0,
         reference_scale=config.reference_scale,
         reference_dof=config.reference_dof,
+        fit_reference_particles=config.fit_reference_particles,
     )
     return draws
 

@@ -68,6 +68,26 @@ def gaussian_reference(dim: int, scale: float) -> Reference:
     return Reference(sample, log_prob)
 
 
+def diagonal_gaussian_reference(mean: Array, sd: Array) -> Reference:
+    """``N(mean, diag(sd^2))``, e.g. moment-matched to a pilot run's weighted particles.
+
+    Example:
+        >>> q = diagonal_gaussian_reference(jnp.ones(2), jnp.full(2, 2.0))
+        >>> round(float(q.log_prob(jnp.ones(2))), 4)  # -log(2 pi) - 2 log 2
+        -3.2242
+    """
+    mean, sd = jnp.asarray(mean), jnp.asarray(sd)
+    constant = jnp.sum(jnp.log(sd)) + 0.5 * mean.shape[-1] * math.log(2 * math.pi)
+
+    def sample(key: Array, n: int) -> Array:
+        return mean + sd * jax.random.normal(key, (n, mean.shape[-1]))
+
+    def log_prob(x: Array) -> Array:
+        return -0.5 * jnp.sum(((x - mean) / sd) ** 2) - constant
+
+    return Reference(sample, log_prob)
+
+
 def student_t_reference(dim: int, scale: float, dof: float) -> Reference:
     """The multivariate Student-t ``t_dof(0, scale^2 I)`` on R^dim: ``scale z / sqrt(g)``
     with ``z ~ N(0, I)``, ``g ~ Gamma(dof / 2, rate dof / 2)``.
