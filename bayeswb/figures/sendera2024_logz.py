@@ -126,7 +126,8 @@ QUICK_RUNS = {"num_chains": 4, "num_samples": 128}
 def settings(quick: bool) -> dict[str, dict[str, dict]]:
     """The per-target, per-sampler options; quick mode (compile-bound) runs every sampler
     on gmm25 and smc alone on funnel and manywell, each with its knobs but 4 runs of 128
-    particles, short flow training and at most 20 temperatures."""
+    particles (64 in a reference-fitting pilot), short flow training and at most 20
+    temperatures."""
     if not quick:
         return SETTINGS
     out: dict[str, dict[str, dict]] = {}
@@ -147,6 +148,8 @@ def settings(quick: bool) -> dict[str, dict[str, dict]]:
             if sampler == "smc":
                 small["num_mcmc_steps"] = 2
                 small["target_conditional_ess"] = 0.5
+                if small.get("fit_reference_particles"):
+                    small["fit_reference_particles"] = 64
             out[target][sampler] = small
     return out
 
