@@ -73,9 +73,93 @@ class MixtureParams(NamedTuple):
 
 
 def mixture_distribution(params: MixtureParams, family: str, df: float) -> dist.Distribution:
-    """The numpyro mixture of ``params`` (``MixtureSameFamily``)."""
+    """The numpyro mixture of ``params`` (``MixtureSameFamily``); amis only samples from it
+    (its densities are :func:`mixture_component_log_probs`, see there why)."""
     components = gaussian_or_student_t(params.locs, params.trils, family, df)
     return dist.MixtureSameFamily(dist.Categorical(probs=params.weights), components)
+
+
+# Small dense linear algebra in plain XLA ops. jaxlib 0.10.2's CPU LAPACK kernels (the
+# custom calls behind jnp.linalg.cholesky and solve_triangular) split a batch over the
+# XLA intra-op thread pool and block a pool thread until the pieces are done; when as
+# many such calls as the pool has threads run at once (XLA:CPU runs independent ops of a
+# scan body concurrently), every pool thread waits for work that no thread is left to run,
+# and the program hangs (issue 6: amis with 100 runs on 2 cores; see docs/errors.md). The
+# matrices here are d x d with small d, so loops over d of vector operations cost little,
+# and amis's compiled program holds no LAPACK call at all.
+
+
+def cholesky_lower(matrix: Array) -> Array:
+    """Lower Cholesky factor ``L`` (``L L^T = matrix``) of a symmetric positive-definite
+    (d, d) matrix, column by column (Golub and Van Loan 2013, "Matrix computations",
+    section 4.2, the gaxpy Cholesky); a matrix that is not positive definite gives
+    NaN (in the lower triangle), as LAPACK's. Batch it with ``jax.vmap``.
+
+    Example:
+        >>> a = jnp.array([[4.0, 2.0], [2.0, 5.0]])
+        >>> cholesky_lower(a).tolist()
+        [[2.0, 0.0], [1.0, 2.0]]
+    """
+    dim = matrix.shape[-1]
+    index = jnp.arange(dim)
+
+    def column(j: Array, factor: Array) -> Array:
+        row = factor[j]  # L[j, :j], zero from j on
+        diagonal = jnp.sqrt(matrix[j, j] - row @ row)
+        below = (matrix[:, j] - factor @ row) / diagonal
+        return factor.at[:, j].set(
+            jnp.where(index > j, below, jnp.where(index == j, diagonal, 0.0))
+        )
+
+    return jax.lax.fori_loop(0, dim, column, jnp.zeros_like(matrix))
+
+
+def solve_lower(factor: Array, rhs: Array) -> Array:
+    """``L^{-1} B`` by forward substitution: factor (d, d) lower-triangular, rhs (d, m).
+
+    Example:
+        >>> solve_lower(jnp.array([[2.0, 0.0], [1.0, 2.0]]), jnp.array([[2.0], [5.0]])).tolist()
+        [[1.0], [2.0]]
+    """
+
+    def row(i: Array, solution: Array) -> Array:
+        value = (rhs[i] - factor[i] @ solution) / factor[i, i]  # rows >= i are still zero
+        return solution.at[i].set(value)
+
+    return jax.lax.fori_loop(0, factor.shape[-1], row, jnp.zeros_like(rhs))
+
+
+def mixture_component_log_probs(params: MixtureParams, family: str, df: float, x: Array) -> Array:
+    """``log a_k + log q_k(x)`` for each component (numpyro's ``component_log_probs`` of
+    :func:`mixture_distribution`, the same formulas with :func:`solve_lower` in place of
+    LAPACK); x (n, d) -> (n, K). Gaussian: ``-|z|^2 / 2 - sum log diag L - d/2 log 2 pi``;
+    Student-t: ``log G((df + d)/2) - log G(df/2) - d/2 log(df pi) - sum log diag L -
+    (df + d)/2 log(1 + |z|^2 / df)``, with ``z = L^{-1}(x - mu)``.
+    """
+    dim = x.shape[-1]
+
+    def one(loc: Array, tril: Array) -> Array:
+        z = solve_lower(tril, (x - loc).T)  # (d, n)
+        mahalanobis = jnp.sum(z**2, axis=0)
+        half_log_det = jnp.sum(jnp.log(jnp.diagonal(tril)))
+        if family == "student_t":
+            gammaln = jax.scipy.special.gammaln
+            norm = gammaln(0.5 * (df + dim)) - gammaln(0.5 * df) - 0.5 * dim * jnp.log(df * jnp.pi)
+            return norm - half_log_det - 0.5 * (df + dim) * jnp.log1p(mahalanobis / df)
+        return -0.5 * mahalanobis - half_log_det - 0.5 * dim * jnp.log(2.0 * jnp.pi)
+
+    return jnp.log(params.weights) + jax.vmap(one, out_axes=1)(params.locs, params.trils)
+
+
+def mixture_log_prob(params: MixtureParams, family: str, df: float, x: Array) -> Array:
+    """``log q(x)`` of the mixture ``params``; x (n, d) -> (n,).
+
+    Example:
+        >>> p = MixtureParams(jnp.ones(1), jnp.zeros((1, 2)), jnp.eye(2)[None])
+        >>> round(float(mixture_log_prob(p, "gaussian", 5.0, jnp.zeros((1, 2)))[0]), 4)
+        -1.8379
+    """
+    return jax.scipy.special.logsumexp(mixture_component_log_probs(params, family, df, x), axis=-1)
 
 
 def em_update(
@@ -98,14 +182,13 @@ def em_update(
     log_weights = safe_log_weights(log_weights)
     wbar = jnp.exp(log_weights - jax.scipy.special.logsumexp(log_weights))
     wbar = jnp.where(jnp.isfinite(wbar), wbar, 0.0)
-    component_log_q = mixture_distribution(params, family, df).component_log_probs(positions)
+    component_log_q = mixture_component_log_probs(params, family, df, positions)
     responsibilities = jax.nn.softmax(component_log_q, axis=-1)  # (n, K)
     resp_weights = wbar[:, None] * responsibilities  # (n, K)
     mass = jnp.sum(resp_weights, axis=0)  # (K,)
     component_ess = mass**2 / jnp.maximum(jnp.sum(resp_weights**2, axis=0), 1e-300)
     safe_mass = jnp.maximum(mass, 1e-300)
-    # elementwise sums rather than batched dots: small, and XLA:CPU was seen to stall on
-    # a vmapped three-operand einsum here
+    # elementwise sums rather than batched dots (small sizes)
     locs = jnp.sum(resp_weights.T[:, :, None] * positions[None], axis=1) / safe_mass[:, None]
     centred = positions[None] - locs[:, None]  # (K, n, d)
     weighted = resp_weights.T[:, :, None] * centred
@@ -113,7 +196,7 @@ def em_update(
     covariances = covariances / safe_mass[:, None, None]
     covariances = 0.5 * (covariances + jnp.swapaxes(covariances, -1, -2)) + 1e-6 * jnp.eye(dim)
     to_scale = (df - 2.0) / df if family == "student_t" and df > 2 else 1.0
-    trils = jnp.linalg.cholesky(to_scale * covariances)
+    trils = jax.vmap(cholesky_lower)(to_scale * covariances)
     finite = jnp.all(jnp.isfinite(locs), axis=-1) & jnp.all(jnp.isfinite(trils), axis=(-2, -1))
     move = finite & (component_ess >= dim + 1)
     ess = kish_ess(log_weights)
@@ -129,7 +212,7 @@ def em_update(
 
 def _mixture_log_prob(history: MixtureParams, used: Array, family: str, df: float, x: Array):
     """``log((1 / #used) sum_{l used} q_l(x))`` for a stack of T mixtures; x (n, d) -> (n,)."""
-    per_proposal = jax.vmap(lambda p: mixture_distribution(p, family, df).log_prob(x), out_axes=1)(
+    per_proposal = jax.vmap(lambda p: mixture_log_prob(p, family, df, x), out_axes=1)(
         history
     )  # (n, T)
     per_proposal = jnp.where(used, per_proposal, -jnp.inf)
@@ -212,12 +295,10 @@ def run_amis(key: Array, target: Target, config: AMISConfig) -> Draws:
             log_p = log_p.at[t].set(safe_log_weights(jax.vmap(target.log_density)(x)))
             history = jax.tree.map(lambda h, p: h.at[t].set(p), history, params)
             # q_l(x) for the new block under every proposal so far, q_t at every particle
-            row = jax.vmap(lambda p: mixture_distribution(p, family, df).log_prob(x), out_axes=1)(
-                history
-            )
+            row = jax.vmap(lambda p: mixture_log_prob(p, family, df, x), out_axes=1)(history)
             log_q = log_q.at[t].set(row)
             flat = positions.reshape(-1, dim)
-            column = mixture_distribution(params, family, df).log_prob(flat)
+            column = mixture_log_prob(params, family, df, flat)
             log_q = log_q.at[:, :, t].set(column.reshape(num_iterations, per_iteration))
             used = iteration_index <= t
             log_mixture = jax.scipy.special.logsumexp(
