@@ -20,13 +20,19 @@ noise floor. Gradient evaluations are per run, training of the flows included.
 The ``published`` table puts our smc beside the paper's SMC baseline and every sampler
 beside the paper's best number per target (importance-weighted diffusion samplers).
 
-Known limitation, measured: on the funnel, geometric tempering from a Gaussian depletes
-both the neck and the mouth at intermediate temperatures (the tempered v-marginal is not
-the target's), and HMC moves, even with per-particle step sizes spread over two decades,
-do not re-populate them by the end: P(v < -6) 0.001 instead of 0.023, P(v > 6) 0.001
-instead of 0.023, so log Z is low by about 0.2. Flows trained by reverse KL collapse onto
-a few modes of gmm25 and manywell; importance weights cannot see missing modes, so
-flow_is and smc_flow are off by about log(modes found / modes) there.
+What smc needs per target, measured (8 runs, seed 0). Funnel: geometric tempering
+depletes the neck (the tempered x-normaliser favours |v| small) and, from a Gaussian
+reference, the mouth (``q^(1 - beta)`` is tiny there); whitened HMC with per-particle
+step sizes did not refill them (P(v < -6) 0.001 instead of 0.023, log Z low by 0.2).
+Steps scaled by the local gradient norm (``local_hmc``) on raw coordinates refill the
+neck and a Student-t reference keeps the mouth. Manywell: the error is run-to-run
+variance from the wells' occupations, which freeze while the barriers grow; it hardly
+fell with more particles (sd 0.035 at 65536) but does when the annealing starts from a
+diagonal Gaussian moment-matched to a pilot run (``fit_reference_particles``; our
+reading: its mean leans toward the heavier wells, so less reweighting is left after the
+occupations freeze). Flows trained by reverse KL
+collapse onto a few modes of gmm25 and manywell; importance weights cannot see missing
+modes, so flow_is and smc_flow are off by about log(modes found / modes) there.
 """
 
 from __future__ import annotations
