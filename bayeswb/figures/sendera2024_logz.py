@@ -49,8 +49,8 @@ PAPER = (
     "Improved off-policy training of diffusion samplers, NeurIPS, Table 1"
 )
 FULL_RUNTIME = (
-    "about 16 min measured on a shared 2-core machine (smc: 2.5, 1 and 4.6 min on gmm25, "
-    "funnel and manywell)"
+    "about 12 min on 2 CPU cores (smc: 0.6, 0.9 and 1.3 min on gmm25, funnel and manywell, "
+    "quiet machine; the other samplers about 8 min, measured on a loaded one)"
 )
 
 TARGETS = {
