@@ -294,8 +294,6 @@ def sample_in_chunks(
 ) -> Result:
     """``bw.sample`` for a chunked run (see the module docstring)."""
     chunk_size = config.num_samples if chunk_size is None else chunk_size
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if isinstance(thin, bool) or not isinstance(thin, int) or thin < 1 or chunk_size % thin:
         raise ValueError(f"thin must be a positive integer dividing chunk_size, got {thin!r}")
     mesh = make_chain_mesh(config.num_chains, devices)

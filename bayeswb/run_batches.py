@@ -177,8 +177,6 @@ def sample_in_batches(
 ) -> Result:
     """``bw.sample`` of a sampler of independent runs, ``chunk_size`` runs per batch."""
     chunk_size = config.num_chains if chunk_size is None else chunk_size
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     run = _BatchedRun(spec, target, config, key, chunk_size, checkpoint, devices)
     return _run_batches(run, progress)
 

@@ -130,6 +130,10 @@ def sample(
         settings["num_warmup"] = num_warmup
     config = spec.make_config(**settings)
     key = as_key(seed)
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     with jax.enable_x64(bool(x64)):
         checked = _checked.setdefault(target, set())
         if bool(x64) not in checked:

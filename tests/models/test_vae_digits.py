@@ -44,7 +44,11 @@ def test_data_are_binary_fixed_and_split(small):
 
 def test_log_weights_are_unbiased_for_exact_marginal(small):
     """E[w] = p(x): mean of p_hat / p over 400 replicates (k = 5) within MCSE, 3 images."""
-    model, params = small
+    assert_weights_unbiased(*small, "E[p_hat(x)] / p(x) - 1")
+
+
+def assert_weights_unbiased(model, params, label):
+    """Mean of p_hat(x) / p(x) over 400 replicates (k = 5) is 1 within MCSE, 3 images."""
     x = jnp.asarray(model.x_test[:3])
     exact = np.array([vae_log_marginal(model, params["decoder"], xi) for xi in x])
     keys = jax.random.split(jax.random.key(1), 400)
@@ -53,7 +57,7 @@ def test_log_weights_are_unbiased_for_exact_marginal(small):
     )(keys)
     ratio = np.exp(np.asarray(estimates, dtype=np.float64) - exact)  # (400, 3)
     z = (ratio.mean(0) - 1.0) / (ratio.std(0, ddof=1) / np.sqrt(len(ratio)))
-    assert_z_scores(z, "E[p_hat(x)] / p(x) - 1")
+    assert_z_scores(z, label)
 
 
 def test_test_log_likelihood_is_the_mean_over_test_images(small):
@@ -86,15 +90,7 @@ def test_two_layer_weights_are_unbiased_for_quadrature_marginal(two_layer):
     quadrature; and the two networks between h1 and h2 are really used."""
     model, params = two_layer
     assert model.noise_dim == 3 and set(params["encoder"]) == {"h1", "h2"}
-    x = jnp.asarray(model.x_test[:3])
-    exact = np.array([vae_log_marginal(model, params["decoder"], xi) for xi in x])
-    keys = jax.random.split(jax.random.key(1), 400)
-    estimates = jax.jit(
-        jax.vmap(lambda key: model.log_marginal(params, key, x, k=5, batch_size=3))
-    )(keys)
-    ratio = np.exp(np.asarray(estimates, dtype=np.float64) - exact)  # (400, 3)
-    z = (ratio.mean(0) - 1.0) / (ratio.std(0, ddof=1) / np.sqrt(len(ratio)))
-    assert_z_scores(z, "two layers: E[p_hat(x)] / p(x) - 1")
+    assert_weights_unbiased(model, params, "two layers: E[p_hat(x)] / p(x) - 1")
 
 
 def test_two_layer_test_log_likelihood_matches_larger_k(two_layer):
