@@ -97,3 +97,30 @@ def vae_log_marginal(model, decoder, x, half_width=8.0, num=321, nodes=60):
     mass = np.exp(logsumexp(log_w + log_cond, axis=1) + log_cell)
     assert abs(mass.sum() - 1.0) < 1e-3, mass.sum()
     return logsumexp(log_w + log_cond + log_lik) + log_cell
+
+
+def across_run_z_scores(result, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """z-scores of the pooled weighted mean and second central moment of each coordinate
+    of a particle method's runs (``result.log_weights`` (runs, n), ``result.positions``).
+
+    The pooled estimate weights run r by its evidence, ``sum_r Z_r m_r / sum_r Z_r`` (what
+    ``log_weight`` encodes); its standard error is the delta-method one of this ratio
+    across the independent runs.
+    """
+    import math
+
+    log_w = np.asarray(result.log_weights, dtype=np.float64)
+    x = np.asarray(result.positions, dtype=np.float64)
+    top = np.max(log_w, axis=1, keepdims=True)
+    log_z = top[:, 0] + np.log(np.sum(np.exp(log_w - top), axis=1))
+    within = np.exp(log_w - log_z[:, None])  # normalised within each run
+    run_weight = np.exp(log_z - np.max(log_z))
+    run_weight = run_weight / np.mean(run_weight)
+    z = []
+    for f, truth in ((x, mean), ((x - mean) ** 2, var)):
+        per_run = np.einsum("rn,rnd->rd", within, f)
+        pooled = np.mean(run_weight[:, None] * per_run, axis=0)
+        residual = run_weight[:, None] * (per_run - pooled)
+        se = np.std(residual, axis=0, ddof=1) / math.sqrt(len(run_weight))
+        z.append((pooled - truth) / se)
+    return np.concatenate(z)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_z_scores
+from helpers import across_run_z_scores, assert_z_scores
 
 import bayeswb as bw
 from bayeswb.samplers.smc_core import RESAMPLING_SCHEMES, fixed_schedule
@@ -53,29 +53,6 @@ def gaussian_run(request):
         GAUSSIAN, sampler, seed=11, num_chains=RUNS, num_samples=PARTICLES, **options
     )
     return request.param, result
-
-
-def across_run_z_scores(result, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
-    """z-scores of the pooled weighted mean and second central moment of each coordinate.
-
-    The pooled estimate weights run r by its evidence, ``sum_r Z_r m_r / sum_r Z_r``
-    (what ``log_weight`` encodes); its standard error is the delta-method one of this
-    ratio across the independent runs.
-    """
-    log_w = result.log_weights
-    x = result.positions
-    log_z = np.max(log_w, axis=1) + np.log(np.sum(np.exp(log_w - np.max(log_w, 1)[:, None]), 1))
-    within = np.exp(log_w - log_z[:, None])  # normalised within each run
-    run_weight = np.exp(log_z - np.max(log_z))
-    run_weight = run_weight / np.mean(run_weight)
-    z = []
-    for f in (x, (x - mean) ** 2):
-        per_run = np.einsum("rn,rnd->rd", within, f)
-        pooled = np.mean(run_weight[:, None] * per_run, axis=0)
-        residual = run_weight[:, None] * (per_run - pooled)
-        se = np.std(residual, axis=0, ddof=1) / math.sqrt(len(run_weight))
-        z.append((pooled - (mean if f is x else var)) / se)
-    return np.concatenate(z)
 
 
 def test_log_z_gaussian_within_three_standard_errors(gaussian_run):

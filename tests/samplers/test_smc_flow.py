@@ -7,11 +7,9 @@ rate 1e-3), log Z within the issue's 3 standard errors. Seeds are fixed.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
-from helpers import assert_z_scores
+from helpers import across_run_z_scores, assert_z_scores
 
 import bayeswb as bw
 
@@ -32,27 +30,6 @@ def result():
     return bw.sample(
         GAUSSIAN, "smc_flow", seed=11, num_chains=RUNS, num_samples=PARTICLES, **OPTIONS
     )
-
-
-def across_run_z_scores(result, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
-    """z-scores of the pooled weighted mean and second central moment per coordinate, with
-    the delta-method standard error of ``sum_r Z_r m_r / sum_r Z_r`` across runs (the
-    same statistic as test_smc.py's)."""
-    log_w = np.asarray(result.log_weights, dtype=np.float64)
-    x = np.asarray(result.positions, dtype=np.float64)
-    top = np.max(log_w, axis=1, keepdims=True)
-    log_z = top[:, 0] + np.log(np.sum(np.exp(log_w - top), axis=1))
-    within = np.exp(log_w - log_z[:, None])
-    run_weight = np.exp(log_z - np.max(log_z))
-    run_weight = run_weight / np.mean(run_weight)
-    z = []
-    for f, truth in ((x, mean), ((x - mean) ** 2, var)):
-        per_run = np.einsum("rn,rnd->rd", within, f)
-        pooled = np.mean(run_weight[:, None] * per_run, axis=0)
-        residual = run_weight[:, None] * (per_run - pooled)
-        se = np.std(residual, axis=0, ddof=1) / math.sqrt(len(run_weight))
-        z.append((pooled - truth) / se)
-    return np.concatenate(z)
 
 
 def test_log_z_gaussian_within_three_standard_errors(result):
