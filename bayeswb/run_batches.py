@@ -83,7 +83,7 @@ class _BatchedRun:
     checkpoint: str | None
     devices: Any
     done: int = 0  # runs finished
-    runs: Any = None  # tree of (done, ...) arrays: draws, posterior, warmup_posterior
+    store: Any = None  # tree of (num_chains, ...) arrays, filled up to ``done``
     n_grad: int = 0
     n_logdensity: int = 0
     compile_s: float = 0.0
@@ -105,11 +105,20 @@ class _BatchedRun:
         return self.compiled[size]
 
     def add(self, batch: dict[str, Any]) -> None:
-        """Append a finished batch's runs (host arrays with a leading run axis)."""
-        if self.runs is None:
-            self.runs = batch
-        else:
-            self.runs = jax.tree.map(lambda a, b: np.concatenate([a, b]), self.runs, batch)
+        """Store finished runs (host arrays with a leading run axis) after those so far,
+        into arrays allocated once for the whole run."""
+        if self.store is None:
+            total = self.config.num_chains
+            self.store = jax.tree.map(lambda a: np.empty((total,) + a.shape[1:], a.dtype), batch)
+        n = jax.tree.leaves(batch)[0].shape[0]
+        for stored, new in zip(jax.tree.leaves(self.store), jax.tree.leaves(batch), strict=True):
+            stored[self.done : self.done + n] = new
+        self.done += n
+
+    @property
+    def runs(self) -> Any:
+        """The finished runs: draws, posterior and warmup_posterior, (done, ...) arrays."""
+        return jax.tree.map(lambda a: a[: self.done], self.store)
 
 
 def _run_batches(run: _BatchedRun, progress: bool | None) -> Result:
@@ -137,7 +146,6 @@ def _one_batch(run: _BatchedRun, size: int) -> None:
     run.sample_s += time.perf_counter() - start
     grads, logdensity_evals = out.pop("counts")
     run.add(out)
-    run.done += size
     run.n_grad += int(grads)
     run.n_logdensity += int(logdensity_evals)
     if run.checkpoint is not None:
@@ -214,14 +222,14 @@ def resume_batches(
     """Continue a batched run from its checkpoint (called by :func:`bayeswb.resume`)."""
     key = unflat("key", jax.random.key(0), arrays)
     run = _BatchedRun(spec, target, config, key, meta["chunk_size"], path, devices)
-    run.done, run.n_grad, run.n_logdensity = meta["done"], meta["n_grad"], meta["n_logdensity"]
+    run.n_grad, run.n_logdensity = meta["n_grad"], meta["n_logdensity"]
     one = dataclasses.replace(config, num_chains=1)
     shapes = jax.eval_shape(
         _batch_program(spec, target, one, config.num_chains, None), key, jnp.asarray(0)
     )
     shapes.pop("counts")
     like = jax.tree.map(
-        lambda leaf: jax.ShapeDtypeStruct((run.done,) + leaf.shape[1:], leaf.dtype), shapes
+        lambda leaf: jax.ShapeDtypeStruct((meta["done"],) + leaf.shape[1:], leaf.dtype), shapes
     )
-    run.runs = jax.tree.map(np.asarray, unflat("runs", like, arrays))
+    run.add(jax.tree.map(np.asarray, unflat("runs", like, arrays)))
     return _run_batches(run, progress)
