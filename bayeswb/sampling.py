@@ -139,7 +139,8 @@ def sample(
         if bool(x64) not in checked:
             target.check(jax.random.fold_in(key, 0))
             checked.add(bool(x64))
-        if spec.kernel is None and (chunk_size is not None or checkpoint is not None):
+        long_run = chunk_size is not None or checkpoint is not None or thin != 1 or stream
+        if long_run and spec.kernel is None:
             if thin != 1 or stream:
                 raise ValueError(
                     f"thin and stream apply to MCMC draws; {spec.name!r} makes independent "
@@ -148,7 +149,7 @@ def sample(
             return run_batches.sample_in_batches(
                 spec, target, config, key, devices, chunk_size, checkpoint, progress
             )
-        if chunk_size is not None or checkpoint is not None or thin != 1 or stream:
+        if long_run:
             return long_runs.sample_in_chunks(
                 spec, target, config, key, devices, chunk_size, checkpoint, progress, thin, stream
             )
