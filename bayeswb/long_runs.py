@@ -182,16 +182,16 @@ def stop_after_chunk() -> Any:
 
 def _run_chunks(run: _LongRun, mesh: Any, progress: bool | None) -> tuple[Result, bool]:
     total = run.config.num_samples
-    partial = False
-    bar = progress_bar(progress, total, run.done, "draw")
-    with contextlib.ExitStack() as stack:
-        stop = stack.enter_context(stop_after_chunk())
-        stack.callback(bar.close)
+    interrupted = False
+    with stop_after_chunk() as stop:
+        bar = progress_bar(progress, total, run.done, "draw")
         try:
             _chunks_until(run, mesh, bar, stop)
         except KeyboardInterrupt:
-            partial = True
-        partial = partial or run.done < total
+            interrupted = True
+        finally:
+            bar.close()
+    partial = interrupted or run.done < total
     return _result(run, partial), partial
 
 
