@@ -1,8 +1,8 @@
 """ruff lint and format checks over the repository."""
 
 import pathlib
-import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -11,7 +11,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("command", [["check", "."], ["format", "--check", "."]])
 def test_ruff(command):
-    ruff = shutil.which("ruff")
-    assert ruff, "ruff is a test dependency: pip install -e '.[test]'"
-    done = subprocess.run([ruff, *command], cwd=ROOT, capture_output=True, text=True)
+    # python -m ruff: the ruff installed beside this interpreter, whether or not its
+    # environment's bin folder is on PATH
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", *command], cwd=ROOT, capture_output=True, text=True
+    )
+    assert "No module named ruff" not in done.stderr, "ruff is a test dependency: .[test]"
     assert done.returncode == 0, done.stdout + done.stderr

@@ -21,7 +21,10 @@ def assert_same_run(batched, whole):
                 np.testing.assert_allclose(
                     batched.idata[group][name], values, rtol=1e-6, atol=1e-6, err_msg=name
                 )
-    assert batched.log_z == pytest.approx(whole.log_z, rel=1e-6, abs=1e-6)
+    if whole.log_z is None:  # samplers without an estimate (pytest 9 refuses approx(None))
+        assert batched.log_z is None
+    else:
+        assert batched.log_z == pytest.approx(whole.log_z, rel=1e-6, abs=1e-6)
     assert batched.cost["n_grad_evals"] == whole.cost["n_grad_evals"]
     assert batched.cost["n_logdensity_evals"] == whole.cost["n_logdensity_evals"]
 
