@@ -8,18 +8,20 @@ Example:
     ['abs_mean_error_max', 'mean_z_max']
 """
 
-from bayeswb.target import Reference, Target  # isort: skip
+from bayeswb.core.target import MinibatchData, NumpyroModel, Reference, Target  # isort: skip
 from bayeswb import models, samplers  # isort: skip
-from bayeswb.diagnostics import score, summary
-from bayeswb.draws import Draws
-from bayeswb.long_runs import resume
-from bayeswb.result import Result, load
-from bayeswb.sampling import sample
+from bayeswb.core.diagnostics import score, summary
+from bayeswb.core.draws import Draws
+from bayeswb.core.result import Result, load
+from bayeswb.execution.long_run import resume
+from bayeswb.execution.sample import sample
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Draws",
+    "MinibatchData",
+    "NumpyroModel",
     "Reference",
     "Result",
     "Target",

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from bayeswb import models
-from bayeswb.diagnostics import score, weights_ess
-from bayeswb.result import Result
-from bayeswb.sampling import sample
-from bayeswb.target import Target
+from bayeswb.core.diagnostics import score, weights_ess
+from bayeswb.core.result import Result
+from bayeswb.core.target import Target
+from bayeswb.execution.sample import sample
 
 METRICS = [
     "abs_delta_log_z",

@@ -93,7 +93,7 @@ def _probe_target():
     import jax
     import jax.numpy as jnp
 
-    from bayeswb.target import Target
+    from bayeswb.core.target import MinibatchData, Target
 
     data = jnp.linspace(-1.0, 1.0, 64)[:, None]
 
@@ -107,12 +107,8 @@ def _probe_target():
         per_datum = jax.vmap(log_likelihood_per_datum, (None, 0))(x, data)
         return log_prior(x) + jnp.sum(per_datum)
 
-    metadata = {
-        "data": data,
-        "log_likelihood_per_datum": log_likelihood_per_datum,
-        "log_prior": log_prior,
-    }
-    return Target.from_logdensity(log_density, dim=2, name="probe", metadata=metadata)
+    minibatch = MinibatchData(data, log_likelihood_per_datum, log_prior)
+    return Target.from_logdensity(log_density, dim=2, name="probe", minibatch=minibatch)
 
 
 def returns(spec, target=None) -> str:
@@ -180,7 +176,7 @@ def model_rows() -> list[dict[str, str]]:
     rows = []
     for name in models.names():
         target = models.get(name)
-        notes = target.metadata.get("ground_truth", {})
+        notes = target.truth_sources
         params = [
             f"{param}={default!r}"
             for param, default in models.parameters(name).items()

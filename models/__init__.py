@@ -10,17 +10,15 @@ Example:
 from __future__ import annotations
 
 import importlib
-import inspect
 import pkgutil
 from collections.abc import Callable
 from typing import Any
 
-from bayeswb.registry import Registry
-from bayeswb.target import Target
+from bayeswb.core.registry import MODELS as _registry
+from bayeswb.core.registry import build_model, model_parameters
+from bayeswb.core.target import Target
 
 Factory = Callable[..., Target]
-
-_registry: Registry[Factory] = Registry("model")
 
 
 def register(name: str) -> Callable[[Factory], Factory]:
@@ -61,8 +59,7 @@ def parameters(name: str) -> dict[str, Any]:
         >>> parameters("funnel")["dim"]
         10
     """
-    factory = _registry.get(name)
-    return {p.name: p.default for p in inspect.signature(factory).parameters.values()}
+    return model_parameters(name)
 
 
 def get(name: str, **params: Any) -> Target:
@@ -71,21 +68,13 @@ def get(name: str, **params: Any) -> Target:
     An unknown name is a KeyError listing close names; an unknown parameter is a
     ValueError naming it and the accepted ones.
     """
-    factory = _registry.get(name)
-    accepted = list(parameters(name))
-    for param in params:
-        if param not in accepted:
-            raise ValueError(
-                f"unknown parameter {param!r} for model {name!r} "
-                f"(accepted: {', '.join(accepted) or 'none'})"
-            )
-    return factory(**params)
+    return build_model(name, **params)
 
 
 def _register_all() -> None:
-    # every module of this package registers its entries on import
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        importlib.import_module(f"{__name__}.{module.name}")
+    # every module and subpackage of this package registers its entries on import
+    for module in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
+        importlib.import_module(module.name)
 
 
 _register_all()

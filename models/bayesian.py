@@ -26,8 +26,8 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from bayeswb.core.target import Reference, Target
 from bayeswb.models import register
-from bayeswb.target import Reference, Target
 
 REFERENCES_FILE = pathlib.Path(__file__).resolve().parent / "data" / "references.json"
 """Reference posterior moments made by ``benchmarks/references.py`` (long NUTS runs)."""
@@ -54,8 +54,8 @@ def _with_reference(target: Target, name: str, params: dict | None = None) -> Ta
     note = f"moments of {', '.join(sorted(entry['mean']))} by {entry['source']}"
     if "note" in entry:
         note += f" ({entry['note']})"
-    metadata = {**target.metadata, "ground_truth": {"reference": note}}
-    return dataclasses.replace(target, reference=reference, metadata=metadata)
+    sources = {**target.truth_sources, "reference": note}
+    return dataclasses.replace(target, reference=reference, truth_sources=sources)
 
 
 # Rubin (1981), "Estimation in parallel randomized experiments", Table 2: estimated

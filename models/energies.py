@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayeswb.core.target import Reference, Target
 from bayeswb.models import register
 from bayeswb.models._grid import (
     grid_moments_2d,
@@ -27,7 +28,6 @@ from bayeswb.models._grid import (
     trapezoid_log_z_1d,
     trapezoid_log_z_2d,
 )
-from bayeswb.target import Reference, Target
 
 Array = jax.Array
 
@@ -128,10 +128,10 @@ def double_well() -> Target:
             sd={"x": np.array([truth["sd"], 1.0])},
             source="quadrature (x1), exact (x2)",
         ),
+        truth_sources=_well_ground_truth_note(),
         metadata={
             "params": {},
             "free_energy": double_well_free_energy,
-            "ground_truth": _well_ground_truth_note(),
         },
     )
 
@@ -180,10 +180,10 @@ def manywell(dim: int = 32) -> Target:
         reference=Reference(
             mean={"x": mean}, sd={"x": sd}, source="quadrature (x[0::2]), exact (x[1::2])"
         ),
+        truth_sources=_well_ground_truth_note(),
         metadata={
             "params": {"dim": dim},
             "free_energy": double_well_free_energy,
-            "ground_truth": _well_ground_truth_note(),
         },
     )
 
@@ -304,22 +304,22 @@ def _rezende(k: int) -> Target:
         reference=Reference(
             mean={"x": truth["mean"]}, sd={"x": truth["sd"]}, source="quadrature (trapezoid)"
         ),
+        truth_sources={
+            "log_z": "trapezoid rule in float64 on [-6, 6] x [-8, 8], spacing 0.01 "
+            "(halving the spacing changes it by less than 1e-13)"
+            + (
+                ""
+                if k == 1
+                else "; of the density with the wall 0.5 ((|z1| - 4)_+ / 0.1)^2 that "
+                "confines z1 (the paper's U is not integrable along z1)"
+            ),
+            "sample_exact": "bilinear interpolant on 1024 x 1024 cells, cell by inverse "
+            "CDF then closed-form inverse CDFs within the cell; total-variation "
+            f"distance to the density {_REZENDE_SAMPLING_TV[k]:.1e}",
+            "reference": "mean and sd by the same quadrature",
+        },
         metadata={
             "params": {},
-            "ground_truth": {
-                "log_z": "trapezoid rule in float64 on [-6, 6] x [-8, 8], spacing 0.01 "
-                "(halving the spacing changes it by less than 1e-13)"
-                + (
-                    ""
-                    if k == 1
-                    else "; of the density with the wall 0.5 ((|z1| - 4)_+ / 0.1)^2 that "
-                    "confines z1 (the paper's U is not integrable along z1)"
-                ),
-                "sample_exact": "bilinear interpolant on 1024 x 1024 cells, cell by inverse "
-                "CDF then closed-form inverse CDFs within the cell; total-variation "
-                f"distance to the density {_REZENDE_SAMPLING_TV[k]:.1e}",
-                "reference": "mean and sd by the same quadrature",
-            },
         },
     )
 

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayeswb.core.target import Reference, Target
 from bayeswb.models import register
-from bayeswb.target import Reference, Target
 
 Array = jax.Array
 
@@ -96,13 +96,13 @@ def gaussian(dim: int = 10, condition_number: float = 10.0, rotation: int | None
         log_z=log_z,
         sample_exact=sample_exact,
         reference=Reference(mean={"x": np.zeros(dim)}, sd={"x": sd}, source="exact"),
+        truth_sources={
+            "log_z": "closed form",
+            "sample_exact": "exact (linear map of standard normals)",
+            "reference": "closed form",
+        },
         metadata={
             "params": {"dim": dim, "condition_number": condition_number, "rotation": rotation},
-            "ground_truth": {
-                "log_z": "closed form",
-                "sample_exact": "exact (linear map of standard normals)",
-                "reference": "closed form",
-            },
         },
     )
 
@@ -150,13 +150,13 @@ def banana(dim: int = 2, curvature: float = 0.03) -> Target:
         log_z=0.0,
         sample_exact=sample_exact,
         reference=Reference(mean={"x": np.zeros(dim)}, sd={"x": sd}, source="exact"),
+        truth_sources={
+            "log_z": "closed form (unit-Jacobian map of a normalised Gaussian)",
+            "sample_exact": "exact (map of Gaussian draws)",
+            "reference": "closed form",
+        },
         metadata={
             "params": {"dim": dim, "curvature": curvature},
-            "ground_truth": {
-                "log_z": "closed form (unit-Jacobian map of a normalised Gaussian)",
-                "sample_exact": "exact (map of Gaussian draws)",
-                "reference": "closed form",
-            },
         },
     )
 
@@ -187,16 +187,16 @@ def _mixture_target(
         log_z=0.0,
         sample_exact=sample_exact,
         reference=Reference(mean={"x": means.mean(axis=0)}, sd={"x": mixture_sd}, source="exact"),
+        truth_sources={
+            "log_z": "closed form (normalised mixture)",
+            "sample_exact": "exact (ancestral: component, then Gaussian)",
+            "reference": "closed form (mixture mean and variance)",
+        },
         metadata={
             "params": params,
             "means": means,
             "component_variance": variance,
             "description": description,
-            "ground_truth": {
-                "log_z": "closed form (normalised mixture)",
-                "sample_exact": "exact (ancestral: component, then Gaussian)",
-                "reference": "closed form (mixture mean and variance)",
-            },
         },
     )
 
@@ -287,12 +287,12 @@ def funnel(dim: int = 10, scale: float = 3.0) -> Target:
         log_z=0.0,
         sample_exact=sample_exact,
         reference=Reference(mean={"x": np.zeros(dim)}, sd={"x": sd}, source="exact"),
+        truth_sources={
+            "log_z": "closed form (normalised)",
+            "sample_exact": "exact (ancestral)",
+            "reference": "closed form",
+        },
         metadata={
             "params": {"dim": dim, "scale": scale},
-            "ground_truth": {
-                "log_z": "closed form (normalised)",
-                "sample_exact": "exact (ancestral)",
-                "reference": "closed form",
-            },
         },
     )

@@ -69,9 +69,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayeswb.core.target import Target
+from bayeswb.core.weights import log_mean_exp
 from bayeswb.models import register
-from bayeswb.target import Target
-from bayeswb.weights import log_mean_exp
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -338,6 +338,7 @@ def vae_digits(
         init=init,
         log_z=log_z,
         constrain=lambda z: {"z": z},
+        truth_sources={"log_z": note},
         metadata={
             "model": model,
             "params": params,
@@ -350,6 +351,5 @@ def vae_digits(
                 "train_steps": train_steps,
                 "seed": seed,
             },
-            "ground_truth": {"log_z": note},
         },
     )

@@ -1,7 +1,7 @@
 """Baselines wrapped from blackjax: NUTS, HMC, Gaussian VI (mean-field, full-rank), Pathfinder.
 
 Nothing here re-implements an algorithm: each sampler builds blackjax's kernel or
-approximation and runs it through :mod:`bayeswb.driver` (MCMC) or a ``lax.scan`` over
+approximation and runs it through :mod:`bayeswb.execution.driver` (MCMC) or a ``lax.scan`` over
 optimisation steps (VI), vmapped over independent chains or runs.
 """
 
@@ -16,8 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bayeswb.chunks import ChainKernel, run_whole
-from bayeswb.config import (
+from bayeswb.core.config import (
     SamplerConfig,
     boolean,
     option,
@@ -25,10 +24,12 @@ from bayeswb.config import (
     positive_int,
     unit_interval,
 )
-from bayeswb.draws import Draws
-from bayeswb.driver import run_chains, sample_chain
+from bayeswb.core.draws import Draws
+from bayeswb.core.sampler import ChainKernel
+from bayeswb.core.target import Target
+from bayeswb.execution.driver import ChainLayout, run_chains, sample_chain
+from bayeswb.execution.kernel import run_whole
 from bayeswb.samplers import register
-from bayeswb.target import Target
 
 Array = jax.Array
 
@@ -131,7 +132,9 @@ HMC_KERNEL = _hmc_family_kernel(
 
 
 @register("nuts", NUTSConfig, family="baseline", kernel=NUTS_KERNEL)
-def run_nuts(key: Array, target: Target, config: NUTSConfig) -> Draws:
+def run_nuts(
+    key: Array, target: Target, config: NUTSConfig, layout: ChainLayout | None = None
+) -> Draws:
     """No-U-Turn Sampler (Hoffman and Gelman 2014, Algorithm 6; multinomial variant of
     Betancourt 2017), blackjax's ``nuts`` kernel after blackjax's Stan-style
     ``window_adaptation`` (dual averaging, Hoffman and Gelman 2014 eq. 6; windowed mass
@@ -143,11 +146,13 @@ def run_nuts(key: Array, target: Target, config: NUTSConfig) -> Draws:
         >>> r.idata.posterior["x"].shape[:2]
         (2, 200)
     """
-    return run_whole(key, target, config, NUTS_KERNEL)
+    return run_whole(key, target, config, NUTS_KERNEL, layout)
 
 
 @register("hmc", HMCConfig, family="baseline", kernel=HMC_KERNEL)
-def run_hmc(key: Array, target: Target, config: HMCConfig) -> Draws:
+def run_hmc(
+    key: Array, target: Target, config: HMCConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Hamiltonian Monte Carlo with a fixed number of leapfrog steps (Duane et al. 1987;
     Neal 2011, eq. 5.18-5.20), blackjax's ``hmc`` kernel after ``window_adaptation``.
 
@@ -157,7 +162,7 @@ def run_hmc(key: Array, target: Target, config: HMCConfig) -> Draws:
         >>> int(r.cost["n_grad_evals"]) > 0
         True
     """
-    return run_whole(key, target, config, HMC_KERNEL)
+    return run_whole(key, target, config, HMC_KERNEL, layout)
 
 
 # --------------------------------------------------------------------------- Gaussian VI
@@ -176,7 +181,13 @@ class GaussianVIConfig(SamplerConfig):
     stl_estimator: bool = option(True, boolean, "sticking-the-landing gradient estimator")
 
 
-def _run_gaussian_vi(key: Array, target: Target, config: GaussianVIConfig, family: Any) -> Draws:
+def _run_gaussian_vi(
+    key: Array,
+    target: Target,
+    config: GaussianVIConfig,
+    family: Any,
+    layout: ChainLayout | None = None,
+) -> Draws:
     optimizer = optax.adam(config.learning_rate)
     algorithm = family(
         target.log_density,
@@ -199,7 +210,7 @@ def _run_gaussian_vi(key: Array, target: Target, config: GaussianVIConfig, famil
         positions = algorithm.sample(draw_key, state, config.num_samples)
         return positions, jax.vmap(target.log_density)(positions), elbo
 
-    positions, lp, elbo = run_chains(key, config.num_chains, one_run)
+    positions, lp, elbo = run_chains(key, config.num_chains, one_run, layout)
     n_grad = config.num_chains * config.num_warmup * config.num_mc_samples
     return Draws(
         positions=positions,
@@ -211,7 +222,9 @@ def _run_gaussian_vi(key: Array, target: Target, config: GaussianVIConfig, famil
 
 
 @register("meanfield_vi", GaussianVIConfig, family="baseline")
-def run_meanfield_vi(key: Array, target: Target, config: GaussianVIConfig) -> Draws:
+def run_meanfield_vi(
+    key: Array, target: Target, config: GaussianVIConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Mean-field Gaussian VI (ADVI, Kucukelbir et al. 2017, eq. 7-10) with blackjax's
     ``meanfield_vi`` and Adam; the ELBO trace lands in ``warmup_sample_stats.elbo``.
 
@@ -221,11 +234,13 @@ def run_meanfield_vi(key: Array, target: Target, config: GaussianVIConfig) -> Dr
         >>> "elbo" in r.idata.warmup_sample_stats
         True
     """
-    return _run_gaussian_vi(key, target, config, blackjax.meanfield_vi)
+    return _run_gaussian_vi(key, target, config, blackjax.meanfield_vi, layout)
 
 
 @register("fullrank_vi", GaussianVIConfig, family="baseline")
-def run_fullrank_vi(key: Array, target: Target, config: GaussianVIConfig) -> Draws:
+def run_fullrank_vi(
+    key: Array, target: Target, config: GaussianVIConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Full-rank Gaussian VI (Kucukelbir et al. 2017, section 2.5) with blackjax's
     ``fullrank_vi`` (Cholesky-parametrised covariance) and Adam.
 
@@ -235,7 +250,7 @@ def run_fullrank_vi(key: Array, target: Target, config: GaussianVIConfig) -> Dra
         >>> r.idata.posterior["x"].shape[0]
         1
     """
-    return _run_gaussian_vi(key, target, config, blackjax.fullrank_vi)
+    return _run_gaussian_vi(key, target, config, blackjax.fullrank_vi, layout)
 
 
 # --------------------------------------------------------------------------- Pathfinder
@@ -251,7 +266,9 @@ class PathfinderConfig(SamplerConfig):
 
 
 @register("pathfinder", PathfinderConfig, family="baseline")
-def run_pathfinder(key: Array, target: Target, config: PathfinderConfig) -> Draws:
+def run_pathfinder(
+    key: Array, target: Target, config: PathfinderConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Pathfinder (Zhang, Carpenter, Gelman and Vehtari 2022, Algorithm 1): Gaussian
     approximations along the L-BFGS path, keeping the one of highest ELBO; blackjax's
     ``vi.pathfinder``. One independent path per chain.
@@ -283,7 +300,7 @@ def run_pathfinder(key: Array, target: Target, config: PathfinderConfig) -> Draw
         num_iterations = jnp.sum(jnp.isfinite(info.path.elbo))
         return positions, jax.vmap(target.log_density)(positions), num_iterations
 
-    positions, lp, num_iterations = run_chains(key, config.num_chains, one_run)
+    positions, lp, num_iterations = run_chains(key, config.num_chains, one_run, layout)
     n_grad = config.num_chains + 2 * jnp.sum(num_iterations)
     elbo_evals = config.num_chains * (config.num_warmup + 1) * config.num_elbo_samples
     return Draws(

@@ -24,8 +24,6 @@ positions are replaced by zeros so that a weighted moment never meets a NaN.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -40,7 +38,7 @@ from flowjax.distributions import StandardNormal, Transformed
 from flowjax.flows import coupling_flow, masked_autoregressive_flow, planar_flow
 from flowjax.train.losses import ElboLoss, MaximumLikelihoodLoss
 
-from bayeswb.config import (
+from bayeswb.core.config import (
     SamplerConfig,
     boolean,
     non_negative_int,
@@ -50,12 +48,13 @@ from bayeswb.config import (
     positive_int,
     unit_interval,
 )
-from bayeswb.draws import Draws
-from bayeswb.driver import run_chains
+from bayeswb.core.draws import Draws
+from bayeswb.core.progress import report_progress
+from bayeswb.core.target import Target
+from bayeswb.core.weights import log_mean_exp
+from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers import register
 from bayeswb.samplers.importance import weighted_output
-from bayeswb.target import Target
-from bayeswb.weights import log_mean_exp
 
 Array = jax.Array
 LossFn = Callable[..., tuple[Array, dict[str, Array]]]
@@ -264,42 +263,6 @@ def linear_annealing(num_anneal_steps: int, beta_0: float = 0.01) -> Callable[[A
 
 
 # --------------------------------------------------------------------------- progress
-
-_BARS: dict[str, Any] = {}
-
-
-def _progress_host(label: str, total: int, first: int, done: Any, loss: Any) -> None:
-    # one bar per training run; vmapped runs report one after another at each chunk, so
-    # a bar opens at the first chunk, follows the furthest step and closes at the end
-    from tqdm import tqdm
-
-    done, bar = int(done), _BARS.get(label)
-    if bar is None:
-        if done > first:
-            return
-        bar = _BARS[label] = tqdm(
-            total=total, desc=label, disable=not sys.stderr.isatty(), leave=False
-        )
-    bar.update(max(0, done - bar.n))
-    bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
-    if done >= total:
-        bar.close()
-        del _BARS[label]
-
-
-def report_progress(label: str, step: Array, num_steps: int, loss: Array) -> None:
-    """Inside a compiled loop over ``num_steps`` steps (``step`` counts from 0): every
-    ~2% of the steps, hand ``loss`` to a host-side tqdm bar named ``label`` through
-    ``jax.debug.callback``. The bar is silent when stderr is not a terminal; runs with
-    fewer than 2 reports show none. Works under vmap (the batch reports in turn)."""
-    every = max(1, num_steps // 50)
-    if num_steps < 2 * every:
-        return
-    host = functools.partial(_progress_host, label, num_steps, every)
-    done = step + 1
-    report = (done % every == 0) | (done == num_steps)
-    jax.lax.cond(report, lambda: jax.debug.callback(host, done, loss), lambda: None)
-
 
 # --------------------------------------------------------------------------- training
 
@@ -593,7 +556,9 @@ def fit_flow(key: Array, target: Target, config: FlowConfig) -> tuple[Any, dict[
     return flow, trace
 
 
-def _run_weighted_flow(key: Array, target: Target, config: FlowConfig) -> Draws:
+def _run_weighted_flow(
+    key: Array, target: Target, config: FlowConfig, layout: ChainLayout | None = None
+) -> Draws:
     def one_run(run_key: Array) -> tuple[Any, ...]:
         fit_key, draw_key = jax.random.split(run_key)
         flow, trace = fit_flow(fit_key, target, config)
@@ -602,7 +567,7 @@ def _run_weighted_flow(key: Array, target: Target, config: FlowConfig) -> Draws:
         )
         return positions, log_weights, lp, trace
 
-    positions, log_weights, lp, trace = run_chains(key, config.num_chains, one_run)
+    positions, log_weights, lp, trace = run_chains(key, config.num_chains, one_run, layout)
     log_z, reported, diagnostics = weighted_output(log_weights, config.psis)
     # the ELBO of the trained flow, E_q[log p - log q], estimated on the final draws
     diagnostics["elbo"] = jnp.mean(log_weights, axis=1, keepdims=True)
@@ -618,7 +583,9 @@ def _run_weighted_flow(key: Array, target: Target, config: FlowConfig) -> Draws:
 
 
 @register("flow_vi", FlowVIConfig, family="flow")
-def run_flow_vi(key: Array, target: Target, config: FlowVIConfig) -> Draws:
+def run_flow_vi(
+    key: Array, target: Target, config: FlowVIConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Variational inference with a normalizing flow (Rezende and Mohamed 2015, "Variational
     Inference with Normalizing Flows", ICML): minimise the reverse KL, i.e. maximise the
     ELBO ``E_q0[log p(f_K(z)) - log q0(z) + sum_k log|det df_k/dz|]`` (their eq. 15 with
@@ -647,7 +614,7 @@ def run_flow_vi(key: Array, target: Target, config: FlowVIConfig) -> Draws:
         >>> sorted(r.idata.path_stats.data_vars)
         ['elbo', 'ess', 'pareto_k']
     """
-    draws = _run_weighted_flow(key, target, config)
+    draws = _run_weighted_flow(key, target, config, layout)
     n_grad = config.num_chains * config.num_warmup * config.num_mc_samples
     return draws._replace(
         n_grad_evals=n_grad,
@@ -656,7 +623,9 @@ def run_flow_vi(key: Array, target: Target, config: FlowVIConfig) -> Draws:
 
 
 @register("flow_is", FlowISConfig, family="flow")
-def run_flow_is(key: Array, target: Target, config: FlowISConfig) -> Draws:
+def run_flow_is(
+    key: Array, target: Target, config: FlowISConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Importance sampling with a trained flow as proposal: the Boltzmann-generator recipe
     (Noe, Olsson, Koehler and Wu 2019, "Boltzmann generators", Science 365, eq. 6-8:
     training by energy = reverse KL, by example = forward KL on exact draws, or a mix),
@@ -682,7 +651,7 @@ def run_flow_is(key: Array, target: Target, config: FlowISConfig) -> Draws:
         (0, True, True)
     """
     flow_loss(target, config)  # a missing sample_exact is an error before compiling
-    draws = _run_weighted_flow(key, target, config)
+    draws = _run_weighted_flow(key, target, config, layout)
     reverse_steps = 0 if config.objective == "forward_kl" else config.num_warmup
     n_grad = config.num_chains * reverse_steps * config.num_mc_samples
     return draws._replace(

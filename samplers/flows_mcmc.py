@@ -23,7 +23,7 @@ in [-40, 40]^2, 300 warmup cycles of 5 MALA steps) the plain flow visited 39 of 
 modes after warmup, the defensive mixture all 40.
 
 All chains share one flow, so chains are vmapped together inside one ``lax.scan`` over
-cycles rather than run as independent programs by :func:`bayeswb.driver.run_chains`.
+cycles rather than run as independent programs by :func:`bayeswb.execution.driver.run_chains`.
 Warmup shows a tqdm bar with the flow's training loss, fed from inside the compiled scan
 (``progress_bar``; silent when stderr is not a terminal).
 """
@@ -43,7 +43,7 @@ import optax
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 from flowjax.distributions import Normal
 
-from bayeswb.config import (
+from bayeswb.core.config import (
     SamplerConfig,
     boolean,
     one_of,
@@ -52,17 +52,17 @@ from bayeswb.config import (
     positive_int,
     unit_interval,
 )
-from bayeswb.draws import Draws
+from bayeswb.core.draws import Draws
+from bayeswb.core.progress import report_progress
+from bayeswb.core.target import Target
 from bayeswb.samplers import register
 from bayeswb.samplers.flows import (
     INVERTIBLE_FLOW_TYPES,
     forward_kl_loss,
     make_flow,
     partition_flow,
-    report_progress,
     train_flow,
 )
-from bayeswb.target import Target
 
 Array = jax.Array
 
@@ -169,8 +169,10 @@ def _initial_loc_scale(positions: Array) -> tuple[Array, Array]:
     return loc, jnp.where(scale > 1e-3, scale, 1.0)
 
 
-@register("flow_mcmc", FlowMCMCConfig, family="flow")
-def run_flow_mcmc(key: Array, target: Target, config: FlowMCMCConfig) -> Draws:
+@register("flow_mcmc", FlowMCMCConfig, family="flow", independent_runs=False)
+def run_flow_mcmc(
+    key: Array, target: Target, config: FlowMCMCConfig, layout: None = None
+) -> Draws:
     """Flow-enhanced MCMC (Gabrie, Rotskoff and Vanden-Eijnden 2022, Algorithm 1; flowMC,
     Wong et al. 2023): local MALA steps (Roberts and Tweedie 1996; blackjax's ``mala``)
     alternating with independence Metropolis-Hastings proposals from a flow

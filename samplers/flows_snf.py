@@ -47,7 +47,7 @@ from flowjax.bijections import Affine, Chain, RationalQuadraticSpline
 from flowjax.distributions import StandardNormal
 from flowjax.flows import coupling_flow
 
-from bayeswb.config import (
+from bayeswb.core.config import (
     SamplerConfig,
     boolean,
     non_negative_int,
@@ -57,12 +57,12 @@ from bayeswb.config import (
     positive_int,
     unit_interval,
 )
-from bayeswb.draws import Draws
-from bayeswb.driver import run_chains
+from bayeswb.core.draws import Draws
+from bayeswb.core.target import Target
+from bayeswb.core.weights import log_mean_exp, safe_log_weights
+from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers import register
 from bayeswb.samplers.flows import train_flow
-from bayeswb.target import Target
-from bayeswb.weights import log_mean_exp, safe_log_weights
 
 Array = jax.Array
 LogDensity = Callable[[Array], Array]
@@ -527,7 +527,9 @@ def train_snf(
 
 
 @register("snf", SNFConfig, family="flow")
-def run_snf(key: Array, target: Target, config: SNFConfig) -> Draws:
+def run_snf(
+    key: Array, target: Target, config: SNFConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Stochastic normalizing flow (Wu, Koehler and Noe 2020, "Stochastic Normalizing
     Flows", NeurIPS): flowjax coupling blocks interleaved with MALA / random-walk
     Metropolis / unadjusted Langevin blocks targeting ``q0^(1-lambda_k) p^lambda_k``
@@ -561,7 +563,7 @@ def run_snf(key: Array, target: Target, config: SNFConfig) -> Draws:
         )
         return x, log_w, lp, acceptance, log_mean_exp(log_w), trace
 
-    x, log_w, lp, acceptance, log_z, trace = run_chains(key, config.num_chains, one_run)
+    x, log_w, lp, acceptance, log_z, trace = run_chains(key, config.num_chains, one_run, layout)
     n_grad, n_eval = snf_cost(config)
     path_names = ("loss", "elbo", "forward_loss", "skipped")
     return Draws(

@@ -41,7 +41,7 @@ import numpyro.distributions as dist
 import optax
 from jax.flatten_util import ravel_pytree
 
-from bayeswb.config import (
+from bayeswb.core.config import (
     SamplerConfig,
     boolean,
     non_negative_int,
@@ -50,11 +50,11 @@ from bayeswb.config import (
     positive,
     positive_int,
 )
-from bayeswb.draws import Draws
-from bayeswb.driver import run_chains, sample_chain
+from bayeswb.core.draws import Draws
+from bayeswb.core.target import Target
+from bayeswb.core.weights import kish_ess, log_mean_exp, safe_log_weights
+from bayeswb.execution.driver import ChainLayout, run_chains, sample_chain
 from bayeswb.samplers import register
-from bayeswb.target import Target
-from bayeswb.weights import kish_ess, log_mean_exp, safe_log_weights
 
 Array = jax.Array
 
@@ -230,16 +230,12 @@ def _prior_proposal(key: Array, target: Target, config: Any) -> tuple[Any, Any, 
     from numpyro.infer import Predictive
     from numpyro.infer.util import potential_energy, unconstrain_fn
 
-    metadata = target.metadata
-    if "model" not in metadata or "model_args" not in metadata:
+    if target.numpyro is None:
         raise ValueError(
-            "proposal 'prior' needs a numpyro target whose metadata holds 'model', "
-            "'model_args' and 'model_kwargs' (the data the model is called with); "
-            f"target {target.name!r} has {sorted(metadata)}"
+            "proposal 'prior' needs a numpyro target (Target.from_numpyro: the model and the "
+            f"data it is called with); target {target.name!r} is not one"
         )
-    model = metadata["model"]
-    args = tuple(metadata["model_args"])
-    kwargs = dict(metadata.get("model_kwargs", {}))
+    model, args, kwargs, unravel = target.numpyro
     # hide the model's own observed sites by name: a predicate on "is_observed" would
     # also hide the log-Jacobian factors potential_energy adds (factors are observed sites)
     model_trace = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kwargs)
@@ -249,7 +245,6 @@ def _prior_proposal(key: Array, target: Target, config: Any) -> tuple[Any, Any, 
         if site["type"] == "sample" and site["is_observed"]
     }
     prior_model = handlers.block(model, hide_fn=lambda site: site["name"] in observed)
-    unravel = metadata["unravel"]
     names = list(unravel(jnp.zeros(target.dim)))
 
     def sample(sample_key: Array, n: int) -> Array:
@@ -409,7 +404,9 @@ class ISConfig(SamplerConfig):
 
 
 @register("is", ISConfig, family="importance")
-def run_is(key: Array, target: Target, config: ISConfig) -> Draws:
+def run_is(
+    key: Array, target: Target, config: ISConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Self-normalised importance sampling (Owen 2013, ch. 9, eq. 9.3, 9.17) with a
     prior, Laplace, Gaussian-VI or registered proposal, and PSIS diagnostics (Vehtari et
     al. 2024).
@@ -438,10 +435,16 @@ def run_is(key: Array, target: Target, config: ISConfig) -> Draws:
         >>> bool((r.idata.path_stats["pareto_k"] < 0.7).all())
         True
     """
-    return run_with_proposal(key, target, config, _PROPOSALS[config.proposal])
+    return run_with_proposal(key, target, config, _PROPOSALS[config.proposal], layout)
 
 
-def run_with_proposal(key: Array, target: Target, config: Any, builder: ProposalBuilder) -> Draws:
+def run_with_proposal(
+    key: Array,
+    target: Target,
+    config: Any,
+    builder: ProposalBuilder,
+    layout: ChainLayout | None = None,
+) -> Draws:
     """Importance sampling with a proposal from ``builder``, one fit per independent run.
 
     ``config`` needs ``num_chains``, ``num_samples`` and ``psis`` (and may have
@@ -463,7 +466,7 @@ def run_with_proposal(key: Array, target: Target, config: Any, builder: Proposal
         return positions, log_weights, stats, n_grad, n_evals, curves
 
     positions, log_weights, stats, n_grad, n_evals, curves = run_chains(
-        key, config.num_chains, one_run
+        key, config.num_chains, one_run, layout
     )
     log_z, reported, diagnostics = weighted_output(log_weights, config.psis)
     return Draws(

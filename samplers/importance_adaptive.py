@@ -15,9 +15,11 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 import optax
 
-from bayeswb.config import SamplerConfig, boolean, one_of, option, positive, positive_int
-from bayeswb.draws import Draws
-from bayeswb.driver import run_chains
+from bayeswb.core.config import SamplerConfig, boolean, one_of, option, positive, positive_int
+from bayeswb.core.draws import Draws
+from bayeswb.core.target import Target
+from bayeswb.core.weights import kish_ess, log_mean_exp, safe_log_weights
+from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers import register
 from bayeswb.samplers.importance import (
     DistributionProposal,
@@ -26,8 +28,6 @@ from bayeswb.samplers.importance import (
     run_with_proposal,
     weighted_output,
 )
-from bayeswb.target import Target
-from bayeswb.weights import kish_ess, log_mean_exp, safe_log_weights
 
 Array = jax.Array
 
@@ -220,7 +220,9 @@ def _mixture_log_prob(history: MixtureParams, used: Array, family: str, df: floa
 
 
 @register("amis", AMISConfig, family="importance")
-def run_amis(key: Array, target: Target, config: AMISConfig) -> Draws:
+def run_amis(
+    key: Array, target: Target, config: AMISConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Adaptive multiple importance sampling (Cornuet, Marin, Mira and Robert 2012,
     "Adaptive multiple importance sampling", Scand. J. Stat. 39(4), section 2.2) with a
     Gaussian or Student-t mixture proposal adapted by importance-weighted EM (the M-PMC
@@ -338,7 +340,7 @@ def run_amis(key: Array, target: Target, config: AMISConfig) -> Draws:
             out["score"] = jax.vmap(jax.grad(mixture))(out["positions"])
         return out
 
-    out = run_chains(key, config.num_chains, one_run)
+    out = run_chains(key, config.num_chains, one_run, layout)
     _, reported, diagnostics = weighted_output(out["log_w"], config.psis)
     stats = {"lp": out["log_p"]}
     if config.control_variates:
@@ -445,7 +447,9 @@ def _vis_proposal(key: Array, target: Target, config: VISConfig) -> tuple[Any, A
 
 
 @register("vis", VISConfig, family="importance")
-def run_vis(key: Array, target: Target, config: VISConfig) -> Draws:
+def run_vis(
+    key: Array, target: Target, config: VISConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Variational importance sampling with a forward-chi^2 fitted Gaussian proposal (Li,
     Wang, Li and Wu 2024, "Forward chi^2 divergence based variational importance
     sampling", ICLR, arXiv:2311.02516, section 3).
@@ -482,4 +486,4 @@ def run_vis(key: Array, target: Target, config: VISConfig) -> Draws:
         >>> "log_mean_w2" in r.idata.warmup_sample_stats
         True
     """
-    return run_with_proposal(key, target, config, _vis_proposal)
+    return run_with_proposal(key, target, config, _vis_proposal, layout)

@@ -41,8 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bayeswb.samplers.flows import report_progress
-from bayeswb.weights import log_mean_exp
+from bayeswb.core.progress import report_progress
+from bayeswb.core.weights import log_mean_exp
 
 Array = jax.Array
 Params = dict[str, Any]

@@ -5,7 +5,7 @@ import), :mod:`bayeswb.samplers.langevin_kinetic` (``kinetic_langevin``,
 ``randomized_midpoint``) and :mod:`bayeswb.samplers.langevin_stochastic` (``sgld``,
 ``entropy_mcmc``). Every MCMC kernel follows blackjax's pattern (``init``,
 ``build_kernel``, ``kernel(key, state, ...) -> (State, Info)``); each sampler is a
-:class:`~bayeswb.chunks.ChainKernel` (``start``: initialisation and warmup, ``step``: one
+:class:`~bayeswb.execution.kernel.ChainKernel` (``start``: initialisation and warmup, ``step``: one
 transition), so one code path runs it whole or in chunks with checkpoints.
 
 Diagonal preconditioning is a change of variables: a kernel with preconditioner
@@ -32,12 +32,13 @@ import jax.numpy as jnp
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 from blackjax.mcmc.diffusions import DiffusionState, overdamped_langevin
 
-from bayeswb.chunks import ChainKernel, run_whole
-from bayeswb.config import SamplerConfig, boolean, option, positive, unit_interval
-from bayeswb.draws import Draws
-from bayeswb.driver import sample_chain
+from bayeswb.core.config import SamplerConfig, boolean, option, positive, unit_interval
+from bayeswb.core.draws import Draws
+from bayeswb.core.sampler import ChainKernel
+from bayeswb.core.target import Target
+from bayeswb.execution.driver import ChainLayout, sample_chain
+from bayeswb.execution.kernel import run_whole
 from bayeswb.samplers import register
-from bayeswb.target import Target
 
 Array = jax.Array
 
@@ -291,11 +292,13 @@ ULA_KERNEL = ChainKernel(_ula_start, _ula_step, one_grad_per_step)
 
 
 @register("ula", ULAConfig, family="langevin", kernel=ULA_KERNEL)
-def run_ula(key: Array, target: Target, config: ULAConfig) -> Draws:
+def run_ula(
+    key: Array, target: Target, config: ULAConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Unadjusted Langevin algorithm (see :func:`ula_build_kernel`), optionally with a
     diagonal preconditioner, fixed or estimated from the first half of warmup.
 
-    Runs whole or in chunks (:data:`ULA_KERNEL`, :mod:`bayeswb.chunks`).
+    Runs whole or in chunks (:data:`ULA_KERNEL`, :mod:`bayeswb.execution.kernel`).
     Cost: one gradient per chain at the start and one per step (warmup included).
 
     Example:
@@ -304,7 +307,7 @@ def run_ula(key: Array, target: Target, config: ULAConfig) -> Draws:
         >>> r.idata.sample_stats["step_size"].shape
         (2, 200)
     """
-    return run_whole(key, target, config, ULA_KERNEL)
+    return run_whole(key, target, config, ULA_KERNEL, layout)
 
 
 # --------------------------------------------------------------------------- MALA
@@ -403,7 +406,9 @@ MALA_KERNEL = ChainKernel(_mala_start, _mala_step, one_grad_per_step)
 
 
 @register("mala", MALAConfig, family="langevin", kernel=MALA_KERNEL)
-def run_mala(key: Array, target: Target, config: MALAConfig) -> Draws:
+def run_mala(
+    key: Array, target: Target, config: MALAConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Metropolis-adjusted Langevin algorithm (Roberts and Tweedie 1996, section 1.4;
     Besag 1994): blackjax's ``mala`` kernel, run on the whitened density for a diagonal
     mass matrix (see the module docstring), with step size adapted by dual averaging
@@ -411,7 +416,7 @@ def run_mala(key: Array, target: Target, config: MALAConfig) -> Draws:
     ``step_size`` is blackjax's h in ``x' = x + h grad log p(x) + sqrt(2h) xi``.
 
     A non-finite proposal is rejected by blackjax (acceptance 0) and flagged diverging.
-    Runs whole or in chunks (:data:`MALA_KERNEL`, :mod:`bayeswb.chunks`).
+    Runs whole or in chunks (:data:`MALA_KERNEL`, :mod:`bayeswb.execution.kernel`).
     Cost: one gradient per chain at the start and one per step (warmup included).
 
     Example:
@@ -420,7 +425,7 @@ def run_mala(key: Array, target: Target, config: MALAConfig) -> Draws:
         >>> float(r.idata.sample_stats["acceptance_rate"].mean()) > 0.3
         True
     """
-    return run_whole(key, target, config, MALA_KERNEL)
+    return run_whole(key, target, config, MALA_KERNEL, layout)
 
 
 __all__ = [

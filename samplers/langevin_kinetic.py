@@ -37,8 +37,7 @@ import jax.numpy as jnp
 from blackjax.mcmc.integrators import IntegratorState, velocity_verlet
 from blackjax.mcmc.proposal import safe_energy_diff, static_binomial_sampling
 
-from bayeswb.chunks import ChainKernel, run_whole
-from bayeswb.config import (
+from bayeswb.core.config import (
     SamplerConfig,
     boolean,
     one_of,
@@ -46,8 +45,11 @@ from bayeswb.config import (
     positive,
     unit_interval,
 )
-from bayeswb.draws import Draws
-from bayeswb.driver import sample_chain
+from bayeswb.core.draws import Draws
+from bayeswb.core.sampler import ChainKernel
+from bayeswb.core.target import Target
+from bayeswb.execution.driver import ChainLayout, sample_chain
+from bayeswb.execution.kernel import run_whole
 from bayeswb.samplers import register
 from bayeswb.samplers.langevin import (
     all_finite,
@@ -59,7 +61,6 @@ from bayeswb.samplers.langevin import (
     to_whitened,
     whitened,
 )
-from bayeswb.target import Target
 
 Array = jax.Array
 LogDensity = Callable[[Array], Array]
@@ -283,13 +284,15 @@ KINETIC_LANGEVIN_KERNEL = _kinetic_chain_kernel(
 @register(
     "kinetic_langevin", KineticLangevinConfig, family="langevin", kernel=KINETIC_LANGEVIN_KERNEL
 )
-def run_kinetic_langevin(key: Array, target: Target, config: KineticLangevinConfig) -> Draws:
+def run_kinetic_langevin(
+    key: Array, target: Target, config: KineticLangevinConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Kinetic (underdamped) Langevin with the Euler, BAOAB or OBABO integrator, optionally
     Metropolis-adjusted (OBABO); see :func:`kinetic_build_kernel` for the schemes and
     references. Velocities start from N(0, I); they enter ``sample_stats.energy``
     (see the module docstring). ``inverse_mass_matrix``: a fixed diagonal mass.
 
-    Runs whole or in chunks (:data:`KINETIC_LANGEVIN_KERNEL`, :mod:`bayeswb.chunks`).
+    Runs whole or in chunks (:data:`KINETIC_LANGEVIN_KERNEL`, :mod:`bayeswb.execution.kernel`).
     Cost: one gradient per chain at the start and one per step (warmup included).
 
     Example:
@@ -299,7 +302,7 @@ def run_kinetic_langevin(key: Array, target: Target, config: KineticLangevinConf
         >>> "acceptance_rate" in r.idata.sample_stats
         True
     """
-    return run_whole(key, target, config, KINETIC_LANGEVIN_KERNEL)
+    return run_whole(key, target, config, KINETIC_LANGEVIN_KERNEL, layout)
 
 
 # --------------------------------------------------------------------------- randomized midpoint
@@ -435,12 +438,14 @@ RANDOMIZED_MIDPOINT_KERNEL = _kinetic_chain_kernel(
     family="langevin",
     kernel=RANDOMIZED_MIDPOINT_KERNEL,
 )
-def run_randomized_midpoint(key: Array, target: Target, config: RandomizedMidpointConfig) -> Draws:
+def run_randomized_midpoint(
+    key: Array, target: Target, config: RandomizedMidpointConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Kinetic Langevin with the randomized midpoint discretisation (see
     :func:`randomized_midpoint_build_kernel`), unadjusted, optionally with a fixed
     diagonal mass (``inverse_mass_matrix``); reports ``energy`` like ``kinetic_langevin``.
 
-    Runs whole or in chunks (:data:`RANDOMIZED_MIDPOINT_KERNEL`, :mod:`bayeswb.chunks`).
+    Runs whole or in chunks (:data:`RANDOMIZED_MIDPOINT_KERNEL`, :mod:`bayeswb.execution.kernel`).
     Cost: one gradient per chain at the start and two per step (warmup included).
 
     Example:
@@ -449,4 +454,4 @@ def run_randomized_midpoint(key: Array, target: Target, config: RandomizedMidpoi
         >>> r.cost["n_grad_evals"] == 2 * (1 + 2 * (500 + 100))
         True
     """
-    return run_whole(key, target, config, RANDOMIZED_MIDPOINT_KERNEL)
+    return run_whole(key, target, config, RANDOMIZED_MIDPOINT_KERNEL, layout)

@@ -1,11 +1,12 @@
 """Stochastic-gradient Langevin samplers on models with data: ``sgld`` and ``entropy_mcmc``.
 
-The data interface. A target sampled with minibatches exposes, in ``target.metadata``:
+The data interface. A target sampled with minibatches has ``target.minibatch``, a
+:class:`~bayeswb.core.target.MinibatchData` of
 
-- ``"data"``: a pytree of arrays sharing a leading axis of length N (one row per datum),
-- ``"log_likelihood_per_datum"``: ``fn(x, datum) -> scalar``, log p(datum | x) for one
+- ``data``: a pytree of arrays sharing a leading axis of length N (one row per datum),
+- ``log_likelihood_per_datum``: ``fn(x, datum) -> scalar``, log p(datum | x) for one
   row (``datum`` is the pytree of ``data`` with the leading axis removed),
-- ``"log_prior"``: ``fn(x) -> scalar``, log p(x),
+- ``log_prior``: ``fn(x) -> scalar``, log p(x),
 
 so that ``log_density(x) = log_prior(x) + sum_i log_likelihood_per_datum(x, data_i)`` (up
 to a constant). Minibatches of ``batch_size`` rows are drawn without replacement at every
@@ -35,17 +36,16 @@ import jax.numpy as jnp
 from blackjax.mcmc.diffusions import DiffusionState, overdamped_langevin
 from blackjax.sgmcmc.gradients import logdensity_estimator
 
-from bayeswb.chunks import ChainKernel, run_whole
-from bayeswb.config import SamplerConfig, option, positive, positive_int
-from bayeswb.draws import Draws
-from bayeswb.driver import sample_chain
+from bayeswb.core.config import SamplerConfig, option, positive, positive_int
+from bayeswb.core.draws import Draws
+from bayeswb.core.sampler import ChainKernel
+from bayeswb.core.target import Target
+from bayeswb.execution.driver import ChainLayout, sample_chain
+from bayeswb.execution.kernel import run_whole
 from bayeswb.samplers import register
 from bayeswb.samplers.langevin import keep_if_finite, one_grad_per_step
-from bayeswb.target import Target
 
 Array = jax.Array
-
-DATA_KEYS = ("data", "log_likelihood_per_datum", "log_prior")
 
 
 class StochasticGradientInfo(NamedTuple):
@@ -55,26 +55,21 @@ class StochasticGradientInfo(NamedTuple):
 
 
 def data_interface(target: Target, batch_size: int) -> tuple[Any, Callable, Callable, int]:
-    """``(data, log_likelihood_per_datum, log_prior, N)`` from ``target.metadata``.
+    """``(data, log_likelihood_per_datum, log_prior, N)`` from ``target.minibatch``.
 
     Raises ValueError when the target lacks the interface or ``batch_size`` exceeds N.
     """
-    missing = [k for k in DATA_KEYS if k not in target.metadata]
-    if missing:
+    if target.minibatch is None:
         raise ValueError(
-            f"target {target.name!r} has no minibatch interface: metadata lacks "
-            f"{', '.join(map(repr, missing))} (see bayeswb.samplers.langevin_stochastic)"
+            f"target {target.name!r} has no minibatch interface: it has no "
+            "minibatch=MinibatchData(data, log_likelihood_per_datum, log_prior) "
+            "(see bayeswb.samplers.langevin_stochastic)"
         )
-    data = target.metadata["data"]
-    num_data = int(jax.tree.leaves(data)[0].shape[0])
+    data, log_likelihood_per_datum, log_prior = target.minibatch
+    num_data = target.minibatch.num_data
     if batch_size > num_data:
         raise ValueError(f"batch_size must be <= the {num_data} data points, got {batch_size}")
-    return (
-        data,
-        target.metadata["log_likelihood_per_datum"],
-        target.metadata["log_prior"],
-        num_data,
-    )
+    return data, log_likelihood_per_datum, log_prior, num_data
 
 
 def minibatch(key: Array, data: Any, num_data: int, batch_size: int) -> Any:
@@ -203,10 +198,12 @@ SGLD_KERNEL = stochastic_chain_kernel(
 
 
 @register("sgld", SGLDConfig, family="langevin", kernel=SGLD_KERNEL)
-def run_sgld(key: Array, target: Target, config: SGLDConfig) -> Draws:
+def run_sgld(
+    key: Array, target: Target, config: SGLDConfig, layout: ChainLayout | None = None
+) -> Draws:
     """SGLD (see :func:`sgld_build_kernel`) on a target with the minibatch interface of
     this module; ``lp`` is the full-data log density of each draw. Runs whole or in
-    chunks (:data:`SGLD_KERNEL`, :mod:`bayeswb.chunks`).
+    chunks (:data:`SGLD_KERNEL`, :mod:`bayeswb.execution.kernel`).
 
     Example:
         >>> import jax.numpy as jnp, bayeswb as bw
@@ -215,12 +212,12 @@ def run_sgld(key: Array, target: Target, config: SGLDConfig) -> Draws:
         >>> lik = lambda x, yi: -0.5 * jnp.sum((yi - x) ** 2)
         >>> t = bw.Target.from_logdensity(
         ...     lambda x: prior(x) + jnp.sum(jax.vmap(lik, (None, 0))(x, y)), dim=1,
-        ...     metadata={"data": y, "log_likelihood_per_datum": lik, "log_prior": prior})
+        ...     minibatch=bw.MinibatchData(y, lik, prior))
         >>> r = bw.sample(t, "sgld", num_chains=2, num_samples=100, batch_size=10)
         >>> r.cost["n_grad_evals"]
         1202
     """
-    return run_whole(key, target, config, SGLD_KERNEL)
+    return run_whole(key, target, config, SGLD_KERNEL, layout)
 
 
 # --------------------------------------------------------------------------- Entropy-MCMC
@@ -285,12 +282,14 @@ ENTROPY_MCMC_KERNEL = stochastic_chain_kernel(
 
 
 @register("entropy_mcmc", EntropyMCMCConfig, family="langevin", kernel=ENTROPY_MCMC_KERNEL)
-def run_entropy_mcmc(key: Array, target: Target, config: EntropyMCMCConfig) -> Draws:
+def run_entropy_mcmc(
+    key: Array, target: Target, config: EntropyMCMCConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Entropy-MCMC (Li and Zhang 2024): SGLD updates of the joint (x, x_a) of
     :func:`entropy_logdensity_estimator` (the SGLD kernel of this module). The posterior draws
     are x; the guiding variable x_a is reported as ``sample_stats.auxiliary_position``
     (chain, draw, dim), in unconstrained space. Both start at the same point. Runs whole
-    or in chunks (:data:`ENTROPY_MCMC_KERNEL`, :mod:`bayeswb.chunks`).
+    or in chunks (:data:`ENTROPY_MCMC_KERNEL`, :mod:`bayeswb.execution.kernel`).
 
     Example:
         >>> import jax.numpy as jnp, bayeswb as bw
@@ -299,9 +298,9 @@ def run_entropy_mcmc(key: Array, target: Target, config: EntropyMCMCConfig) -> D
         >>> lik = lambda x, yi: -0.5 * jnp.sum((yi - x) ** 2)
         >>> t = bw.Target.from_logdensity(
         ...     lambda x: prior(x) + jnp.sum(jax.vmap(lik, (None, 0))(x, y)), dim=1,
-        ...     metadata={"data": y, "log_likelihood_per_datum": lik, "log_prior": prior})
+        ...     minibatch=bw.MinibatchData(y, lik, prior))
         >>> r = bw.sample(t, "entropy_mcmc", num_chains=2, num_samples=100, batch_size=10)
         >>> r.idata.sample_stats["auxiliary_position"].shape
         (2, 100, 1)
     """
-    return run_whole(key, target, config, ENTROPY_MCMC_KERNEL)
+    return run_whole(key, target, config, ENTROPY_MCMC_KERNEL, layout)

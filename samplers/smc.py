@@ -70,7 +70,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from bayeswb.config import (
+from bayeswb.core.config import (
     SamplerConfig,
     boolean,
     non_negative_int,
@@ -80,8 +80,9 @@ from bayeswb.config import (
     positive_int,
     unit_interval,
 )
-from bayeswb.draws import Draws
-from bayeswb.driver import run_chains
+from bayeswb.core.draws import Draws
+from bayeswb.core.target import Target
+from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers import register
 from bayeswb.samplers.smc_core import (
     RESAMPLING_SCHEMES,
@@ -94,7 +95,6 @@ from bayeswb.samplers.smc_core import (
     student_t_reference,
 )
 from bayeswb.samplers.smc_moves import MCMC_MOVES, TRANSPORT_MOVES, Move, make_move
-from bayeswb.target import Target
 
 Array = jax.Array
 
@@ -247,6 +247,7 @@ def run_annealing(
     reference_scale: float = 1.0,
     reference_dof: float | None = None,
     fit_reference_particles: int = 0,
+    layout: ChainLayout | None = None,
 ) -> tuple[Draws, Any]:
     """``num_chains`` independent runs of :func:`~.smc_core.anneal` (a pilot run first if
     ``config.pilot_particles``), assembled into Draws with exact cost counters.
@@ -346,7 +347,7 @@ def run_annealing(
         )
         return main, pilot_steps, fit_steps, aux
 
-    out, pilot_steps, fit_steps, aux = run_chains(key, config.num_chains, one_run)
+    out, pilot_steps, fit_steps, aux = run_chains(key, config.num_chains, one_run, layout)
     grads, evals = _cost_per_step(move, n, num_sweeps, moved)
     pilot_grads, pilot_evals = _cost_per_step(move, pilot_n, config.num_mcmc_steps, pilot_n)
     fit_grads, fit_evals = _cost_per_step(move, fit_n, config.num_mcmc_steps, fit_n)
@@ -370,7 +371,9 @@ def run_annealing(
 
 
 @register("smc", SMCConfig, family="smc")
-def run_smc(key: Array, target: Target, config: SMCConfig) -> Draws:
+def run_smc(
+    key: Array, target: Target, config: SMCConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Adaptive tempered SMC sampler (Del Moral, Doucet and Jasra 2006, Section 3.3.2.3:
     MCMC moves with the time-reversal backward kernel, incremental weight
     ``gamma_n(x_{n-1}) / gamma_{n-1}(x_{n-1})``; their eq. 14 gives the log Z estimate as
@@ -403,12 +406,15 @@ def run_smc(key: Array, target: Target, config: SMCConfig) -> Draws:
         reference_scale=config.reference_scale,
         reference_dof=config.reference_dof,
         fit_reference_particles=config.fit_reference_particles,
+        layout=layout,
     )
     return draws
 
 
 @register("ais", AISConfig, family="smc")
-def run_ais(key: Array, target: Target, config: AISConfig) -> Draws:
+def run_ais(
+    key: Array, target: Target, config: AISConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Annealed importance sampling (Neal 2001, section 2): each particle is moved by
     kernels ``T_j`` leaving ``pi_{beta_j}`` invariant and weighted by
     ``prod_j gamma_{beta_j}(x_{j-1}) / gamma_{beta_{j-1}}(x_{j-1})``; no resampling.
@@ -432,12 +438,15 @@ def run_ais(key: Array, target: Target, config: AISConfig) -> Draws:
         reference_scale=config.reference_scale,
         reference_dof=config.reference_dof,
         fit_reference_particles=config.fit_reference_particles,
+        layout=layout,
     )
     return draws
 
 
 @register("smc_langevin", SMCLangevinConfig, family="smc")
-def run_smc_langevin(key: Array, target: Target, config: SMCLangevinConfig) -> Draws:
+def run_smc_langevin(
+    key: Array, target: Target, config: SMCLangevinConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Annealed-Langevin SMC: the continuous-time SMC of Sequential Boltzmann Generators
     (Tan, Bose, Lin, Klein, Bronstein and Tong 2025, without the flow) made exact in
     discrete time.
@@ -464,5 +473,6 @@ def run_smc_langevin(key: Array, target: Target, config: SMCLangevinConfig) -> D
         config.resampling,
         config.ess_threshold,
         reference_scale=config.reference_scale,
+        layout=layout,
     )
     return draws

@@ -22,8 +22,8 @@ from blackjax.smc.ess import log_ess
 from blackjax.smc.solver import dichotomy
 from jax.scipy.special import logsumexp
 
+from bayeswb.core.weights import safe_log_weights
 from bayeswb.samplers.smc_moves import Move
-from bayeswb.weights import safe_log_weights
 
 Array = jax.Array
 

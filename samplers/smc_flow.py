@@ -28,12 +28,13 @@ from typing import Any
 
 import jax
 
-from bayeswb.draws import Draws
+from bayeswb.core.draws import Draws
+from bayeswb.core.target import Target
+from bayeswb.execution.driver import ChainLayout
 from bayeswb.samplers import register
 from bayeswb.samplers.flows import INVERTIBLE_FLOW_TYPES, FlowISConfig, fit_flow
 from bayeswb.samplers.smc import LangevinTransportSettings, run_annealing
 from bayeswb.samplers.smc_core import Reference
-from bayeswb.target import Target
 
 Array = jax.Array
 
@@ -72,7 +73,9 @@ def flow_reference(flow: Any) -> Reference:
 
 
 @register("smc_flow", SMCFlowConfig, family="flow")
-def run_smc_flow(key: Array, target: Target, config: SMCFlowConfig) -> Draws:
+def run_smc_flow(
+    key: Array, target: Target, config: SMCFlowConfig, layout: ChainLayout | None = None
+) -> Draws:
     """Sequential Boltzmann Generator (Tan et al. 2025, "Scalable Equilibrium Sampling with
     Sequential Boltzmann Generators", Algorithm 1 with the flow trained by energy, i.e.
     reverse KL, by default): flow draws transported to the target by annealed Langevin
@@ -102,6 +105,7 @@ def run_smc_flow(key: Array, target: Target, config: SMCFlowConfig) -> Draws:
         config.resampling,
         config.ess_threshold,
         make_reference=make_reference,
+        layout=layout,
     )
     reverse_steps = 0 if config.objective == "forward_kl" else config.num_warmup
     training = config.num_chains * reverse_steps * config.num_mc_samples

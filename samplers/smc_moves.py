@@ -41,8 +41,8 @@ import jax
 import jax.numpy as jnp
 from blackjax.mcmc import diffusions, integrators, random_walk, trajectory
 
+from bayeswb.core.weights import safe_log_weights
 from bayeswb.samplers.langevin_kinetic import KineticState, kinetic_build_kernel
-from bayeswb.weights import safe_log_weights
 
 Array = jax.Array
 

@@ -38,7 +38,7 @@ from types import ModuleType
 
 import pandas as pd
 
-from bayeswb.registry import Registry
+from bayeswb.core.registry import Registry
 
 PROTOCOL = ("TITLE", "PAPER", "FULL_RUNTIME", "compute", "plot")
 PACKAGES = (

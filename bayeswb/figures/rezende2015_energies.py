@@ -96,7 +96,7 @@ def _methods(quick: bool) -> list[tuple[str, str, dict]]:
 def _run_on_all_targets(sampler: str, options: dict, quick: bool, key: jax.Array) -> tuple:
     """One compiled program: the sampler's ``run`` on each of the four targets in turn."""
     import bayeswb as bw
-    from bayeswb.target import Target
+    from bayeswb.core.target import Target
 
     s = _settings(quick)
     spec = bw.samplers.get(sampler)

@@ -26,7 +26,7 @@ def _data_target():
         lambda x: prior(x) + jnp.sum(jax.vmap(lik, (None, 0))(x, y)),
         dim=3,
         name="gaussian_mean",
-        metadata={"data": y, "log_likelihood_per_datum": lik, "log_prior": prior},
+        minibatch=bw.MinibatchData(y, lik, prior),
     )
 
 
@@ -62,7 +62,7 @@ def test_chunked_run_equals_whole_run(sampler, target, options):
 def test_interrupted_entropy_mcmc_resumes_to_the_whole_runs_draws(tmp_path, monkeypatch):
     """The carry of entropy_mcmc is a nested pytree (the SGLD state of the joint (x, x_a)):
     it must survive a checkpoint, and the resumed run must make the whole run's draws."""
-    from bayeswb import long_runs
+    from bayeswb.execution import long_run as long_runs
 
     target, options = CASES[-1][1:]
     path = str(tmp_path / "run.ckpt")

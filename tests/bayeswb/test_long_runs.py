@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bayeswb as bw
-from bayeswb import long_runs
+from bayeswb.execution import long_run as long_runs
 
 TARGET = bw.models.get("gaussian", dim=3)
 RUN = {"seed": 3, "num_chains": 2, "num_samples": 120, "num_warmup": 60}
@@ -38,7 +38,7 @@ def test_thinning_keeps_every_kth_draw(chunked):
 KILLED_RUN = """
 import os, signal
 import bayeswb as bw
-from bayeswb import long_runs
+from bayeswb.execution import long_run as long_runs
 
 saves = 0
 save = long_runs.save_checkpoint

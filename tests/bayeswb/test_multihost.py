@@ -23,7 +23,7 @@ WORKER = textwrap.dedent(
     jax.distributed.initialize("127.0.0.1:{port}", num_processes=2, process_id=int(sys.argv[1]))
     import numpy as np
     import bayeswb as bw
-    from bayeswb import long_runs
+    from bayeswb.execution import long_run as long_runs
 
     assert jax.process_count() == 2 and jax.device_count() == 2
     t = bw.models.get("gaussian", dim=3)

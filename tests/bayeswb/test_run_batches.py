@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import bayeswb as bw
-from bayeswb import run_batches
+from bayeswb.execution import run_batches
 
 TARGET = bw.models.get("gaussian", dim=3)
 RUN = {"seed": 2, "num_chains": 5, "num_samples": 64}

@@ -6,7 +6,7 @@ import pytest
 from scipy.stats import norm
 
 import bayeswb as bw
-from bayeswb.result import build_idata, combine_log_z
+from bayeswb.core.result import build_idata, combine_log_z
 
 
 def counting_target(dim=3):

@@ -28,7 +28,7 @@ def test_from_numpyro_matches_numpyro_log_joint_plus_jacobian():
     params = t.constrain(x)
     # the unconstrained density is the constrained log joint plus log|d sigma / d x| = x
     joint, _ = log_density(scale_model, (Y,), {}, {"mu": params["mu"], "sigma": params["sigma"]})
-    unravel = t.metadata["unravel"]
+    unravel = t.numpyro.unravel
     log_sigma = unravel(x)["sigma"]
     np.testing.assert_allclose(t.log_density(x), joint + log_sigma, rtol=1e-5)
 

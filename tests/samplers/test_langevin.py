@@ -285,9 +285,9 @@ def _half_nan_data_target():
         return log_prior(x) + jnp.sum(jax.vmap(log_lik, (None, 0))(x, data))
 
     init = lambda key: 0.1 * jax.random.normal(key, (2,))
-    metadata = {"data": data, "log_likelihood_per_datum": log_lik, "log_prior": log_prior}
+    minibatch = bw.MinibatchData(data, log_lik, log_prior)
     return bw.Target.from_logdensity(
-        log_density, dim=2, name="half_nan_data", init=init, metadata=metadata
+        log_density, dim=2, name="half_nan_data", init=init, minibatch=minibatch
     )
 
 
@@ -354,7 +354,7 @@ def gaussian_mean_model():
         dim=2,
         name="gaussian_mean",
         init=lambda key: jnp.asarray(mean, jnp.float32) + 0.1 * jax.random.normal(key, (2,)),
-        metadata={"data": data, "log_likelihood_per_datum": log_lik, "log_prior": log_prior},
+        minibatch=bw.MinibatchData(data, log_lik, log_prior),
     )
     return target, mean, precision, noise_var
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import assert_z_scores, perturbed
 
 import bayeswb as bw
-from bayeswb.result import combine_log_z
+from bayeswb.core.result import combine_log_z
 from bayeswb.samplers.flows_snf import (
     SNF_FLOW_TYPES,
     SNFConfig,

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from bayeswb.result import Result
-from bayeswb.target import Target
+from bayeswb.core.result import Result
+from bayeswb.core.target import Target
 
 
 def normalised_weights(log_weights: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 With ``bw.sample(..., stream="run.nc")`` no draws stay in memory: each finished chunk is
 appended along the (unlimited) ``draw`` dimension of every variable, the file is flushed,
-and the returned :class:`~bayeswb.result.Result` reads the file lazily (ArviZ's
+and the returned :class:`~bayeswb.core.result.Result` reads the file lazily (ArviZ's
 ``from_netcdf``), so host memory is bounded by a chunk, not by the run.
 """
 
@@ -27,7 +27,7 @@ def _variables(part: str, value: Any) -> dict[str, np.ndarray]:
 
 
 def _create(group: Any, name: str, value: np.ndarray, unlimited: bool) -> Any:
-    """A (chain, draw, ...) variable named as :func:`bayeswb.result.build_idata` names it."""
+    """A (chain, draw, ...) variable named as :func:`bayeswb.core.result.build_idata` names it."""
     extra = tuple(f"{name}_dim_{i}" for i in range(value.ndim - 2))
     for dim, size in zip(extra, value.shape[2:], strict=True):
         group.dimensions[dim] = size
@@ -113,7 +113,7 @@ class DrawStream:
 
     def finish(self, metadata: dict[str, Any]) -> None:
         """Store the run's metadata where :meth:`Result.load` looks for it."""
-        from bayeswb.result import _META, _jsonable
+        from bayeswb.core.result import _META, _jsonable
 
         with h5netcdf.File(self.path, "a") as file:
             file["posterior"].attrs[_META] = json.dumps(metadata, default=_jsonable)

@@ -2,19 +2,17 @@
 
 Every sampler supplies a per-chain (or per-run) function; the driver splits the key,
 vmaps the chains and scans the steps, so there is one compiled program per run and no
-Python loop over steps or chains. When a chain mesh is active (``bw.sample`` activates
-one whenever more than one device is available), the chain axis is split over the
+Python loop over steps or chains. Given a :class:`ChainLayout` with a mesh (``bw.sample``
+makes one whenever more than one device is available), the chain axis is split over the
 mesh's devices with ``jax.shard_map``; each chain's key is the same either way, so the
 draws do not depend on the device layout.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -55,48 +53,30 @@ def sample_chain(
     return jax.lax.scan(one_step, initial_state, jax.random.split(key, num_steps))
 
 
-_CHAIN_MESH: contextvars.ContextVar[Mesh | None] = contextvars.ContextVar(
-    "bayeswb_chain_mesh", default=None
-)
+class ChainLayout(NamedTuple):
+    """Where one call's chains sit; every field is explicit, nothing is read from context.
 
+    mesh:  shard the chain axis over this one-axis mesh (``"chain"``), or None to vmap.
+    total: the call runs a batch of a larger run of ``total`` independent runs (None: the
+           call is the whole run).
+    first: index of the batch's first run within the ``total`` (may be traced, so one
+           compiled program serves every batch).
 
-class RunBatch:
-    """Runs ``first, ..., first + n - 1`` of ``total`` independent runs (see :func:`run_batch`).
-
-    ``used`` records whether :func:`run_chains` took its keys from this batch while a
-    sampler was traced: a sampler whose runs do not go through it cannot run in batches.
-    """
-
-    def __init__(self, total: int, first: Any) -> None:
-        self.total, self.first, self.used = total, first, False
-
-
-_RUN_BATCH: contextvars.ContextVar[RunBatch | None] = contextvars.ContextVar(
-    "bayeswb_run_batch", default=None
-)
-
-
-@contextlib.contextmanager
-def run_batch(total: int, first: Any) -> Iterator[RunBatch]:
-    """Within this context, :func:`run_chains` runs a batch of a larger run: its
-    ``num_chains`` runs get keys ``first, first + 1, ...`` of the ``total`` that a whole run
-    would use, so the batches of a run together make the whole run's draws. ``first`` may
-    be traced (one compiled program serves every batch).
+    A batch's runs get the keys the whole run would give them, so the batches of a run
+    together make the whole run's draws.
 
     Example:
         >>> key = jax.random.key(0)
         >>> whole = run_chains(key, 4, lambda k: jax.random.normal(k))
-        >>> with run_batch(4, 2):
-        ...     batch = run_chains(key, 2, lambda k: jax.random.normal(k))
+        >>> batch_of_two = ChainLayout(total=4, first=2)
+        >>> batch = run_chains(key, 2, lambda k: jax.random.normal(k), batch_of_two)
         >>> bool((batch == whole[2:]).all())
         True
     """
-    batch = RunBatch(total, first)
-    token = _RUN_BATCH.set(batch)
-    try:
-        yield batch
-    finally:
-        _RUN_BATCH.reset(token)
+
+    mesh: Mesh | None = None
+    total: int | None = None
+    first: Any = 0
 
 
 def make_chain_mesh(num_chains: int, devices: Sequence[Any] | None = None) -> Mesh | None:
@@ -138,40 +118,37 @@ def to_host(tree: Any) -> Any:
     return jax.tree.map(gather, tree)
 
 
-@contextlib.contextmanager
-def chain_mesh(mesh: Mesh | None) -> Iterator[None]:
-    """Within this context, :func:`run_chains` shards the chain axis over ``mesh``."""
-    token = _CHAIN_MESH.set(mesh)
-    try:
-        yield
-    finally:
-        _CHAIN_MESH.reset(token)
-
-
-def run_chains(key: Array, num_chains: int, chain_fn: Callable[[Array], Any]) -> Any:
+def run_chains(
+    key: Array,
+    num_chains: int,
+    chain_fn: Callable[[Array], Any],
+    layout: ChainLayout | None = None,
+) -> Any:
     """Run ``chain_fn(key)`` for ``num_chains`` independent keys: vmap, and shard_map over
     the active chain mesh if there is one.
 
     Each chain's key is ``jax.random.split(key, num_chains)[i]``: the same seed gives the
     same chains whatever the device layout. Every output leaf has a leading chain axis.
-    Inside :func:`run_batch` the keys are those of the batch's runs within the whole run.
+    ``layout`` (default: vmap, whole run) shards the chains over a mesh, or makes them a
+    batch of a larger run (see :class:`ChainLayout`).
 
     Example:
         >>> out = run_chains(jax.random.key(0), 3, lambda k: jax.random.normal(k, (2,)))
         >>> out.shape
         (3, 2)
     """
-    batch = _RUN_BATCH.get()
-    if batch is None:
-        return map_chains(chain_fn, jax.random.split(key, num_chains))
-    batch.used = True
-    keys = jax.random.split(key, batch.total)
-    return map_chains(chain_fn, jax.lax.dynamic_slice_in_dim(keys, batch.first, num_chains))
+    layout = layout or ChainLayout()
+    if layout.total is None:
+        keys = jax.random.split(key, num_chains)
+    else:
+        keys = jax.random.split(key, layout.total)
+        keys = jax.lax.dynamic_slice_in_dim(keys, layout.first, num_chains)
+    return map_chains(chain_fn, keys, mesh=layout.mesh)
 
 
-def map_chains(chain_fn: Callable[..., Any], *per_chain: Any) -> Any:
+def map_chains(chain_fn: Callable[..., Any], *per_chain: Any, mesh: Mesh | None = None) -> Any:
     """Apply ``chain_fn`` to each chain's slice of ``per_chain`` (pytrees with a leading
-    chain axis): vmap, and shard_map over the active chain mesh if there is one.
+    chain axis): vmap, and shard_map over ``mesh`` if one is given.
 
     This is how a chunked run continues its chains from their saved states.
 
@@ -179,7 +156,6 @@ def map_chains(chain_fn: Callable[..., Any], *per_chain: Any) -> Any:
         >>> map_chains(lambda x, y: x + y, np.arange(3.0), np.ones(3)).tolist()
         [1.0, 2.0, 3.0]
     """
-    mesh = _CHAIN_MESH.get()
     if mesh is None:
         return jax.vmap(chain_fn)(*per_chain)
     spec = PartitionSpec("chain")

@@ -2,9 +2,9 @@
 
 Particle, importance and variational samplers (smc, ais, is, amis, vis, flow_vi, snf, the
 VI baselines, ...) make ``num_chains`` independent runs through
-:func:`bayeswb.driver.run_chains`. Given ``chunk_size`` or ``checkpoint``, ``bw.sample``
+:func:`bayeswb.execution.driver.run_chains`. Given ``chunk_size`` or ``checkpoint``, ``bw.sample``
 runs them here, ``chunk_size`` runs per compiled batch. Within a batch the runs get the
-keys the whole run would give them (:func:`bayeswb.driver.run_batch`), so the batches
+keys the whole run would give them (:func:`bayeswb.execution.driver.run_batch`), so the batches
 together make the whole run's draws, up to float rounding: XLA vectorises a batch of one
 run differently from a batch of many, as it does chains on different devices. Float32
 samplers with discrete adaptive decisions can amplify those last bits (AIS's step-size
@@ -12,7 +12,7 @@ adaptation on the banana: whole and one-run batches differ from step 1; with ``x
 they agree to 1e-7). A resumed run makes bit for bit the draws of the uninterrupted run
 with the same ``chunk_size``. Device memory is bounded by a batch; after
 each batch the finished runs can be checkpointed (atomically, as for MCMC chunks in
-:mod:`bayeswb.long_runs`) and :func:`bayeswb.resume` continues; Ctrl-C returns the runs
+:mod:`bayeswb.execution.long_run`) and :func:`bayeswb.resume` continues; Ctrl-C returns the runs
 finished so far, marked ``partial``; a progress bar counts runs at a terminal.
 
 A sampler whose chains share state (flow_mcmc trains one flow on all of them) does not
@@ -33,13 +33,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayeswb.config import SamplerConfig
-from bayeswb.draws import Draws
-from bayeswb.driver import chain_mesh, make_chain_mesh, run_batch, to_host
-from bayeswb.long_runs import flat, progress_bar, stop_after_chunk, unflat, write_checkpoint
-from bayeswb.result import Result
-from bayeswb.samplers import SamplerSpec
-from bayeswb.target import Target
+from bayeswb.core.config import SamplerConfig
+from bayeswb.core.draws import Draws
+from bayeswb.core.progress import progress_bar
+from bayeswb.core.result import Result
+from bayeswb.core.sampler import SamplerSpec
+from bayeswb.core.target import Target
+from bayeswb.execution.driver import ChainLayout, make_chain_mesh, to_host
+from bayeswb.execution.long_run import (
+    flat,
+    stop_after_chunk,
+    unflat,
+    write_checkpoint,
+)
 
 Array = jax.Array
 
@@ -49,16 +55,11 @@ def _batch_program(
     spec: SamplerSpec, target: Target, config: SamplerConfig, total: int, mesh: Any
 ) -> Any:
     """``config.num_chains`` runs, starting at run ``first`` of ``total``, as one program."""
-    from bayeswb.sampling import constrained_run
+    from bayeswb.execution.sample import constrained_run
 
     def program(key: Array, first: Array) -> dict[str, Any]:
-        with run_batch(total, first) as batch:
-            draws, posterior, warmup_posterior = constrained_run(key, spec, target, config)
-        if not batch.used:
-            raise ValueError(
-                f"sampler {spec.name!r} cannot run in chunks (chunk_size/checkpoint): its "
-                "chains are not independent runs"
-            )
+        layout = ChainLayout(mesh=mesh, total=total, first=first)
+        draws, posterior, warmup_posterior = constrained_run(key, spec, target, config, layout)
         counts = jnp.stack([jnp.asarray(draws.n_grad_evals), draws.n_logdensity_evals])
         runs = draws._replace(n_grad_evals=None, n_logdensity_evals=None)
         return {
@@ -96,11 +97,8 @@ class _BatchedRun:
             start = time.perf_counter()
             config = dataclasses.replace(self.config, num_chains=size)
             mesh = make_chain_mesh(size, self.devices)
-            with chain_mesh(mesh):
-                program = _batch_program(
-                    self.spec, self.target, config, self.config.num_chains, mesh
-                )
-                self.compiled[size] = program.lower(self.key, jnp.asarray(0)).compile()
+            program = _batch_program(self.spec, self.target, config, self.config.num_chains, mesh)
+            self.compiled[size] = program.lower(self.key, jnp.asarray(0)).compile()
             self.compile_s += time.perf_counter() - start
         return self.compiled[size]
 
@@ -153,7 +151,7 @@ def _one_batch(run: _BatchedRun, size: int) -> None:
 
 
 def _result(run: _BatchedRun, partial: bool) -> Result:
-    from bayeswb.sampling import make_result
+    from bayeswb.execution.sample import make_result
 
     if run.done == 0:
         raise KeyboardInterrupt("interrupted before the first batch of runs finished")
@@ -193,7 +191,7 @@ def sample_in_batches(
 
 
 def save_batches(run: _BatchedRun) -> None:
-    """Checkpoint the finished runs (see :func:`bayeswb.long_runs.write_checkpoint`)."""
+    """Checkpoint the finished runs (see :func:`bayeswb.execution.long_run.write_checkpoint`)."""
     meta = {
         "kind": "runs",
         "sampler": run.spec.name,

@@ -1,6 +1,6 @@
 """Long MCMC runs: draws in chunks, checkpoints, resume, Ctrl-C and a progress bar.
 
-A sampler registered with a :class:`~bayeswb.chunks.ChainKernel` runs here when
+A sampler registered with a :class:`~bayeswb.execution.kernel.ChainKernel` runs here when
 ``bw.sample`` is given ``chunk_size`` or ``checkpoint``: one compiled program starts the
 chains (initialisation and warmup), another draws ``chunk_size`` more from every chain's
 carried state. Device memory is bounded by a chunk; the draws gather on the host (thinned
@@ -20,7 +20,6 @@ import functools
 import json
 import os
 import signal
-import sys
 import threading
 import time
 import zipfile
@@ -30,15 +29,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayeswb import models, samplers
-from bayeswb.chunks import ChainKernel, scan_draws, start_chain, step_costs
-from bayeswb.config import SamplerConfig
-from bayeswb.draws import Draws
-from bayeswb.driver import chain_mesh, make_chain_mesh, map_chains, run_chains, to_host
-from bayeswb.result import Result, run_metadata
-from bayeswb.samplers import SamplerSpec
-from bayeswb.streaming import DrawStream
-from bayeswb.target import Target
+from bayeswb.core.config import SamplerConfig
+from bayeswb.core.draws import Draws
+from bayeswb.core.progress import progress_bar
+from bayeswb.core.registry import MODELS, build_model
+from bayeswb.core.result import Result, run_metadata
+from bayeswb.core.sampler import SAMPLERS, SamplerSpec
+from bayeswb.core.target import Target
+from bayeswb.execution.driver import ChainLayout, make_chain_mesh, map_chains, run_chains, to_host
+from bayeswb.execution.kernel import ChainKernel, scan_draws, start_chain, step_costs
+from bayeswb.execution.streaming import DrawStream
 
 Array = jax.Array
 CHECKPOINT_FORMAT = 1
@@ -57,7 +57,10 @@ def _start_program(spec: SamplerSpec, target: Target, config: SamplerConfig, mes
 
     def start(key: Array) -> Any:
         carry, warmup, start_grads, sample_keys = run_chains(
-            key, config.num_chains, lambda k: start_chain(kernel, k, target, config)
+            key,
+            config.num_chains,
+            lambda k: start_chain(kernel, k, target, config),
+            ChainLayout(mesh),
         )
         warmup_posterior = None if warmup is None else _constrain(target, warmup[0])
         return carry, warmup, warmup_posterior, jnp.sum(start_grads), sample_keys
@@ -76,6 +79,7 @@ def _chunk_program(
             lambda c, k: scan_draws(kernel, c, k, first, length, target, config),
             carry,
             sample_keys,
+            mesh=mesh,
         )
         costs = step_costs(kernel, stats)
         return carry, positions, stats, _constrain(target, positions), costs
@@ -136,16 +140,6 @@ class _LongRun:
         return jax.tree.map(lambda a: a[:, : self.kept], self.store)
 
 
-def progress_bar(show: bool | None, total: int, initial: int, unit: str) -> Any:
-    """A tqdm bar (notebook-aware) counting ``unit``s; ``show=None``: only at a terminal."""
-    from tqdm.auto import tqdm
-
-    if show is None:
-        # a bar for people at a terminal or notebook; nothing in a CI log
-        show = sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, unit=unit, disable=not show, leave=False)
-
-
 class StopRequest:
     """Set by Ctrl-C within :func:`stop_after_chunk`."""
 
@@ -203,9 +197,8 @@ def _chunks_until(run: _LongRun, mesh: Any, bar: Any, stop: StopRequest) -> None
         first = jnp.asarray(run.done)
         if length not in run.compiled:
             start = time.perf_counter()
-            with chain_mesh(mesh):
-                program = _chunk_program(run.spec, run.target, run.config, mesh, length)
-                run.compiled[length] = program.lower(run.carry, run.sample_keys, first).compile()
+            program = _chunk_program(run.spec, run.target, run.config, mesh, length)
+            run.compiled[length] = program.lower(run.carry, run.sample_keys, first).compile()
             run.compile_s += time.perf_counter() - start
         start = time.perf_counter()
         carry, *out = run.compiled[length](run.carry, run.sample_keys, first)
@@ -237,7 +230,7 @@ def _show_stats(bar: Any, run: _LongRun, stats: dict[str, np.ndarray]) -> None:
 
 
 def _result(run: _LongRun, partial: bool) -> Result:
-    from bayeswb.sampling import make_result
+    from bayeswb.execution.sample import make_result
 
     if run.kept == 0:
         raise KeyboardInterrupt("interrupted before the first chunk finished: no draws")
@@ -298,8 +291,7 @@ def sample_in_chunks(
         raise ValueError(f"thin must be a positive integer dividing chunk_size, got {thin!r}")
     mesh = make_chain_mesh(config.num_chains, devices)
     start = time.perf_counter()
-    with chain_mesh(mesh):
-        program = _start_program(spec, target, config, mesh).lower(key).compile()
+    program = _start_program(spec, target, config, mesh).lower(key).compile()
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
     carry, warmup, warmup_posterior, start_grads, sample_keys = program(key)
@@ -436,11 +428,11 @@ def resume(
         (2, 40, 10)
     """
     meta, arrays = read_checkpoint(path)
-    spec = samplers.get(meta["sampler"])
+    spec = SAMPLERS.get(meta["sampler"])
     if target is None:
-        if meta["target"] not in models.names():
+        if meta["target"] not in MODELS:
             raise ValueError(f"pass target=: {meta['target']!r} is not a registered model")
-        target = models.get(meta["target"])
+        target = build_model(meta["target"])
     if (target.name, target.dim) != (meta["target"], meta["dim"]):
         raise ValueError(
             f"checkpoint is of target {meta['target']!r} (dim {meta['dim']}), "
@@ -448,12 +440,11 @@ def resume(
         )
     config = spec.make_config(**meta["config"])
     if meta.get("kind") == "runs":
-        from bayeswb.run_batches import resume_batches
+        from bayeswb.execution.run_batches import resume_batches
 
         return resume_batches(meta, arrays, spec, target, config, path, devices, progress)
     mesh = make_chain_mesh(config.num_chains, devices)
-    with chain_mesh(mesh):
-        shapes = jax.eval_shape(_start_program(spec, target, config, mesh), jax.random.key(0))
+    shapes = jax.eval_shape(_start_program(spec, target, config, mesh), jax.random.key(0))
     carry_like, warmup_like, warmup_posterior_like, _, keys_like = shapes
     run = _LongRun(
         spec,
@@ -491,13 +482,12 @@ def _draws_from(
 ) -> dict[str, Any]:
     """The draws saved in a checkpoint, as one chunk, shapes taken from the chunk program."""
     kept = -(-run.done // run.thin)
-    with chain_mesh(mesh):
-        out = jax.eval_shape(
-            _chunk_program(spec, target, config, mesh, 1),
-            carry_like,
-            jax.eval_shape(lambda: run.sample_keys),
-            jnp.asarray(0),
-        )
+    out = jax.eval_shape(
+        _chunk_program(spec, target, config, mesh, 1),
+        carry_like,
+        jax.eval_shape(lambda: run.sample_keys),
+        jnp.asarray(0),
+    )
     _, positions, stats, posterior, _ = out
     like = {"positions": positions, "stats": stats, "posterior": posterior}
     like = jax.tree.map(

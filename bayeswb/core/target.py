@@ -1,10 +1,10 @@
-"""Target: an unconstrained log density on R^dim with metadata and optional ground truth."""
+"""Target: an unconstrained log density on R^dim, optional ground truth and typed interfaces."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -25,6 +25,42 @@ class Reference:
     source: str
 
 
+class NumpyroModel(NamedTuple):
+    """The numpyro model a target was built from, as :meth:`Target.from_numpyro` called it.
+
+    ``unravel`` maps a flat unconstrained ``(dim,)`` vector to the model's named
+    unconstrained values.
+    """
+
+    model: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    unravel: Callable[[Array], dict[str, Array]]
+
+
+class MinibatchData(NamedTuple):
+    """What stochastic-gradient samplers need: the log density as a prior plus a sum over
+    i.i.d. data, ``log_density(x) = log_prior(x) + sum_i log_likelihood_per_datum(x, datum_i)``.
+
+    ``data`` is a pytree whose leaves share a leading datum axis of length ``num_data``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> batch = MinibatchData(jnp.ones(5), lambda x, y: -0.5 * (y - x[0]) ** 2,
+        ...                       lambda x: -0.5 * x @ x)
+        >>> batch.num_data
+        5
+    """
+
+    data: Any
+    log_likelihood_per_datum: Callable[[Array, Any], Array]
+    log_prior: Callable[[Array], Array]
+
+    @property
+    def num_data(self) -> int:
+        return int(jax.tree.leaves(self.data)[0].shape[0])
+
+
 def _uniform_init(dim: int) -> Callable[[Array], Array]:
     # numpyro's init_to_uniform: uniform on (-2, 2) in unconstrained space
     return lambda key: jax.random.uniform(key, (dim,), minval=-2.0, maxval=2.0)
@@ -42,7 +78,12 @@ class Target:
     unconstrained x to named constrained parameters (what ArviZ shows). Ground truth is
     optional: ``log_z`` (exact log normaliser of ``exp(log_density)``), ``sample_exact(key,
     n) -> (n, dim)`` exact draws of x, and ``reference`` (moments of the constrained
-    parameters). Targets compare and hash by identity, so a compiled run can be reused.
+    parameters), with ``truth_sources`` saying how each was obtained. Optional typed
+    interfaces that samplers may use: ``numpyro`` (the model it was built from, see
+    :class:`NumpyroModel`) and ``minibatch`` (per-datum log likelihood and data, see
+    :class:`MinibatchData`). ``metadata`` holds model-specific extras for the model's own
+    users (mixture means, a trained network); no sampler reads it. Targets compare and
+    hash by identity, so a compiled run can be reused.
 
     Example:
         >>> import jax.numpy as jnp
@@ -59,6 +100,9 @@ class Target:
     log_z: float | None = None
     sample_exact: Callable[[Array, int], Array] | None = None
     reference: Reference | None = None
+    truth_sources: dict[str, str] = dataclasses.field(default_factory=dict)
+    numpyro: NumpyroModel | None = None
+    minibatch: MinibatchData | None = None
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -82,7 +126,7 @@ class Target:
         """A target from a log density of one ``(dim,)`` vector (unnormalised is fine).
 
         Keyword arguments are the other fields (``init``, ``log_z``, ``sample_exact``,
-        ``reference``, ``constrain``, ``metadata``).
+        ``reference``, ``truth_sources``, ``constrain``, ``minibatch``, ``metadata``).
 
         Example:
             >>> t = Target.from_logdensity(lambda x: -0.5 * (x @ x), dim=3, log_z=2.7568)
@@ -99,9 +143,8 @@ class Target:
 
         Uses numpyro's ``initialize_model``: the potential energy on unconstrained space
         (with log-Jacobians) becomes ``log_density``; its postprocessing (constraining
-        transforms and deterministic sites) becomes ``constrain``. ``metadata`` keeps
-        ``model``, ``model_args``, ``model_kwargs`` and ``unravel`` (flat x -> named
-        unconstrained values).
+        transforms and deterministic sites) becomes ``constrain``. ``numpyro`` keeps the
+        model, its arguments and ``unravel`` (flat x -> named unconstrained values).
 
         Example:
             >>> import jax.numpy as jnp, numpyro, numpyro.distributions as dist
@@ -140,17 +183,12 @@ class Target:
             dim=dim,
             log_density=log_density,
             constrain=constrain,
-            metadata={
-                "model": model,
-                "model_args": args,
-                "model_kwargs": kwargs,
-                "unravel": unravel,
-            },
+            numpyro=NumpyroModel(model, args, kwargs, unravel),
         )
 
     def ground_truth(self) -> dict[str, str]:
         """What exact answers this target carries, each with where it came from."""
-        notes = self.metadata.get("ground_truth", {})
+        notes = self.truth_sources
         truth = {}
         if self.log_z is not None:
             truth["log_z"] = f"{self.log_z:.6g} ({notes.get('log_z', 'given')})"

@@ -3,46 +3,24 @@
 A :class:`ChainKernel` is a sampler's ``start`` (one chain's initialisation and warmup,
 returning a ``carry``: the kernel state plus the tuned parameters) and ``step`` (one
 transition). :func:`run_whole` runs ``start`` and a ``lax.scan`` of ``step`` in one compiled
-program; :mod:`bayeswb.long_runs` runs the same two pieces in chunks, with checkpoints.
+program; :mod:`bayeswb.execution.long_run` runs the same two pieces in chunks, with checkpoints.
 The key of draw ``t`` of a chain is ``fold_in(sample_key, t)`` in both, so a chunked run,
 a resumed run and a whole run make the same draws.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from bayeswb.draws import Draws, chain_draws
-from bayeswb.driver import run_chains
+from bayeswb.core.draws import Draws, chain_draws
+from bayeswb.core.sampler import ChainKernel, Trace
+from bayeswb.execution.driver import ChainLayout, run_chains
 
 Array = jax.Array
 Carry = Any
-Trace = tuple[Array, dict[str, Array]]
-
-
-class ChainKernel(NamedTuple):
-    """An MCMC sampler as pieces the chain driver can run whole or in chunks.
-
-    start(key, target, config) -> (carry, warmup_trace, start_grads): one chain's
-        initialisation and warmup; ``warmup_trace`` is ``(positions, stats)`` or None;
-        ``start_grads`` the gradient evaluations spent so far.
-    step(key, carry, target, config) -> (carry, (position, stats)): one transition.
-    grads(stats) -> gradient evaluations of each traced transition (same shape as a
-        stat), summed by the driver so the count is exact.
-    logdensity_evals(stats) -> log-density evaluations of each traced transition, for
-        samplers whose log-density count is not their gradient count (stochastic-gradient
-        ones evaluate the full-data log density only for each draw's ``lp``); then only
-        these are counted. None: the log-density count is the gradient count.
-    """
-
-    start: Callable[[Array, Any, Any], tuple[Carry, Trace | None, Array]]
-    step: Callable[[Array, Carry, Any, Any], tuple[Carry, Trace]]
-    grads: Callable[[dict[str, Array]], Array]
-    logdensity_evals: Callable[[dict[str, Array]], Array] | None = None
 
 
 def step_costs(kernel: ChainKernel, stats: dict[str, Array]) -> tuple[Array, Array]:
@@ -79,8 +57,11 @@ def scan_draws(
     return jax.lax.scan(one_draw, carry, first + jnp.arange(length))
 
 
-def run_whole(key: Array, target: Any, config: Any, kernel: ChainKernel) -> Draws:
-    """All chains, warmup and ``config.num_samples`` draws, as one program."""
+def run_whole(
+    key: Array, target: Any, config: Any, kernel: ChainKernel, layout: ChainLayout | None = None
+) -> Draws:
+    """All chains, warmup and ``config.num_samples`` draws, as one program (chains laid out
+    by ``layout``: see :func:`~bayeswb.execution.driver.run_chains`)."""
 
     def one_chain(chain_key: Array) -> tuple[Trace | None, Trace, Array]:
         carry, warmup_trace, start_grads, sample_key = start_chain(
@@ -89,7 +70,7 @@ def run_whole(key: Array, target: Any, config: Any, kernel: ChainKernel) -> Draw
         _, trace = scan_draws(kernel, carry, sample_key, 0, config.num_samples, target, config)
         return warmup_trace, trace, start_grads
 
-    warmup_trace, trace, start_grads = run_chains(key, config.num_chains, one_chain)
+    warmup_trace, trace, start_grads = run_chains(key, config.num_chains, one_chain, layout)
     grads, logdensity_evals = step_costs(kernel, trace[1])
     if kernel.logdensity_evals is None:
         logdensity_evals = logdensity_evals + jnp.sum(start_grads)

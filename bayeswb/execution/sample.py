@@ -11,13 +11,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from bayeswb import long_runs, models, run_batches, samplers
-from bayeswb.config import SamplerConfig
-from bayeswb.draws import Draws
-from bayeswb.driver import chain_mesh, make_chain_mesh, to_host
-from bayeswb.result import Result, build_idata, combine_log_z
-from bayeswb.samplers import SamplerSpec
-from bayeswb.target import Target
+from bayeswb.core.config import SamplerConfig
+from bayeswb.core.draws import Draws
+from bayeswb.core.registry import build_model
+from bayeswb.core.result import Result, build_idata, combine_log_z
+from bayeswb.core.sampler import SAMPLERS, SamplerSpec
+from bayeswb.core.target import Target
+from bayeswb.execution import long_run, run_batches
+from bayeswb.execution.driver import ChainLayout, make_chain_mesh, to_host
 
 Array = jax.Array
 
@@ -34,10 +35,16 @@ def as_key(seed: int | Array) -> Array:
     raise ValueError(f"seed must be an int or a jax.random.key, got {seed!r}")
 
 
-def constrained_run(key: Array, spec: SamplerSpec, target: Target, config: SamplerConfig) -> Any:
+def constrained_run(
+    key: Array,
+    spec: SamplerSpec,
+    target: Target,
+    config: SamplerConfig,
+    layout: ChainLayout | None = None,
+) -> Any:
     """The run as one function of the key: the sampler's Draws, then the draws (and warmup
     draws) constrained, each a dict of (chain, draw, ...) arrays."""
-    draws = spec.run(key, target, config)
+    draws = spec.run(key, target, config, layout if spec.independent_runs else None)
     constrain_all = jax.vmap(jax.vmap(target.constrain))
     posterior = constrain_all(draws.positions)
     warmup_posterior = (
@@ -57,9 +64,11 @@ def _compiled(
 ) -> Any:
     # keyed on (sampler, target identity, config, mesh, precision): a repeated run does
     # not recompile
-    program = functools.partial(constrained_run, spec=spec, target=target, config=config)
-    with chain_mesh(mesh):
-        return jax.jit(program).lower(key_type).compile()
+    layout = ChainLayout(mesh=mesh)
+    program = functools.partial(
+        constrained_run, spec=spec, target=target, config=config, layout=layout
+    )
+    return jax.jit(program).lower(key_type).compile()
 
 
 def sample(
@@ -92,9 +101,10 @@ def sample(
             sharded over ``gcd(num_chains, len(devices))`` of them; the draws are the
             same as on one device, and every process receives all of them.
         chunk_size: run in compiled chunks of this many draws per chain (MCMC samplers
-            with a :class:`~bayeswb.chunks.ChainKernel`, see :mod:`bayeswb.long_runs`) or
+            with a :class:`~bayeswb.core.sampler.ChainKernel`, see
+            :mod:`bayeswb.execution.long_run`) or
             of this many independent runs (particle, importance and VI samplers, see
-            :mod:`bayeswb.run_batches`); the draws are those of a whole run. Device
+            :mod:`bayeswb.execution.run_batches`); the draws are those of a whole run. Device
             memory is then bounded by a chunk, Ctrl-C returns the draws so far
             (``Result.partial``), and a progress bar shows at a terminal.
         checkpoint: file to save the run to after every chunk (atomically);
@@ -121,10 +131,10 @@ def sample(
         ['compile_s', 'n_grad_evals', 'n_logdensity_evals', 'sample_s']
     """
     if isinstance(target, str):
-        target = models.get(target)
+        target = build_model(target)
     if not isinstance(target, Target):
         raise ValueError(f"target must be a bayeswb.Target or a model name, got {target!r}")
-    spec = samplers.get(sampler)
+    spec = SAMPLERS.get(sampler)
     settings = {"num_chains": num_chains, "num_samples": num_samples, **options}
     if num_warmup is not None:
         settings["num_warmup"] = num_warmup
@@ -139,8 +149,13 @@ def sample(
         if bool(x64) not in checked:
             target.check(jax.random.fold_in(key, 0))
             checked.add(bool(x64))
-        long_run = chunk_size is not None or checkpoint is not None or thin != 1 or stream
-        if long_run and spec.kernel is None:
+        in_pieces = chunk_size is not None or checkpoint is not None or thin != 1 or stream
+        if in_pieces and spec.kernel is None:
+            if not spec.independent_runs:
+                raise ValueError(
+                    f"sampler {spec.name!r} cannot run in chunks (chunk_size/checkpoint): its "
+                    "chains are not independent runs"
+                )
             if thin != 1 or stream:
                 raise ValueError(
                     f"thin and stream apply to MCMC draws; {spec.name!r} makes independent "
@@ -149,8 +164,8 @@ def sample(
             return run_batches.sample_in_batches(
                 spec, target, config, key, devices, chunk_size, checkpoint, progress
             )
-        if long_run:
-            return long_runs.sample_in_chunks(
+        if in_pieces:
+            return long_run.sample_in_chunks(
                 spec, target, config, key, devices, chunk_size, checkpoint, progress, thin, stream
             )
         return _sample_whole(spec, target, config, key, devices, bool(x64))

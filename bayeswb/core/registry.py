@@ -1,10 +1,11 @@
-"""A name -> entry registry with helpful errors, shared by models and samplers."""
+"""A name -> entry registry with helpful errors; the model registry (samplers: sampler.py)."""
 
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Entry = TypeVar("Entry")
 
@@ -49,3 +50,26 @@ class Registry(Generic[Entry]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+# model name -> factory ``f(**params) -> Target``; filled by bayeswb.models on import
+MODELS: Registry[Any] = Registry("model")
+
+
+def model_parameters(name: str) -> dict[str, Any]:
+    """The parameters model ``name`` takes, with their defaults."""
+    factory = MODELS.get(name)
+    return {p.name: p.default for p in inspect.signature(factory).parameters.values()}
+
+
+def build_model(name: str, **params: Any) -> Any:
+    """The target of model ``name`` with keyword ``params`` (see ``bayeswb.models.get``)."""
+    factory = MODELS.get(name)
+    accepted = list(model_parameters(name))
+    for param in params:
+        if param not in accepted:
+            raise ValueError(
+                f"unknown parameter {param!r} for model {name!r} "
+                f"(accepted: {', '.join(accepted) or 'none'})"
+            )
+    return factory(**params)

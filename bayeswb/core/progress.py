@@ -1,0 +1,61 @@
+"""Progress bars: one for a long run's chunks (host side), one fed from compiled loops.
+
+Both are tqdm bars that show only where a person is watching (stderr a terminal, or a
+notebook), never in a CI log.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any
+
+import jax
+
+Array = jax.Array
+
+
+def progress_bar(show: bool | None, total: int, initial: int, unit: str) -> Any:
+    """A tqdm bar (notebook-aware) counting ``unit``s; ``show=None``: only at a terminal."""
+    from tqdm.auto import tqdm
+
+    if show is None:
+        # a bar for people at a terminal or notebook; nothing in a CI log
+        show = sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, unit=unit, disable=not show, leave=False)
+
+
+_BARS: dict[str, Any] = {}
+
+
+def _progress_host(label: str, total: int, first: int, done: Any, loss: Any) -> None:
+    # one bar per training run; vmapped runs report one after another at each chunk, so
+    # a bar opens at the first chunk, follows the furthest step and closes at the end
+    from tqdm import tqdm
+
+    done, bar = int(done), _BARS.get(label)
+    if bar is None:
+        if done > first:
+            return
+        bar = _BARS[label] = tqdm(
+            total=total, desc=label, disable=not sys.stderr.isatty(), leave=False
+        )
+    bar.update(max(0, done - bar.n))
+    bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
+    if done >= total:
+        bar.close()
+        del _BARS[label]
+
+
+def report_progress(label: str, step: Array, num_steps: int, loss: Array) -> None:
+    """Inside a compiled loop over ``num_steps`` steps (``step`` counts from 0): every
+    ~2% of the steps, hand ``loss`` to a host-side tqdm bar named ``label`` through
+    ``jax.debug.callback``. The bar is silent when stderr is not a terminal; runs with
+    fewer than 2 reports show none. Works under vmap (the batch reports in turn)."""
+    every = max(1, num_steps // 50)
+    if num_steps < 2 * every:
+        return
+    host = functools.partial(_progress_host, label, num_steps, every)
+    done = step + 1
+    report = (done % every == 0) | (done == num_steps)
+    jax.lax.cond(report, lambda: jax.debug.callback(host, done, loss), lambda: None)

@@ -1,0 +1,98 @@
+"""What a sampler is, for every layer: its registry entry and, for MCMC, its kernel.
+
+A sampler is a config dataclass (:class:`~bayeswb.core.config.SamplerConfig`) and a pure
+``run(key, target, config, layout=None) -> Draws``. ``layout`` says where the call's
+chains sit (:class:`~bayeswb.execution.driver.ChainLayout`: a mesh to shard them over, a
+batch of a larger run); a sampler hands it unchanged to the driver. An MCMC sampler also
+gives its :class:`ChainKernel`, so that the execution layer can run it in chunks.
+
+Example:
+    >>> from bayeswb.core.sampler import SAMPLERS
+    >>> SAMPLERS.kind
+    'sampler'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+from bayeswb.core.config import SamplerConfig, make_config
+from bayeswb.core.draws import Draws
+from bayeswb.core.registry import Registry
+
+Array = jax.Array
+Carry = Any
+Trace = tuple[Array, dict[str, Array]]
+RunFn = Callable[..., Draws]
+
+
+class ChainKernel(NamedTuple):
+    """An MCMC sampler as pieces the chain driver can run whole or in chunks.
+
+    start(key, target, config) -> (carry, warmup_trace, start_grads): one chain's
+        initialisation and warmup; ``warmup_trace`` is ``(positions, stats)`` or None;
+        ``start_grads`` the gradient evaluations spent so far.
+    step(key, carry, target, config) -> (carry, (position, stats)): one transition.
+    grads(stats) -> gradient evaluations of each traced transition (same shape as a
+        stat), summed by the driver so the count is exact.
+    logdensity_evals(stats) -> log-density evaluations of each traced transition, for
+        samplers whose log-density count is not their gradient count (stochastic-gradient
+        ones evaluate the full-data log density only for each draw's ``lp``); then only
+        these are counted. None: the log-density count is the gradient count.
+    """
+
+    start: Callable[[Array, Any, Any], tuple[Carry, Trace | None, Array]]
+    step: Callable[[Array, Carry, Any, Any], tuple[Carry, Trace]]
+    grads: Callable[[dict[str, Array]], Array]
+    logdensity_evals: Callable[[dict[str, Array]], Array] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSpec:
+    """A registered sampler: its name, config class and pure ``run`` function.
+
+    ``kernel``: the MCMC kernel in pieces (these samplers run in chunks of draws).
+    ``independent_runs``: the ``num_chains`` chains or runs are independent and go through
+    the driver's ``run_chains`` with the ``layout`` they are given, so they can be sharded
+    over devices and run in batches of runs. False for samplers whose chains share state
+    (flow_mcmc trains one flow on all of them).
+    """
+
+    name: str
+    config_cls: type[SamplerConfig]
+    run: RunFn
+    family: str
+    kernel: ChainKernel | None = None
+    independent_runs: bool = True
+
+    def make_config(self, **options: Any) -> SamplerConfig:
+        """Validated config; unknown options and bad values are ValueErrors naming them."""
+        return make_config(self.config_cls, options)
+
+
+SAMPLERS: Registry[SamplerSpec] = Registry("sampler")
+
+
+def register_sampler(
+    name: str,
+    config_cls: type[SamplerConfig],
+    family: str,
+    kernel: ChainKernel | None = None,
+    independent_runs: bool = True,
+) -> Callable[[RunFn], RunFn]:
+    """Decorator registering ``run(key, target, config, layout=None) -> Draws`` as ``name``.
+
+    An MCMC sampler that also gives its :class:`ChainKernel` (and whose ``run`` is
+    :func:`bayeswb.execution.kernel.run_whole` of it) can run in chunks, with checkpoints
+    (``bw.sample(..., chunk_size=...)``).
+    """
+
+    def decorate(run: RunFn) -> RunFn:
+        SAMPLERS.add(name, SamplerSpec(name, config_cls, run, family, kernel, independent_runs))
+        return run
+
+    return decorate
