@@ -13,8 +13,7 @@ from bayeswb import models, samplers  # isort: skip
 from bayeswb.core.diagnostics import score, summary
 from bayeswb.core.draws import Draws
 from bayeswb.core.result import Result, load
-from bayeswb.execution.long_run import resume
-from bayeswb.execution.sample import sample
+from bayeswb.execution.sample import resume, sample
 
 __version__ = "0.1.0"
 

@@ -55,8 +55,9 @@ def _cost_per_sample(
 
 
 def _min_ess(result: Result) -> float:
-    if result.is_weighted:
-        return weights_ess(result.log_weights)
+    log_weights = result.log_weights
+    if log_weights is not None:
+        return weights_ess(log_weights)
     ess = az.ess(result.idata.posterior, method="bulk")
     return float(ess.to_array().min())
 

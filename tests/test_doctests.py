@@ -10,13 +10,13 @@ import bayeswb
 
 
 def _modules():
+    # every module and subpackage, however deep (bayeswb.samplers and bayeswb.models are
+    # installed from their own folders, so they are walked from their own paths)
     names = []
     for package in (bayeswb, bayeswb.samplers, bayeswb.models):
         names.append(package.__name__)
-        for module in pkgutil.iter_modules(package.__path__):
-            full = f"{package.__name__}.{module.name}"
-            if full not in ("bayeswb.samplers", "bayeswb.models"):
-                names.append(full)
+        for module in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+            names.append(module.name)
     return sorted(set(names))
 
 

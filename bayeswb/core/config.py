@@ -14,6 +14,8 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 Check = Callable[[Any], str | None]
 
 
@@ -97,3 +99,69 @@ def make_config(config_cls: type[SamplerConfig], options: dict[str, Any]) -> Sam
                 f"(known: {', '.join(known)})"
             )
     return config_cls(**options)
+
+
+# --------------------------------------------------------------------------- saving
+
+
+class UnsavableOption(ValueError):
+    """A config value that cannot be written to a checkpoint (a function, a Move object)."""
+
+
+_TAGS = ("tuple", "list", "dict", "array")
+
+
+def _encode(name: str, value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, numbers.Number) and hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, tuple | list):
+        return {type(value).__name__: [_encode(name, item) for item in value]}
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {"dict": {key: _encode(name, item) for key, item in value.items()}}
+    if hasattr(value, "__array__") and hasattr(value, "dtype"):
+        array = np.asarray(value)
+        return {"array": array.tolist(), "dtype": str(array.dtype)}
+    raise UnsavableOption(
+        f"option {name}={value!r} cannot be written to a checkpoint (only numbers, strings, "
+        "tuples, lists, dicts and arrays can); give it by name, or run without checkpoint="
+    )
+
+
+def _decode(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    tag = next(iter(value), None)
+    if tag == "tuple":
+        return tuple(_decode(item) for item in value["tuple"])
+    if tag == "list":
+        return [_decode(item) for item in value["list"]]
+    if tag == "dict":
+        return {key: _decode(item) for key, item in value["dict"].items()}
+    if tag == "array":
+        return np.asarray(value["array"], dtype=value["dtype"])
+    raise ValueError(f"not a saved config value: {value!r} (tags: {', '.join(_TAGS)})")
+
+
+def config_to_json(config: SamplerConfig) -> dict[str, Any]:
+    """The config as JSON-ready values that :func:`config_from_json` turns back into an
+    equal config (tuples stay tuples, arrays keep their dtype). A value that cannot be
+    saved (a function, a Move object) is an :class:`UnsavableOption` naming the option.
+
+    Example:
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Demo(SamplerConfig):
+        ...     scales: tuple = option((1.0, 2.0))
+        >>> saved = config_to_json(Demo(num_chains=2))
+        >>> saved["scales"]
+        {'tuple': [1.0, 2.0]}
+        >>> config_from_json(Demo, saved) == Demo(num_chains=2)
+        True
+    """
+    return {f.name: _encode(f.name, getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def config_from_json(config_cls: type[SamplerConfig], saved: dict[str, Any]) -> SamplerConfig:
+    """The config written by :func:`config_to_json`, checked like any other."""
+    return make_config(config_cls, {name: _decode(value) for name, value in saved.items()})

@@ -47,8 +47,9 @@ def pareto_k(result: Result) -> float | None:
 def _moments(result: Result, name: str) -> dict[str, np.ndarray]:
     """Mean, sd and their Monte Carlo standard errors of one posterior variable."""
     values = result.idata.posterior[name]
-    if result.is_weighted:
-        w = normalised_weights(result.log_weights)
+    log_weights = result.log_weights
+    if log_weights is not None:
+        w = normalised_weights(log_weights)
         flat = values.values.reshape(w.size, -1).astype(np.float64)
         mean = w @ flat
         sd = np.sqrt(w @ (flat - mean) ** 2)
@@ -72,13 +73,14 @@ def _moments(result: Result, name: str) -> dict[str, np.ndarray]:
 
 def _equal_weight_positions(result: Result, n: int, key: jax.Array) -> np.ndarray:
     positions = result.positions.reshape(-1, result.positions.shape[-1])
-    if result.is_weighted:
-        w = normalised_weights(result.log_weights)
+    log_weights = result.log_weights
+    if log_weights is not None:
+        w = normalised_weights(log_weights)
         index = jax.random.choice(key, w.size, (n,), p=jnp.asarray(w))
         return positions[np.asarray(index)]
     # evenly spaced thinning keeps every chain represented
-    index = np.linspace(0, positions.shape[0] - 1, n).round().astype(int)
-    return positions[index]
+    evenly = np.linspace(0, positions.shape[0] - 1, n).round().astype(int)
+    return positions[evenly]
 
 
 def sliced_wasserstein(
@@ -177,9 +179,10 @@ def summary(result: Result, **kwargs) -> pd.DataFrame:
         >>> "ess_bulk" in df.columns, "n_grad_evals" in df.attrs
         (True, True)
     """
-    if result.is_weighted:
+    log_weights = result.log_weights
+    if log_weights is not None:
         rows = {}
-        ess = weights_ess(result.log_weights)
+        ess = weights_ess(log_weights)
         for name in result.idata.posterior.data_vars:
             m = _moments(result, name)
             for index in np.ndindex(np.shape(m["mean"])):

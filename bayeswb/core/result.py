@@ -17,7 +17,10 @@ import numpy as np
 import xarray as xr
 from scipy.special import logsumexp
 
-_META = "bayeswb"
+from bayeswb.core.draws import Draws
+
+# the posterior group attribute that holds a saved run's metadata (JSON)
+RESULT_ATTRIBUTE = "bayeswb"
 
 
 def combine_log_z(per_run: np.ndarray | None) -> tuple[float | None, float | None]:
@@ -153,7 +156,7 @@ class Result:
 
     def save(self, path: str) -> str:
         """Write the run to a NetCDF file; :func:`load` reads it back whole."""
-        self.idata.posterior.attrs[_META] = json.dumps(self._metadata(), default=_jsonable)
+        self.idata.posterior.attrs[RESULT_ATTRIBUTE] = metadata_json(self._metadata())
         return self.idata.to_netcdf(str(path))
 
     @classmethod
@@ -163,10 +166,47 @@ class Result:
             idata = az.from_netcdf(str(path))
         except (OSError, ValueError, KeyError) as error:
             raise ValueError(f"{path} is not a readable bayeswb result ({error})") from None
-        if "posterior" not in idata.groups() or _META not in idata.posterior.attrs:
-            raise ValueError(f"{path} was not written by bayeswb (no {_META!r} metadata)")
-        meta = json.loads(idata.posterior.attrs[_META])
+        if "posterior" not in idata.groups() or RESULT_ATTRIBUTE not in idata.posterior.attrs:
+            raise ValueError(
+                f"{path} was not written by bayeswb (no {RESULT_ATTRIBUTE!r} metadata)"
+            )
+        meta = json.loads(idata.posterior.attrs[RESULT_ATTRIBUTE])
         return cls(idata=idata, **meta)
+
+    @classmethod
+    def from_draws(
+        cls,
+        draws: Draws,
+        posterior: dict[str, Any],
+        warmup_posterior: dict[str, Any] | None,
+        *,
+        sampler: str,
+        target: str,
+        config: dict[str, Any],
+        timings: dict[str, float],
+        partial: bool = False,
+    ) -> Result:
+        """A Result from a run's host :class:`~bayeswb.core.draws.Draws` and its constrained
+        draws (dicts of (chain, draw, ...) arrays); ``timings`` are ``compile_s`` and
+        ``sample_s``; log Z is pooled over runs (:func:`combine_log_z`)."""
+        log_z_per_run = None if draws.log_z is None else np.asarray(draws.log_z)
+        log_z, log_z_se = combine_log_z(log_z_per_run)
+        idata = build_idata(
+            posterior=posterior,
+            positions=draws.positions,
+            stats=draws.stats,
+            log_weights=draws.log_weights,
+            log_z_per_run=log_z_per_run,
+            warmup_posterior=warmup_posterior,
+            warmup_stats=draws.warmup_stats,
+            path_stats=draws.path_stats,
+        )
+        cost = {
+            "n_grad_evals": int(draws.n_grad_evals),
+            "n_logdensity_evals": int(draws.n_logdensity_evals),
+            **timings,
+        }
+        return cls(idata, sampler, target, config, cost, log_z, log_z_se, partial)
 
     def __repr__(self) -> str:
         chains, draws, dim = self.positions.shape
@@ -197,6 +237,12 @@ def run_metadata(
         "log_z_se": log_z_se,
         "partial": partial,
     }
+
+
+def metadata_json(meta: dict[str, Any]) -> str:
+    """``meta`` as the JSON text stored in the ``RESULT_ATTRIBUTE`` attribute (numpy values
+    as lists, anything else JSON cannot hold as its repr)."""
+    return json.dumps(meta, default=_jsonable)
 
 
 def _jsonable(value: Any) -> Any:

@@ -66,6 +66,11 @@ def _uniform_init(dim: int) -> Callable[[Array], Array]:
     return lambda key: jax.random.uniform(key, (dim,), minval=-2.0, maxval=2.0)
 
 
+def _default_init(key: Array) -> Array:
+    # stands for "numpyro's uniform init in this target's dim", set in __post_init__
+    raise NotImplementedError
+
+
 def _identity_constrain(x: Array) -> dict[str, Array]:
     return {"x": x}
 
@@ -96,7 +101,7 @@ class Target:
     dim: int
     log_density: Callable[[Array], Array]
     constrain: Callable[[Array], dict[str, Array]] = _identity_constrain
-    init: Callable[[Array], Array] | None = None
+    init: Callable[[Array], Array] = _default_init
     log_z: float | None = None
     sample_exact: Callable[[Array, int], Array] | None = None
     reference: Reference | None = None
@@ -108,7 +113,7 @@ class Target:
     def __post_init__(self) -> None:
         if not isinstance(self.dim, int) or isinstance(self.dim, bool) or self.dim < 1:
             raise ValueError(f"dim must be a positive integer, got {self.dim!r}")
-        if self.init is None:
+        if self.init is None or self.init is _default_init:
             object.__setattr__(self, "init", _uniform_init(self.dim))
 
     def __repr__(self) -> str:
@@ -156,7 +161,7 @@ class Target:
         """
         from numpyro.infer.util import initialize_model
 
-        model_name = name or getattr(model, "__name__", "numpyro_model")
+        model_name = name or str(getattr(model, "__name__", "numpyro_model"))
         try:
             info = initialize_model(
                 jax.random.key(0), model, model_args=args, model_kwargs=kwargs, dynamic_args=False

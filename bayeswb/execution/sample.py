@@ -1,9 +1,8 @@
-"""``bw.sample``: run any registered sampler on any target, into a :class:`Result`."""
+"""``bw.sample`` and ``bw.resume``: run any registered sampler on any target, whole or in
+pieces, into a :class:`Result`."""
 
 from __future__ import annotations
 
-import functools
-import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -11,14 +10,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from bayeswb.core.config import SamplerConfig
-from bayeswb.core.draws import Draws
-from bayeswb.core.registry import build_model
-from bayeswb.core.result import Result, build_idata, combine_log_z
-from bayeswb.core.sampler import SAMPLERS, SamplerSpec
+from bayeswb.core.config import config_from_json
+from bayeswb.core.registry import MODELS, build_model
+from bayeswb.core.result import Result
+from bayeswb.core.sampler import SAMPLERS
 from bayeswb.core.target import Target
-from bayeswb.execution import long_run, run_batches
-from bayeswb.execution.driver import ChainLayout, make_chain_mesh, to_host
+from bayeswb.execution.checkpoint import read_checkpoint
+from bayeswb.execution.draw_chunks import DrawChunks
+from bayeswb.execution.long_run import check_savable, run_pieces
+from bayeswb.execution.run_batches import RunBatches
+from bayeswb.execution.whole import sample_whole
 
 Array = jax.Array
 
@@ -33,42 +34,6 @@ def as_key(seed: int | Array) -> Array:
         if seed.dtype == np.uint32 and seed.shape == (2,):
             return jax.random.wrap_key_data(seed)
     raise ValueError(f"seed must be an int or a jax.random.key, got {seed!r}")
-
-
-def constrained_run(
-    key: Array,
-    spec: SamplerSpec,
-    target: Target,
-    config: SamplerConfig,
-    layout: ChainLayout | None = None,
-) -> Any:
-    """The run as one function of the key: the sampler's Draws, then the draws (and warmup
-    draws) constrained, each a dict of (chain, draw, ...) arrays."""
-    draws = spec.run(key, target, config, layout if spec.independent_runs else None)
-    constrain_all = jax.vmap(jax.vmap(target.constrain))
-    posterior = constrain_all(draws.positions)
-    warmup_posterior = (
-        constrain_all(draws.warmup_positions) if draws.warmup_positions is not None else None
-    )
-    return draws, posterior, warmup_posterior
-
-
-@functools.lru_cache(maxsize=16)
-def _compiled(
-    spec: SamplerSpec,
-    target: Target,
-    config: SamplerConfig,
-    key_type: Any,
-    mesh: Any,
-    x64: bool,
-) -> Any:
-    # keyed on (sampler, target identity, config, mesh, precision): a repeated run does
-    # not recompile
-    layout = ChainLayout(mesh=mesh)
-    program = functools.partial(
-        constrained_run, spec=spec, target=target, config=config, layout=layout
-    )
-    return jax.jit(program).lower(key_type).compile()
 
 
 def sample(
@@ -161,76 +126,60 @@ def sample(
                     f"thin and stream apply to MCMC draws; {spec.name!r} makes independent "
                     "runs, which run in batches of chunk_size"
                 )
-            return run_batches.sample_in_batches(
-                spec, target, config, key, devices, chunk_size, checkpoint, progress
-            )
+            if checkpoint is not None:
+                check_savable(config)
+            size = config.num_chains if chunk_size is None else chunk_size
+            run = RunBatches.start(spec, target, config, key, devices, size, checkpoint)
+            return run_pieces(run, progress)
         if in_pieces:
-            return long_run.sample_in_chunks(
-                spec, target, config, key, devices, chunk_size, checkpoint, progress, thin, stream
+            if checkpoint is not None:
+                check_savable(config)
+            size = config.num_samples if chunk_size is None else chunk_size
+            run = DrawChunks.start(
+                spec, target, config, key, devices, size, thin, checkpoint, stream
             )
-        return _sample_whole(spec, target, config, key, devices, bool(x64))
+            return run_pieces(run, progress)
+        return sample_whole(spec, target, config, key, devices, bool(x64))
 
 
 # the precisions (x64 or not) each target's initial point was checked in
 _checked: weakref.WeakKeyDictionary[Target, set[bool]] = weakref.WeakKeyDictionary()
 
 
-def _sample_whole(
-    spec: SamplerSpec,
-    target: Target,
-    config: SamplerConfig,
-    key: Array,
-    devices: Sequence[jax.Device] | None,
-    x64: bool,
+def resume(
+    path: str,
+    target: Target | None = None,
+    devices: Any = None,
+    progress: bool | None = None,
 ) -> Result:
-    start = time.perf_counter()
-    hits = _compiled.cache_info().hits
-    mesh = make_chain_mesh(config.num_chains, devices)
-    key_type = jax.ShapeDtypeStruct(key.shape, key.dtype)
-    compiled = _compiled(spec, target, config, key_type, mesh, x64)
-    compile_s = 0.0 if _compiled.cache_info().hits > hits else time.perf_counter() - start
+    """Continue the run saved in checkpoint ``path`` and return its :class:`Result`.
 
-    start = time.perf_counter()
-    draws, posterior, warmup_posterior = to_host(compiled(key))
-    sample_s = time.perf_counter() - start
-    cost = {"compile_s": compile_s, "sample_s": sample_s}
-    return make_result(spec, target, config, draws, posterior, warmup_posterior, cost)
+    ``target`` is needed unless the run's target is a registered model with default
+    parameters; it must have the checkpoint's name and dimension. The resumed run keeps
+    checkpointing to ``path`` and gives the draws an uninterrupted run would have.
 
-
-def make_result(
-    spec: SamplerSpec,
-    target: Target,
-    config: SamplerConfig,
-    draws: Draws,
-    posterior: dict[str, Any],
-    warmup_posterior: dict[str, Any] | None,
-    cost: dict[str, float],
-    partial: bool = False,
-) -> Result:
-    """A :class:`Result` from a run's :class:`Draws` and constrained draws."""
-    log_z_per_run = None if draws.log_z is None else np.asarray(draws.log_z)
-    log_z, log_z_se = combine_log_z(log_z_per_run)
-    idata = build_idata(
-        posterior=posterior,
-        positions=draws.positions,
-        stats=draws.stats,
-        log_weights=draws.log_weights,
-        log_z_per_run=log_z_per_run,
-        warmup_posterior=warmup_posterior,
-        warmup_stats=draws.warmup_stats,
-        path_stats=draws.path_stats,
-    )
-    return Result(
-        idata=idata,
-        sampler=spec.name,
-        target=target.name,
-        config=config.to_dict(),
-        cost={
-            "n_grad_evals": int(draws.n_grad_evals),
-            "n_logdensity_evals": int(draws.n_logdensity_evals),
-            **cost,
-        },
-        log_z=log_z,
-        log_z_se=log_z_se,
-        partial=partial,
-    )
+    Example:
+        >>> import bayeswb as bw, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "run.ckpt")
+        >>> r = bw.sample("gaussian", "nuts", num_chains=2, num_samples=40, num_warmup=50,
+        ...               chunk_size=20, checkpoint=path)
+        >>> bw.resume(path).positions.shape  # complete already: nothing left to draw
+        (2, 40, 10)
+    """
+    meta, arrays = read_checkpoint(path)
+    spec = SAMPLERS.get(meta["sampler"])
+    if target is None:
+        if meta["target"] not in MODELS:
+            raise ValueError(f"pass target=: {meta['target']!r} is not a registered model")
+        target = build_model(meta["target"])
+    if (target.name, target.dim) != (meta["target"], meta["dim"]):
+        raise ValueError(
+            f"checkpoint is of target {meta['target']!r} (dim {meta['dim']}), "
+            f"not {target.name!r} (dim {target.dim}); pass the run's target as target="
+        )
+    config = config_from_json(spec.config_cls, meta["config"])
+    strategies: dict[str, Any] = {"draws": DrawChunks, "runs": RunBatches}
+    if meta.get("kind") not in strategies:
+        raise ValueError(f"{path}: unknown checkpoint kind {meta.get('kind')!r}")
+    run = strategies[meta["kind"]].restore(meta, arrays, spec, target, config, path, devices)
+    return run_pieces(run, progress)

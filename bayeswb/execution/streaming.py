@@ -8,11 +8,12 @@ and the returned :class:`~bayeswb.core.result.Result` reads the file lazily (Arv
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import h5netcdf
 import numpy as np
+
+from bayeswb.core.result import RESULT_ATTRIBUTE, metadata_json
 
 # the InferenceData groups of a run and the part of a chunk each one holds
 GROUPS = {
@@ -113,7 +114,5 @@ class DrawStream:
 
     def finish(self, metadata: dict[str, Any]) -> None:
         """Store the run's metadata where :meth:`Result.load` looks for it."""
-        from bayeswb.core.result import _META, _jsonable
-
         with h5netcdf.File(self.path, "a") as file:
-            file["posterior"].attrs[_META] = json.dumps(metadata, default=_jsonable)
+            file["posterior"].attrs[RESULT_ATTRIBUTE] = metadata_json(metadata)

@@ -93,7 +93,7 @@ def test_ctrl_c_returns_the_draws_so_far_marked_partial(chunked, tmp_path, monke
 
 
 def test_sigint_lets_the_chunk_in_flight_finish(chunked, monkeypatch):
-    compute = long_runs._LongRun.add
+    compute = long_runs.LongRun.add
     chunks = []
 
     def add_then_sigint(run, draws):
@@ -102,7 +102,7 @@ def test_sigint_lets_the_chunk_in_flight_finish(chunked, monkeypatch):
         if len(chunks) == 2:  # Ctrl-C while the second chunk is being stored
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(long_runs._LongRun, "add", add_then_sigint)
+    monkeypatch.setattr(long_runs.LongRun, "add", add_then_sigint)
     partial = bw.sample(TARGET, "nuts", chunk_size=25, **RUN)
     assert partial.partial and partial.cost["n_grad_evals"] < chunked.cost["n_grad_evals"]
     np.testing.assert_array_equal(partial.positions, chunked.positions[:, :50])

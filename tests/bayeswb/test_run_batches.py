@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import bayeswb as bw
-from bayeswb.execution import run_batches
+from bayeswb.execution import long_run
 
 TARGET = bw.models.get("gaussian", dim=3)
 RUN = {"seed": 2, "num_chains": 5, "num_samples": 64}
@@ -50,18 +50,18 @@ def test_batches_of_runs_make_the_whole_runs_draws(sampler, target, options):
 def test_interrupted_batched_run_resumes_to_the_whole_runs_draws(tmp_path, monkeypatch):
     path = str(tmp_path / "smc.ckpt")
     whole = bw.sample(TARGET, "smc", **RUN)
-    save = run_batches.save_batches
+    save = long_run.save_checkpoint
 
     def save_then_interrupt(run):
         save(run)
         if run.done == 4:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(run_batches, "save_batches", save_then_interrupt)
+    monkeypatch.setattr(long_run, "save_checkpoint", save_then_interrupt)
     partial = bw.sample(TARGET, "smc", chunk_size=2, checkpoint=path, **RUN)
     assert partial.partial and partial.positions.shape == (4, 64, 3)
     np.testing.assert_allclose(partial.positions, whole.positions[:4], rtol=1e-6, atol=1e-6)
-    monkeypatch.setattr(run_batches, "save_batches", save)
+    monkeypatch.setattr(long_run, "save_checkpoint", save)
     resumed = bw.resume(path, target=TARGET)
     assert not resumed.partial
     assert_same_run(resumed, whole)
@@ -69,13 +69,13 @@ def test_interrupted_batched_run_resumes_to_the_whole_runs_draws(tmp_path, monke
 
 def test_sigint_lets_the_batch_in_flight_finish(monkeypatch):
     whole = bw.sample(TARGET, "smc", **RUN)
-    add = run_batches._BatchedRun.add
+    add = long_run.LongRun.add
 
     def add_then_sigint(run, batch):
         add(run, batch)
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the first batch is stored
 
-    monkeypatch.setattr(run_batches._BatchedRun, "add", add_then_sigint)
+    monkeypatch.setattr(long_run.LongRun, "add", add_then_sigint)
     partial = bw.sample(TARGET, "smc", chunk_size=2, **RUN)
     assert partial.partial and partial.positions.shape == (2, 64, 3)
     np.testing.assert_allclose(partial.positions, whole.positions[:2], rtol=1e-6, atol=1e-6)
