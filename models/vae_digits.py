@@ -37,7 +37,7 @@ binarized deterministically as ``pixel > 8 -> 1`` and split with a fixed seed
 
 The registry entry (one stochastic layer) is the posterior over z of one test image under
 a decoder trained for ``train_steps`` ELBO steps (Adam, fixed seed,
-:func:`bayeswb.samplers.iwae.train`): a ``latent_dim``-dimensional target with log density
+:func:`bayeswb.models.iwae.train`): a ``latent_dim``-dimensional target with log density
 ``log p(x, z)``; its ``log_z`` is ``log p(x)`` estimated by importance sampling (not exact:
 see ``describe()``). ``metadata["model"]`` is the :class:`VAEDigits` object (data splits,
 parameter init, ``log_joint``, ``test_log_likelihood``) and ``metadata["params"]`` the
@@ -72,6 +72,7 @@ import numpy as np
 from bayeswb.core.target import Target
 from bayeswb.core.weights import log_mean_exp
 from bayeswb.models import register
+from bayeswb.models.iwae import Objective, train
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -262,8 +263,6 @@ def _log_marginal(
 @functools.cache
 def _trained(latent_dim: int, hidden: int, train_steps: int, seed: int) -> tuple:
     # one training per setting and process: the registry builds this target often
-    from bayeswb.samplers.iwae import Objective, train
-
     model = VAEDigits(latent_dim=latent_dim, hidden=hidden)
     params = model.init_params(jax.random.key(seed))
     if train_steps > 0:

@@ -10,7 +10,7 @@ units (paper: 50) behind tanh MLPs with two hidden layers of 64 units (paper: 20
 stochastic layers x -> h1 (8 units) -> h2 (4 units) (paper: 100 and 50), with two hidden
 layers of 64 units between x and h1 and of 32 units between h1 and h2 (paper: 100 and
 50). Every run of one architecture starts from the same initial parameters and trains for
-the same number of Adam steps (:func:`bayeswb.samplers.iwae.train`); "VAE k" averages the
+the same number of Adam steps (:func:`bayeswb.models.iwae.train`); "VAE k" averages the
 ELBO over k draws, "IWAE k" is the k-sample bound; at k = 1 they are the same objective
 and are trained once. Gains over the VAE k = 1 run of the same architecture are paired
 over test images (same images and evaluation key), with their standard errors.
@@ -58,8 +58,8 @@ def compute(quick: bool = False, seed: int = 0) -> dict[str, pd.DataFrame]:
     """
     from tqdm.auto import tqdm
 
+    from bayeswb.models.iwae import Objective, train
     from bayeswb.models.vae_digits import VAEDigits
-    from bayeswb.samplers.iwae import Objective, train
 
     settings = QUICK if quick else FULL
     init_key, train_key, eval_key = jax.random.split(jax.random.key(seed), 3)

@@ -37,7 +37,7 @@ QUICK = {"ks": (1, 30), "num_draws": 64, "train_steps": 150}
 
 
 def _objectives(k: int):
-    from bayeswb.samplers.iwae import Objective
+    from bayeswb.models.iwae import Objective
 
     return {
         "IWAE": Objective("iwae", k),
@@ -55,8 +55,8 @@ def compute(quick: bool = False, seed: int = 0) -> dict[str, pd.DataFrame]:
     """
     from tqdm.auto import tqdm
 
+    from bayeswb.models.iwae import Objective, gradient_draws, snr, train
     from bayeswb.models.vae_digits import VAEDigits
-    from bayeswb.samplers.iwae import Objective, gradient_draws, snr, train
 
     settings = QUICK if quick else FULL
     model = VAEDigits(latent_dim=4, hidden=64)

@@ -11,8 +11,8 @@ import pytest
 from helpers import assert_z_scores, vae_log_marginal, z_bound
 
 import bayeswb as bw
+from bayeswb.models.iwae import Objective, train
 from bayeswb.models.vae_digits import VAEDigits
-from bayeswb.samplers.iwae import Objective, train
 
 
 @pytest.fixture(scope="module")

@@ -31,15 +31,14 @@ from bayeswb.samplers.importance import (
     log_mean_exp,
     register_proposal,
 )
-from bayeswb.samplers.importance_adaptive import (
+from bayeswb.samplers.importance.adaptive import run_amis
+from bayeswb.samplers.importance.control_variates import control_variate_estimates
+from bayeswb.samplers.importance.mixtures import (
     MixtureParams,
-    cholesky_lower,
     mixture_component_log_probs,
     mixture_log_prob,
-    run_amis,
-    solve_lower,
 )
-from bayeswb.samplers.importance_cv import control_variate_estimates
+from bayeswb.samplers.importance.plain_linalg import cholesky_lower, solve_lower
 from tests.helpers import assert_z_scores
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""IWAE-family objectives (samplers/iwae.py) on vae_digits with one and two stochastic
+"""IWAE-family objectives (models/iwae.py) on vae_digits with one and two stochastic
 layers: exact identities between the objectives, the ordering of their expectations (Burda
 et al. 2016, Theorem 1) against the exact log p(x) by quadrature, training, and the
 gradient SNR trends of Rainforth et al. (2018, Theorem 1)."""
@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from helpers import vae_log_marginal, z_bound
 
-from bayeswb.models.vae_digits import VAEDigits
-from bayeswb.samplers.iwae import (
+from bayeswb.models.iwae import (
     Objective,
     batch_loss,
     gradient_draws,
@@ -20,6 +19,7 @@ from bayeswb.samplers.iwae import (
     surrogate,
     train,
 )
+from bayeswb.models.vae_digits import VAEDigits
 
 
 @pytest.fixture(scope="module")

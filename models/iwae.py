@@ -27,8 +27,12 @@ their Theorem 1 predicts ``SNR = O(sqrt(MK))`` for the decoder and ``O(sqrt(M / 
 for the encoder. The held-out log-likelihood is the model's ``test_log_likelihood``
 (importance sampling, k = 5000).
 
-This module registers no sampler: it learns a model's parameters rather than sampling
-a fixed target.
+This module registers no sampler and no model: it learns a model's parameters rather than
+sampling a fixed target, so it sits next to the model it trains (``vae_digits`` uses
+:func:`train` for its registry entry) and imports nothing from the sampler families. It
+works with any model object offering ``noise_dim``, ``init_params``, ``x_train`` and
+``log_weights_from_noise(params, x, eps)`` (the ``encoder`` / ``decoder`` parameter split
+for ``piwae`` and :func:`gradient_snr`).
 """
 
 from __future__ import annotations
