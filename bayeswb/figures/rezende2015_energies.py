@@ -147,6 +147,7 @@ def compute(quick: bool = False, seed: int = 0) -> dict[str, pd.DataFrame]:
     from tqdm.auto import tqdm
 
     import bayeswb as bw
+    from bayeswb.core.result import combine_log_z
 
     s = _settings(quick)
     rows, densities = [], []
@@ -171,7 +172,7 @@ def compute(quick: bool = False, seed: int = 0) -> dict[str, pd.DataFrame]:
             finite = bool(np.all(np.isfinite(elbo)))
             elbo_se = float(np.std(elbo, ddof=1) / np.sqrt(runs)) if finite else np.inf
             run_log_z = np.asarray(log_z[index], dtype=np.float64)
-            pooled_log_z, _ = bw.result.combine_log_z(run_log_z)
+            pooled_log_z, _ = combine_log_z(run_log_z)
             rows.append(
                 {
                     "target": name,

@@ -16,6 +16,7 @@ import pytest
 from helpers import perturbed
 
 import bayeswb as bw
+import bayeswb.core.progress as progress_module
 import bayeswb.samplers.flows as flows_module
 from bayeswb.samplers.flows import (
     FLOW_TYPES,
@@ -270,7 +271,7 @@ def test_flow_samplers_are_registered_in_the_flow_family():
 def test_progress_reports_reach_the_host_from_inside_one_compiled_vmapped_scan(monkeypatch):
     calls, traces = [], []
     monkeypatch.setattr(
-        flows_module,
+        progress_module,
         "_progress_host",
         lambda label, total, first, done, loss: calls.append(
             (label, total, first, int(done), float(loss))
@@ -299,9 +300,9 @@ def test_progress_bar_opens_and_closes_once_per_training_run():
     # the host side: 3 vmapped runs report in turn; one bar, closed at the end
     for done in range(2, 101, 2):
         for _ in range(3):
-            flows_module._progress_host("test bar", 100, 2, done, 1.0)
-            assert ("test bar" in flows_module._BARS) == (done < 100)
-    assert "test bar" not in flows_module._BARS
+            progress_module._progress_host("test bar", 100, 2, done, 1.0)
+            assert ("test bar" in progress_module._BARS) == (done < 100)
+    assert "test bar" not in progress_module._BARS
 
 
 def test_annealed_reverse_kl_uses_the_temperature_schedule():

@@ -12,17 +12,19 @@ from helpers import assert_z_scores, perturbed
 
 import bayeswb as bw
 from bayeswb.core.result import combine_log_z
-from bayeswb.samplers.flows_snf import (
-    SNF_FLOW_TYPES,
+from bayeswb.samplers.flows.snf import (
     SNFConfig,
-    backward_path,
-    forward_path,
     initial_snf,
-    make_snf,
     reverse_path_kl_loss,
-    sample_paths,
     snf_cost,
     train_snf,
+)
+from bayeswb.samplers.flows.snf_paths import (
+    SNF_FLOW_TYPES,
+    backward_path,
+    forward_path,
+    make_snf,
+    sample_paths,
 )
 
 

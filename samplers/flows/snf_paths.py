@@ -1,4 +1,4 @@
-"""Stochastic normalizing flows (Wu, Koehler and Noe 2020): the ``snf`` sampler.
+"""Stochastic normalizing flows (Wu, Koehler and Noe 2020): the SNF and its paths.
 
 An SNF is a chain of ``num_blocks`` blocks; block ``k`` is a deterministic flowjax
 bijection (``layers_per_block`` affine or rational-quadratic-spline coupling layers and an
@@ -20,18 +20,11 @@ exactly for any parameters, so ``log mean w`` estimates log Z and ``w`` reweight
 samples to ``p`` without the marginal density of ``x`` (which would need an integral over
 paths).
 
-Training (their KL and ML losses): the reverse path KL ``E_forward[-log w]`` (``objective=
-"reverse_kl"``, reparameterised through the flows and the Gaussian proposals; the
-accept/reject decision is not differentiated), the forward path KL ``E_backward[log w]``
-on exact target draws run backwards through the chain (``"forward_kl"``, maximum
-likelihood), or their mix. Optax Adam inside one ``lax.scan``
-(:func:`bayeswb.samplers.flows.train_flow`); the blocks are stacked (``equinox``
-``filter_vmap``) and traversed with ``lax.scan``, the Markov steps too.
+Training and the ``snf`` sampler: :mod:`.snf`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -40,29 +33,13 @@ import blackjax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import optax
 import paramax
 from blackjax.mcmc.diffusions import DiffusionState, overdamped_langevin
 from flowjax.bijections import Affine, Chain, RationalQuadraticSpline
 from flowjax.distributions import StandardNormal
 from flowjax.flows import coupling_flow
 
-from bayeswb.core.config import (
-    SamplerConfig,
-    boolean,
-    non_negative_int,
-    one_of,
-    option,
-    positive,
-    positive_int,
-    unit_interval,
-)
-from bayeswb.core.draws import Draws
-from bayeswb.core.target import Target
-from bayeswb.core.weights import log_mean_exp, safe_log_weights
-from bayeswb.execution.driver import ChainLayout, run_chains
-from bayeswb.samplers import register
-from bayeswb.samplers.flows import train_flow
+from bayeswb.core.weights import safe_log_weights
 
 Array = jax.Array
 LogDensity = Callable[[Array], Array]
@@ -342,236 +319,4 @@ def sample_paths(
         safe_log_weights(jnp.where(good, log_w, -jnp.inf)),
         jnp.where(good, lp, -jnp.inf),
         acceptance,
-    )
-
-
-# --------------------------------------------------------------------------- losses
-
-
-def reverse_path_kl_loss(logdensity_fn: LogDensity, num_paths: int) -> Callable:
-    """``E_forward[-log w]`` over ``num_paths`` forward paths: the reverse path KL minus
-    log Z (Wu et al. 2020, KL loss). Aux: ``elbo = E[log w] <= log Z``.
-
-    Returns ``loss(params, static, key) -> (loss, aux)`` for :func:`train_flow`.
-    """
-
-    def loss(params: Any, static: Any, key: Array) -> tuple[Array, dict[str, Array]]:
-        snf = eqx.combine(params, static)
-        _, log_w, _, acceptance = sample_paths(snf, logdensity_fn, key, num_paths)
-        value = -jnp.mean(log_w)
-        return value, {"elbo": -value, "acceptance_rate": jnp.mean(acceptance)}
-
-    return loss
-
-
-def forward_path_kl_loss(
-    logdensity_fn: LogDensity, sample_fn: Callable[[Array, int], Array], batch_size: int
-) -> Callable:
-    """``E_backward[log w]`` over ``batch_size`` exact target draws run backwards: the
-    forward path KL plus log Z (Wu et al. 2020, ML loss).
-
-    Returns ``loss(params, static, key) -> (loss, {"forward_loss": loss})``.
-    """
-
-    def loss(params: Any, static: Any, key: Array) -> tuple[Array, dict[str, Array]]:
-        snf = eqx.combine(params, static)
-        data_key, path_key = jax.random.split(key)
-        x = sample_fn(data_key, batch_size)
-        _, log_w = jax.vmap(backward_path, in_axes=(None, None, 0, 0))(
-            snf, logdensity_fn, jax.random.split(path_key, batch_size), x
-        )
-        value = jnp.mean(log_w)
-        return value, {"forward_loss": value}
-
-    return loss
-
-
-def mixed_path_loss(reverse: Callable, forward: Callable, forward_weight: float) -> Callable:
-    """``forward_weight * forward + (1 - forward_weight) * reverse``; aux dicts merged."""
-
-    def loss(params: Any, static: Any, key: Array) -> tuple[Array, dict[str, Array]]:
-        reverse_key, forward_key = jax.random.split(key)
-        reverse_value, reverse_aux = reverse(params, static, reverse_key)
-        forward_value, forward_aux = forward(params, static, forward_key)
-        value = forward_weight * forward_value + (1.0 - forward_weight) * reverse_value
-        return value, {**reverse_aux, **forward_aux}
-
-    return loss
-
-
-# --------------------------------------------------------------------------- sampler
-
-
-@dataclasses.dataclass(frozen=True)
-class SNFConfig(SamplerConfig):
-    """Stochastic normalizing flow: ``num_warmup`` training steps, then ``num_samples``
-    weighted paths per run; ``num_chains`` independent runs (one SNF each)."""
-
-    flow_type: str = option("affine_coupling", one_of(*SNF_FLOW_TYPES), "coupling type")
-    num_blocks: int = option(3, positive_int, "flow blocks, each followed by a stochastic block")
-    layers_per_block: int = option(2, positive_int, "coupling layers per flow block")
-    hidden_width: int = option(64, positive_int, "conditioner width")
-    hidden_depth: int = option(2, positive_int, "conditioner hidden layers")
-    num_knots: int = option(8, positive_int, "spline knots (spline_coupling)")
-    spline_interval: float = option(4.0, positive, "spline acts on [-B, B], identity outside")
-    init_scale: float = option(1.0, positive, "scale of the Gaussian base q0")
-    stochastic: str = option("mala", one_of(*STOCHASTIC_BLOCKS), "stochastic block kernel")
-    num_mcmc_steps: int = option(10, positive_int, "Markov steps per stochastic block")
-    step_size: float = option(
-        0.05, positive, "MALA/ULA step size eps (drift eps grad, noise sqrt(2 eps)); RWM sd"
-    )
-    train_step_size: bool = option(False, boolean, "learn one log step size per block")
-    objective: str = option(
-        "reverse_kl",
-        one_of("reverse_kl", "forward_kl", "mixed"),
-        "training loss; forward_kl and mixed need target.sample_exact",
-    )
-    forward_weight: float = option(0.5, unit_interval, "weight of forward KL when mixed")
-    batch_size: int = option(256, positive_int, "exact target draws per forward-KL step")
-    num_mc_samples: int = option(64, positive_int, "forward paths per reverse-KL step")
-    learning_rate: float = option(1e-3, positive, "Adam learning rate")
-    max_grad_norm: float = option(10.0, positive, "gradient clipping (global norm)")
-    num_warmup: int = option(500, non_negative_int, "training steps")
-
-
-def _evaluations_per_path(config: SNFConfig) -> tuple[int, int]:
-    """(target log-density evaluations, forward-pass target gradients) of one path."""
-    if config.stochastic == "none":
-        return 1, 0
-    per_block = config.num_mcmc_steps + 1  # the block's entry point, then each proposal
-    evaluations = config.num_blocks * per_block + 1
-    gradients = config.num_blocks * per_block if config.stochastic in ("mala", "ula") else 0
-    return evaluations, gradients
-
-
-def snf_cost(config: SNFConfig) -> tuple[int, int]:
-    """``(n_grad_evals, n_logdensity_evals)`` of a whole ``snf`` run, all runs.
-
-    Every target evaluation on a training path is back-propagated (one gradient each);
-    MALA and ULA also take a target gradient at each evaluation in the forward pass.
-    Sampling takes no back-propagation.
-    """
-    evaluations, forward_gradients = _evaluations_per_path(config)
-    paths_per_step = 0
-    if config.objective in ("reverse_kl", "mixed"):
-        paths_per_step += config.num_mc_samples
-    if config.objective in ("forward_kl", "mixed"):
-        paths_per_step += config.batch_size
-    train_paths = config.num_warmup * paths_per_step
-    per_run_evals = (train_paths + config.num_samples) * evaluations
-    per_run_grads = train_paths * (evaluations + forward_gradients)
-    per_run_grads += config.num_samples * forward_gradients
-    return config.num_chains * per_run_grads, config.num_chains * per_run_evals
-
-
-def snf_loss(target: Target, config: SNFConfig) -> Callable:
-    """The training loss ``config.objective`` names, for :func:`train_flow`."""
-    reverse = reverse_path_kl_loss(target.log_density, config.num_mc_samples)
-    if config.objective == "reverse_kl":
-        return reverse
-    if target.sample_exact is None:
-        raise ValueError(
-            f"objective {config.objective!r} needs exact target samples, and target "
-            f"{target.name!r} has no sample_exact; use objective='reverse_kl'"
-        )
-    forward = forward_path_kl_loss(target.log_density, target.sample_exact, config.batch_size)
-    if config.objective == "forward_kl":
-        return forward
-    return mixed_path_loss(reverse, forward, config.forward_weight)
-
-
-def initial_snf(key: Array, dim: int, config: SNFConfig) -> StochasticNormalizingFlow:
-    """The untrained SNF the config describes."""
-    return make_snf(
-        key,
-        dim,
-        config.flow_type,
-        num_blocks=config.num_blocks,
-        layers_per_block=config.layers_per_block,
-        hidden_width=config.hidden_width,
-        hidden_depth=config.hidden_depth,
-        num_knots=config.num_knots,
-        spline_interval=config.spline_interval,
-        init_scale=config.init_scale,
-        kernel=config.stochastic,
-        num_mcmc_steps=config.num_mcmc_steps,
-        step_size=config.step_size,
-        train_step_size=config.train_step_size,
-    )
-
-
-def train_snf(
-    key: Array, target: Target, config: SNFConfig
-) -> tuple[StochasticNormalizingFlow, dict[str, Array]]:
-    """Build and train one SNF: ``config.num_warmup`` optax steps (clipped Adam) in one
-    ``lax.scan``. Returns the SNF and the per-step trace (``loss``, ``elbo``, ...).
-
-    Example:
-        >>> import bayeswb as bw
-        >>> config = SNFConfig(num_warmup=3, num_blocks=1, hidden_width=8, num_mc_samples=4,
-        ...                    stochastic="rwm", num_mcmc_steps=2)
-        >>> snf, trace = train_snf(jax.random.key(0), bw.models.get("banana"), config)
-        >>> trace["loss"].shape
-        (3,)
-    """
-    if target.dim < 2:
-        raise ValueError(f"snf needs dim >= 2 (coupling layers), got dim={target.dim}")
-    init_key, train_key = jax.random.split(key)
-    snf = initial_snf(init_key, target.dim, config)
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
-    )
-    loss_fn = snf_loss(target, config)
-    snf, _, trace = train_flow(train_key, snf, loss_fn, config.num_warmup, optimizer)
-    return snf, trace
-
-
-@register("snf", SNFConfig, family="flow")
-def run_snf(
-    key: Array, target: Target, config: SNFConfig, layout: ChainLayout | None = None
-) -> Draws:
-    """Stochastic normalizing flow (Wu, Koehler and Noe 2020, "Stochastic Normalizing
-    Flows", NeurIPS): flowjax coupling blocks interleaved with MALA / random-walk
-    Metropolis / unadjusted Langevin blocks targeting ``q0^(1-lambda_k) p^lambda_k``
-    (their interpolated energies), trained end to end on the path KL (their KL loss; the
-    forward/ML loss when the
-    target has exact samples, or a mix), then ``num_samples`` paths per run weighted by
-    the exact path weight ``w = p(x) P_b(x -> z) / (q0(z) P_f(z -> x))`` (their importance
-    weights, with the Delta S of flow, Langevin and Metropolis blocks).
-
-    Result: positions (runs, num_samples, dim) with ``log_weights``; ``log_z`` per run is
-    ``log mean w`` (unbiased for Z), pooled with a standard error by Result; the weights'
-    ESS is in ``bw.summary``; ``stats.acceptance_rate`` is each path's mean Metropolis
-    acceptance; ``path_stats`` holds the loss curve (``loss``, ``elbo``,
-    ``forward_loss``). Cost (exact, :func:`snf_cost`): target evaluations and gradients
-    of training (back-propagated) and sampling.
-
-    Example:
-        >>> import bayeswb as bw
-        >>> r = bw.sample("banana", "snf", num_chains=2, num_samples=50, num_warmup=5,
-        ...               num_blocks=1, hidden_width=8, num_mc_samples=4, num_mcmc_steps=2,
-        ...               stochastic="rwm")
-        >>> r.log_weights.shape, r.log_z_se is not None
-        ((2, 50), True)
-    """
-
-    def one_run(run_key: Array) -> tuple[Any, ...]:
-        train_key, draw_key = jax.random.split(run_key)
-        snf, trace = train_snf(train_key, target, config)
-        x, log_w, lp, acceptance = sample_paths(
-            snf, target.log_density, draw_key, config.num_samples
-        )
-        return x, log_w, lp, acceptance, log_mean_exp(log_w), trace
-
-    x, log_w, lp, acceptance, log_z, trace = run_chains(key, config.num_chains, one_run, layout)
-    n_grad, n_eval = snf_cost(config)
-    path_names = ("loss", "elbo", "forward_loss", "skipped")
-    return Draws(
-        positions=x,
-        stats={"lp": lp, "acceptance_rate": acceptance},
-        log_weights=log_w,
-        log_z=log_z,
-        path_stats={name: trace[name] for name in path_names if name in trace},
-        n_grad_evals=n_grad,
-        n_logdensity_evals=n_eval,
     )

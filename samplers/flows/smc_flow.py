@@ -7,12 +7,12 @@ annealed Langevin dynamics along the path ``pi_beta proportional to q^(1 - beta)
 gamma^beta`` with importance weights (their section 3.3, continuous-time SMC with
 Jarzynski weights, and ESS-triggered resampling). Here the transport is exactly the one of
 ``smc_langevin`` (:func:`~bayeswb.samplers.smc.run_annealing`, with the flow as the
-:class:`~bayeswb.samplers.smc_core.Reference` instead of ``N(0, s^2 I)``): unadjusted
+:class:`~bayeswb.samplers.smc.Reference` instead of ``N(0, s^2 I)``): unadjusted
 Langevin steps weighted by their Metropolis-Hastings ratio, so the log Z estimate is
 unbiased (on the natural scale, for a fixed schedule and tuning) at every step size and
 every flow, and the flow only decides how many steps and how much variance it takes.
 
-Per run: train a flow exactly as ``flow_is`` does (:func:`~bayeswb.samplers.flows.fit_flow`:
+Per run: train a flow exactly as ``flow_is`` does (:func:`~.fitting.fit_flow`:
 flowjax flow, optax, reverse KL by default, ``objective`` for forward KL or a mix), then
 (after a pilot run that fixes the tuning, as in ``smc_langevin``) anneal ``num_samples``
 flow draws to the target. The flow's log density is normalised, so ``Z_0 = 1`` and
@@ -32,9 +32,9 @@ from bayeswb.core.draws import Draws
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout
 from bayeswb.samplers import register
-from bayeswb.samplers.flows import INVERTIBLE_FLOW_TYPES, FlowISConfig, fit_flow
-from bayeswb.samplers.smc import LangevinTransportSettings, run_annealing
-from bayeswb.samplers.smc_core import Reference
+from bayeswb.samplers.flows.architectures import INVERTIBLE_FLOW_TYPES
+from bayeswb.samplers.flows.fitting import FlowISConfig, fit_flow, training_gradients
+from bayeswb.samplers.smc import LangevinTransportSettings, Reference, run_annealing
 
 Array = jax.Array
 
@@ -107,8 +107,7 @@ def run_smc_flow(
         make_reference=make_reference,
         layout=layout,
     )
-    reverse_steps = 0 if config.objective == "forward_kl" else config.num_warmup
-    training = config.num_chains * reverse_steps * config.num_mc_samples
+    training = training_gradients(config)
     return draws._replace(
         warmup_stats={"loss": loss} if config.num_warmup else {},
         n_grad_evals=draws.n_grad_evals + training,
