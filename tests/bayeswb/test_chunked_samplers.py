@@ -18,7 +18,7 @@ CHUNK = 25  # 60 = 25 + 25 + 10
 
 
 def _data_target():
-    """A 3-d Gaussian-mean model with the minibatch interface of langevin_stochastic."""
+    """A 3-d Gaussian-mean model with the minibatch interface of langevin.stochastic_gradient."""
     y = jnp.linspace(-1.0, 1.0, 30)[:, None] * jnp.ones(3)
     prior = lambda x: -0.5 * jnp.sum(x**2)
     lik = lambda x, yi: -0.5 * jnp.sum((yi - x) ** 2)
@@ -62,11 +62,11 @@ def test_chunked_run_equals_whole_run(sampler, target, options):
 def test_interrupted_entropy_mcmc_resumes_to_the_whole_runs_draws(tmp_path, monkeypatch):
     """The carry of entropy_mcmc is a nested pytree (the SGLD state of the joint (x, x_a)):
     it must survive a checkpoint, and the resumed run must make the whole run's draws."""
-    from bayeswb.execution import long_run as long_runs
+    from bayeswb.execution import long_run
 
     target, options = CASES[-1][1:]
     path = str(tmp_path / "run.ckpt")
-    save, saves = long_runs.save_checkpoint, []
+    save, saves = long_run.save_checkpoint, []
 
     def save_then_interrupt(run):
         save(run)

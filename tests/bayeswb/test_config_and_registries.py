@@ -1,5 +1,7 @@
 """Registries and config validation: clear errors before anything is compiled."""
 
+import json
+
 import pytest
 
 import bayeswb as bw
@@ -62,3 +64,13 @@ def test_every_sampler_config_has_valid_defaults():
     for name in bw.samplers.names():
         config = bw.samplers.get(name).make_config()
         assert config.num_chains > 0 and config.num_samples > 0
+
+
+@pytest.mark.parametrize("name", bw.samplers.names())
+def test_every_default_config_saves_and_loads_exactly(name):
+    from bayeswb.core.config import config_from_json, config_to_json
+
+    spec = bw.samplers.get(name)
+    config = spec.make_config()
+    saved = json.loads(json.dumps(config_to_json(config)))  # through JSON text, as on disk
+    assert config_from_json(spec.config_cls, saved) == config

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bayeswb as bw
-from bayeswb.execution import long_run as long_runs
+from bayeswb.execution import long_run
 
 TARGET = bw.models.get("gaussian", dim=3)
 RUN = {"seed": 3, "num_chains": 2, "num_samples": 120, "num_warmup": 60}
@@ -38,10 +38,10 @@ def test_thinning_keeps_every_kth_draw(chunked):
 KILLED_RUN = """
 import os, signal
 import bayeswb as bw
-from bayeswb.execution import long_run as long_runs
+from bayeswb.execution import long_run
 
 saves = 0
-save = long_runs.save_checkpoint
+save = long_run.save_checkpoint
 
 def save_then_die(run):
     global saves
@@ -50,7 +50,7 @@ def save_then_die(run):
     if saves == 3:  # the start-up and two chunks are on disk
         os.kill(os.getpid(), signal.SIGKILL)
 
-long_runs.save_checkpoint = save_then_die
+long_run.save_checkpoint = save_then_die
 bw.sample(bw.models.get("gaussian", dim=3), "nuts", chunk_size=25,
           checkpoint={path!r}, **{run!r})
 raise SystemExit("not killed")
@@ -75,7 +75,7 @@ def test_run_killed_by_sigkill_resumes_to_the_same_draws(chunked, tmp_path):
 
 def test_ctrl_c_returns_the_draws_so_far_marked_partial(chunked, tmp_path, monkeypatch):
     path = str(tmp_path / "run.ckpt")
-    save = long_runs.save_checkpoint
+    save = long_run.save_checkpoint
     saves = []
 
     def save_then_interrupt(run):
@@ -93,7 +93,7 @@ def test_ctrl_c_returns_the_draws_so_far_marked_partial(chunked, tmp_path, monke
 
 
 def test_sigint_lets_the_chunk_in_flight_finish(chunked, monkeypatch):
-    compute = long_runs.LongRun.add
+    compute = long_run.LongRun.add
     chunks = []
 
     def add_then_sigint(run, draws):
@@ -102,7 +102,7 @@ def test_sigint_lets_the_chunk_in_flight_finish(chunked, monkeypatch):
         if len(chunks) == 2:  # Ctrl-C while the second chunk is being stored
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(long_runs.LongRun, "add", add_then_sigint)
+    monkeypatch.setattr(long_run.LongRun, "add", add_then_sigint)
     partial = bw.sample(TARGET, "nuts", chunk_size=25, **RUN)
     assert partial.partial and partial.cost["n_grad_evals"] < chunked.cost["n_grad_evals"]
     np.testing.assert_array_equal(partial.positions, chunked.positions[:, :50])
@@ -134,7 +134,7 @@ def test_bad_chunk_options_are_clear_errors():
 
 def test_streamed_run_keeps_no_draws_in_memory_and_resumes(chunked, tmp_path, monkeypatch):
     stream, path = str(tmp_path / "draws.nc"), str(tmp_path / "run.ckpt")
-    save = long_runs.save_checkpoint
+    save = long_run.save_checkpoint
     saves = []
 
     def save_then_interrupt(run):
@@ -155,3 +155,24 @@ def test_streamed_run_keeps_no_draws_in_memory_and_resumes(chunked, tmp_path, mo
     np.testing.assert_array_equal(
         resumed.idata.sample_stats["diverging"], chunked.idata.sample_stats["diverging"]
     )
+
+
+def test_a_tuple_option_survives_a_checkpoint(tmp_path):
+    """Checkpoints keep the config typed: a tuple comes back a tuple, not a refused list."""
+    path = str(tmp_path / "mala.ckpt")
+    options = {"inverse_mass_matrix": (1.0, 0.5, 2.0), **RUN}
+    whole = bw.sample(TARGET, "mala", **options)
+    chunked = bw.sample(TARGET, "mala", chunk_size=60, checkpoint=path, **options)
+    resumed = bw.resume(path, target=TARGET)  # complete: rebuilds the config, draws nothing
+    assert resumed.config["inverse_mass_matrix"] == (1.0, 0.5, 2.0)
+    np.testing.assert_array_equal(resumed.positions, chunked.positions)
+    np.testing.assert_allclose(chunked.positions, whole.positions, rtol=1e-6, atol=1e-6)
+
+
+def test_an_option_a_checkpoint_cannot_hold_is_refused_before_compiling(tmp_path):
+    from bayeswb.samplers.smc import make_move
+
+    path = tmp_path / "smc.ckpt"
+    with pytest.raises(ValueError, match=r"option move=.* cannot be written to a checkpoint"):
+        bw.sample(TARGET, "smc", move=make_move("mala"), checkpoint=str(path), **RUN)
+    assert not path.exists()

@@ -23,7 +23,7 @@ WORKER = textwrap.dedent(
     jax.distributed.initialize("127.0.0.1:{port}", num_processes=2, process_id=int(sys.argv[1]))
     import numpy as np
     import bayeswb as bw
-    from bayeswb.execution import long_run as long_runs
+    from bayeswb.execution import long_run
 
     assert jax.process_count() == 2 and jax.device_count() == 2
     t = bw.models.get("gaussian", dim=3)
@@ -31,15 +31,15 @@ WORKER = textwrap.dedent(
     chunked = bw.sample(t, "hmc", chunk_size=15, **{settings!r})
 
     # interrupted after the start-up and one chunk are checkpointed, then resumed
-    write = long_runs.write_checkpoint
+    write = long_run.write_checkpoint
     def write_then_interrupt(path, meta, arrays):
         write(path, meta, arrays)
         if meta["done"] == 15:
             raise KeyboardInterrupt
-    long_runs.write_checkpoint = write_then_interrupt
+    long_run.write_checkpoint = write_then_interrupt
     path = sys.argv[3] + "/hmc.ckpt"
     partial = bw.sample(t, "hmc", chunk_size=15, checkpoint=path, **{settings!r})
-    long_runs.write_checkpoint = write
+    long_run.write_checkpoint = write
     resumed = bw.resume(path, target=t)
     assert partial.partial and not resumed.partial
     smc = bw.sample(t, "smc", seed=1, num_chains=4, num_samples=32, chunk_size=2,
