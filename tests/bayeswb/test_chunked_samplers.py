@@ -74,11 +74,11 @@ def test_interrupted_entropy_mcmc_resumes_to_the_whole_runs_draws(tmp_path, monk
         if len(saves) == 2:  # the start and one chunk are on disk
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(long_runs, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(long_run, "save_checkpoint", save_then_interrupt)
     chunks = {"chunk_size": CHUNK, "checkpoint": path}
     partial = bw.sample(target, "entropy_mcmc", **chunks, **RUN, **options)
     assert partial.partial and partial.positions.shape == (2, CHUNK, 3)
-    monkeypatch.setattr(long_runs, "save_checkpoint", save)
+    monkeypatch.setattr(long_run, "save_checkpoint", save)
     resumed = bw.resume(path, target=target)
     whole = bw.sample(target, "entropy_mcmc", **RUN, **options)
     np.testing.assert_allclose(resumed.positions, whole.positions, rtol=1e-6, atol=1e-6)

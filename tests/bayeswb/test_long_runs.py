@@ -84,11 +84,11 @@ def test_ctrl_c_returns_the_draws_so_far_marked_partial(chunked, tmp_path, monke
         if len(saves) == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(long_runs, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(long_run, "save_checkpoint", save_then_interrupt)
     partial = bw.sample(TARGET, "nuts", chunk_size=25, checkpoint=path, **RUN)
     assert partial.partial and "partial=True" in repr(partial)
     np.testing.assert_array_equal(partial.positions, chunked.positions[:, :50])
-    monkeypatch.setattr(long_runs, "save_checkpoint", save)
+    monkeypatch.setattr(long_run, "save_checkpoint", save)
     np.testing.assert_array_equal(bw.resume(path, target=TARGET).positions, chunked.positions)
 
 
@@ -144,11 +144,11 @@ def test_streamed_run_keeps_no_draws_in_memory_and_resumes(chunked, tmp_path, mo
         if len(saves) == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(long_runs, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(long_run, "save_checkpoint", save_then_interrupt)
     partial = bw.sample(TARGET, "nuts", chunk_size=25, checkpoint=path, stream=stream, **RUN)
     assert partial.partial
     np.testing.assert_array_equal(partial.positions, chunked.positions[:, :50])
-    monkeypatch.setattr(long_runs, "save_checkpoint", save)
+    monkeypatch.setattr(long_run, "save_checkpoint", save)
     resumed = bw.resume(path, target=TARGET)
     np.testing.assert_array_equal(resumed.positions, chunked.positions)
     assert not resumed.partial and bw.load(stream).positions.shape == (2, 120, 3)
