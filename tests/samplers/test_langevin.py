@@ -24,7 +24,7 @@ from helpers import assert_z_scores, moment_z_scores
 from scipy.integrate import quad
 
 import bayeswb as bw
-from bayeswb.samplers.langevin_kinetic import randomized_midpoint_noise_matrix
+from bayeswb.samplers.langevin import randomized_midpoint_noise_matrix
 
 DIM = 4
 CONDITION = 10.0

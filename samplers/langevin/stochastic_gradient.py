@@ -28,6 +28,7 @@ computed for ``lp`` (one per reported draw), whole or chunked.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -38,12 +39,13 @@ from blackjax.sgmcmc.gradients import logdensity_estimator
 
 from bayeswb.core.config import SamplerConfig, option, positive, positive_int
 from bayeswb.core.draws import Draws
-from bayeswb.core.sampler import ChainKernel
 from bayeswb.core.target import Target
-from bayeswb.execution.driver import ChainLayout, sample_chain
+from bayeswb.execution.driver import ChainLayout
 from bayeswb.execution.kernel import run_whole
 from bayeswb.samplers import register
-from bayeswb.samplers.langevin import keep_if_finite, one_grad_per_step
+from bayeswb.samplers.langevin.chain_kernel import LangevinMethod, langevin_chain_kernel
+from bayeswb.samplers.langevin.divergence import keep_if_finite
+from bayeswb.samplers.langevin.warmup import WarmupPlan
 
 Array = jax.Array
 
@@ -63,7 +65,7 @@ def data_interface(target: Target, batch_size: int) -> tuple[Any, Callable, Call
         raise ValueError(
             f"target {target.name!r} has no minibatch interface: it has no "
             "minibatch=MinibatchData(data, log_likelihood_per_datum, log_prior) "
-            "(see bayeswb.samplers.langevin_stochastic)"
+            "(see bayeswb.samplers.langevin.stochastic_gradient)"
         )
     data, log_likelihood_per_datum, log_prior = target.minibatch
     num_data = target.minibatch.num_data
@@ -132,69 +134,59 @@ class SGLDConfig(SamplerConfig):
     batch_size: int = option(32, positive_int, "data points per minibatch (<= N)")
 
 
-def stochastic_chain_kernel(
-    estimator_fn: Callable[..., Callable],
-    init_fn: Callable[[Target, Array], Any],
-    report_fn: Callable[[Any], tuple[Array, dict[str, Array]]],
-) -> ChainKernel:
-    """An SGLD-type sampler in pieces. The carry is the :class:`DiffusionState` (the
-    position, its minibatch log-density estimate and gradient estimate); ``start`` takes
-    one estimate at the initial position and runs the burn-in. ``estimator_fn(target,
-    config, log_likelihood, log_prior, num_data)`` builds the minibatch log-density
-    estimator, ``init_fn(target, key)`` the initial position, ``report_fn(position) ->
-    (reported position, extra stats)`` what a draw shows. One gradient estimate per step.
+def stochastic_gradient_method(
+    target: Target,
+    config: Any,
+    make_estimator: Callable[[Callable, Callable, int], Callable],
+    state_position: Callable[[Array], Any],
+    report: Callable[[Any], tuple[Array, dict[str, Array]]],
+) -> LangevinMethod:
+    """An SGLD-type sampler (:func:`sgld_build_kernel`) for one target and config.
+
+    ``make_estimator(log_prior, log_likelihood_per_datum, N)`` gives the minibatch log
+    density ``estimator(position, batch) -> scalar`` the kernel runs on. The state is a
+    :class:`DiffusionState` (the position, its minibatch log-density estimate and
+    gradient estimate), first estimated at ``state_position(x)``, x the target's initial
+    point; ``report(position) -> (reported position, extra stats)`` is what a draw shows.
+    Warmup is burn-in at the configured step and reports ``diverging`` only; a draw also
+    reports the full-data ``lp`` of its position (a non-finite one is flagged
+    ``diverging``), ``step_size`` and the extra stats. One gradient estimate per step.
     """
+    data, log_likelihood, log_prior, num_data = data_interface(target, config.batch_size)
+    kernel = sgld_build_kernel(num_data, config.batch_size)
 
-    def parts(target: Target, config: Any) -> tuple[Any, int, Callable]:
-        data, log_likelihood, log_prior, num_data = data_interface(target, config.batch_size)
-        estimator = estimator_fn(target, config, log_likelihood, log_prior, num_data)
-        kernel = sgld_build_kernel(num_data, config.batch_size)
-        step_size = jnp.asarray(config.step_size)
+    def init(key: Array, x: Array, estimator: Callable) -> DiffusionState:
+        return sgld_init(key, state_position(x), estimator, data, num_data, config.batch_size)
 
-        def step(k: Array, state: DiffusionState) -> Any:
-            return kernel(k, state, estimator, data, step_size)
+    def warmup_trace(state: DiffusionState, info: StochasticGradientInfo, step_size: Array):
+        return report(state.position)[0], {"diverging": info.diverging}
 
-        return (data, num_data, estimator), step_size, step
+    def draw_trace(state: DiffusionState, info: StochasticGradientInfo, step_size: Array):
+        position, extra = report(state.position)
+        lp = target.log_density(position)
+        diverging = info.diverging | ~jnp.isfinite(lp)
+        return position, {"lp": lp, "diverging": diverging, "step_size": step_size, **extra}
 
-    def warmup_trace(state: DiffusionState, info: StochasticGradientInfo) -> Any:
-        return report_fn(state.position)[0], {"diverging": info.diverging}
-
-    def start(key: Array, target: Target, config: Any) -> tuple[Any, Any, Array]:
-        (data, num_data, estimator), _, step = parts(target, config)
-        init_key, batch_key, warmup_key = jax.random.split(key, 3)
-        state = sgld_init(
-            batch_key, init_fn(target, init_key), estimator, data, num_data, config.batch_size
-        )
-        warmup = None
-        if config.num_warmup > 0:
-            state, warmup = sample_chain(warmup_key, step, state, config.num_warmup, warmup_trace)
-        # one estimate at the start, one per warmup step
-        return state, warmup, jnp.asarray(1 + config.num_warmup)
-
-    def step(key: Array, state: Any, target: Target, config: Any) -> tuple[Any, Any]:
-        _, step_size, kernel_step = parts(target, config)
-        state, info = kernel_step(key, state)
-        reported, extra = report_fn(state.position)
-        lp = target.log_density(reported)
-        stats = {
-            "lp": lp,
-            "diverging": info.diverging | ~jnp.isfinite(lp),
-            "step_size": step_size,
-            **extra,
-        }
-        return state, (reported, stats)
-
-    # the log density is evaluated on the full data only for each draw's lp
-    return ChainKernel(start, step, one_grad_per_step, logdensity_evals=one_grad_per_step)
+    return LangevinMethod(
+        init=init,
+        kernel=lambda key, state, estimator, step_size: kernel(
+            key, state, estimator, data, step_size
+        ),
+        trace=warmup_trace,
+        warmup=WarmupPlan(config.num_warmup, config.step_size),
+        logdensity_fn=make_estimator(log_prior, log_likelihood, num_data),
+        draw_trace=draw_trace,
+    )
 
 
-SGLD_KERNEL = stochastic_chain_kernel(
-    lambda target, config, log_likelihood, log_prior, num_data: logdensity_estimator(
-        log_prior, log_likelihood, num_data
-    ),
-    init_fn=lambda target, key: target.init(key),
-    report_fn=lambda x: (x, {}),
-)
+def _sgld(target: Target, config: SGLDConfig) -> LangevinMethod:
+    return stochastic_gradient_method(
+        target, config, logdensity_estimator, lambda x: x, lambda x: (x, {})
+    )
+
+
+# the log density is evaluated on the full data only for each draw's lp
+SGLD_KERNEL = langevin_chain_kernel(_sgld, logdensity_evals_per_step=1)
 
 
 @register("sgld", SGLDConfig, family="langevin", kernel=SGLD_KERNEL)
@@ -263,22 +255,23 @@ def entropy_logdensity_estimator(
     return estimate
 
 
-def _entropy_init(target: Target, key: Array) -> EntropyPosition:
-    x = target.init(key)
-    return EntropyPosition(x, x)
-
-
 def _entropy_report(state: EntropyPosition) -> tuple[Array, dict[str, Array]]:
     return state.position, {"auxiliary_position": state.auxiliary_position}
 
 
-ENTROPY_MCMC_KERNEL = stochastic_chain_kernel(
-    lambda target, config, log_likelihood, log_prior, num_data: entropy_logdensity_estimator(
-        log_prior, log_likelihood, num_data, config.coupling_variance
-    ),
-    init_fn=_entropy_init,
-    report_fn=_entropy_report,
-)
+def _entropy_mcmc(target: Target, config: EntropyMCMCConfig) -> LangevinMethod:
+    return stochastic_gradient_method(
+        target,
+        config,
+        functools.partial(
+            entropy_logdensity_estimator, coupling_variance=config.coupling_variance
+        ),
+        lambda x: EntropyPosition(x, x),
+        _entropy_report,
+    )
+
+
+ENTROPY_MCMC_KERNEL = langevin_chain_kernel(_entropy_mcmc, logdensity_evals_per_step=1)
 
 
 @register("entropy_mcmc", EntropyMCMCConfig, family="langevin", kernel=ENTROPY_MCMC_KERNEL)

@@ -1,0 +1,155 @@
+"""A Langevin-type sampler's :class:`~bayeswb.core.sampler.ChainKernel`, from its kernel.
+
+A sampler of the family is written once, as a blackjax-style kernel (``init``,
+``kernel(key, state, logdensity_fn, step_size) -> (State, Info)``), and described for
+one target and config by a :class:`LangevinMethod` (that kernel, what a step reports,
+its :class:`~bayeswb.samplers.langevin.warmup.WarmupPlan`). :func:`langevin_chain_kernel`
+turns ``build(target, config) -> LangevinMethod`` into the pieces the chain driver runs
+whole or in chunks: ``start`` (initial position, state, the shared warmup) and ``step``
+(one transition), with a :class:`LangevinCarry` between them.
+
+Example (a Metropolis-adjusted Langevin sampler from blackjax's MALA kernel):
+    >>> import blackjax, jax
+    >>> import bayeswb as bw
+    >>> from bayeswb.execution.kernel import run_whole
+    >>> from bayeswb.samplers.langevin.overdamped import MALAConfig, metropolis_trace
+    >>> kernel = langevin_chain_kernel(
+    ...     lambda target, config: LangevinMethod(
+    ...         init=lambda key, position, logdensity_fn: blackjax.mala.init(
+    ...             position, logdensity_fn),
+    ...         kernel=blackjax.mala.build_kernel(),
+    ...         trace=metropolis_trace,
+    ...         warmup=WarmupPlan(config.num_warmup, config.step_size, 0.574),
+    ...     )
+    ... )
+    >>> config = MALAConfig(num_chains=2, num_samples=50, num_warmup=50)
+    >>> draws = run_whole(jax.random.key(0), bw.models.get("gaussian", dim=2), config, kernel)
+    >>> draws.positions.shape, int(draws.n_grad_evals)
+    ((2, 50, 2), 202)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from bayeswb.core.sampler import ChainKernel
+from bayeswb.core.target import Target
+from bayeswb.samplers.langevin.preconditioning import (
+    initial_scale,
+    to_position,
+    to_whitened,
+    whitened,
+)
+from bayeswb.samplers.langevin.warmup import KernelStep, TraceFn, WarmupPlan, run_warmup
+
+Array = jax.Array
+LogDensity = Callable[..., Array]
+
+__all__ = ["LangevinCarry", "LangevinMethod", "WarmupPlan", "langevin_chain_kernel"]
+
+
+class LangevinMethod(NamedTuple):
+    """A Langevin-type MCMC sampler for one target and config, in blackjax's pieces.
+
+    init:          ``init(key, position, logdensity_fn) -> state``, the state at an
+                   initial position (whitened coordinates)
+    kernel:        ``kernel(key, state, logdensity_fn, step_size) -> (state, info)``
+    trace:         ``trace(state, info, step_size) -> (position, stats)``, what a step
+                   reports (position in whitened coordinates); every step has a
+                   ``diverging`` stat
+    warmup:        the :class:`~bayeswb.samplers.langevin.warmup.WarmupPlan`
+    logdensity_fn: the density the kernel runs on (None: the target's ``log_density``)
+    draw_trace:    what a draw reports, when it differs from a warmup step (None: trace)
+    """
+
+    init: Callable[[Array, Any, LogDensity], Any]
+    kernel: Callable[[Array, Any, LogDensity, Array], tuple[Any, Any]]
+    trace: TraceFn
+    warmup: WarmupPlan
+    logdensity_fn: LogDensity | None = None
+    draw_trace: TraceFn | None = None
+
+
+class LangevinCarry(NamedTuple):
+    """What a Langevin chain carries from draw to draw.
+
+    state:     the kernel's state, in whitened coordinates
+    scale:     the diagonal preconditioner, sqrt of the inverse mass matrix (None: identity)
+    step_size: the step size (adapted in warmup, or the configured one)
+    """
+
+    state: Any
+    scale: Array | None
+    step_size: Array
+
+
+def _at_scale(
+    method: LangevinMethod, target: Target, scale: Array | None, trace: TraceFn
+) -> tuple[KernelStep, TraceFn]:
+    """The kernel on the density whitened by ``scale``, and ``trace`` in x coordinates."""
+    logdensity_fn = whitened(method.logdensity_fn or target.log_density, scale)
+
+    def kernel_step(key: Array, state: Any, step_size: Array) -> tuple[Any, Any]:
+        return method.kernel(key, state, logdensity_fn, step_size)
+
+    def trace_x(state: Any, info: Any, step_size: Array) -> Any:
+        position, stats = trace(state, info, step_size)
+        return to_position(scale, position), stats
+
+    return kernel_step, trace_x
+
+
+def langevin_chain_kernel(
+    build: Callable[[Target, Any], LangevinMethod],
+    grads_per_step: int = 1,
+    logdensity_evals_per_step: int | None = None,
+) -> ChainKernel:
+    """The :class:`~bayeswb.core.sampler.ChainKernel` of ``build(target, config)``.
+
+    ``start`` splits its key three ways (initial position, ``init``, warmup), whitens the
+    position by the plan's ``inverse_mass_matrix``, and runs the shared warmup
+    (:func:`~bayeswb.samplers.langevin.warmup.run_warmup`); ``step`` is one transition of
+    the kernel. Cost: ``init`` and each step spend one and ``grads_per_step`` gradient
+    evaluations; ``logdensity_evals_per_step``: log densities per draw, when not one per
+    gradient (then the start's are not counted).
+    """
+
+    def start(key: Array, target: Target, config: Any) -> tuple[LangevinCarry, Any, Array]:
+        method = build(target, config)
+        plan = method.warmup
+        position_key, init_key, warmup_key = jax.random.split(key, 3)
+        scale = initial_scale(target, plan.inverse_mass_matrix)
+        position = to_whitened(scale, target.init(position_key))
+        logdensity_fn = whitened(method.logdensity_fn or target.log_density, scale)
+        state = method.init(init_key, position, logdensity_fn)
+        dtype = jax.tree.leaves(position)[0].dtype
+        step_size = jnp.asarray(plan.step_size, dtype=dtype)
+        state, scale, step_size, warmup_trace = run_warmup(
+            warmup_key,
+            lambda scale: _at_scale(method, target, scale, method.trace),
+            state,
+            scale,
+            step_size,
+            plan,
+        )
+        start_grads = jnp.asarray(1 + grads_per_step * plan.num_steps)
+        return LangevinCarry(state, scale, step_size), warmup_trace, start_grads
+
+    def step(key: Array, carry: LangevinCarry, target: Target, config: Any) -> tuple[Any, Any]:
+        method = build(target, config)
+        trace = method.draw_trace or method.trace
+        kernel_step, trace_x = _at_scale(method, target, carry.scale, trace)
+        state, info = kernel_step(key, carry.state, carry.step_size)
+        return carry._replace(state=state), trace_x(state, info, carry.step_size)
+
+    def per_step(count: int) -> Callable[[dict[str, Array]], Array]:
+        return lambda stats: jnp.full_like(stats["diverging"], count, dtype=jnp.int32)
+
+    logdensity_evals = None
+    if logdensity_evals_per_step is not None:
+        logdensity_evals = per_step(logdensity_evals_per_step)
+    return ChainKernel(start, step, per_step(grads_per_step), logdensity_evals)
