@@ -174,7 +174,10 @@ class DrawChunks:
                 "stats": warmup[1],
                 "posterior": warmup_posterior,
             }
-        run = _long_run(spec, target, config, strategy, chunk_size, checkpoint, stream)
+        draw_stream = None
+        if stream is not None:
+            draw_stream = DrawStream(stream, config.num_chains, strategy.warmup)
+        run = _long_run(spec, target, config, strategy, chunk_size, checkpoint, draw_stream)
         run.compile_s, run.sample_s = compile_s, time.perf_counter() - start
         run.n_grad = int(start_grads)
         assert spec.kernel is not None
@@ -207,11 +210,12 @@ class DrawChunks:
                 "posterior": warmup_posterior_like,
             }
             strategy.warmup = jax.tree.map(np.asarray, unflat("warmup", like, arrays))
-        run = _long_run(spec, target, config, strategy, meta["chunk_size"], path, None)
-        run.done, run.n_grad, run.n_logdensity = meta["done"], meta["n_grad"], meta["n_logdensity"]
+        stream = None
         if meta["stream"] is not None:
-            run.stream = DrawStream.reopen(meta["stream"], meta["kept"])
-        elif meta["kept"]:
+            stream = DrawStream.reopen(meta["stream"], meta["kept"])
+        run = _long_run(spec, target, config, strategy, meta["chunk_size"], path, stream)
+        run.done, run.n_grad, run.n_logdensity = meta["done"], meta["n_grad"], meta["n_logdensity"]
+        if stream is None and meta["kept"]:
             assert run.store is not None
             piece_like = jax.eval_shape(
                 chunk_program(spec, target, config, mesh, 1), carry_like, keys_like, 0
@@ -231,14 +235,11 @@ def _long_run(
     strategy: DrawChunks,
     chunk_size: int,
     checkpoint: str | None,
-    stream: str | None,
+    stream: DrawStream | None,
 ) -> LongRun:
     kept_total = -(-config.num_samples // strategy.thin)
     store = None if stream is not None else PieceStore(DrawChunks.axis, kept_total)
-    run = LongRun(spec, target, config, strategy, chunk_size, checkpoint, store)
-    if stream is not None:
-        run.stream = DrawStream(stream, config.num_chains, strategy.warmup)
-    return run
+    return LongRun(spec, target, config, strategy, chunk_size, checkpoint, store, stream)
 
 
 def _streamed_result(run: LongRun, partial: bool) -> Result:
