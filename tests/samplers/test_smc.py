@@ -18,8 +18,7 @@ import pytest
 from helpers import across_run_z_scores, assert_z_scores
 
 import bayeswb as bw
-from bayeswb.samplers.smc_core import RESAMPLING_SCHEMES, fixed_schedule
-from bayeswb.samplers.smc_moves import Move, ula_transport
+from bayeswb.samplers.smc import RESAMPLING_SCHEMES, Move, fixed_schedule, ula_transport
 
 RUNS = 32
 PARTICLES = 256
@@ -290,7 +289,7 @@ def test_local_hmc_leaves_the_funnel_invariant():
     variance of v and of ``u_i = x_i exp(-v / 2)`` over 20000 independent chains. The
     GIST factor p(h | x') / p(h | x) is what makes it exact: dropping it from the
     acceptance gives |z| of 11 to 15 on the variances (checked when written)."""
-    from bayeswb.samplers.smc_moves import local_hmc_move
+    from bayeswb.samplers.smc import local_hmc_move
 
     funnel = bw.models.get("funnel", dim=3, scale=1.5)
     n = 20_000

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from blackjax.mcmc import diffusions, integrators, random_walk, trajectory
 
 from bayeswb.core.weights import safe_log_weights
-from bayeswb.samplers.langevin_kinetic import KineticState, kinetic_build_kernel
+from bayeswb.samplers.langevin import KineticState, kinetic_build_kernel
 
 Array = jax.Array
 
@@ -305,7 +305,7 @@ def ula_transport() -> Move:
 
 def kinetic_langevin_move(num_integration_steps: int, friction: float = 1.0) -> Move:
     """Metropolised kinetic Langevin: ``num_integration_steps`` OBABO steps of
-    :func:`~bayeswb.samplers.langevin_kinetic.kinetic_build_kernel` (generalised HMC,
+    :func:`~bayeswb.samplers.langevin.kinetic.kinetic_build_kernel` (generalised HMC,
     Horowitz 1991: each B A B proposal accepted with ``min(1, exp(-energy error))``, a
     rejection negates the velocity) from a velocity drawn fresh from N(0, I), which is
     then discarded. Every OBABO step leaves ``pi(x) N(v; 0, I)`` invariant and the fresh

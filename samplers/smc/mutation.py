@@ -1,0 +1,147 @@
+"""The mutation of a step: sweeps of a :class:`~.moves.Move` over the whitened particles,
+then which states become the new particles.
+
+:func:`sweeps` runs ``num_sweeps`` move steps from every particle at once, retuning the
+step size after each sweep (the :class:`~.tuning.Tuner`'s ``update``). What is kept is
+blackjax's update strategy: :func:`keep_last` (each chain's last state) or
+:func:`keep_all` (waste-free SMC: every state of every chain, Dau and Chopin 2022,
+Algorithm 2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from bayeswb.samplers.smc.moves import Move
+
+Array = jax.Array
+
+
+class Sweeps(NamedTuple):
+    """The chains run from m whitened particles.
+
+    positions:      (num_sweeps, m, dim) after each sweep
+    log_increment:  (num_sweeps, m) each chain's log weight increment so far (0 for an
+                    MCMC move; an unadjusted transport's exact weight)
+    acceptance:     (num_sweeps,) weighted mean acceptance of each sweep
+    log_step_size:  () after the last sweep's retuning
+    """
+
+    positions: Array
+    log_increment: Array
+    acceptance: Array
+    log_step_size: Array
+
+
+class Kept(NamedTuple):
+    """The new particles (whitened), their log weight increments and the normalised log
+    weights the increments multiply."""
+
+    z: Array
+    log_increment: Array
+    log_weights: Array
+
+
+class _SweepCarry(NamedTuple):
+    states: Any
+    log_step_size: Array
+    log_increment: Array
+
+
+class _SweepTrace(NamedTuple):
+    positions: Array
+    log_increment: Array
+    acceptance: Array
+
+
+Mutate = Callable[[Array, Array, Callable, Array, Array, Callable], Sweeps]
+
+
+def _where_tree(ok: Array, new: Any, old: Any) -> Any:
+    def select(a: Array, b: Array) -> Array:
+        return jnp.where(ok.reshape(ok.shape + (1,) * (a.ndim - ok.ndim)), a, b)
+
+    return jax.tree.map(select, new, old)
+
+
+def sweeps(move: Move, num_sweeps: int, step_size_spread: float = 0.0) -> Mutate:
+    """``mutate(key, z, tempered, weights, log_step_size, update) -> Sweeps``: ``num_sweeps``
+    steps of ``move`` for the density ``tempered`` from each row of z.
+
+    A step that gives a non-finite position or a NaN log density is rejected and its
+    chain's weight set to zero. ``step_size_spread = s > 0`` draws each particle's step
+    size at each sweep as ``h exp(-s U)``, ``U ~ U(0, 1)``, independently of its state: a
+    mixture of pi-invariant kernels, which reaches regions of very different scales (a
+    funnel's neck and mouth) with one adapted ``h``. After each sweep
+    ``log h = update(log h, acceptance)``, acceptance averaged with ``weights``.
+
+    Example:
+        >>> from bayeswb.samplers.smc.moves import mala_move
+        >>> mutate = sweeps(mala_move(), num_sweeps=3)
+        >>> out = mutate(jax.random.key(0), jnp.zeros((8, 2)), lambda z: -0.5 * z @ z,
+        ...              jnp.full(8, 1 / 8), jnp.log(0.5), lambda h, a: h)
+        >>> out.positions.shape, out.acceptance.shape, float(out.log_increment.max())
+        ((3, 8, 2), (3,), 0.0)
+    """
+
+    def mutate(
+        key: Array,
+        z: Array,
+        tempered: Callable,
+        weights: Array,
+        log_step_size: Array,
+        update: Callable[[Array, Array], Array],
+    ) -> Sweeps:
+        m = z.shape[0]
+
+        def one_sweep(carry: _SweepCarry, sweep_key: Array) -> tuple[_SweepCarry, _SweepTrace]:
+            jitter_key, sweep_key = jax.random.split(sweep_key)
+            keys = jax.random.split(sweep_key, m)
+            # each particle's step size is drawn independently of its state, so the move
+            # is a mixture of pi-invariant kernels (and stays pi-invariant)
+            jitter = step_size_spread * jax.random.uniform(jitter_key, (m,))
+            new, info = jax.vmap(move.step, (0, 0, None, 0))(
+                keys, carry.states, tempered, jnp.exp(carry.log_step_size - jitter)
+            )
+            ok = jnp.all(jnp.isfinite(new.position), axis=-1) & ~jnp.isnan(new.logdensity)
+            states = _where_tree(ok, new, carry.states)
+            increment = jnp.where(ok, info.log_weight_increment, -jnp.inf)
+            log_increment = carry.log_increment + increment
+            acceptance = jnp.sum(weights * jnp.where(ok, info.acceptance_rate, 0.0))
+            log_step_size = update(carry.log_step_size, acceptance)
+            trace = _SweepTrace(states.position, log_increment, acceptance)
+            return _SweepCarry(states, log_step_size, log_increment), trace
+
+        states = jax.vmap(move.init, (0, None))(z, tempered)
+        start = _SweepCarry(states, log_step_size, jnp.zeros(m))
+        end, trace = jax.lax.scan(one_sweep, start, jax.random.split(key, num_sweeps))
+        return Sweeps(trace.positions, trace.log_increment, trace.acceptance, end.log_step_size)
+
+    return mutate
+
+
+def keep_last(z: Array, chains: Sweeps, log_weights: Array) -> Kept:
+    """Each chain's last state, with the weights it started with."""
+    return Kept(chains.positions[-1], chains.log_increment[-1], log_weights)
+
+
+def keep_all(z: Array, chains: Sweeps, log_weights: Array) -> Kept:
+    """Waste-free: the M starts and all ``num_sweeps`` states of each chain, as
+    ``M (num_sweeps + 1)`` equally weighted particles (Dau and Chopin 2022, Algorithm 2).
+
+    Example:
+        >>> chains = Sweeps(jnp.ones((3, 2, 1)), jnp.zeros((3, 2)), jnp.zeros(3), 0.0)
+        >>> kept = keep_all(jnp.zeros((2, 1)), chains, jnp.log(jnp.full(2, 0.5)))
+        >>> kept.z[:, 0].tolist(), jnp.exp(kept.log_weights).tolist()[:2]
+        ([0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], [0.125, 0.125])
+    """
+    z = jnp.concatenate([z, chains.positions.reshape(-1, z.shape[-1])])
+    starts = jnp.zeros(chains.log_increment.shape[1])
+    log_increment = jnp.concatenate([starts, chains.log_increment.reshape(-1)])
+    n = z.shape[0]
+    return Kept(z, log_increment, jnp.full(n, -math.log(n)))

@@ -1,0 +1,69 @@
+"""What one annealing run carries from step to step (:class:`State`), what a step reports
+(:class:`Info`) and the tuning a pilot run hands to a replay (:class:`Tuning`)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+
+Array = jax.Array
+
+# the Info fields that become path_stats, in their output order
+PATH_STATS = ("temperature", "log_z_increment", "ess", "acceptance_rate", "step_size", "resampled")
+
+
+class State(NamedTuple):
+    """Weighted particles of one run at ``temperature`` (between two steps).
+
+    steps_taken:    () steps so far, the index of the next step
+    positions:      (N, dim)
+    lp:             (N,) log gamma (target, unnormalised)
+    log_ratio:      (N,) log gamma - log q (-inf where either is not finite)
+    log_weights:    (N,) normalised
+    temperature:    () beta
+    log_z:          () log Z estimate of pi_beta's normaliser
+    log_step_size:  () the move's step size carried to the next step (whitened coordinates)
+    """
+
+    steps_taken: Array
+    positions: Array
+    lp: Array
+    log_ratio: Array
+    log_weights: Array
+    temperature: Array
+    log_z: Array
+    log_step_size: Array
+
+
+class Info(NamedTuple):
+    """What one step did: a row of ``path_stats`` (see :data:`PATH_STATS`) and of the
+    :class:`Tuning`.
+
+    temperature:      beta after the step
+    log_z_increment:  the step's log Z increment
+    ess:              ESS of the weights after reweighting, before resampling
+    acceptance_rate:  weighted mean acceptance of the move, averaged over its sweeps
+    step_size:        the step size (in whitened coordinates) at the end of the step
+    resampled:        whether the step resampled
+    mean, sd:         (dim,) the whitening the move ran in
+    """
+
+    temperature: Array
+    log_z_increment: Array
+    ess: Array
+    acceptance_rate: Array
+    step_size: Array
+    resampled: Array
+    mean: Array
+    sd: Array
+
+
+class Tuning(NamedTuple):
+    """What a run adapted at each step (padded with NaN after its last step); a pilot
+    run's Tuning freezes the main run's (see ``pilot_particles``)."""
+
+    temperature: Array  # (num_steps,)
+    mean: Array  # (num_steps, dim) whitening
+    sd: Array  # (num_steps, dim)
+    step_size: Array  # (num_steps,)
