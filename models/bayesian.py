@@ -336,6 +336,7 @@ def stochastic_volatility_model(returns: jnp.ndarray, centered_start: bool = Fal
         current = mu + phi * (previous - mu) + sigma * innovation
         return current, current
 
+    rest: jax.Array
     _, rest = jax.lax.scan(step, first, innovations)
     log_volatility = numpyro.deterministic("log_volatility", jnp.concatenate([first[None], rest]))
     with numpyro.plate("time", length):

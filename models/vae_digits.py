@@ -68,6 +68,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from bayeswb.core.target import Target
 from bayeswb.core.weights import log_mean_exp
@@ -144,6 +145,9 @@ class VAEDigits:
     hidden: int = 64
     layers: int = 1
     top_dim: int = 2
+    # the binarised digits, loaded in __post_init__
+    x_train: np.ndarray = dataclasses.field(init=False, repr=False)
+    x_test: np.ndarray = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         for field in ("latent_dim", "hidden", "top_dim"):
@@ -231,7 +235,7 @@ class VAEDigits:
         return self.log_weights_from_noise(params, x, eps)
 
     def log_marginal(
-        self, params: Params, key: Array, x: Array, k: int = 5000, batch_size: int = 10
+        self, params: Params, key: Array, x: ArrayLike, k: int = 5000, batch_size: int = 10
     ) -> Array:
         """Importance-sampling estimates of ``log p(x)`` for images ``x`` (n, 64) -> (n,):
         ``log mean_i w_i`` over ``k`` encoder draws each; ``batch_size`` images at a time

@@ -1,5 +1,6 @@
-"""ruff lint and format checks over the repository."""
+"""ruff lint and format checks and the type check over the repository."""
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -17,4 +18,15 @@ def test_ruff(command):
         [sys.executable, "-m", "ruff", *command], cwd=ROOT, capture_output=True, text=True
     )
     assert "No module named ruff" not in done.stderr, "ruff is a test dependency: .[test]"
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_types():
+    """mypy over bayeswb, bayeswb.samplers and bayeswb.models as installed (.ci/typecheck)."""
+    done = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "typecheck")],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import pathlib
+from typing import Any
 
 import jax
 import numpy as np
@@ -43,8 +44,13 @@ PUBLISHED = {
 }
 # the distinct training runs per architecture (IWAE k = 1 is VAE k = 1)
 FULL_RUNS = [("VAE", k) for k in KS] + [("IWAE", k) for k in KS if k > 1]
-FULL = {"train_steps": 10_000, "eval_k": 5000, "num_test": 300, "runs": FULL_RUNS}
-QUICK = {"train_steps": 150, "eval_k": 500, "num_test": 100, "runs": [("VAE", 1), ("IWAE", 50)]}
+FULL: dict[str, Any] = {"train_steps": 10_000, "eval_k": 5000, "num_test": 300, "runs": FULL_RUNS}
+QUICK: dict[str, Any] = {
+    "train_steps": 150,
+    "eval_k": 500,
+    "num_test": 100,
+    "runs": [("VAE", 1), ("IWAE", 50)],
+}
 
 
 def compute(quick: bool = False, seed: int = 0) -> dict[str, pd.DataFrame]:

@@ -23,6 +23,7 @@ The papers give rates, not numbers for this target, so there is no "published" t
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,7 @@ DIM = 100
 CONDITION_NUMBER = 100.0
 FRICTION = 2.0
 # label -> (sampler, options, gradient evaluations per step)
-METHODS = {
+METHODS: dict[str, tuple[str, dict[str, Any], int]] = {
     "ula": ("ula", {}, 1),
     "kinetic euler": ("kinetic_langevin", {"integrator": "euler", "friction": FRICTION}, 1),
     "kinetic baoab": ("kinetic_langevin", {"integrator": "baoab", "friction": FRICTION}, 1),
@@ -91,6 +92,9 @@ def compute(quick: bool = False, seed: int = 0) -> dict[str, pd.DataFrame]:
     settings = _settings(quick)
     chains, budgets = settings["chains"], settings["budgets"]
     target = bw.models.get("gaussian", dim=DIM, condition_number=CONDITION_NUMBER)
+    sample_exact = target.sample_exact
+    if target.reference is None or sample_exact is None:
+        raise ValueError("the gaussian target needs its exact reference and sample_exact")
     target_var = np.asarray(target.reference.sd["x"], dtype=np.float64) ** 2
     rows = []
     runs = [(label, h) for label in METHODS for h in settings["steps"]]
@@ -122,7 +126,7 @@ def compute(quick: bool = False, seed: int = 0) -> dict[str, pd.DataFrame]:
     floor = []
     for budget in budgets:
         n = chains * (budget - budget // 2)
-        x = np.asarray(target.sample_exact(exact_key, n), dtype=np.float64)
+        x = np.asarray(sample_exact(exact_key, n), dtype=np.float64)
         floor.append(
             {
                 "method": "exact draws",
@@ -154,7 +158,8 @@ def plot(tables: dict[str, pd.DataFrame], out_dir: pathlib.Path) -> list[pathlib
     out_dir.mkdir(parents=True, exist_ok=True)
     frontier, results = tables["frontier"], tables["results"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    colours = dict(zip(list(METHODS) + ["exact draws"], plt.cm.tab10.colors, strict=False))
+    tab10 = matplotlib.color_sequences["tab10"]
+    colours = dict(zip(list(METHODS) + ["exact draws"], tab10, strict=False))
     for label, group in frontier.groupby("method", sort=False):
         style = "k--" if label == "exact draws" else "o-"
         kwargs = {} if label == "exact draws" else {"color": colours[label]}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import pathlib
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +33,8 @@ FULL_RUNTIME = "about 15 min on 2 CPU cores (16 min measured with the cores shar
 
 M_GROUPS = 4
 BETA = 0.5
-FULL = {"ks": (1, 3, 10, 30, 100, 300), "num_draws": 500, "train_steps": 2000}
-QUICK = {"ks": (1, 30), "num_draws": 64, "train_steps": 150}
+FULL: dict[str, Any] = {"ks": (1, 3, 10, 30, 100, 300), "num_draws": 500, "train_steps": 2000}
+QUICK: dict[str, Any] = {"ks": (1, 30), "num_draws": 64, "train_steps": 150}
 
 
 def _objectives(k: int):

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import pathlib
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,7 +54,7 @@ FULL_RUNTIME = (
     "quiet machine; the other samplers about 8 min, measured on a loaded one)"
 )
 
-TARGETS = {
+TARGETS: dict[str, tuple[str, dict[str, Any]]] = {
     "gmm25": ("gmm25", {}),
     "funnel": ("funnel", {"dim": 10, "scale": 3.0}),
     "manywell": ("manywell", {"dim": 32}),
@@ -69,7 +70,7 @@ FLOW8 = {**FLOW, "init_scale": 8.0}
 FLOW2 = {**FLOW, "init_scale": 2.0}
 
 # target -> sampler -> options (full mode)
-SETTINGS: dict[str, dict[str, dict]] = {
+SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "gmm25": {
         "smc": {
             "num_chains": 8,
@@ -129,14 +130,14 @@ QUICK_FLOW = {"num_warmup": 20, "num_layers": 2, "hidden_width": 8, "num_mc_samp
 QUICK_RUNS = {"num_chains": 4, "num_samples": 128}
 
 
-def settings(quick: bool) -> dict[str, dict[str, dict]]:
+def settings(quick: bool) -> dict[str, dict[str, dict[str, Any]]]:
     """The per-target, per-sampler options; quick mode (compile-bound) runs every sampler
     on gmm25 and smc alone on funnel and manywell, each with its knobs but 4 runs of 128
     particles (64 in a reference-fitting pilot), short flow training and at most 20
     temperatures."""
     if not quick:
         return SETTINGS
-    out: dict[str, dict[str, dict]] = {}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
     for target, samplers in SETTINGS.items():
         out[target] = {}
         for sampler, options in samplers.items():
@@ -160,15 +161,19 @@ def settings(quick: bool) -> dict[str, dict[str, dict]]:
     return out
 
 
-def run_one(target_name: str, sampler: str, options: dict, seed: int) -> dict:
+def run_one(target_name: str, sampler: str, options: dict[str, Any], seed: int) -> dict:
     """One (target, sampler) cell: run, score, one row of the results table."""
     import bayeswb as bw
 
     model, params = TARGETS[target_name]
     target = bw.models.get(model, **params)
+    if target.log_z is None:
+        raise ValueError(f"target {target_name!r} has no exact log Z to score against")
     start = time.perf_counter()
     result = bw.sample(target, sampler, seed=seed, **options)
     seconds = time.perf_counter() - start
+    if result.log_z is None:
+        raise ValueError(f"sampler {sampler!r} gave no log Z estimate")
     log_z = np.asarray(result.idata.sample_stats["log_marginal_likelihood"].values).ravel()
     errors = np.abs(log_z - target.log_z)
     runs = errors.size
@@ -245,7 +250,8 @@ def plot(tables: dict[str, pd.DataFrame], out_dir: pathlib.Path) -> list[pathlib
     results = tables["results"]
     targets = list(dict.fromkeys(results["target"]))
     fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.8), squeeze=False)
-    colours = dict(zip(sorted(set(results["sampler"])), plt.cm.tab10.colors, strict=False))
+    tab10 = matplotlib.color_sequences["tab10"]
+    colours = dict(zip(sorted(set(results["sampler"])), tab10, strict=False))
     for ax, target in zip(axes[0], targets, strict=True):
         group = results[results["target"] == target]
         for _, row in group.iterrows():

@@ -35,6 +35,7 @@ The tables give mean and standard deviation over runs (10 in full mode, as the p
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -171,7 +172,7 @@ def compute(
         positions = np.asarray(result.positions, dtype=np.float64)
         log_weights = np.asarray(result.log_weights, dtype=np.float64)
         per_run_log_z = np.asarray(result.idata.sample_stats["log_marginal_likelihood"])
-        profiles = {"unweighted": [], "reweighted": []}
+        profiles: dict[str, list[Any]] = {"unweighted": [], "reweighted": []}
         for run in range(sizes["num_runs"]):
             row = {"setting": name, "run": run}
             for kind, weights in (("unweighted", None), ("reweighted", log_weights[run])):

@@ -71,8 +71,10 @@ def make_flow(
         raise ValueError(f"flow_type must be one of {FLOW_TYPES}, got {flow_type!r}")
     if flow_type in ("affine_coupling", "spline_coupling") and dim < 2:
         raise ValueError(f"flow_type {flow_type!r} needs dim >= 2, got dim={dim}")
-    base = StandardNormal((dim,))
-    common = {"base_dist": base, "flow_layers": num_layers}
+    # equinox types the base's AbstractVar cond_shape as a field, which mypy then wants
+    # in __init__; flowjax fills it with a ClassVar (equinox #1123)
+    base = StandardNormal((dim,))  # type: ignore[call-arg]
+    common: dict[str, Any] = {"base_dist": base, "flow_layers": num_layers}
     if flow_type == "planar":
         flow = planar_flow(key, invert=False, **common)
     elif flow_type == "radial":

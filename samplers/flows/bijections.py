@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flowjax.bijections import AbstractBijection, Scan
 from flowjax.distributions import Transformed
+from jax.typing import ArrayLike
 
 Array = jax.Array
 
@@ -35,7 +36,9 @@ class Radial(AbstractBijection):
     """
 
     shape: tuple[int, ...]
-    cond_shape: ClassVar[None] = None
+    # equinox's AbstractVar is a plain field to type checkers, so mypy rejects the
+    # ClassVar that equinox documents as fulfilling it (as flowjax's own bijections do)
+    cond_shape: ClassVar[None] = None  # type: ignore[misc]
     center: Array
     raw_alpha: Array
     raw_beta: Array
@@ -55,13 +58,18 @@ class Radial(AbstractBijection):
         h = 1.0 / (alpha + r)
         return (self.shape[0] - 1) * jnp.log1p(beta * h) + jnp.log1p(beta * h - beta * h**2 * r)
 
-    def transform_and_log_det(self, x: Array, condition: Any = None) -> tuple[Array, Array]:
+    def transform_and_log_det(
+        self, x: ArrayLike, condition: ArrayLike | None = None
+    ) -> tuple[Array, Array]:
+        x = jnp.asarray(x)
         alpha, beta = self._alpha_beta()
         diff = x - self.center
         r = jnp.sqrt(jnp.sum(diff**2))
         return x + beta / (alpha + r) * diff, self._log_det(r)
 
-    def inverse_and_log_det(self, y: Array, condition: Any = None) -> tuple[Array, Array]:
+    def inverse_and_log_det(
+        self, y: ArrayLike, condition: ArrayLike | None = None
+    ) -> tuple[Array, Array]:
         alpha, beta = self._alpha_beta()
         diff = y - self.center
         r_y = jnp.sqrt(jnp.sum(diff**2))

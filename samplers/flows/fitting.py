@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -118,11 +119,18 @@ def flow_loss(target: Target, config: FlowConfig) -> LossFn:
     """The training loss a flow sampler uses: reverse KL for ``flow_vi``; for ``flow_is``
     the config's ``objective`` (forward KL and mixed need ``target.sample_exact``)."""
     reverse = reverse_kl_loss(target.log_density, config.num_mc_samples, config.stl_estimator)
+
+    def forward(sample_exact: Callable[[Array, int], Array]) -> LossFn:
+        # objective_loss builds the forward loss only for an objective other than
+        # reverse_kl, which only a FlowISConfig has
+        assert isinstance(config, FlowISConfig), "a forward-KL objective needs FlowISConfig"
+        return forward_kl_loss(sample_exact, config.batch_size)
+
     return objective_loss(
         getattr(config, "objective", "reverse_kl"),
         target,
         reverse,
-        lambda sample_exact: forward_kl_loss(sample_exact, config.batch_size),
+        forward,
         getattr(config, "forward_weight", 0.5),
     )
 

@@ -32,7 +32,13 @@ def reverse_kl_loss(
     free energy of Rezende and Mohamed 2015, section 6.1, used with a schedule by
     :func:`~.training.train_flow`).
     """
-    elbo_loss = ElboLoss(logdensity_fn, num_mc_samples, stick_the_landing=stl_estimator)
+    # flowjax annotates the target as taking any ArrayLike, but calls it only on its own
+    # samples, which are Arrays
+    elbo_loss = ElboLoss(
+        logdensity_fn,  # type: ignore[arg-type]
+        num_mc_samples,
+        stick_the_landing=stl_estimator,
+    )
 
     def loss(
         params: Any, static: Any, key: Array, beta: Array | float = 1.0

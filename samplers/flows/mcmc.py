@@ -114,15 +114,15 @@ class ReplayBuffer(NamedTuple):
     many were ever added."""
 
     positions: Array
-    count: Array
+    num_added: Array  # not ``count``, which would shadow tuple.count
 
     def add(self, new: Array) -> ReplayBuffer:
-        index = (self.count + jnp.arange(new.shape[0])) % self.positions.shape[0]
-        return ReplayBuffer(self.positions.at[index].set(new), self.count + new.shape[0])
+        index = (self.num_added + jnp.arange(new.shape[0])) % self.positions.shape[0]
+        return ReplayBuffer(self.positions.at[index].set(new), self.num_added + new.shape[0])
 
     def draws(self, key: Array, n: int) -> Array:
         """``n`` positions drawn uniformly, with replacement, from those held."""
-        filled = jnp.minimum(self.count, self.positions.shape[0])
+        filled = jnp.minimum(self.num_added, self.positions.shape[0])
         return self.positions[jax.random.randint(key, (n,), 0, filled)]
 
 

@@ -112,7 +112,9 @@ def make_snf(
     def make_block(block_key: Array) -> Any:
         flow = coupling_flow(
             block_key,
-            base_dist=StandardNormal((dim,)),
+            # equinox types the base's AbstractVar cond_shape as a field, which mypy
+            # then wants in __init__; flowjax fills it with a ClassVar (equinox #1123)
+            base_dist=StandardNormal((dim,)),  # type: ignore[call-arg]
             transformer=transformer,
             flow_layers=layers_per_block,
             nn_width=hidden_width,
@@ -122,6 +124,7 @@ def make_snf(
         return Chain([flow.bijection, Affine(jnp.zeros(dim), jnp.ones(dim))])
 
     blocks = eqx.filter_vmap(make_block)(jax.random.split(key, num_blocks))
+    log_step_size: Array | paramax.NonTrainable[Array]
     log_step_size = jnp.full((num_blocks,), math.log(step_size))
     if not train_step_size:
         log_step_size = paramax.NonTrainable(log_step_size)

@@ -109,5 +109,6 @@ def fit_gaussian_chi2(
         return (optax.apply_updates(p, updates), opt_state), log_mean_exp(2.0 * log_w)
 
     keys = jax.random.split(key, num_steps)
+    curve: Array
     (params, _), curve = jax.lax.scan(step, (params, optimizer.init(params)), keys)
     return DistributionProposal(distribution(params)), curve

@@ -117,7 +117,7 @@ def annealing_parts(plan: Plan, main: bool = False, frozen: Tuning | None = None
         tune = adaptive_tuner(plan.target.dim, precondition, adapt, target_acceptance)
     else:
         schedule, tune = ladder_schedule(frozen.temperature), replay_tuner(frozen)
-    if waste_free:
+    if waste_free and plan.resampling is not None:
         resample = waste_free_resampling(plan.resampling, plan.waste_free_chains)
     elif plan.resampling is None:
         resample = no_resampling
@@ -196,7 +196,8 @@ def assemble(plan: Plan, out: RunOutput) -> Draws:
         (out.pilot_steps, pilot_n, config.num_mcmc_steps, pilot_n),
         (out.fit_steps, fit_n, config.num_mcmc_steps, fit_n),
     )
-    grads, evals = 0, 0
+    grads: Array | int = 0
+    evals: Array | int = 0
     for steps, n, sweeps_per_step, chains in runs:
         step_grads, step_evals = cost_per_step(plan.move, n, sweeps_per_step, chains)
         grads = grads + jnp.sum(steps) * step_grads

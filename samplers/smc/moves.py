@@ -317,7 +317,7 @@ def kinetic_langevin_move(num_integration_steps: int, friction: float = 1.0) -> 
     acceptance 0.75 (one rejection reverses the direction, so it is set above HMC's).
     """
     kernel = kinetic_build_kernel("obabo", metropolize=True)
-    friction = jnp.asarray(friction)
+    damping = jnp.asarray(friction)
 
     def step(key: Array, state: Any, logdensity_fn: Callable, step_size: Array) -> Any:
         velocity_key, steps_key = jax.random.split(key)
@@ -326,7 +326,7 @@ def kinetic_langevin_move(num_integration_steps: int, friction: float = 1.0) -> 
         start = KineticState(position, velocity, state.logdensity, state.logdensity_grad)
 
         def one_step(kinetic: KineticState, step_key: Array) -> tuple[KineticState, Array]:
-            kinetic, info = kernel(step_key, kinetic, logdensity_fn, step_size, friction)
+            kinetic, info = kernel(step_key, kinetic, logdensity_fn, step_size, damping)
             return kinetic, info.acceptance_rate
 
         end, acceptance = jax.lax.scan(
