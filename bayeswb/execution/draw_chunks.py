@@ -134,16 +134,7 @@ class DrawChunks:
             n_grad_evals=run.n_grad,
             n_logdensity_evals=run.n_logdensity,
         )
-        return Result.from_draws(
-            draws,
-            gathered["posterior"],
-            self.warmup.get("posterior"),
-            sampler=run.spec.name,
-            target=run.target.name,
-            config=run.config.to_dict(),
-            timings=run.timings(),
-            partial=partial,
-        )
+        return run.to_result(draws, gathered["posterior"], self.warmup.get("posterior"), partial)
 
     @classmethod
     def start(

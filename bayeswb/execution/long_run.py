@@ -31,6 +31,7 @@ import jax
 import numpy as np
 
 from bayeswb.core.config import SamplerConfig, config_to_json
+from bayeswb.core.draws import Draws
 from bayeswb.core.progress import progress_bar
 from bayeswb.core.result import Result
 from bayeswb.core.sampler import SamplerSpec
@@ -148,6 +149,21 @@ class LongRun:
 
     def timings(self) -> dict[str, float]:
         return {"compile_s": self.compile_s, "sample_s": self.sample_s}
+
+    def to_result(
+        self, draws: Draws, posterior: Any, warmup_posterior: Any, partial: bool
+    ) -> Result:
+        """The Result of this run's gathered draws (host arrays)."""
+        return Result.from_draws(
+            draws,
+            posterior,
+            warmup_posterior,
+            sampler=self.spec.name,
+            target=self.target.name,
+            config=self.config.to_dict(),
+            timings=self.timings(),
+            partial=partial,
+        )
 
 
 class StopRequest:

@@ -91,16 +91,7 @@ class RunBatches:
         draws = runs["draws"]._replace(
             n_grad_evals=run.n_grad, n_logdensity_evals=run.n_logdensity
         )
-        return Result.from_draws(
-            draws,
-            runs["posterior"],
-            runs["warmup_posterior"],
-            sampler=run.spec.name,
-            target=run.target.name,
-            config=run.config.to_dict(),
-            timings=run.timings(),
-            partial=partial,
-        )
+        return run.to_result(draws, runs["posterior"], runs["warmup_posterior"], partial)
 
     @classmethod
     def start(
