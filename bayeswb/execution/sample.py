@@ -115,6 +115,8 @@ def sample(
             target.check(jax.random.fold_in(key, 0))
             checked.add(bool(x64))
         in_pieces = chunk_size is not None or checkpoint is not None or thin != 1 or stream
+        if checkpoint is not None:
+            check_savable(config)
         if in_pieces and spec.kernel is None:
             if not spec.independent_runs:
                 raise ValueError(
@@ -126,14 +128,10 @@ def sample(
                     f"thin and stream apply to MCMC draws; {spec.name!r} makes independent "
                     "runs, which run in batches of chunk_size"
                 )
-            if checkpoint is not None:
-                check_savable(config)
             size = config.num_chains if chunk_size is None else chunk_size
             run = RunBatches.start(spec, target, config, key, devices, size, checkpoint)
             return run_pieces(run, progress)
         if in_pieces:
-            if checkpoint is not None:
-                check_savable(config)
             size = config.num_samples if chunk_size is None else chunk_size
             run = DrawChunks.start(
                 spec, target, config, key, devices, size, thin, checkpoint, stream
