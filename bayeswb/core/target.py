@@ -67,8 +67,10 @@ def _uniform_init(dim: int) -> Callable[[Array], Array]:
 
 
 def _default_init(key: Array) -> Array:
-    # stands for "numpyro's uniform init in this target's dim", set in __post_init__
-    raise NotImplementedError
+    # a marker, never called: __post_init__ replaces it by numpyro's uniform init in the
+    # target's dim (a default that depends on another field), keeping ``init`` typed as
+    # always callable
+    raise RuntimeError("Target.init was not set by __post_init__")
 
 
 def _identity_constrain(x: Array) -> dict[str, Array]:

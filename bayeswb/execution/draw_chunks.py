@@ -211,11 +211,7 @@ class DrawChunks:
             piece_like = jax.eval_shape(
                 chunk_program(spec, target, config, mesh, 1), carry_like, keys_like, 0
             )[1]
-            piece_like = jax.tree.map(
-                lambda a: jax.ShapeDtypeStruct((a.shape[0], meta["kept"]) + a.shape[2:], a.dtype),
-                piece_like,
-            )
-            run.store.add(jax.tree.map(np.asarray, unflat("pieces", piece_like, arrays)))
+            run.store.restore(piece_like, meta["kept"], arrays)
         return run
 
 

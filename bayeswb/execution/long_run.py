@@ -36,7 +36,7 @@ from bayeswb.core.progress import progress_bar
 from bayeswb.core.result import Result
 from bayeswb.core.sampler import SamplerSpec
 from bayeswb.core.target import Target
-from bayeswb.execution.checkpoint import flat, write_checkpoint
+from bayeswb.execution.checkpoint import flat, unflat, write_checkpoint
 from bayeswb.execution.streaming import DrawStream
 
 Array = jax.Array
@@ -88,6 +88,18 @@ class PieceStore:
         for stored, new in zip(jax.tree.leaves(self.arrays), jax.tree.leaves(piece), strict=True):
             stored[where] = new
         self.kept += n
+
+    def restore(self, piece_like: Any, kept: int, arrays: dict[str, np.ndarray]) -> None:
+        """Add the ``kept`` units a checkpoint saved, checked leaf by leaf against
+        ``piece_like`` (the shapes of one piece; its length along ``axis`` is replaced)."""
+
+        def saved_shape(leaf: Any) -> jax.ShapeDtypeStruct:
+            shape = list(leaf.shape)
+            shape[self.axis] = kept
+            return jax.ShapeDtypeStruct(tuple(shape), leaf.dtype)
+
+        like = jax.tree.map(saved_shape, piece_like)
+        self.add(jax.tree.map(np.asarray, unflat("pieces", like, arrays)))
 
     def _allocate(self, leaf: np.ndarray) -> np.ndarray:
         shape = list(leaf.shape)

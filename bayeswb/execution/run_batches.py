@@ -129,9 +129,6 @@ class RunBatches:
         piece_like, _ = jax.eval_shape(
             batch_program(spec, target, one, config.num_chains, None), key, jnp.asarray(0)
         )
-        piece_like = jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct((meta["kept"],) + a.shape[1:], a.dtype), piece_like
-        )
         assert run.store is not None
-        run.store.add(jax.tree.map(np.asarray, unflat("pieces", piece_like, arrays)))
+        run.store.restore(piece_like, meta["kept"], arrays)
         return run
