@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from bayeswb import models
-from bayeswb.core.diagnostics import score, weights_ess
+from bayeswb.core.diagnostics import score
 from bayeswb.core.result import Result
 from bayeswb.core.target import Target
+from bayeswb.core.verdict import weights_ess
 from bayeswb.execution.sample import sample
 
 METRICS = [

@@ -8,6 +8,7 @@ import ast
 import json
 import pathlib
 import sys
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -136,18 +137,22 @@ def _figure(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     import bayeswb as bw
+    from bayeswb.core.verdict import UnreliableRunWarning
 
     target = bw.models.get(args.model, **_parse_assignments(args.param, "--param"))
     options = _parse_assignments(args.option, "--option")
-    result = bw.sample(
-        target,
-        args.sampler,
-        seed=args.seed,
-        num_chains=args.chains,
-        num_samples=args.samples,
-        num_warmup=args.warmup,
-        **options,
-    )
+    with warnings.catch_warnings():
+        # the verdict is printed below the summary instead
+        warnings.simplefilter("ignore", UnreliableRunWarning)
+        result = bw.sample(
+            target,
+            args.sampler,
+            seed=args.seed,
+            num_chains=args.chains,
+            num_samples=args.samples,
+            num_warmup=args.warmup,
+            **options,
+        )
     with pd.option_context("display.width", 120, "display.max_rows", 60):
         print(f"{result!r}\n")
         print(bw.summary(result).to_string())
@@ -160,7 +165,9 @@ def _run(args: argparse.Namespace) -> None:
     if result.log_z is not None:
         se = "" if result.log_z_se is None else f" +- {result.log_z_se:.4g}"
         print(f"log Z: {result.log_z:.6g}{se}")
+    print(f"\n{result.diagnostics}")
     scores = bw.score(result, target)
+    scores.pop("verdict")
     if scores:
         print("\nscore against ground truth:")
         for name, value in scores.items():

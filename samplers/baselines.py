@@ -15,6 +15,7 @@ import blackjax
 import jax
 import jax.numpy as jnp
 import optax
+from blackjax.vi import fullrank_vi, meanfield_vi
 
 from bayeswb.core.config import (
     SamplerConfig,
@@ -186,6 +187,7 @@ def _run_gaussian_vi(
     target: Target,
     config: GaussianVIConfig,
     family: Any,
+    log_q_fn: Callable[[Any], Callable[[Array], Array]],
     layout: ChainLayout | None = None,
 ) -> Draws:
     optimizer = optax.adam(config.learning_rate)
@@ -196,7 +198,7 @@ def _run_gaussian_vi(
         stl_estimator=config.stl_estimator,
     )
 
-    def one_run(run_key: Array) -> tuple[Array, Array, Array]:
+    def one_run(run_key: Array) -> tuple[Array, Array, Array, Array]:
         init_key, fit_key, draw_key = jax.random.split(run_key, 3)
         state = algorithm.init(target.init(init_key))
         state, elbo = sample_chain(
@@ -208,13 +210,15 @@ def _run_gaussian_vi(
             lambda s, info: -info.elbo,
         )
         positions = algorithm.sample(draw_key, state, config.num_samples)
-        return positions, jax.vmap(target.log_density)(positions), elbo
+        log_q = jax.vmap(log_q_fn(state))(positions)
+        return positions, jax.vmap(target.log_density)(positions), log_q, elbo
 
-    positions, lp, elbo = run_chains(key, config.num_chains, one_run, layout)
+    positions, lp, log_q, elbo = run_chains(key, config.num_chains, one_run, layout)
     n_grad = config.num_chains * config.num_warmup * config.num_mc_samples
     return Draws(
         positions=positions,
-        stats={"lp": lp},
+        # log_q beside lp: the verdict's k-hat of log p - log q (Yao et al. 2018)
+        stats={"lp": lp, "log_q": log_q},
         warmup_stats={"elbo": elbo},
         n_grad_evals=n_grad,
         n_logdensity_evals=n_grad + config.num_chains * config.num_samples,
@@ -234,7 +238,11 @@ def run_meanfield_vi(
         >>> "elbo" in r.idata.warmup_sample_stats
         True
     """
-    return _run_gaussian_vi(key, target, config, blackjax.meanfield_vi, layout)
+
+    def log_q(state: Any) -> Callable[[Array], Array]:
+        return meanfield_vi.generate_meanfield_logdensity(state.mu, state.rho)
+
+    return _run_gaussian_vi(key, target, config, blackjax.meanfield_vi, log_q, layout)
 
 
 @register("fullrank_vi", GaussianVIConfig, family="baseline")
@@ -250,7 +258,11 @@ def run_fullrank_vi(
         >>> r.idata.posterior["x"].shape[0]
         1
     """
-    return _run_gaussian_vi(key, target, config, blackjax.fullrank_vi, layout)
+
+    def log_q(state: Any) -> Callable[[Array], Array]:
+        return fullrank_vi.generate_fullrank_logdensity(state.mu, state.chol_params)
+
+    return _run_gaussian_vi(key, target, config, blackjax.fullrank_vi, log_q, layout)
 
 
 # --------------------------------------------------------------------------- Pathfinder
@@ -286,7 +298,7 @@ def run_pathfinder(
         (2, 100)
     """
 
-    def one_run(run_key: Array) -> tuple[Array, Array, Array]:
+    def one_run(run_key: Array) -> tuple[Array, Array, Array, Array]:
         init_key, fit_key, draw_key = jax.random.split(run_key, 3)
         state, info = blackjax.vi.pathfinder.approximate(
             fit_key,
@@ -296,16 +308,16 @@ def run_pathfinder(
             maxiter=config.num_warmup,
             maxcor=config.history_size,
         )
-        positions, _ = blackjax.vi.pathfinder.sample(draw_key, state, config.num_samples)
+        positions, log_q = blackjax.vi.pathfinder.sample(draw_key, state, config.num_samples)
         num_iterations = jnp.sum(jnp.isfinite(info.path.elbo))
-        return positions, jax.vmap(target.log_density)(positions), num_iterations
+        return positions, jax.vmap(target.log_density)(positions), log_q, num_iterations
 
-    positions, lp, num_iterations = run_chains(key, config.num_chains, one_run, layout)
+    positions, lp, log_q, num_iterations = run_chains(key, config.num_chains, one_run, layout)
     n_grad = config.num_chains + 2 * jnp.sum(num_iterations)
     elbo_evals = config.num_chains * (config.num_warmup + 1) * config.num_elbo_samples
     return Draws(
         positions=positions,
-        stats={"lp": lp},
+        stats={"lp": lp, "log_q": log_q},
         n_grad_evals=n_grad,
         n_logdensity_evals=n_grad + elbo_evals + config.num_chains * config.num_samples,
     )

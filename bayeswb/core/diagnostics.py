@@ -13,22 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from scipy.special import logsumexp
 
 from bayeswb.core.result import Result
 from bayeswb.core.target import Target
-
-
-def normalised_weights(log_weights: np.ndarray) -> np.ndarray:
-    """Self-normalised weights over all chains and draws; NaN log weights count as zero."""
-    flat = np.where(np.isnan(log_weights), -np.inf, log_weights).ravel().astype(np.float64)
-    return np.exp(flat - logsumexp(flat))
-
-
-def weights_ess(log_weights: np.ndarray) -> float:
-    """Kish effective sample size ``1 / sum(w_i^2)`` of normalised weights."""
-    w = normalised_weights(log_weights)
-    return float(1.0 / np.sum(w**2))
+from bayeswb.core.verdict import normalised_weights, weights_ess
 
 
 def pareto_k(result: Result) -> float | None:
@@ -117,6 +105,9 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
     - ``sliced_wasserstein``: to exact samples (same count), with
       ``sliced_wasserstein_exact`` the same distance between two exact samples (the noise
       floor for that sample size)
+    - ``verdict``: what the run said of itself without the truth (``Result.diagnostics``):
+      ``"fine"`` or ``"unreliable: "`` and the failed checks' names; a bad score with a
+      ``"fine"`` verdict is a silent failure
 
     Example:
         >>> import bayeswb as bw
@@ -126,7 +117,7 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
         >>> s["mean_z_max"] < 5
         True
     """
-    out: dict[str, float] = {}
+    out: dict[str, float | str] = {}
     k_hat = pareto_k(result)
     if k_hat is not None:
         out["pareto_k"] = k_hat
@@ -162,12 +153,29 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
         exact2 = np.asarray(target.sample_exact(key_exact2, n))
         out["sliced_wasserstein"] = sliced_wasserstein(draws, exact, key_proj)
         out["sliced_wasserstein_exact"] = sliced_wasserstein(exact2, exact, key_proj)
+    out["verdict"] = verdict_label(result)
     return out
 
 
+def verdict_label(result: Result) -> str:
+    """``"fine"``, or ``"unreliable: "`` and the names of the checks the run failed.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample("gaussian", "nuts", num_chains=4, num_samples=500, num_warmup=500)
+        >>> verdict_label(r)
+        'fine'
+    """
+    verdict = result.diagnostics
+    if verdict.ok:
+        return "fine"
+    return "unreliable: " + ", ".join(check.name for check in verdict.failed)
+
+
 def summary(result: Result, **kwargs) -> pd.DataFrame:
-    """ArviZ's summary of the posterior, with log Z, cost and (where reported) the PSIS
-    k-hat ``pareto_k`` in ``DataFrame.attrs``.
+    """ArviZ's summary of the posterior, with log Z, cost, the one-line ``verdict``
+    (``str(result.diagnostics)``) and (where reported) the PSIS k-hat ``pareto_k`` in
+    ``DataFrame.attrs``.
 
     Weighted runs get weighted means and sds, their MCSEs and the weights' ESS instead
     (ArviZ's summary would treat weighted particles as equally weighted draws).
@@ -193,6 +201,7 @@ def summary(result: Result, **kwargs) -> pd.DataFrame:
     else:
         frame = az.summary(result.idata, **kwargs)
     frame.attrs.update({"log_z": result.log_z, "log_z_se": result.log_z_se, **result.cost})
+    frame.attrs["verdict"] = str(result.diagnostics)
     k_hat = pareto_k(result)
     if k_hat is not None:
         frame.attrs["pareto_k"] = k_hat

@@ -8,6 +8,7 @@ the posterior group's attributes, the unconstrained positions in the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from typing import Any
@@ -18,6 +19,7 @@ import xarray as xr
 from scipy.special import logsumexp
 
 from bayeswb.core.draws import Draws
+from bayeswb.core.verdict import Verdict, diagnose
 
 # the posterior group attribute that holds a saved run's metadata (JSON)
 RESULT_ATTRIBUTE = "bayeswb"
@@ -109,6 +111,7 @@ class Result:
     log_z, log_z_se: pooled log-evidence estimate and its standard error, or None
     partial:   True when a chunked run was interrupted (Ctrl-C) and holds only the draws
                finished before it
+    diagnostics: the run's :class:`~bayeswb.core.verdict.Verdict` (computed on first use)
 
     Example:
         >>> import bayeswb as bw
@@ -142,6 +145,14 @@ class Result:
     @property
     def is_weighted(self) -> bool:
         return self.log_weights is not None
+
+    @functools.cached_property
+    def diagnostics(self) -> Verdict:
+        """Whether to believe this run, from its own draws and statistics (no ground truth):
+        R-hat, ESS, divergences, E-BFMI, tree depth, acceptance, k-hat, weight collapse,
+        log Z spread, flow training; see :mod:`bayeswb.core.verdict`. ``str()`` of it is the
+        one-line verdict, ``.ok`` whether every check passed."""
+        return diagnose(self.idata, self.config, self.partial)
 
     def _metadata(self) -> dict[str, Any]:
         return run_metadata(

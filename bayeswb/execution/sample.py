@@ -3,6 +3,7 @@ pieces, into a :class:`Result`."""
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from bayeswb.core.registry import MODELS, build_model
 from bayeswb.core.result import Result
 from bayeswb.core.sampler import SAMPLERS
 from bayeswb.core.target import Target
+from bayeswb.core.verdict import UnreliableRunWarning
 from bayeswb.execution.checkpoint import read_checkpoint
 from bayeswb.execution.draw_chunks import DrawChunks
 from bayeswb.execution.long_run import check_savable, run_pieces
@@ -85,8 +87,13 @@ def sample(
 
     Returns:
         Result with ``idata`` (posterior draws shaped (chain, draw, ...)), ``log_z``,
-        ``log_z_se`` and ``cost`` (gradient and density evaluations, compile and
-        sampling seconds). The whole run is one compiled XLA program.
+        ``log_z_se``, ``cost`` (gradient and density evaluations, compile and
+        sampling seconds) and ``diagnostics``, the verdict on the run. The whole run is one
+        compiled XLA program.
+
+    Warns:
+        UnreliableRunWarning: once, when the run's verdict (``Result.diagnostics``) failed
+            a check, naming the checks and what to try.
 
     Example:
         >>> import bayeswb as bw
@@ -117,7 +124,9 @@ def sample(
         in_pieces = chunk_size is not None or checkpoint is not None or thin != 1 or stream
         if checkpoint is not None:
             check_savable(config)
-        if in_pieces and spec.kernel is None:
+        if not in_pieces:
+            result = sample_whole(spec, target, config, key, devices, bool(x64))
+        elif spec.kernel is None:
             if not spec.independent_runs:
                 raise ValueError(
                     f"sampler {spec.name!r} cannot run in chunks (chunk_size/checkpoint): its "
@@ -130,14 +139,24 @@ def sample(
                 )
             size = config.num_chains if chunk_size is None else chunk_size
             run = RunBatches.start(spec, target, config, key, devices, size, checkpoint)
-            return run_pieces(run, progress)
-        if in_pieces:
+            result = run_pieces(run, progress)
+        else:
             size = config.num_samples if chunk_size is None else chunk_size
             run = DrawChunks.start(
                 spec, target, config, key, devices, size, thin, checkpoint, stream
             )
-            return run_pieces(run, progress)
-        return sample_whole(spec, target, config, key, devices, bool(x64))
+            result = run_pieces(run, progress)
+    return warn_if_unreliable(result)
+
+
+def warn_if_unreliable(result: Result) -> Result:
+    """Emit one :class:`~bayeswb.core.verdict.UnreliableRunWarning` naming the checks the
+    run failed and what to try (see ``Result.diagnostics``); return the run unchanged."""
+    verdict = result.diagnostics
+    if not verdict.ok:
+        message = f"{result.sampler} on {result.target}: {verdict}"
+        warnings.warn(message, UnreliableRunWarning, stacklevel=3)
+    return result
 
 
 # the precisions (x64 or not) each target's initial point was checked in
@@ -180,4 +199,4 @@ def resume(
     if meta.get("kind") not in strategies:
         raise ValueError(f"{path}: unknown checkpoint kind {meta.get('kind')!r}")
     run = strategies[meta["kind"]].restore(meta, arrays, spec, target, config, path, devices)
-    return run_pieces(run, progress)
+    return warn_if_unreliable(run_pieces(run, progress))

@@ -150,7 +150,7 @@ def compute(
     from tqdm.auto import tqdm
 
     import bayeswb as bw
-    from bayeswb.core.diagnostics import weights_ess
+    from bayeswb.core.verdict import weights_ess
 
     sizes = {**(QUICK if quick else FULL), **(sizes or {})}
     target = bw.models.get("double_well")

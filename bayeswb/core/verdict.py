@@ -1,0 +1,470 @@
+"""A verdict on every run: the checks that apply to its draws, without any ground truth.
+
+A user who brings a model without a known answer needs the run to say whether to believe
+it. :func:`diagnose` looks at what a run recorded (its draws, sample stats, importance
+weights, per-run log Z, the SMC path, the flow's training trace) and applies every check
+the recorded data allow, each with a threshold from the literature:
+
+- ``r_hat``: split rank-normalised R-hat of every parameter at most 1.01 (Vehtari, Gelman,
+  Simpson, Carpenter and Buerkner 2021, "Rank-normalization, folding, and localization",
+  section 4), for Markov chains.
+- ``ess_bulk`` / ``ess_tail``: bulk and tail effective sample size at least 100 per chain
+  up to 400 in all (the same paper, section 4: "ESS > 400", i.e. 100 for each of 4 chains).
+- ``divergences``: no divergent transition after warmup (Betancourt 2017, "A conceptual
+  introduction to Hamiltonian Monte Carlo", section 6.2); for the Langevin kernels a
+  divergence is a non-finite step.
+- ``e_bfmi``: energy Bayesian fraction of missing information at least 0.3 per chain
+  (Betancourt 2016, "Diagnosing suboptimal cotangent disintegrations in HMC", eq. 3),
+  for HMC and NUTS.
+- ``tree_depth``: under 1% of NUTS transitions stopped by the maximum tree depth.
+- ``acceptance``: every chain's mean acceptance rate within 0.25 of the rate the step size
+  was adapted to (adaptation failed or a chain is stuck otherwise); SMC moves whose mean
+  acceptance over the path is below 0.05 do not move the particles.
+- ``pareto_k``: PSIS k-hat of the importance weights below ``min(1 - 1/log10(S), 0.7)``
+  for S draws per run (Vehtari, Simpson, Gelman, Yao and Gabry 2024, "Pareto smoothed
+  importance sampling", section 3.2.4). For variational draws it is the k-hat of
+  ``log p - log q`` (Yao, Vehtari, Simpson and Gelman 2018, "Yes, but did it work?").
+- ``weights_ess``: Kish effective sample size of the final weights at least 100 per run up
+  to 400 in all, as ``ess_bulk`` for chains (weight collapse otherwise).
+- ``smc_path``: the tempering path reached temperature 1, and its ESS never fell below 1%
+  of the particles (weight collapse between two resamplings).
+- ``log_z_spread``: independent runs' log Z agree with the reported standard error: the
+  delta-method SE of the pooled estimate and the SE of the mean of the per-run log Z
+  within a factor 2 of each other, and the per-run log Z within sd 1 (beyond that the
+  pooled mean is dominated by a few runs, and its SE is not to be believed).
+- ``flow_training``: the flow's training loss had stopped improving: the mean over the
+  last tenth of training is not below the tenth before it by more than 3 standard errors
+  (a one-sided z-test: 0.13% false alarms per converged run).
+- ``complete``: the run was not interrupted.
+
+Example:
+    >>> import bayeswb as bw
+    >>> r = bw.sample("gaussian", "nuts", num_chains=4, num_samples=500, num_warmup=500)
+    >>> r.diagnostics.ok, [check.name for check in r.diagnostics.checks][:3]
+    (True, ['r_hat', 'ess_bulk', 'ess_tail'])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import arviz as az
+import numpy as np
+from scipy.special import logsumexp
+
+
+class UnreliableRunWarning(UserWarning):
+    """A run's verdict found a reason not to trust its draws or its log Z."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One diagnostic: its measured ``value``, the ``threshold`` it is held to, whether it
+    passed (``ok``), a one-line ``message`` and, when it failed, ``advice`` on what to try."""
+
+    name: str
+    value: float
+    threshold: float
+    ok: bool
+    message: str
+    advice: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """Every check that applied to a run; ``ok`` when all passed.
+
+    ``str(verdict)`` is one line: ``"verdict: fine (...)"`` or ``"verdict: UNRELIABLE
+    (...); try: ..."``.
+    """
+
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    @property
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(check for check in self.checks if not check.ok)
+
+    def __str__(self) -> str:
+        if not self.checks:
+            return "verdict: no diagnostic applies to this run"
+        if self.ok:
+            return "verdict: fine (" + "; ".join(c.message for c in self.checks) + ")"
+        failed = self.failed
+        advice = "; ".join(dict.fromkeys(c.advice for c in failed if c.advice))
+        line = "verdict: UNRELIABLE (" + "; ".join(c.message for c in failed) + ")"
+        return line + (f"; try: {advice}" if advice else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checks as plain data (for tables and JSON)."""
+        return {"ok": self.ok, "checks": [dataclasses.asdict(c) for c in self.checks]}
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def normalised_weights(log_weights: np.ndarray) -> np.ndarray:
+    """Self-normalised weights over all chains and draws; NaN log weights count as zero.
+
+    Example:
+        >>> normalised_weights(np.log(np.array([1.0, 3.0]))).tolist()
+        [0.25, 0.75]
+    """
+    flat = np.where(np.isnan(log_weights), -np.inf, log_weights).ravel().astype(np.float64)
+    return np.exp(flat - logsumexp(flat))
+
+
+def weights_ess(log_weights: np.ndarray) -> float:
+    """Kish effective sample size ``1 / sum(w_i^2)`` of normalised weights.
+
+    Example:
+        >>> weights_ess(np.zeros(8))
+        8.0
+    """
+    w = normalised_weights(log_weights)
+    return float(1.0 / np.sum(w**2))
+
+
+def psis_k_hat(log_ratios: np.ndarray) -> float:
+    """PSIS Pareto k-hat of one set of log importance ratios (ArviZ's ``psislw``).
+
+    Example:
+        >>> bool(psis_k_hat(np.random.default_rng(0).normal(size=2000) * 0.1) < 0.5)
+        True
+    """
+    finite = np.asarray(log_ratios, dtype=np.float64).ravel()
+    finite = finite[np.isfinite(finite)]
+    if finite.size < 5:
+        return math.inf
+    _, k_hat = az.psislw(finite - finite.max())
+    return float(k_hat)
+
+
+def k_hat_threshold(draws_per_run: int) -> float:
+    """Vehtari et al. (2024), section 3.2.4: ``min(1 - 1/log10(S), 0.7)``."""
+    if draws_per_run <= 10:
+        return 0.0
+    return min(1.0 - 1.0 / math.log10(draws_per_run), 0.7)
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+def _group(idata: az.InferenceData, name: str) -> Any:
+    return getattr(idata, name, None) if name in idata.groups() else None
+
+
+def _ess_threshold(num_units: int) -> float:
+    return 100.0 * min(num_units, 4)
+
+
+def _markov_checks(idata: az.InferenceData, config: dict[str, Any]) -> list[Check]:
+    posterior = idata.posterior
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    if draws < 4:
+        return []
+    checks = []
+    r_hat = _max_over(az.rhat(posterior))
+    checks.append(
+        Check(
+            "r_hat",
+            r_hat,
+            1.01,
+            bool(r_hat <= 1.01),
+            f"r_hat {r_hat:.3f}" + ("" if r_hat <= 1.01 else " > 1.01"),
+            "more warmup and draws, or a sampler that handles this geometry "
+            "(reparametrise, or smc for several modes)",
+        )
+    )
+    need = _ess_threshold(chains)
+    for method in ("bulk", "tail"):
+        ess = _min_over(az.ess(posterior, method=method))
+        checks.append(
+            Check(
+                f"ess_{method}",
+                ess,
+                need,
+                bool(ess >= need),
+                f"ess_{method} {ess:.0f}" + ("" if ess >= need else f" < {need:.0f}"),
+                "more draws (num_samples) or more chains",
+            )
+        )
+    stats = _group(idata, "sample_stats")
+    if stats is not None:
+        checks += _hamiltonian_checks(stats, config)
+        if "acceptance_rate" in stats and "target_acceptance_rate" in config:
+            checks.append(_acceptance(stats["acceptance_rate"].values, config))
+    return checks
+
+
+def _hamiltonian_checks(stats: Any, config: dict[str, Any]) -> list[Check]:
+    checks = []
+    if "diverging" in stats:
+        count = int(np.sum(stats["diverging"].values))
+        checks.append(
+            Check(
+                "divergences",
+                count,
+                0,
+                count == 0,
+                f"{count} divergences",
+                "a higher target_acceptance_rate (smaller steps) or a reparametrisation "
+                "(e.g. non-centred)",
+            )
+        )
+    if "energy" in stats and "n_steps" in stats:
+        e_bfmi = float(np.min(az.bfmi(stats["energy"].values)))
+        checks.append(
+            Check(
+                "e_bfmi",
+                e_bfmi,
+                0.3,
+                bool(e_bfmi >= 0.3),
+                f"e_bfmi {e_bfmi:.2f}" + ("" if e_bfmi >= 0.3 else " < 0.3"),
+                "a reparametrisation: the momentum resampling cannot explore the energy",
+            )
+        )
+    if "tree_depth" in stats and "max_num_doublings" in config:
+        depth = stats["tree_depth"].values
+        saturated = float(np.mean(depth >= config["max_num_doublings"]))
+        checks.append(
+            Check(
+                "tree_depth",
+                saturated,
+                0.01,
+                bool(saturated < 0.01),
+                f"{100 * saturated:.1f}% at max tree depth",
+                "a larger max_num_doublings, or a reparametrisation",
+            )
+        )
+    return checks
+
+
+def _acceptance(rates: np.ndarray, config: dict[str, Any]) -> Check:
+    target = float(config["target_acceptance_rate"])
+    per_chain = np.nanmean(rates, axis=-1)
+    worst = float(per_chain[np.argmax(np.abs(per_chain - target))])
+    ok = bool(abs(worst - target) <= 0.25)
+    return Check(
+        "acceptance",
+        worst,
+        target,
+        ok,
+        f"acceptance {worst:.2f}" + ("" if ok else f" (adapted to {target:.2f})"),
+        "more warmup (num_warmup) so the step size can adapt",
+    )
+
+
+def _weight_checks(
+    idata: az.InferenceData, log_weights: np.ndarray, log_z_per_run: np.ndarray | None
+) -> list[Check]:
+    runs, per_run = log_weights.shape[0], log_weights.shape[-1]
+    need = _ess_threshold(runs)
+    ess = weights_ess(log_weights)
+    checks = [
+        Check(
+            "weights_ess",
+            ess,
+            need,
+            bool(ess >= need),
+            f"weights' ess {ess:.0f}" + ("" if ess >= need else f" < {need:.0f} (collapse)"),
+            "more particles (num_samples), or a proposal closer to the target",
+        )
+    ]
+    path = _group(idata, "path_stats")
+    if path is not None and "pareto_k" in path:
+        checks.append(_k_hat(float(np.nanmax(path["pareto_k"].values)), per_run))
+    if path is not None and "temperature" in path:
+        checks.append(_smc_path(path, per_run))
+    if path is not None and "acceptance_rate" in path:
+        mean = float(np.nanmean(path["acceptance_rate"].values))
+        checks.append(
+            Check(
+                "move_acceptance",
+                mean,
+                0.05,
+                bool(mean >= 0.05),
+                f"move acceptance {mean:.2f}" + ("" if mean >= 0.05 else " < 0.05"),
+                "a smaller step size or another MCMC move: the particles do not move",
+            )
+        )
+    if log_z_per_run is not None:
+        checks += _log_z_spread(log_z_per_run)
+    return checks
+
+
+def _k_hat(k_hat: float, draws_per_run: int) -> Check:
+    bound = k_hat_threshold(draws_per_run)
+    ok = bool(k_hat < bound)
+    return Check(
+        "pareto_k",
+        k_hat,
+        bound,
+        ok,
+        f"k-hat {k_hat:.2f}" + ("" if ok else f" >= {bound:.2f}"),
+        "a proposal closer to the target (longer training, a wider or heavier-tailed "
+        "proposal); the estimates are dominated by a few draws",
+    )
+
+
+def _smc_path(path: Any, particles: int) -> Check:
+    final = float(np.nanmin(np.nanmax(path["temperature"].values, axis=-1)))
+    lowest = float(np.nanmin(path["ess"].values)) / particles
+    ok = bool(final >= 1.0 - 1e-6 and lowest >= 0.01)
+    if final < 1.0 - 1e-6:
+        message = f"tempering stopped at temperature {final:.3g} < 1"
+        advice = "more tempering steps (num_steps)"
+    else:
+        steps = int(np.max(np.sum(np.isfinite(path["temperature"].values), axis=-1)))
+        message = f"{steps} tempering steps, lowest ess {100 * lowest:.1f}% of particles"
+        message += "" if ok else " (weight collapse)"
+        advice = "more tempering steps or more MCMC moves per step"
+    return Check("smc_path", lowest, 0.01, ok, message, advice)
+
+
+def _log_z_spread(log_z_per_run: np.ndarray) -> list[Check]:
+    values = np.asarray(log_z_per_run, dtype=np.float64).ravel()
+    if values.size < 2:
+        return []
+    if not np.all(np.isfinite(values)):
+        bad = int(np.sum(~np.isfinite(values)))
+        return [
+            Check(
+                "log_z_spread",
+                math.inf,
+                1.0,
+                False,
+                f"{bad} of {values.size} runs have a non-finite log Z",
+                "check the log density for NaN or infinite regions",
+            )
+        ]
+    sd = float(np.std(values, ddof=1))
+    scaled = np.exp(values - values.max())
+    delta_se = np.std(scaled, ddof=1) / np.mean(scaled)
+    ratio = float(delta_se / sd) if sd > 0 else 1.0
+    ok = bool(sd <= 1.0 and 0.5 <= ratio <= 2.0)
+    message = f"per-run log Z sd {sd:.2f}"
+    if not ok:
+        message += " (runs disagree; the log Z and its SE are not reliable)"
+    return [
+        Check(
+            "log_z_spread",
+            sd,
+            1.0,
+            ok,
+            message,
+            "more particles per run or a better proposal/schedule",
+        )
+    ]
+
+
+def _variational_k_hat(stats: Any) -> Check | None:
+    if "log_q" not in stats or "lp" not in stats:
+        return None
+    log_ratios = stats["lp"].values - stats["log_q"].values
+    worst = max(psis_k_hat(run) for run in log_ratios)
+    check = _k_hat(worst, log_ratios.shape[-1])
+    return dataclasses.replace(
+        check,
+        advice="an MCMC sampler, or importance sampling from this fit (flow_is, is): the "
+        "approximation is not close to the target",
+    )
+
+
+def _flow_training(trace: np.ndarray | None) -> Check | None:
+    """The plateau test of the module docstring on a (runs, steps) loss trace."""
+    if trace is None:
+        return None
+    steps = trace.shape[-1]
+    window = steps // 10
+    if window < 5:
+        return None
+    worst = 0.0
+    for run in trace:
+        run = run[np.isfinite(run)]
+        if run.size < 2 * window:
+            continue
+        last, before = run[-window:], run[-2 * window : -window]
+        se = math.sqrt(last.var(ddof=1) / window + before.var(ddof=1) / window)
+        worst = max(worst, float((before.mean() - last.mean()) / se) if se > 0 else 0.0)
+    ok = bool(worst <= 3.0)
+    return Check(
+        "flow_training",
+        worst,
+        3.0,
+        ok,
+        "flow training converged" if ok else "flow training still improving",
+        "more training steps (num_warmup)",
+    )
+
+
+def diagnose(
+    idata: az.InferenceData,
+    config: dict[str, Any],
+    partial: bool = False,
+    markov: bool | None = None,
+) -> Verdict:
+    """The verdict on one run's InferenceData (see the module docstring for each check).
+
+    ``config`` is the run's sampler config as a dict (for the step-size target and the
+    maximum tree depth); ``markov`` says whether the draws are Markov chains (None:
+    guessed from the sample stats: unweighted draws that carry an acceptance rate, a step
+    size or divergences).
+    """
+    checks: list[Check] = []
+    stats = _group(idata, "sample_stats")
+    weighted = stats is not None and "log_weight" in stats
+    if markov is None:
+        markov = (
+            not weighted
+            and stats is not None
+            and any(name in stats for name in ("acceptance_rate", "step_size", "diverging"))
+        )
+    if markov:
+        checks += _markov_checks(idata, config)
+    elif weighted:
+        per_run = stats.get("log_marginal_likelihood")
+        per_run_values = None if per_run is None else per_run.values
+        checks += _weight_checks(idata, stats["log_weight"].values, per_run_values)
+    elif stats is not None:
+        checks += _optional(_variational_k_hat(stats))
+    checks += _optional(_flow_training(_loss_trace(idata)))
+    if partial:
+        checks.append(Check("complete", 0.0, 1.0, False, "interrupted run", "bw.resume the run"))
+    return Verdict(tuple(checks))
+
+
+def _loss_trace(idata: az.InferenceData) -> np.ndarray | None:
+    """The flow's training loss per run and step, where the run recorded one."""
+    for group, name in (("warmup_sample_stats", "loss"), ("path_stats", "loss")):
+        data = _group(idata, group)
+        if data is not None and name in data:
+            values = np.asarray(data[name].values, dtype=np.float64)
+            return values.reshape(-1, values.shape[-1])
+    return None
+
+
+def _optional(check: Check | None) -> list[Check]:
+    return [] if check is None else [check]
+
+
+def _max_over(dataset: Any) -> float:
+    return _reduce(dataset, np.nanmax, -math.inf)
+
+
+def _min_over(dataset: Any) -> float:
+    return _reduce(dataset, np.nanmin, math.inf)
+
+
+def _reduce(dataset: Any, reduce: Callable[..., Any], empty: float) -> float:
+    values = [np.ravel(dataset[name].values) for name in dataset.data_vars]
+    values = [v for v in values if v.size]
+    if not values:
+        return empty
+    return float(reduce(np.concatenate(values)))

@@ -1,0 +1,173 @@
+"""The verdict (bayeswb/core/verdict.py): each check fires on a constructed failure and
+stays quiet on a healthy run.
+
+False alarms: the healthy runs below are long (4 chains, ESS in the thousands), where split
+R-hat above 1.01 has probability well under 1% (Vehtari et al. 2021, figure 9), the k-hat
+of exact importance weights (ratio 1) is minus infinity, and the flow plateau test is a
+3-standard-error one-sided z-test (0.13% per run).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import bayeswb as bw
+from bayeswb.core.result import build_idata
+from bayeswb.core.verdict import UnreliableRunWarning, diagnose, k_hat_threshold, psis_k_hat
+
+
+def _chains(positions, **stats):
+    return build_idata({"x": positions}, positions, stats)
+
+
+def _failed(verdict):
+    return {check.name for check in verdict.failed}
+
+
+def test_healthy_nuts_run_is_fine_and_silent():
+    target = bw.models.get("gaussian", dim=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnreliableRunWarning)
+        result = bw.sample(target, "nuts", seed=0, num_chains=4, num_samples=1000)
+    verdict = result.diagnostics
+    assert verdict.ok, str(verdict)
+    names = {check.name for check in verdict.checks}
+    assert {"r_hat", "ess_bulk", "ess_tail", "divergences", "e_bfmi", "tree_depth"} <= names
+    assert "acceptance" in names
+    assert str(verdict).startswith("verdict: fine")
+    assert bw.summary(result).attrs["verdict"] == str(verdict)
+    assert bw.score(result, target)["verdict"] == "fine"
+
+
+def test_disagreeing_chains_fail_r_hat():
+    rng = np.random.default_rng(0)
+    positions = rng.normal(size=(4, 500, 2))
+    positions[0] += 3.0  # one chain in another mode
+    verdict = diagnose(_chains(positions, acceptance_rate=np.full((4, 500), 0.8)), {})
+    assert "r_hat" in _failed(verdict)
+    assert "UNRELIABLE" in str(verdict) and "try:" in str(verdict)
+
+
+def test_sticky_chains_fail_ess():
+    rng = np.random.default_rng(1)
+    # AR(1) with coefficient 0.999: ESS ~ 2000 * 4 / 2000 = 4 per chain
+    noise = rng.normal(size=(4, 2000, 1))
+    positions = np.zeros_like(noise)
+    for i in range(1, 2000):
+        positions[:, i] = 0.999 * positions[:, i - 1] + noise[:, i] * np.sqrt(1 - 0.999**2)
+    verdict = diagnose(_chains(positions, step_size=np.ones((4, 2000))), {})
+    assert {"ess_bulk", "ess_tail"} <= _failed(verdict)
+
+
+def test_divergences_ebfmi_tree_depth_and_acceptance_fire():
+    rng = np.random.default_rng(2)
+    positions = rng.normal(size=(4, 1000, 2))
+    diverging = np.zeros((4, 1000), bool)
+    diverging[1, 10] = True
+    # energy a random walk: its first differences are tiny against its spread
+    energy = np.cumsum(rng.normal(size=(4, 1000)), axis=1)
+    stats = {
+        "diverging": diverging,
+        "energy": energy,
+        "n_steps": np.full((4, 1000), 10),
+        "tree_depth": np.full((4, 1000), 10),
+        "acceptance_rate": np.full((4, 1000), 0.2),
+    }
+    config = {"max_num_doublings": 10, "target_acceptance_rate": 0.8}
+    verdict = diagnose(_chains(positions, **stats), config)
+    assert {"divergences", "e_bfmi", "tree_depth", "acceptance"} <= _failed(verdict)
+    assert "r_hat" not in _failed(verdict)
+
+
+def test_heavy_tailed_weights_fail_k_hat_and_ess():
+    rng = np.random.default_rng(3)
+    # log weights of N(0, 1) draws for a N(0, 3^2) target: infinite variance, k > 0.7
+    x = rng.normal(size=(4, 1000))
+    log_weights = -0.5 * x**2 / 9 + 0.5 * x**2
+    k = np.array([[psis_k_hat(run)] for run in log_weights])
+    idata = build_idata(
+        {"x": x[..., None]},
+        x[..., None],
+        {},
+        log_weights=log_weights,
+        log_z_per_run=np.zeros(4),
+        path_stats={"pareto_k": k},
+    )
+    verdict = diagnose(idata, {})
+    assert "pareto_k" in _failed(verdict)
+    assert k.max() >= k_hat_threshold(1000)
+
+
+def test_exact_weights_are_fine():
+    x = np.random.default_rng(4).normal(size=(4, 1000, 1))
+    idata = build_idata(
+        {"x": x},
+        x,
+        {},
+        log_weights=np.zeros((4, 1000)),
+        log_z_per_run=np.zeros(4),
+        path_stats={"pareto_k": np.full((4, 1), -np.inf)},
+    )
+    assert diagnose(idata, {}).ok
+
+
+def test_weight_collapse_smc_path_and_log_z_spread_fire():
+    x = np.random.default_rng(5).normal(size=(4, 1000, 1))
+    log_weights = np.full((4, 1000), -np.inf)
+    log_weights[:, :3] = 0.0  # three particles carry every run
+    temperature = np.full((4, 10), np.nan)
+    temperature[:, :4] = [0.1, 0.3, 0.6, 0.9]  # never reached 1
+    idata = build_idata(
+        {"x": x},
+        x,
+        {},
+        log_weights=log_weights,
+        log_z_per_run=np.array([0.0, -5.0, 2.0, -3.0]),
+        path_stats={
+            "temperature": temperature,
+            "ess": np.full((4, 10), 500.0),
+            "acceptance_rate": np.full((4, 10), 0.01),
+        },
+    )
+    failed = _failed(diagnose(idata, {}))
+    assert {"weights_ess", "smc_path", "move_acceptance", "log_z_spread"} <= failed
+
+
+def test_unconverged_flow_training_fires_and_plateau_does_not():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(2, 500, 1))
+    steps = np.arange(1000)
+    falling = 10.0 * np.exp(-steps / 2000.0) + 0.1 * rng.normal(size=(2, 1000))
+    flat = 1.0 + 0.1 * rng.normal(size=(2, 1000))
+    for loss, fires in ((falling, True), (flat, False)):
+        idata = build_idata(
+            {"x": x},
+            x,
+            {},
+            log_weights=np.zeros((2, 500)),
+            warmup_stats={"loss": loss},
+        )
+        assert ("flow_training" in _failed(diagnose(idata, {}))) == fires
+
+
+def test_variational_fit_far_from_target_fails_k_hat():
+    # mean-field VI of a strongly correlated Gaussian underestimates its spread
+    target = bw.models.get("gaussian", dim=3, condition_number=1000, rotation=0)
+    with pytest.warns(UnreliableRunWarning, match="k-hat"):
+        result = bw.sample(target, "meanfield_vi", seed=0, num_chains=2, num_samples=1000)
+    assert "pareto_k" in _failed(result.diagnostics)
+
+
+def test_partial_run_is_flagged():
+    x = np.random.default_rng(7).normal(size=(4, 500, 1))
+    assert "complete" in _failed(diagnose(_chains(x), {}, partial=True))
+
+
+def test_verdict_survives_save_and_load(tmp_path):
+    result = bw.sample("gaussian", "nuts", seed=0, num_chains=2, num_samples=100, num_warmup=50)
+    path = tmp_path / "run.nc"
+    result.save(str(path))
+    assert str(bw.load(str(path)).diagnostics) == str(result.diagnostics)
