@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import pathlib
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from bayeswb import models
 from bayeswb.core.diagnostics import score
 from bayeswb.core.result import Result
 from bayeswb.core.target import Target
-from bayeswb.core.verdict import weights_ess
+from bayeswb.core.verdict import UnreliableRunWarning, weights_ess
 from bayeswb.execution.sample import sample
 
 METRICS = [
@@ -44,10 +45,13 @@ def _cost_per_sample(
     Counted in gradient evaluations; in log-density evaluations for a sampler whose
     gradient cost does not grow with the draws (Pathfinder and VI draw for free).
     """
-    runs = [
-        sample(target, sampler, seed=10_000, num_chains=num_chains, num_samples=n, **options)
-        for n in (pilot, 2 * pilot)
-    ]
+    with warnings.catch_warnings():
+        # pilots are deliberately too short to be believed; only their cost is used
+        warnings.simplefilter("ignore", UnreliableRunWarning)
+        runs = [
+            sample(target, sampler, seed=10_000, num_chains=num_chains, num_samples=n, **options)
+            for n in (pilot, 2 * pilot)
+        ]
     for counter in ("n_grad_evals", "n_logdensity_evals"):
         slope = (runs[1].cost[counter] - runs[0].cost[counter]) / pilot
         if slope > 0:
@@ -109,14 +113,17 @@ def bench(
                 row: dict[str, Any] = {**base, "seed": seed, "num_samples": num_samples}
                 try:
                     start = time.perf_counter()
-                    result = sample(
-                        target,
-                        sampler,
-                        seed=seed,
-                        num_chains=num_chains,
-                        num_samples=num_samples,
-                        **extra,
-                    )
+                    with warnings.catch_warnings():
+                        # the verdict is a column of the row (score's "verdict")
+                        warnings.simplefilter("ignore", UnreliableRunWarning)
+                        result = sample(
+                            target,
+                            sampler,
+                            seed=seed,
+                            num_chains=num_chains,
+                            num_samples=num_samples,
+                            **extra,
+                        )
                     seconds = time.perf_counter() - start
                     grads = result.cost["n_grad_evals"] or result.cost["n_logdensity_evals"]
                     row.update(score(result, target))

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -191,7 +192,7 @@ def _markov_checks(idata: az.InferenceData, config: dict[str, Any]) -> list[Chec
                 ess,
                 need,
                 bool(ess >= need),
-                f"ess_{method} {ess:.0f}" + ("" if ess >= need else f" < {need:.0f}"),
+                f"ess_{method} {math.floor(ess)}" + ("" if ess >= need else f" < {need:.0f}"),
                 "more draws (num_samples) or more chains",
             )
         )
@@ -273,7 +274,9 @@ def _weight_checks(
             ess,
             need,
             bool(ess >= need),
-            f"weights' ess {ess:.0f}" + ("" if ess >= need else f" < {need:.0f} (collapse)"),
+            f"weights' ess {math.floor(ess)}"
+            + ("" if ess >= need else f" < {need:.0f}")
+            + (" (collapsed)" if ess < 0.01 * log_weights.size else ""),
             "more particles (num_samples), or a proposal closer to the target",
         )
     ]
@@ -417,6 +420,15 @@ def diagnose(
     guessed from the sample stats: unweighted draws that carry an acceptance rate, a step
     size or divergences).
     """
+    with warnings.catch_warnings():
+        # the verdict reports what ArviZ and numpy would warn about (too few draws, NaN)
+        warnings.simplefilter("ignore")
+        return Verdict(tuple(_checks(idata, config, partial, markov)))
+
+
+def _checks(
+    idata: az.InferenceData, config: dict[str, Any], partial: bool, markov: bool | None
+) -> list[Check]:
     checks: list[Check] = []
     stats = _group(idata, "sample_stats")
     weighted = stats is not None and "log_weight" in stats
@@ -437,7 +449,7 @@ def diagnose(
     checks += _optional(_flow_training(_loss_trace(idata)))
     if partial:
         checks.append(Check("complete", 0.0, 1.0, False, "interrupted run", "bw.resume the run"))
-    return Verdict(tuple(checks))
+    return checks
 
 
 def _loss_trace(idata: az.InferenceData) -> np.ndarray | None:
@@ -463,8 +475,13 @@ def _min_over(dataset: Any) -> float:
 
 
 def _reduce(dataset: Any, reduce: Callable[..., Any], empty: float) -> float:
+    """``reduce`` over every value of every variable, NaN ignored unless all are NaN (then
+    NaN: the statistic is undefined, as for a chain that never moved)."""
     values = [np.ravel(dataset[name].values) for name in dataset.data_vars]
     values = [v for v in values if v.size]
     if not values:
         return empty
-    return float(reduce(np.concatenate(values)))
+    joined = np.concatenate(values)
+    if np.all(np.isnan(joined)):
+        return math.nan
+    return float(reduce(joined))
