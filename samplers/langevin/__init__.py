@@ -8,8 +8,10 @@ Modules:
 - :mod:`~bayeswb.samplers.langevin.randomized_midpoint`: ``randomized_midpoint``;
 - :mod:`~bayeswb.samplers.langevin.stochastic_gradient`: ``sgld``, ``entropy_mcmc``;
 - shared: :mod:`~bayeswb.samplers.langevin.chain_kernel` (a sampler's ChainKernel from
-  its kernel), :mod:`~bayeswb.samplers.langevin.warmup` (the one warmup: burn-in, dual
-  averaging of the step size, a diagonal mass matrix by blackjax's adaptation),
+  its kernel), :mod:`~bayeswb.samplers.langevin.warmup` (the one warmup, on by default:
+  dual averaging of the step size, to an acceptance rate or, for unadjusted samplers, an
+  energy-error variance; a diagonal mass matrix in Stan's windows by blackjax's
+  adaptation),
   :mod:`~bayeswb.samplers.langevin.preconditioning` (a diagonal mass matrix as a
   whitening) and :mod:`~bayeswb.samplers.langevin.divergence` (non-finite steps).
 

@@ -64,6 +64,9 @@ class LangevinMethod(NamedTuple):
     warmup:        the :class:`~bayeswb.samplers.langevin.warmup.WarmupPlan`
     logdensity_fn: the density the kernel runs on (None: the target's ``log_density``)
     draw_trace:    what a draw reports, when it differs from a warmup step (None: trace)
+    warmup_kernel: the kernel of warmup steps, when it differs (None: kernel); unadjusted
+                   samplers warm up with their step Metropolis-tested
+                   (:func:`~bayeswb.samplers.langevin.warmup.metropolis_tested`)
     """
 
     init: Callable[[Array, Any, LogDensity], Any]
@@ -72,6 +75,7 @@ class LangevinMethod(NamedTuple):
     warmup: WarmupPlan
     logdensity_fn: LogDensity | None = None
     draw_trace: TraceFn | None = None
+    warmup_kernel: Callable[[Array, Any, LogDensity, Array], tuple[Any, Any]] | None = None
 
 
 class LangevinCarry(NamedTuple):
@@ -88,13 +92,19 @@ class LangevinCarry(NamedTuple):
 
 
 def _at_scale(
-    method: LangevinMethod, target: Target, scale: Array | None, trace: TraceFn
+    method: LangevinMethod,
+    target: Target,
+    scale: Array | None,
+    trace: TraceFn,
+    warmup: bool = False,
 ) -> tuple[KernelStep, TraceFn]:
-    """The kernel on the density whitened by ``scale``, and ``trace`` in x coordinates."""
+    """The kernel (the warmup kernel if ``warmup``) on the density whitened by
+    ``scale``, and ``trace`` in x coordinates."""
     logdensity_fn = whitened(method.logdensity_fn or target.log_density, scale)
+    kernel = (method.warmup_kernel if warmup else None) or method.kernel
 
     def kernel_step(key: Array, state: Any, step_size: Array) -> tuple[Any, Any]:
-        return method.kernel(key, state, logdensity_fn, step_size)
+        return kernel(key, state, logdensity_fn, step_size)
 
     def trace_x(state: Any, info: Any, step_size: Array) -> Any:
         position, stats = trace(state, info, step_size)
@@ -130,7 +140,7 @@ def langevin_chain_kernel(
         step_size = jnp.asarray(plan.step_size, dtype=dtype)
         state, scale, step_size, warmup_trace = run_warmup(
             warmup_key,
-            lambda scale: _at_scale(method, target, scale, method.trace),
+            lambda scale: _at_scale(method, target, scale, method.trace, warmup=True),
             state,
             scale,
             step_size,

@@ -1,17 +1,29 @@
 """The one warmup of every Langevin sampler: burn-in, step size, diagonal mass matrix.
 
-What is adapted is a :class:`WarmupPlan`:
+What is adapted is a :class:`WarmupPlan`, in one ``lax.scan`` over the warmup steps:
 
 - the step size: fixed (the warmup is burn-in), or, given a ``target_acceptance_rate``,
   adapted by blackjax's ``dual_averaging_adaptation`` (Hoffman and Gelman 2014, eq. 6,
   with their defaults t0=10, gamma=0.05, kappa=0.75) so that the mean of
-  ``info.acceptance_rate`` reaches the target;
-- with ``adapt_mass_matrix``, a diagonal inverse mass matrix, in two halves: the first
-  half runs at the initial preconditioner and its second quarter (of the whole warmup)
-  gives the estimate, blackjax's ``mass_matrix_adaptation`` (Welford's variance,
-  regularised as in Stan's windowed adaptation: ``var * n/(n+5) + 1e-3 * 5/(n+5)``,
-  Stan manual, "HMC algorithm parameters"); the second half runs with it (the step size
-  continuing from the first half's).
+  the plan's ``statistic(info)`` reaches the target. For a Metropolis-adjusted kernel
+  the statistic is its acceptance probability. An unadjusted kernel has none; it reports
+  the energy error ``E`` of its step (``info.energy_error``: minus the log Metropolis
+  ratio the step would have had, or the shadow work of a splitting, see
+  :mod:`bayeswb.samplers.langevin.overdamped` and
+  :mod:`bayeswb.samplers.langevin.kinetic`), and the step is tuned to the rule of Robnik
+  et al. (2023, "Microcanonical Hamiltonian Monte Carlo", JMLR 24, step-size tuning: choose
+  the step so that ``Var[E] / d`` equals a desired value; their default 5e-4) through
+  the bounded statistic of :func:`energy_variance_statistic`;
+- with ``adapt_mass_matrix``, a diagonal inverse mass matrix by Stan's windowed scheme
+  (Stan Reference Manual, "HMC algorithm parameters", automatic parameter tuning):
+  blackjax's ``build_schedule`` gives a fast window (step size only; 75 steps), slow
+  windows doubling in size (25, 50, 100, ...; the step size still adapted) and a final
+  fast window (50 steps), all shrunk to 15% / 75% / 10% when the warmup is shorter than
+  150 steps. Within a slow window blackjax's ``mass_matrix_adaptation`` accumulates
+  Welford's variance of the positions; at its end the inverse mass matrix becomes that
+  variance regularised as in Stan, ``var * n/(n+5) + 1e-3 * 5/(n+5)``, the chain moves
+  to the new whitening, and dual averaging restarts from the current averaged step (as
+  blackjax's ``window_adaptation``).
 
 The kernel runs on the whitened density of the current preconditioner (see
 :mod:`bayeswb.samplers.langevin.preconditioning`); the warmup trace holds positions in
@@ -25,17 +37,16 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
 from blackjax.adaptation.step_size import dual_averaging_adaptation
+from blackjax.adaptation.window_adaptation import build_schedule
 
-from bayeswb.execution.driver import sample_chain
 from bayeswb.samplers.langevin.preconditioning import rescale_state
 
 Array = jax.Array
 KernelStep = Callable[[Array, Any, Array], tuple[Any, Any]]
 TraceFn = Callable[[Any, Any, Array], Any]
-# (key, kernel_step, trace, state, step_size, num_steps) -> (state, step_size, trace)
-Phase = Callable[[Array, KernelStep, TraceFn, Any, Array, int], tuple[Any, Array, Any]]
 
 MIN_WARMUP_FOR_MASS_MATRIX = 100
 
@@ -49,7 +60,18 @@ class WarmupPlan(NamedTuple):
                             acceptance rate (of the kernel's ``info.acceptance_rate``);
                             None: a fixed step (burn-in)
     inverse_mass_matrix:    the initial diagonal inverse mass matrix (None: identity)
-    adapt_mass_matrix:      estimate a diagonal inverse mass matrix (two halves)
+    adapt_mass_matrix:      estimate a diagonal inverse mass matrix (Stan's windows)
+    statistic:              ``statistic(info) -> scalar`` whose mean dual averaging
+                            drives to ``target_acceptance_rate`` (None:
+                            ``info.acceptance_rate``)
+    explore_acceptance_rate: for unadjusted kernels warming up Metropolis-tested
+                            (:func:`metropolis_tested`): before the final fast window
+                            (the second half without mass-matrix windows) the step is
+                            dual-averaged to this mean of ``min(1, exp(-energy_error))``,
+                            an efficient step for the tested chain to explore while the
+                            mass matrix is learnt; ``statistic`` and the target tune
+                            only the final window, the step of the draws (None: they
+                            tune every step)
     """
 
     num_steps: int
@@ -57,20 +79,90 @@ class WarmupPlan(NamedTuple):
     target_acceptance_rate: float | None = None
     inverse_mass_matrix: tuple[float, ...] | None = None
     adapt_mass_matrix: bool = False
+    statistic: Callable[[Any], Array] | None = None
+    explore_acceptance_rate: float | None = None
+
+
+# E[exp(-E^2 / (2 s^2))] = 1 / sqrt(1 + Var[E] / s^2) for E ~ N(0, Var[E])
+ENERGY_VARIANCE_TARGET = 2.0**-0.5
+
+
+def energy_variance_statistic(dim: int, desired_energy_variance: float) -> Callable[[Any], Array]:
+    """The step-size statistic of an unadjusted kernel, ``exp(-E^2 / (2 d v))`` with ``E``
+    its ``info.energy_error``, ``d = dim`` and ``v = desired_energy_variance``.
+
+    For a centred Gaussian energy error its mean is ``1 / sqrt(1 + Var[E] / (d v))``, so
+    dual averaging it to :data:`ENERGY_VARIANCE_TARGET` (``1/sqrt(2)``) sets
+    ``Var[E] / d = v``, the rule of Robnik et al. (2023); unlike ``E^2``
+    itself the statistic is bounded, so one wild step cannot throw the step size off,
+    and a non-finite step gives 0 (the step shrinks).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> statistic = energy_variance_statistic(dim=2, desired_energy_variance=0.5)
+        >>> round(float(statistic(SimpleNamespace(energy_error=jnp.array(1.0)))), 4)
+        0.6065
+    """
+    scale = 2.0 * dim * desired_energy_variance
+
+    def statistic(info: Any) -> Array:
+        return jnp.exp(-jnp.square(info.energy_error) / scale)
+
+    return statistic
+
+
+def boolean_or_none(value: Any) -> str | None:
+    """The check of a tri-state option: True, False or None (automatic)."""
+    return None if value is None or isinstance(value, bool) else "must be True, False or None"
 
 
 def check_mass_matrix_options(config: Any) -> None:
-    """ValueError unless ``adapt_mass_matrix`` has no fixed ``inverse_mass_matrix`` beside
-    it and at least ``MIN_WARMUP_FOR_MASS_MATRIX`` warmup steps."""
+    """ValueError unless an explicit ``adapt_mass_matrix=True`` has no fixed
+    ``inverse_mass_matrix`` beside it and at least ``MIN_WARMUP_FOR_MASS_MATRIX`` warmup
+    steps (``adapt_mass_matrix=None``, the default, decides by itself:
+    :func:`adapts_mass_matrix`)."""
     if config.adapt_mass_matrix and config.inverse_mass_matrix is not None:
         raise ValueError(
-            "adapt_mass_matrix must be False when inverse_mass_matrix is given, got True"
+            "adapt_mass_matrix must be False or None when inverse_mass_matrix is given, got True"
         )
     if config.adapt_mass_matrix and config.num_warmup < MIN_WARMUP_FOR_MASS_MATRIX:
         raise ValueError(
             f"num_warmup must be >= {MIN_WARMUP_FOR_MASS_MATRIX} when adapt_mass_matrix "
             f"is True, got {config.num_warmup!r}"
         )
+
+
+def adapts_mass_matrix(config: Any) -> bool:
+    """Whether a config's warmup estimates the mass matrix: ``adapt_mass_matrix`` when
+    given, else (None, the default) when no fixed ``inverse_mass_matrix`` is given and
+    the warmup has at least ``MIN_WARMUP_FOR_MASS_MATRIX`` steps."""
+    if config.adapt_mass_matrix is not None:
+        return bool(config.adapt_mass_matrix)
+    return config.inverse_mass_matrix is None and config.num_warmup >= MIN_WARMUP_FOR_MASS_MATRIX
+
+
+def _stan_schedule(num_steps: int) -> np.ndarray:
+    """blackjax's ``build_schedule`` (num_steps, 2): in a slow window, a window's end."""
+    with jax.ensure_compile_time_eval():  # a constant, also when called under jit
+        return np.asarray(build_schedule(num_steps), dtype=np.int32)
+
+
+def mass_matrix_windows(num_steps: int) -> list[tuple[int, int]]:
+    """The slow windows ``[(start, stop), ...]`` of a warmup of ``num_steps`` steps
+    (blackjax's ``build_schedule``, Stan's): the inverse mass matrix in use after warmup
+    is :func:`diagonal_inverse_mass_matrix` of the warmup positions ``[start:stop]`` of
+    the last window.
+
+    Example:
+        >>> mass_matrix_windows(500)
+        [(75, 100), (100, 150), (150, 250), (250, 450)]
+    """
+    schedule = _stan_schedule(num_steps)
+    slow, ends = np.flatnonzero(schedule[:, 0]), np.flatnonzero(schedule[:, 1]) + 1
+    if slow.size == 0:
+        return []
+    starts = [int(slow[0])] + [int(e) for e in ends[:-1]]
+    return [(start, int(end)) for start, end in zip(starts, ends, strict=True)]
 
 
 def diagonal_inverse_mass_matrix(positions: Array) -> Array:
@@ -91,57 +183,46 @@ def diagonal_inverse_mass_matrix(positions: Array) -> Array:
     return mm_final(mm_state).inverse_mass_matrix
 
 
-def burn_in(
-    key: Array,
-    kernel_step: KernelStep,
-    trace: TraceFn,
-    state: Any,
-    step_size: Array,
-    num_steps: int,
-) -> tuple[Any, Array, Any]:
-    """``num_steps`` steps at a fixed ``step_size``: (final state, step size, trace)."""
-    state, steps = sample_chain(
-        key,
-        lambda k, s: kernel_step(k, s, step_size),
-        state,
-        num_steps,
-        lambda s, info: trace(s, info, step_size),
-    )
-    return state, step_size, steps
+def metropolis_tested(
+    kernel: Callable[..., tuple[Any, Any]], on_reject: Callable[[Any], Any] | None = None
+) -> Callable[..., tuple[Any, Any]]:
+    """``kernel`` (an unadjusted one, with ``info.energy_error``) whose step is kept with
+    probability ``min(1, exp(-energy_error))``, else the chain stays at
+    ``on_reject(state)`` (None: the state; a non-finite step never passes).
+
+    The warmup of unadjusted samplers runs this: for ULA it is exactly MALA (Roberts and
+    Tweedie 1996, section 1.4); for a kinetic splitting it is the test of generalised HMC
+    on the shadow work (exact for OBABO, Horowitz 1991) without the velocity flip. An
+    unadjusted chain started in the tails, or at a step the adaptation has not yet
+    shrunk, can be thrown off to a region it never returns from; the test keeps the
+    warmup where the step size and mass matrix can be learnt. Draws after warmup are
+    not tested.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> import jax.numpy as jnp
+        >>> jump = lambda key, state, logdensity_fn, step_size: (
+        ...     state + 1.0, SimpleNamespace(energy_error=jnp.array(jnp.inf)))
+        >>> state, _ = metropolis_tested(jump)(jax.random.key(0), jnp.zeros(2), None, 0.1)
+        >>> state.tolist()
+        [0.0, 0.0]
+    """
+
+    def tested(key: Array, state: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        step_key, accept_key = jax.random.split(key)
+        new_state, info = kernel(step_key, state, *args, **kwargs)
+        log_uniform = jnp.log(jax.random.uniform(accept_key))
+        accept = log_uniform < -jnp.nan_to_num(info.energy_error, nan=jnp.inf)
+        kept = state if on_reject is None else on_reject(state)
+        return jax.tree.map(lambda n, o: jnp.where(accept, n, o), new_state, kept), info
+
+    return tested
 
 
-def dual_averaging(target_acceptance_rate: float) -> Phase:
-    """Like :func:`burn_in`, adapting the step size by blackjax's dual averaging
-    towards ``target_acceptance_rate``; each step is traced with the step size it used,
-    and the returned step size is the averaged one."""
-    da_init, da_update, da_final = dual_averaging_adaptation(target_acceptance_rate)
-
-    def run(
-        key: Array,
-        kernel_step: KernelStep,
-        trace: TraceFn,
-        state: Any,
-        step_size: Array,
-        num_steps: int,
-    ) -> tuple[Any, Array, Any]:
-        def step(key: Array, carry: tuple[Any, Any]) -> tuple[tuple[Any, Any], Any]:
-            state, da_state = carry
-            step_size = jnp.exp(da_state.log_step_size)
-            state, info = kernel_step(key, state, step_size)
-            # a divergent step has acceptance 0: it pushes the step size down, as it should
-            acceptance_rate = jnp.nan_to_num(info.acceptance_rate)
-            return (state, da_update(da_state, acceptance_rate)), (info, step_size)
-
-        (state, da_state), steps = sample_chain(
-            key,
-            step,
-            (state, da_init(step_size)),
-            num_steps,
-            lambda carry, used: trace(carry[0], used[0], used[1]),
-        )
-        return state, da_final(da_state), steps
-
-    return run
+def _restarted(da_init: Callable, da_final: Callable, da_state: Any) -> Any:
+    """Dual averaging restarted from its averaged step, with the old state's dtypes."""
+    fresh = da_init(da_final(da_state))
+    return jax.tree.map(lambda new, old: jnp.asarray(new, jnp.result_type(old)), fresh, da_state)
 
 
 def run_warmup(
@@ -152,31 +233,77 @@ def run_warmup(
     step_size: Array,
     plan: WarmupPlan,
 ) -> tuple[Any, Array | None, Array, Any]:
-    """Run ``plan`` from ``state`` (whitened by ``scale``; None: identity).
+    """Run ``plan`` from ``state`` (whitened by ``scale``; None: identity), one scan.
 
     ``at_scale(scale) -> (kernel_step, trace)``: the kernel on the density whitened by
-    ``scale``, ``kernel_step(key, state, step_size) -> (state, info)``, and what each step
-    keeps, ``trace(state, info, step_size) -> (position, stats)`` with the position in
-    the target's coordinates. Returns the final state, scale and step size, and the
-    trace (None without warmup steps).
+    ``scale`` (a traced array when the mass matrix is adapted),
+    ``kernel_step(key, state, step_size) -> (state, info)``, and what each step keeps,
+    ``trace(state, info, step_size) -> (position, stats)`` with the position in the
+    target's coordinates. Each step is traced with the step size it used. Returns the
+    final state, scale and step size (the dual-averaged one when adapted), and the trace
+    (None without warmup steps).
     """
     if plan.num_steps == 0:
         return state, scale, step_size, None
-    phase: Phase
-    if plan.target_acceptance_rate is None:
-        phase = burn_in
+    adapt_step = plan.target_acceptance_rate is not None
+    statistic = plan.statistic or (lambda info: info.acceptance_rate)
+    da_init, da_update, da_final = dual_averaging_adaptation(plan.target_acceptance_rate or 0.5)
+    explore = plan.explore_acceptance_rate
+    explore_update = dual_averaging_adaptation(explore or 0.5)[1]
+    mm_init, mm_update, mm_final = mass_matrix_adaptation(is_diagonal_matrix=True)
+    dim = 0  # the mass matrix is a flat (dim,) vector; other states may be any pytree
+    if plan.adapt_mass_matrix:
+        dim = state.position.shape[-1]
+        scale = jnp.ones(dim, step_size.dtype) if scale is None else scale
+        schedule = _stan_schedule(plan.num_steps)
+        windows = mass_matrix_windows(plan.num_steps)
+        final_start = windows[-1][1] if windows else 0
     else:
-        phase = dual_averaging(plan.target_acceptance_rate)
-    if not plan.adapt_mass_matrix:
-        state, step_size, trace = phase(key, *at_scale(scale), state, step_size, plan.num_steps)
-        return state, scale, step_size, trace
-    first_key, second_key = jax.random.split(key)
-    first = plan.num_steps // 2
-    state, step_size, first_trace = phase(first_key, *at_scale(scale), state, step_size, first)
-    new_scale = jnp.sqrt(diagonal_inverse_mass_matrix(first_trace[0][first // 2 :]))
-    state = rescale_state(state, scale, new_scale)
-    state, step_size, second_trace = phase(
-        second_key, *at_scale(new_scale), state, step_size, plan.num_steps - first
-    )
-    trace = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first_trace, second_trace)
-    return state, new_scale, step_size, trace
+        schedule = np.zeros((plan.num_steps, 2), np.int32)
+        final_start = plan.num_steps // 2
+    exploring = np.arange(plan.num_steps) < final_start
+    # dual averaging restarts where the metric or its statistic changes
+    restarts = schedule[:, 1].copy()
+    if explore is not None and final_start > 0:
+        restarts[final_start - 1] = 1
+
+    def end_window(carry: tuple) -> tuple:
+        state, scale, da_state, mm_state = carry
+        new_scale = jnp.sqrt(mm_final(mm_state).inverse_mass_matrix)
+        return rescale_state(state, scale, new_scale), new_scale, da_state, mm_init(dim)
+
+    def step(carry: tuple, inputs: tuple) -> tuple[tuple, Any]:
+        state, scale, da_state, mm_state = carry
+        step_key, (in_slow_window, window_ends, is_exploring, restart) = inputs
+        used = jnp.exp(da_state.log_step_size) if adapt_step else step_size
+        kernel_step, trace = at_scale(scale)
+        state, info = kernel_step(step_key, state, used)
+        position, stats = trace(state, info, used)
+        if adapt_step:
+            # a divergent step has statistic 0: it pushes the step size down, as it should
+            updated = da_update(da_state, jnp.nan_to_num(statistic(info)))
+            if explore is not None:
+                acceptance = jnp.exp(-jnp.nan_to_num(info.energy_error, nan=jnp.inf))
+                explored = explore_update(da_state, jnp.minimum(acceptance, 1.0))
+                updated = jax.tree.map(
+                    lambda a, b: jnp.where(is_exploring, a, b), explored, updated
+                )
+            da_state = jax.lax.cond(
+                restart == 1, lambda d: _restarted(da_init, da_final, d), lambda d: d, updated
+            )
+        carry = (state, scale, da_state, mm_state)
+        if plan.adapt_mass_matrix:
+            mm_state = jax.lax.cond(
+                in_slow_window == 1, lambda m: mm_update(m, position), lambda m: m, mm_state
+            )
+            carry = (state, scale, da_state, mm_state)
+            carry = jax.lax.cond(window_ends == 1, end_window, lambda c: c, carry)
+        return carry, (position, stats)
+
+    keys = jax.random.split(key, plan.num_steps)
+    da_state = da_init(step_size)
+    carry = (state, scale, da_state, mm_init(dim) if plan.adapt_mass_matrix else None)
+    inputs = (keys, (schedule[:, 0], schedule[:, 1], exploring, restarts))
+    (state, scale, da_state, _), trace = jax.lax.scan(step, carry, inputs)
+    final_step_size = da_final(da_state).astype(step_size.dtype) if adapt_step else step_size
+    return state, scale, final_step_size, trace

@@ -24,7 +24,10 @@ from helpers import assert_z_scores, moment_z_scores
 from scipy.integrate import quad
 
 import bayeswb as bw
+from bayeswb.core.target import Reference
 from bayeswb.samplers.langevin import randomized_midpoint_noise_matrix
+from bayeswb.samplers.langevin.kinetic import kinetic_build_kernel, kinetic_init
+from bayeswb.samplers.langevin.warmup import diagonal_inverse_mass_matrix, mass_matrix_windows
 
 DIM = 4
 CONDITION = 10.0
@@ -91,6 +94,14 @@ def _kinetic_steps(integrator, h, g):
         ("ula", {"inverse_mass_matrix": (1.0, -2.0)}, "inverse_mass_matrix"),
         ("mala", {"target_acceptance_rate": 1.5}, "target_acceptance_rate"),
         ("mala", {"adapt_mass_matrix": True, "num_warmup": 10}, "num_warmup"),
+        ("mala", {"adapt_mass_matrix": "yes"}, "adapt_mass_matrix"),
+        ("ula", {"desired_energy_variance": 0.0}, "desired_energy_variance"),
+        (
+            "kinetic_langevin",
+            {"adapt_mass_matrix": True, "inverse_mass_matrix": (1.0,)},
+            "adapt_mass_matrix",
+        ),
+        ("randomized_midpoint", {"adapt_step_size": 1}, "adapt_step_size"),
         ("kinetic_langevin", {"integrator": "leapfrog"}, "integrator"),
         ("kinetic_langevin", {"integrator": "euler", "metropolize": True}, "integrator"),
         ("randomized_midpoint", {"friction": 0.0}, "friction"),
@@ -113,7 +124,7 @@ def test_ula_matches_its_closed_form_bias(gaussian):
     h = 0.1
     r = bw.sample(
         gaussian, "ula", seed=1, num_chains=CHAINS, num_samples=DRAWS, num_warmup=500,
-        step_size=h, inverse_mass_matrix=m,
+        step_size=h, inverse_mass_matrix=m, adapt_step_size=False,
     )  # fmt: skip
     variances = sd**2 / (1.0 - h * np.asarray(m) / (2.0 * sd**2))
     _check_moments(r, gaussian, variances, "ula")
@@ -157,6 +168,7 @@ def test_kinetic_langevin_matches_its_exact_stationary_variance(gaussian, integr
         gaussian, "kinetic_langevin", seed=3, num_chains=CHAINS, num_samples=DRAWS,
         num_warmup=500, step_size=h, friction=g, integrator=integrator,
         inverse_mass_matrix=tuple(float(v) for v in m) if mass else None,
+        adapt_step_size=False, adapt_mass_matrix=False,
     )  # fmt: skip
     steps = _kinetic_steps(integrator, h, g)
     variances = m * np.array(
@@ -253,12 +265,135 @@ def test_randomized_midpoint_matches_its_exact_stationary_variance(gaussian):
     r = bw.sample(
         gaussian, "randomized_midpoint", seed=5, num_chains=CHAINS, num_samples=DRAWS,
         num_warmup=500, step_size=h, friction=g, inverse_mass_matrix=tuple(map(float, m)),
+        adapt_step_size=False,
     )  # fmt: skip
     variances = m * np.array(
         [_randomized_midpoint_variance(mi / s**2, h, g) for mi, s in zip(m, sd, strict=True)]
     )
     _check_moments(r, gaussian, variances, "randomized_midpoint")
     assert r.cost["n_grad_evals"] == CHAINS * (1 + 2 * (500 + DRAWS))
+
+
+# --------------------------------------------------------------------------- default options
+
+ILL_SD = np.logspace(-1.0, 1.0, 5)  # scales 0.1 .. 10: condition number 1e4
+WARMUP = 500  # the default num_warmup
+
+
+@pytest.fixture(scope="module")
+def ill_conditioned():
+    """N(0, diag(ILL_SD^2)) from a plain log density (no registry hints), exact moments."""
+    sd = jnp.asarray(ILL_SD, jnp.float32)
+    return bw.Target.from_logdensity(
+        lambda x: -0.5 * jnp.sum((x / sd) ** 2),
+        dim=ILL_SD.size,
+        name="ill_conditioned",
+        reference=Reference({"x": np.zeros(ILL_SD.size)}, {"x": ILL_SD}, "exact"),
+    )
+
+
+def _adapted(result):
+    """Per chain, the step size of the draws and the inverse mass matrix the warmup
+    adapted, recomputed from the warmup positions of its last window (the same Welford
+    estimate, :func:`mass_matrix_windows`): shapes (chains,), (chains, dim)."""
+    start, stop = mass_matrix_windows(WARMUP)[-1]
+    warmup = result.idata.warmup_posterior["x"].values
+    inverse_mass = [
+        np.asarray(diagonal_inverse_mass_matrix(jnp.asarray(w[start:stop]))) for w in warmup
+    ]
+    return result.idata.sample_stats["step_size"].values[:, 0], np.array(inverse_mass, np.float64)
+
+
+def _default_run(target, sampler):
+    return bw.sample(target, sampler, seed=12, num_chains=CHAINS, num_samples=DRAWS)
+
+
+def test_mala_default_options_are_exact_on_an_ill_conditioned_gaussian(ill_conditioned):
+    """Defaults adapt the diagonal mass matrix (no option asks for it): exact moments,
+    and a step far above the unit-metric stability limit 2 s_min^2 = 0.02."""
+    r = _default_run(ill_conditioned, "mala")
+    _check_moments(r, ill_conditioned, ILL_SD**2, "mala defaults")
+    assert float(r.idata.sample_stats["step_size"].min()) > 2 * ILL_SD.min() ** 2
+    assert r.cost["n_grad_evals"] == CHAINS * (1 + WARMUP + DRAWS)
+
+
+def test_ula_default_options_match_the_stationary_law_of_the_adapted_chain(ill_conditioned):
+    """ULA with the adapted step h and preconditioner m (recomputed per chain) is the
+    AR(1) chain of stationary variance s^2 / (1 - h m / (2 s^2)); the pooled draws are
+    compared with the chains' average of it, the mean with 0. The energy rule keeps that
+    bias small: below 10% of the variance (3% at exact whitening, ``ULAConfig``)."""
+    r = _default_run(ill_conditioned, "ula")
+    step, inverse_mass = _adapted(r)
+    inflation = 1.0 / (1.0 - step[:, None] * inverse_mass / (2.0 * ILL_SD**2))
+    assert (inflation > 1.0).all() and (inflation < 1.1).all(), inflation
+    _check_moments(r, ill_conditioned, ILL_SD**2 * inflation.mean(0), "ula defaults")
+    # adapted whitening: the step is above the unit-metric stability limit 2 s_min^2
+    assert step.min() > 2 * ILL_SD.min() ** 2
+    assert r.cost["n_grad_evals"] == CHAINS * (1 + WARMUP + DRAWS)
+    assert not r.idata.sample_stats["diverging"].any()
+
+
+def test_kinetic_langevin_default_options_are_exact_on_an_ill_conditioned_gaussian(
+    ill_conditioned,
+):
+    """The default integrator, BAOAB, has the exact position marginal on Gaussians at
+    any stable step (Leimkuhler and Matthews 2013), so the target's moments are the
+    reference; the adapted step exceeds the unit-metric stability limit 2 s_min = 0.2."""
+    r = _default_run(ill_conditioned, "kinetic_langevin")
+    _check_moments(r, ill_conditioned, ILL_SD**2, "kinetic_langevin defaults")
+    assert float(r.idata.sample_stats["step_size"].min()) > 2 * ILL_SD.min()
+    assert r.cost["n_grad_evals"] == CHAINS * (1 + WARMUP + DRAWS)
+    assert not r.idata.sample_stats["diverging"].any()
+
+
+def test_randomized_midpoint_default_options_match_the_adapted_chain(ill_conditioned):
+    """Against the exact stationary variance of the randomized midpoint chain at each
+    chain's adapted step and mass (unit-mass chain on y = x / sqrt(m), curvature m/s^2);
+    that bias is below 1% at the steps the energy rule picks."""
+    r = _default_run(ill_conditioned, "randomized_midpoint")
+    step, inverse_mass = _adapted(r)
+    ratio = np.array(
+        [
+            [
+                _randomized_midpoint_variance(m / s**2, h, 2.0) * m / s**2
+                for m, s in zip(ms, ILL_SD, strict=True)
+            ]
+            for h, ms in zip(step, inverse_mass, strict=True)
+        ]
+    )
+    assert (np.abs(ratio - 1.0) < 0.01).all(), ratio
+    _check_moments(r, ill_conditioned, ILL_SD**2 * ratio.mean(0), "randomized_midpoint defaults")
+    assert r.cost["n_grad_evals"] == CHAINS * (1 + 2 * (WARMUP + DRAWS))
+
+
+@pytest.mark.parametrize(
+    "sampler, options",
+    [
+        ("ula", {"num_warmup": 0, "step_size": 0.003}),
+        ("kinetic_langevin", {"adapt_step_size": False, "step_size": 0.05}),
+        ("randomized_midpoint", {"num_warmup": 0, "step_size": 0.05}),
+    ],
+)
+def test_a_fixed_step_is_honoured(ill_conditioned, sampler, options):
+    r = bw.sample(ill_conditioned, sampler, seed=13, num_chains=2, num_samples=20, **options)
+    used = r.idata.sample_stats["step_size"].values
+    np.testing.assert_array_equal(used, np.float32(options["step_size"]))
+
+
+def test_unadjusted_obabo_energy_error_is_the_metropolis_test_it_skips():
+    """The shadow work of an unadjusted OBABO step is minus the log acceptance ratio of
+    generalised HMC for the same step (same key): exp(-W) is its acceptance."""
+    logdensity_fn = lambda x: -0.5 * jnp.sum(x**2 / jnp.array([0.01, 1.0, 4.0]))
+    key, init_key = jax.random.split(jax.random.key(14))
+    state = kinetic_init(init_key, jnp.array([0.3, -1.0, 2.0]), logdensity_fn)
+    h, g = jnp.float32(0.15), jnp.float32(2.0)
+    _, unadjusted = kinetic_build_kernel("obabo")(key, state, logdensity_fn, h, g)
+    _, adjusted = kinetic_build_kernel("obabo", True)(key, state, logdensity_fn, h, g)
+    assert abs(float(unadjusted.energy_error)) > 0.01  # a real test, not W = 0
+    np.testing.assert_allclose(adjusted.energy_error, unadjusted.energy_error, rtol=1e-6)
+    np.testing.assert_allclose(
+        adjusted.acceptance_rate, np.minimum(1.0, np.exp(-unadjusted.energy_error)), rtol=1e-6
+    )
 
 
 # --------------------------------------------------------------------------- divergences
