@@ -1,6 +1,9 @@
 """|delta log Z| and sliced Wasserstein on gmm25, funnel (10, 3) and manywell (32) for smc,
 ais, smc_langevin, smc_flow and flow_is, beside Sendera et al. (2024), Table 1.
 
+Each sampler runs twice per target: with its tuned settings (``options = "tuned"``, each
+with a ``how_found`` note) and with its defaults (``options = "auto"``).
+
 A thin wrapper around :mod:`bayeswb.figures.sendera2024_logz` (the experiment's one home):
 prints the ``results`` and ``published`` tables and writes the figure into ``--out``.
 

@@ -33,6 +33,23 @@ independent run as a ``lax.while_loop`` of :func:`~.kernel.step` and vmapped ove
    with ``precondition=False`` and a Student-t reference is what fills the dim-10 funnel's
    neck and mouth in the Sendera et al. benchmark.
 
+Defaults tune themselves from the target's density and the particles, never from a known
+answer (``reference_scale=None``, ``num_mcmc_steps=None``):
+
+- the reference: a ray probe of log gamma (:func:`~.references.probe_scale`: the largest
+  radius from the origin at which the density is within a Gaussian typical-set margin of
+  the highest value seen, doubled) gives a wide ``N(0, s^2 I)``; an independent pilot
+  run (adaptive tempered SMC, 512 particles, an MCMC move) anneals from it, and the main
+  run starts from ``N(mean, diag (2 sd)^2)`` of the pilot's weighted particles (the
+  factor 2 is argued in :func:`~.annealing.run_annealing`). A pilot that starts wider
+  than the target sees every mode its particles can reach by reweighting, so its sd
+  includes the spread between modes (gmm25: sd 7, not the modes' 0.55);
+- the step size: retuned after every sweep towards the move's target acceptance;
+- the sweeps per temperature (smc, ais): until the particles have moved as far as
+  independent draws would (Buchholz, Chopin and Jacob 2021), or their reach saturates,
+  at most ``max_mcmc_steps`` (:func:`~.mutation.adaptive_sweeps`); smc_langevin keeps 5
+  unadjusted steps (each adds to the weights' variance).
+
 Exactness: with a fixed schedule, ``precondition=False`` and ``adapt_step_size=False``
 each run's ``Z`` estimate is unbiased. Adapting temperatures, whitening and step size
 from the run's own particles makes it consistent with an O(1/N) bias (measured: +5% in Z
@@ -56,6 +73,9 @@ last step: NaN for floats, False for ``resampled``):
 - ``acceptance_rate``: weighted mean acceptance of the move, averaged over its sweeps
   (for an unadjusted transport: the Metropolis-Hastings probability it would have had)
 - ``step_size``: the step size (in whitened coordinates) at the end of the step
+- ``num_sweeps``: the move's sweeps at the step (exact cost: ``n_grad_evals`` counts them)
+- ``reference_pilot_temperature``, ``reference_pilot_num_sweeps``,
+  ``reference_pilot_ess``: the same for the reference-fitting pilot, when there is one
 
 ``num_warmup`` is unused by the SMC family.
 
@@ -88,12 +108,20 @@ from bayeswb.samplers.smc.moves import (
     rwm_move,
     ula_transport,
 )
-from bayeswb.samplers.smc.mutation import Kept, Sweeps, keep_all, keep_last, sweeps
+from bayeswb.samplers.smc.mutation import (
+    Kept,
+    Sweeps,
+    adaptive_sweeps,
+    keep_all,
+    keep_last,
+    sweeps,
+)
 from bayeswb.samplers.smc.references import (
     Reference,
     diagonal_gaussian_reference,
     gaussian_reference,
     moment_matched_reference,
+    probe_scale,
     student_t_reference,
 )
 from bayeswb.samplers.smc.resampling import (
@@ -155,6 +183,7 @@ __all__ = [
     "Tuning",
     "Whitening",
     "adaptive_schedule",
+    "adaptive_sweeps",
     "adaptive_tuner",
     "alive_weights",
     "anneal",
@@ -176,6 +205,7 @@ __all__ = [
     "mcmc_move",
     "moment_matched_reference",
     "no_resampling",
+    "probe_scale",
     "normalised_weights",
     "replay_tuner",
     "reweight",

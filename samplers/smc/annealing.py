@@ -10,6 +10,7 @@ particle.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -21,12 +22,15 @@ from bayeswb.core.draws import Draws
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers.smc.kernel import Annealed, Parts, anneal
-from bayeswb.samplers.smc.moves import Move, make_move
-from bayeswb.samplers.smc.mutation import keep_all, keep_last, sweeps
+from bayeswb.samplers.smc.moves import MCMC_MOVES, Move, make_move
+from bayeswb.samplers.smc.mutation import adaptive_sweeps, keep_all, keep_last, sweeps
 from bayeswb.samplers.smc.references import (
     Reference,
+    diagonal_gaussian_reference,
     gaussian_reference,
     moment_matched_reference,
+    probe_evaluations,
+    probe_scale,
     student_t_reference,
 )
 from bayeswb.samplers.smc.resampling import (
@@ -48,6 +52,14 @@ Array = jax.Array
 MakeReference = Callable[[Array], tuple[Reference, Any]]
 
 
+# the automatic reference: particles of the pilot run that fits it, and the factor its sd
+# is widened by (see run_annealing)
+AUTO_FIT_PARTICLES = 512
+REFERENCE_WIDENING = 2.0
+# the reference-fitting pilot's path, in path_stats as reference_pilot_<name>
+FIT_PATH_STATS = ("temperature", "num_sweeps", "ess")
+
+
 class Plan(NamedTuple):
     """What every annealing run of one call shares.
 
@@ -57,6 +69,8 @@ class Plan(NamedTuple):
     waste_free_chains:        M > 0: the main run is waste-free (its pilots are not)
     fit_reference_particles:  particles of the pilot run that fits the reference (0: none)
     reference_scale:          the fitted reference's fallback sd
+    auto_reference:           the reference's scale is probed and the fit widened
+    fit_move:                 the move of the reference-fitting pilot (an MCMC move)
     """
 
     target: Target
@@ -68,15 +82,20 @@ class Plan(NamedTuple):
     waste_free_chains: int
     fit_reference_particles: int
     reference_scale: float
+    auto_reference: bool = False
+    fit_move: Move | None = None
 
 
 class RunOutput(NamedTuple):
-    """One run: the main run, the steps its pilots took (for the cost), the reference's
-    ``aux``."""
+    """One run: the main run, the (steps, sweeps) its pilots took (for the cost), the
+    reference's ``aux``."""
 
     main: Annealed
     pilot_steps: Array
+    pilot_sweeps: Array
     fit_steps: Array
+    fit_sweeps: Array
+    fit_path: dict[str, Array]
     aux: Any
 
 
@@ -96,11 +115,35 @@ def fixed_reference(dim: int, scale: float, dof: float | None) -> MakeReference:
     return lambda run_key: (reference, None)
 
 
+def probed_reference(target: Target) -> MakeReference:
+    """Every run starts from ``N(0, s^2 I)`` with s from :func:`~.references.probe_scale`
+    of the target's density (one probe per run, its evaluations counted)."""
+
+    def make(run_key: Array) -> tuple[Reference, Any]:
+        scale = probe_scale(run_key, target.log_density, target.dim)
+        reference = diagonal_gaussian_reference(jnp.zeros(target.dim), jnp.full(target.dim, scale))
+        return reference, None
+
+    return make
+
+
 def main_sweeps(plan: Plan) -> tuple[int, int]:
     """(sweeps per step, chains moved) of the main run: waste-free SMC runs M chains of
-    ``N / M - 1`` steps."""
+    ``N / M - 1`` steps; 0 sweeps means adaptive."""
     n, m = plan.config.num_samples, plan.waste_free_chains
-    return (n // m - 1, m) if m else (plan.config.num_mcmc_steps, n)
+    return (n // m - 1, m) if m else (plan.config.num_mcmc_steps or 0, n)
+
+
+def make_mutate(plan: Plan, waste_free: bool, frozen: Tuning | None) -> Any:
+    """The move's sweeps: waste-free chains, ``num_mcmc_steps`` fixed, or adaptive (the
+    pilot's counts replayed if ``frozen``)."""
+    config, move = plan.config, plan.move
+    if waste_free:
+        return sweeps(move, main_sweeps(plan)[0], config.step_size_spread)
+    if config.num_mcmc_steps is not None:
+        return sweeps(move, config.num_mcmc_steps, config.step_size_spread)
+    replay = None if frozen is None else frozen.num_sweeps
+    return adaptive_sweeps(move, config.max_mcmc_steps, config.step_size_spread, replay)
 
 
 def annealing_parts(plan: Plan, main: bool = False, frozen: Tuning | None = None) -> Parts:
@@ -123,13 +166,12 @@ def annealing_parts(plan: Plan, main: bool = False, frozen: Tuning | None = None
         resample = no_resampling
     else:
         resample = ess_resampling(plan.resampling, plan.ess_threshold)
-    num_sweeps = main_sweeps(plan)[0] if waste_free else config.num_mcmc_steps
     return Parts(
         schedule=schedule,
         resample=resample,
         weigh=alive_weights if plan.resampling is None else normalised_weights,
         tune=tune,
-        mutate=sweeps(move, num_sweeps, config.step_size_spread),
+        mutate=make_mutate(plan, waste_free, frozen),
         keep=keep_all if waste_free else keep_last,
     )
 
@@ -156,26 +198,63 @@ def anneal_run(
     )
 
 
+def fit_plan(plan: Plan) -> Plan:
+    """The plan of the reference-fitting pilot: adaptive tempered SMC (ESS-triggered
+    resampling, adaptive temperatures) with an MCMC move, whatever the main run is (an
+    AIS or unadjusted-transport main run still gets a resampled, exactly invariant
+    pilot)."""
+    if plan.resampling is not None and plan.fit_move is plan.move:
+        return plan
+    config = plan.config
+    if plan.fit_move is not plan.move:
+        # the main run's move settings belong to its transport, not to the MCMC move
+        config = dataclasses.replace(config, target_acceptance_rate=None, step_size=None)
+    config = dataclasses.replace(config, schedule="adaptive")
+    move = plan.fit_move or plan.move
+    step_size = initial_step_size(config, move, plan.target.dim, plan.reference_scale)
+    return plan._replace(
+        config=config,
+        move=move,
+        resampling=plan.resampling or "systematic",
+        ess_threshold=plan.ess_threshold if plan.resampling else 0.5,
+        step_size=step_size,
+        waste_free_chains=0,
+    )
+
+
 def one_run(plan: Plan, make_reference: MakeReference, run_key: Array) -> RunOutput:
     """A run from its reference: fit the reference (optional pilot), fix the tuning
     (optional pilot), then the main run of ``num_samples`` particles."""
     reference_key, pilot_key, main_key, fit_key = jax.random.split(run_key, 4)
     reference, aux = make_reference(reference_key)
-    fit_steps = jnp.array(0)
+    fit_steps = fit_sweeps = jnp.array(0)
+    fit_path = {}
     if plan.fit_reference_particles:
         # a diagonal Gaussian moment-matched to an independent pilot run
-        pilot = anneal_run(plan, fit_key, reference, plan.fit_reference_particles)
+        pilot = anneal_run(fit_plan(plan), fit_key, reference, plan.fit_reference_particles)
+        widen = REFERENCE_WIDENING if plan.auto_reference else 1.0
         reference = moment_matched_reference(
-            pilot.positions, pilot.log_weights, plan.reference_scale
+            pilot.positions, pilot.log_weights, plan.reference_scale, widen
         )
-        fit_steps = pilot.num_steps_taken
-    frozen, pilot_steps = None, jnp.array(0)
+        fit_steps, fit_sweeps = pilot.num_steps_taken, pilot.num_sweeps_taken
+        fit_path = {f"reference_pilot_{name}": pilot.path[name] for name in FIT_PATH_STATS}
+    frozen, pilot_steps, pilot_sweeps = None, jnp.array(0), jnp.array(0)
     if plan.config.pilot_particles:
         pilot = anneal_run(plan, pilot_key, reference, plan.config.pilot_particles)
-        frozen, pilot_steps = pilot.tuning, pilot.num_steps_taken
+        frozen = pilot.tuning
+        pilot_steps, pilot_sweeps = pilot.num_steps_taken, pilot.num_sweeps_taken
     n = plan.config.num_samples
     main = anneal_run(plan, main_key, reference, n, main=True, frozen=frozen)
-    return RunOutput(main, pilot_steps, fit_steps, aux)
+    return RunOutput(main, pilot_steps, pilot_sweeps, fit_steps, fit_sweeps, fit_path, aux)
+
+
+def run_cost(move: Move, n: int, chains: int, steps: Array, total_sweeps: Array) -> tuple:
+    """Exact (gradients, log-density evaluations) of runs that took ``steps`` steps and
+    ``total_sweeps`` sweeps in all: at each step ``chains`` moved chains' init and their
+    sweeps, then log gamma at all n particles (the n initial draws not included)."""
+    grads = chains * (steps * move.grads_per_init + total_sweeps * move.grads_per_step)
+    evals = chains * (steps * move.evals_per_init + total_sweeps * move.evals_per_step)
+    return grads, evals + steps * n
 
 
 def cost_per_step(move: Move, n: int, num_sweeps: int, chains: int) -> tuple[int, int]:
@@ -187,27 +266,31 @@ def cost_per_step(move: Move, n: int, num_sweeps: int, chains: int) -> tuple[int
 
 
 def assemble(plan: Plan, out: RunOutput) -> Draws:
-    """Draws of the stacked runs, with the cost of every run's steps and initial draws."""
+    """Draws of the stacked runs, with the cost of every run's steps, sweeps and initial
+    draws, and of the reference's probe."""
     config, main = plan.config, out.main
-    num_sweeps, moved = main_sweeps(plan)
+    moved = main_sweeps(plan)[1]
     pilot_n, fit_n = config.pilot_particles, plan.fit_reference_particles
+    fit_move = fit_plan(plan).move if fit_n else plan.move
     runs = (
-        (main.num_steps_taken, config.num_samples, num_sweeps, moved),
-        (out.pilot_steps, pilot_n, config.num_mcmc_steps, pilot_n),
-        (out.fit_steps, fit_n, config.num_mcmc_steps, fit_n),
+        (plan.move, main.num_steps_taken, main.num_sweeps_taken, config.num_samples, moved),
+        (plan.move, out.pilot_steps, out.pilot_sweeps, pilot_n, pilot_n),
+        (fit_move, out.fit_steps, out.fit_sweeps, fit_n, fit_n),
     )
     grads: Array | int = 0
     evals: Array | int = 0
-    for steps, n, sweeps_per_step, chains in runs:
-        step_grads, step_evals = cost_per_step(plan.move, n, sweeps_per_step, chains)
-        grads = grads + jnp.sum(steps) * step_grads
-        evals = evals + config.num_chains * n + jnp.sum(steps) * step_evals
+    for move, steps, total_sweeps, n, chains in runs:
+        run_grads, run_evals = run_cost(move, n, chains, jnp.sum(steps), jnp.sum(total_sweeps))
+        grads = grads + run_grads
+        evals = evals + config.num_chains * n + run_evals
+    if plan.auto_reference:
+        evals = evals + config.num_chains * probe_evaluations()
     return Draws(
         positions=main.positions,
         stats={"lp": main.lp},
         log_weights=main.log_z[:, None] + main.log_weights,
         log_z=main.log_z,
-        path_stats=main.path,
+        path_stats={**main.path, **out.fit_path},
         n_grad_evals=grads,
         n_logdensity_evals=evals,
     )
@@ -221,9 +304,9 @@ def run_annealing(
     ess_threshold: float,
     waste_free_chains: int = 0,
     make_reference: MakeReference | None = None,
-    reference_scale: float = 1.0,
+    reference_scale: float | None = 1.0,
     reference_dof: float | None = None,
-    fit_reference_particles: int = 0,
+    fit_reference_particles: int | None = 0,
     layout: ChainLayout | None = None,
 ) -> tuple[Draws, Any]:
     """``num_chains`` independent runs of :func:`~.kernel.anneal` (a pilot run first if
@@ -233,23 +316,48 @@ def run_annealing(
     example by training a flow; its cost is the caller's to add); by default
     ``N(0, reference_scale^2 I)`` (Student-t with ``reference_dof``). With
     ``fit_reference_particles = m``, each run first anneals m particles from that
-    reference and then uses ``N(mean, diag sd^2)`` of their weighted positions; the pilot
-    is independent of the run's own particles and its cost is counted.
-    Returns the Draws and the runs' stacked ``aux``.
+    reference (adaptive tempered SMC with an MCMC move) and then uses
+    ``N(mean, diag sd^2)`` of their weighted positions; the pilot is independent of the
+    run's own particles and its cost is counted.
+
+    ``reference_scale=None`` (the default of smc, ais and smc_langevin) makes the
+    reference automatic, from nothing but the target's density: the pilot (of
+    ``fit_reference_particles``, None: 512) anneals from ``N(0, s^2 I)`` with s from a
+    ray probe of the density (:func:`~.references.probe_scale`, wider than the target's
+    reach from the origin), and the main run from ``N(mean, diag (2 sd)^2)`` of the
+    pilot's weighted particles. The factor 2: the pilot's sd under-estimates the
+    target's spread when it misses outlying modes or when its few particles are
+    under-dispersed, and a Gaussian reference narrower than the target confines the
+    tempered path and starves the tails (the importance weights of ``N(0, k^2)`` for
+    ``N(0, 1)`` have infinite variance for ``k <= 1/sqrt 2``), while a wider one costs
+    only about ``dim log k / 2`` nats more of tempering, which the adaptive schedule
+    pays with a few more temperatures. Returns the Draws and the runs' stacked ``aux``.
     """
     move = make_move(config.move, config.num_integration_steps)
+    auto = reference_scale is None and make_reference is None
+    if fit_reference_particles is None:
+        fit_reference_particles = AUTO_FIT_PARTICLES if auto else 0
+    fit_move = move
+    if not isinstance(config.move, Move) and config.move not in MCMC_MOVES:
+        fit_move = make_move("mala")
+    scale = 1.0 if reference_scale is None else reference_scale
     if make_reference is None:
-        make_reference = fixed_reference(target.dim, reference_scale, reference_dof)
+        if auto:
+            make_reference = probed_reference(target)
+        else:
+            make_reference = fixed_reference(target.dim, scale, reference_dof)
     plan = Plan(
         target=target,
         config=config,
         move=move,
         resampling=resampling,
         ess_threshold=ess_threshold,
-        step_size=initial_step_size(config, move, target.dim, reference_scale),
+        step_size=initial_step_size(config, move, target.dim, scale),
         waste_free_chains=waste_free_chains,
         fit_reference_particles=fit_reference_particles,
-        reference_scale=reference_scale,
+        reference_scale=scale,
+        auto_reference=auto,
+        fit_move=fit_move,
     )
     run = functools.partial(one_run, plan, make_reference)
     out = run_chains(key, config.num_chains, run, layout)

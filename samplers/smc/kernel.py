@@ -40,8 +40,8 @@ class Parts(NamedTuple):
     resample:  ``(key, positions, log_weights, ess) -> Resampled``  (:mod:`.resampling`)
     weigh:     ``log_weights -> weights`` the tuning averages with  (:mod:`.tuning`)
     tune:      a :class:`~.tuning.Tuner`: whitening, step size and its retuning
-    mutate:    ``(key, z, tempered, weights, log_step_size, update) -> Sweeps``
-               (:func:`~.mutation.sweeps`)
+    mutate:    ``(key, z, tempered, weights, log_step_size, update, index=) -> Sweeps``
+               (:func:`~.mutation.sweeps`, :func:`~.mutation.adaptive_sweeps`)
     keep:      ``(z, Sweeps, log_weights) -> Kept``  (:mod:`.mutation`)
     reweight:  ``(log_weights, log_ratio, delta) -> Reweighted``  (:func:`.tempering.reweight`)
     """
@@ -64,6 +64,7 @@ class Annealed(NamedTuple):
     lp: Array  # (N,) log gamma
     path: dict[str, Array]  # (num_steps,) each, padded
     num_steps_taken: Array  # ()
+    num_sweeps_taken: Array  # () sweeps of the move summed over the steps
     tuning: Tuning
 
 
@@ -145,7 +146,9 @@ def step(
     density = tempered_density(logdensity_fn, reference, temperature, mean, sd)
     z = (population.positions - mean) / sd
     log_step_size = parts.tune.step_size(index, state.log_step_size)
-    chains = parts.mutate(move_key, z, density, weights, log_step_size, parts.tune.update)
+    chains = parts.mutate(
+        move_key, z, density, weights, log_step_size, parts.tune.update, index=index
+    )
     kept = parts.keep(z, chains, population.log_weights)
     log_weights, log_z_move = normalise(kept.log_weights + kept.log_increment)
     positions = mean + sd * kept.z
@@ -168,6 +171,7 @@ def step(
         acceptance_rate=jnp.mean(chains.acceptance),
         step_size=jnp.exp(chains.log_step_size),
         resampled=population.resampled,
+        num_sweeps=jnp.asarray(chains.num_sweeps, dtype=float),
         mean=mean,
         sd=sd,
     )
@@ -178,7 +182,7 @@ def empty_trace(num_steps: int, dim: int) -> Info:
     """The padding of a run's :class:`~.state.Info` per step: NaN, False for resampled."""
     nan = jnp.full(num_steps, jnp.nan)
     nan_dim = jnp.full((num_steps, dim), jnp.nan)
-    return Info(nan, nan, nan, nan, nan, jnp.zeros(num_steps, bool), nan_dim, nan_dim)
+    return Info(nan, nan, nan, nan, nan, jnp.zeros(num_steps, bool), nan, nan_dim, nan_dim)
 
 
 def anneal(
@@ -234,5 +238,6 @@ def anneal(
         lp=state.lp,
         path={name: getattr(trace, name) for name in PATH_STATS},
         num_steps_taken=state.steps_taken,
-        tuning=Tuning(trace.temperature, trace.mean, trace.sd, trace.step_size),
+        num_sweeps_taken=jnp.sum(jnp.nan_to_num(trace.num_sweeps)).astype(int),
+        tuning=Tuning(trace.temperature, trace.mean, trace.sd, trace.step_size, trace.num_sweeps),
     )

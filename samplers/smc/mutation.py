@@ -2,7 +2,9 @@
 then which states become the new particles.
 
 :func:`sweeps` runs ``num_sweeps`` move steps from every particle at once, retuning the
-step size after each sweep (the :class:`~.tuning.Tuner`'s ``update``). What is kept is
+step size after each sweep (the :class:`~.tuning.Tuner`'s ``update``);
+:func:`adaptive_sweeps` runs them until the particles have decorrelated from where they
+started (or a pilot run's counts). What is kept is
 blackjax's update strategy: :func:`keep_last` (each chain's last state) or
 :func:`keep_all` (waste-free SMC: every state of every chain, Dau and Chopin 2022,
 Algorithm 2).
@@ -25,17 +27,21 @@ Array = jax.Array
 class Sweeps(NamedTuple):
     """The chains run from m whitened particles.
 
-    positions:      (num_sweeps, m, dim) after each sweep
+    positions:      (num_sweeps, m, dim) after each sweep (adaptive sweeps: (1, m, dim),
+                    the last)
     log_increment:  (num_sweeps, m) each chain's log weight increment so far (0 for an
                     MCMC move; an unadjusted transport's exact weight)
-    acceptance:     (num_sweeps,) weighted mean acceptance of each sweep
+    acceptance:     (num_sweeps,) weighted mean acceptance of each sweep (adaptive: (1,),
+                    the mean over the sweeps run)
     log_step_size:  () after the last sweep's retuning
+    num_sweeps:     () sweeps run
     """
 
     positions: Array
     log_increment: Array
     acceptance: Array
     log_step_size: Array
+    num_sweeps: Array | int = 0
 
 
 class Kept(NamedTuple):
@@ -59,7 +65,8 @@ class _SweepTrace(NamedTuple):
     acceptance: Array
 
 
-Mutate = Callable[[Array, Array, Callable, Array, Array, Callable], Sweeps]
+# (key, z, tempered, weights, log_step_size, update, index=step index) -> Sweeps
+Mutate = Callable[..., Sweeps]
 
 
 def _where_tree(ok: Array, new: Any, old: Any) -> Any:
@@ -67,6 +74,37 @@ def _where_tree(ok: Array, new: Any, old: Any) -> Any:
         return jnp.where(ok.reshape(ok.shape + (1,) * (a.ndim - ok.ndim)), a, b)
 
     return jax.tree.map(select, new, old)
+
+
+def _one_sweep(
+    move: Move,
+    step_size_spread: float,
+    tempered: Callable,
+    weights: Array,
+    update: Callable[[Array, Array], Array],
+) -> Callable[[_SweepCarry, Array], tuple[_SweepCarry, _SweepTrace]]:
+    """One step of ``move`` from every chain, then the step size's retuning."""
+
+    def one_sweep(carry: _SweepCarry, sweep_key: Array) -> tuple[_SweepCarry, _SweepTrace]:
+        m = carry.log_increment.shape[0]
+        jitter_key, sweep_key = jax.random.split(sweep_key)
+        keys = jax.random.split(sweep_key, m)
+        # each particle's step size is drawn independently of its state, so the move
+        # is a mixture of pi-invariant kernels (and stays pi-invariant)
+        jitter = step_size_spread * jax.random.uniform(jitter_key, (m,))
+        new, info = jax.vmap(move.step, (0, 0, None, 0))(
+            keys, carry.states, tempered, jnp.exp(carry.log_step_size - jitter)
+        )
+        ok = jnp.all(jnp.isfinite(new.position), axis=-1) & ~jnp.isnan(new.logdensity)
+        states = _where_tree(ok, new, carry.states)
+        increment = jnp.where(ok, info.log_weight_increment, -jnp.inf)
+        log_increment = carry.log_increment + increment
+        acceptance = jnp.sum(weights * jnp.where(ok, info.acceptance_rate, 0.0))
+        log_step_size = update(carry.log_step_size, acceptance)
+        trace = _SweepTrace(states.position, log_increment, acceptance)
+        return _SweepCarry(states, log_step_size, log_increment), trace
+
+    return one_sweep
 
 
 def sweeps(move: Move, num_sweeps: int, step_size_spread: float = 0.0) -> Mutate:
@@ -96,31 +134,120 @@ def sweeps(move: Move, num_sweeps: int, step_size_spread: float = 0.0) -> Mutate
         weights: Array,
         log_step_size: Array,
         update: Callable[[Array, Array], Array],
+        index: Array | None = None,
     ) -> Sweeps:
-        m = z.shape[0]
-
-        def one_sweep(carry: _SweepCarry, sweep_key: Array) -> tuple[_SweepCarry, _SweepTrace]:
-            jitter_key, sweep_key = jax.random.split(sweep_key)
-            keys = jax.random.split(sweep_key, m)
-            # each particle's step size is drawn independently of its state, so the move
-            # is a mixture of pi-invariant kernels (and stays pi-invariant)
-            jitter = step_size_spread * jax.random.uniform(jitter_key, (m,))
-            new, info = jax.vmap(move.step, (0, 0, None, 0))(
-                keys, carry.states, tempered, jnp.exp(carry.log_step_size - jitter)
-            )
-            ok = jnp.all(jnp.isfinite(new.position), axis=-1) & ~jnp.isnan(new.logdensity)
-            states = _where_tree(ok, new, carry.states)
-            increment = jnp.where(ok, info.log_weight_increment, -jnp.inf)
-            log_increment = carry.log_increment + increment
-            acceptance = jnp.sum(weights * jnp.where(ok, info.acceptance_rate, 0.0))
-            log_step_size = update(carry.log_step_size, acceptance)
-            trace = _SweepTrace(states.position, log_increment, acceptance)
-            return _SweepCarry(states, log_step_size, log_increment), trace
-
+        one_sweep = _one_sweep(move, step_size_spread, tempered, weights, update)
         states = jax.vmap(move.init, (0, None))(z, tempered)
-        start = _SweepCarry(states, log_step_size, jnp.zeros(m))
+        start = _SweepCarry(states, log_step_size, jnp.zeros(z.shape[0]))
         end, trace = jax.lax.scan(one_sweep, start, jax.random.split(key, num_sweeps))
-        return Sweeps(trace.positions, trace.log_increment, trace.acceptance, end.log_step_size)
+        return Sweeps(
+            trace.positions,
+            trace.log_increment,
+            trace.acceptance,
+            end.log_step_size,
+            jnp.array(num_sweeps),
+        )
+
+    return mutate
+
+
+# adaptive sweeps stop once the weighted mean squared jump (whitened) reaches
+# DECORRELATED_JUMP * dim, half of the 2 * dim between independent whitened draws (the
+# lag correlation is then <= 1/2), or once a sweep adds less than SATURATION of it (the
+# chains explore all they can reach, e.g. within the modes of a multimodal target)
+DECORRELATED_JUMP = 1.0
+SATURATION = 0.1
+MIN_SWEEPS = 2
+
+
+class _AdaptiveCarry(NamedTuple):
+    key: Array
+    sweep: _SweepCarry
+    num_sweeps: Array
+    acceptance_sum: Array
+    jump: Array  # weighted mean squared distance from the start, after the last sweep
+    done: Array
+
+
+def adaptive_sweeps(
+    move: Move,
+    max_sweeps: int,
+    step_size_spread: float = 0.0,
+    replay: Array | None = None,
+) -> Mutate:
+    """``mutate(key, z, tempered, weights, log_step_size, update, index) -> Sweeps``:
+    sweeps of ``move`` (as :func:`sweeps`) until the particles have moved away from where
+    they started, at most ``max_sweeps``; with ``replay`` (a pilot run's
+    :attr:`~.state.Tuning.num_sweeps`), step ``index`` runs exactly ``replay[index]``.
+
+    The number of MCMC steps per temperature is adapted from the particles' movement, as
+    Buchholz, Chopin and Jacob (2021, "Adaptive tuning of Hamiltonian Monte Carlo within
+    sequential Monte Carlo", Bayesian Analysis, section 3) tune HMC within SMC from the
+    expected squared jumping distance of the population. In whitened coordinates (unit
+    weighted variance), after sweep k the weighted mean ``J_k = sum_i W_i |z_k,i - z_0,i|^2``
+    is compared with ``2 dim``, its value for independent draws: the sweeps stop at the
+    first ``k >= 2`` with ``J_k >= dim`` (lag correlation at most 1/2; resampled copies
+    of one particle are then as far apart as independent draws are on average) or with
+    ``J_k < 1.1 J_(k-1)`` (the chains' reach has saturated: more sweeps would not move
+    them further, as within the modes of a multimodal target). The rule reads only the
+    population's own positions, so like the step-size retuning it is an adaptation with
+    an O(1/N) effect on log Z, removed by replaying a pilot's counts
+    (``pilot_particles``). Static shapes: a ``lax.while_loop`` with the count carried;
+    the gradient cost is exact from ``Sweeps.num_sweeps``.
+
+    Example:
+        >>> from bayeswb.samplers.smc.moves import mala_move
+        >>> mutate = adaptive_sweeps(mala_move(), max_sweeps=50)
+        >>> out = mutate(jax.random.key(0), jax.random.normal(jax.random.key(1), (64, 2)),
+        ...              lambda z: -0.5 * z @ z, jnp.full(64, 1 / 64), jnp.log(1.0),
+        ...              lambda h, a: h, index=0)
+        >>> out.positions.shape, 2 <= int(out.num_sweeps) < 50
+        ((1, 64, 2), True)
+    """
+
+    def mutate(
+        key: Array,
+        z: Array,
+        tempered: Callable,
+        weights: Array,
+        log_step_size: Array,
+        update: Callable[[Array, Array], Array],
+        index: Array | None = None,
+    ) -> Sweeps:
+        one_sweep = _one_sweep(move, step_size_spread, tempered, weights, update)
+        m, dim = z.shape
+        states = jax.vmap(move.init, (0, None))(z, tempered)
+        limit = max_sweeps if replay is None else replay[index].astype(int)
+
+        def body(carry: _AdaptiveCarry) -> _AdaptiveCarry:
+            key, sweep_key = jax.random.split(carry.key)
+            sweep, trace = one_sweep(carry.sweep, sweep_key)
+            count = carry.num_sweeps + 1
+            jump = weights @ jnp.sum((sweep.states.position - z) ** 2, axis=-1)
+            decorrelated = jump >= DECORRELATED_JUMP * dim
+            saturated = jump < (1.0 + SATURATION) * carry.jump
+            stop = (count >= MIN_SWEEPS) & (decorrelated | saturated)
+            done = count >= limit if replay is not None else stop | (count >= limit)
+            acceptance_sum = carry.acceptance_sum + trace.acceptance
+            return _AdaptiveCarry(key, sweep, count, acceptance_sum, jump, done)
+
+        start = _AdaptiveCarry(
+            key=key,
+            sweep=_SweepCarry(states, log_step_size, jnp.zeros(m)),
+            num_sweeps=jnp.array(0),
+            acceptance_sum=jnp.zeros(()),
+            jump=jnp.zeros(()),
+            done=jnp.asarray(limit) <= 0,
+        )
+        end = jax.lax.while_loop(lambda carry: ~carry.done, body, start)
+        count = jnp.maximum(end.num_sweeps, 1)
+        return Sweeps(
+            end.sweep.states.position[None],
+            end.sweep.log_increment[None],
+            (end.acceptance_sum / count)[None],
+            end.sweep.log_step_size,
+            end.num_sweeps,
+        )
 
     return mutate
 

@@ -52,7 +52,13 @@ class AnnealingSettings(SamplerConfig):
 
     num_warmup: int = option(0, non_negative_int, "unused by the SMC family")
     move: Any = option("mala", _move_check(MCMC_MOVES), "MCMC kernel: name or smc.Move")
-    num_mcmc_steps: int = option(5, positive_int, "move sweeps per temperature")
+    num_mcmc_steps: int | None = option(
+        None,
+        _optional(positive_int),
+        "move sweeps per temperature (None: adaptive, until the particles have moved as far "
+        "as independent draws would, at most max_mcmc_steps)",
+    )
+    max_mcmc_steps: int = option(20, positive_int, "adaptive sweeps: the most per temperature")
     num_integration_steps: int = option(
         5, positive_int, "leapfrog steps of hmc, OBABO steps of kinetic_langevin"
     )
@@ -83,15 +89,21 @@ class AnnealingSettings(SamplerConfig):
 class _AnnealingConfig(AnnealingSettings):
     """Settings of smc and ais: annealing from a Gaussian reference."""
 
-    reference_scale: float = option(1.0, positive, "scale s of the reference (N(0, s^2 I))")
+    reference_scale: float | None = option(
+        None,
+        _optional(positive),
+        "scale s of the reference N(0, s^2 I) (None: automatic, from a ray probe of the "
+        "target's density and a pilot run, see run_annealing)",
+    )
     reference_dof: float | None = option(
         None, _optional(positive), "None: Gaussian reference; nu: Student-t_nu(0, s^2 I)"
     )
-    fit_reference_particles: int = option(
-        0,
-        non_negative_int,
+    fit_reference_particles: int | None = option(
+        None,
+        _optional(non_negative_int),
         "particles of a pilot run from that reference whose weighted mean and sd give the "
-        "main runs' reference N(mean, diag sd^2) (0: off)",
+        "main runs' reference N(mean, diag sd^2) (0: off; None: 512 when reference_scale "
+        "is automatic, else 0)",
     )
 
 
@@ -129,6 +141,12 @@ class LangevinTransportSettings(AnnealingSettings):
     smc_flow)."""
 
     move: Any = option("ula", _move_check(TRANSPORT_MOVES), "transport: name or Move")
+    num_mcmc_steps: int | None = option(
+        5,
+        _optional(positive_int),
+        "Langevin steps per temperature (None: adaptive; fixed by default: every unadjusted "
+        "step adds to the weights' variance, so moving until decorrelated is not the rule)",
+    )
     target_acceptance_rate: float | None = option(
         0.9, _optional(unit_interval), "would-be MALA acceptance the step size is tuned to"
     )
@@ -144,4 +162,14 @@ class LangevinTransportSettings(AnnealingSettings):
 class SMCLangevinConfig(LangevinTransportSettings):
     """smc_langevin: the transport from a Gaussian reference ``N(0, s^2 I)``."""
 
-    reference_scale: float = option(1.0, positive, "sd of the Gaussian reference N(0, s^2 I)")
+    reference_scale: float | None = option(
+        None,
+        _optional(positive),
+        "sd of the Gaussian reference N(0, s^2 I) (None: automatic, as smc's)",
+    )
+    fit_reference_particles: int | None = option(
+        None,
+        _optional(non_negative_int),
+        "particles of the pilot run that fits the reference (None: 512 when "
+        "reference_scale is automatic, else 0)",
+    )

@@ -10,7 +10,15 @@ import jax
 Array = jax.Array
 
 # the Info fields that become path_stats, in their output order
-PATH_STATS = ("temperature", "log_z_increment", "ess", "acceptance_rate", "step_size", "resampled")
+PATH_STATS = (
+    "temperature",
+    "log_z_increment",
+    "ess",
+    "acceptance_rate",
+    "step_size",
+    "resampled",
+    "num_sweeps",
+)
 
 
 class State(NamedTuple):
@@ -46,6 +54,8 @@ class Info(NamedTuple):
     acceptance_rate:  weighted mean acceptance of the move, averaged over its sweeps
     step_size:        the step size (in whitened coordinates) at the end of the step
     resampled:        whether the step resampled
+    num_sweeps:       sweeps of the move the step ran (adaptive: until the particles
+                      decorrelated, see :func:`~.mutation.adaptive_sweeps`)
     mean, sd:         (dim,) the whitening the move ran in
     """
 
@@ -55,6 +65,7 @@ class Info(NamedTuple):
     acceptance_rate: Array
     step_size: Array
     resampled: Array
+    num_sweeps: Array
     mean: Array
     sd: Array
 
@@ -67,3 +78,4 @@ class Tuning(NamedTuple):
     mean: Array  # (num_steps, dim) whitening
     sd: Array  # (num_steps, dim)
     step_size: Array  # (num_steps,)
+    num_sweeps: Array  # (num_steps,) sweeps of the move at each step

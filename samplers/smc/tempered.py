@@ -34,6 +34,12 @@ def run_smc(
     2): resample M particles, run each as a chain of ``N / M - 1`` steps and keep all
     states. See the module docstring for outputs and ``path_stats``.
 
+    Defaults tune themselves: the reference is fitted by a pilot run started from a
+    probe-widened Gaussian and widened twice over (:func:`~.annealing.run_annealing`),
+    and the sweeps per temperature run until the particles decorrelate
+    (:func:`~.mutation.adaptive_sweeps`, after Buchholz, Chopin and Jacob 2021); an
+    explicit ``reference_scale`` or ``num_mcmc_steps`` fixes them as before.
+
     Example:
         >>> import bayeswb as bw
         >>> r = bw.sample(bw.models.get("gaussian", dim=2), "smc", num_chains=2,
@@ -65,7 +71,8 @@ def run_ais(
     ``prod_j gamma_{beta_j}(x_{j-1}) / gamma_{beta_{j-1}}(x_{j-1})``; no resampling.
     Same moves and schedules as :func:`run_smc` (the whitening and step size are
     computed from the weighted population). ``log Z`` of a run is the log mean of its
-    particles' weights.
+    particles' weights. Its default reference and sweeps are tuned as :func:`run_smc`'s
+    (the reference-fitting pilot is a resampled SMC run, not AIS).
 
     Example:
         >>> import bayeswb as bw
@@ -103,6 +110,7 @@ def run_smc_langevin(
     Euler discretisation correction, so log Z is unbiased on the natural scale for every
     step size. Resampling is triggered by the ESS. The step size is retuned so the
     would-be MALA acceptance (which controls the weights' variance) meets the target.
+    The default reference is fitted as :func:`run_smc`'s (its pilot moves by MALA).
 
     Example:
         >>> import bayeswb as bw
@@ -118,6 +126,7 @@ def run_smc_langevin(
         config.resampling,
         config.ess_threshold,
         reference_scale=config.reference_scale,
+        fit_reference_particles=config.fit_reference_particles,
         layout=layout,
     )
     return draws

@@ -13,7 +13,7 @@ import pytest
 from helpers import assert_z_scores
 
 from bayeswb.samplers import smc
-from bayeswb.samplers.smc.annealing import cost_per_step
+from bayeswb.samplers.smc.annealing import cost_per_step, run_cost
 from bayeswb.samplers.smc.moves import Move, MoveInfo
 from bayeswb.samplers.smc.state import State
 from bayeswb.samplers.smc.tempering import adaptive_temperature
@@ -137,7 +137,9 @@ def test_tuning_parts():
     assert float(
         smc.adaptive_tuner(2, True, False, 0.6).update(jnp.array(0.3), 0.8)
     ) == pytest.approx(0.3)
-    tuning = smc.Tuning(jnp.array([0.5, 1.0]), x[:2], x[1:], jnp.array([2.0, 4.0]))
+    tuning = smc.Tuning(
+        jnp.array([0.5, 1.0]), x[:2], x[1:], jnp.array([2.0, 4.0]), jnp.array([1.0, 3.0])
+    )
     replay = smc.replay_tuner(tuning)
     np.testing.assert_array_equal(replay.whiten(1, x, weights).mean, x[1])
     assert math.isclose(float(replay.step_size(1, jnp.array(0.0))), math.log(4.0), rel_tol=1e-6)
@@ -177,6 +179,57 @@ def test_sweeps_trace_retuning_and_rejection():
     np.testing.assert_array_equal(last.z, out.positions[-1])
 
 
+def _jump_move(target):
+    """Deterministic: x -> x + h, or straight to ``target`` if one is given; acceptance 1."""
+
+    def step(key, state, logdensity_fn, step_size):
+        position = (
+            state.position + step_size if target is None else jnp.full_like(state.position, target)
+        )
+        new = state._replace(position=position, logdensity=logdensity_fn(position))
+        return new, MoveInfo(jnp.array(1.0), jnp.array(0.0))
+
+    return Move(blackjax.mcmc.mala.init, step, 0, 0, 1, 1, lambda dim: 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("target", "step_size", "expected"),
+    [
+        (None, 1.0, 2),  # decorrelated at once (jump 1 >= dim 1): the minimum, 2 sweeps
+        (None, 0.01, 20),  # jump (k h)^2 grows by more than 10% until k = 22: the cap
+        (0.1, 1.0, 2),  # jumps straight to 0.1 and stays: saturated after 2 sweeps
+    ],
+)
+def test_adaptive_sweeps_stopping_rule(target, step_size, expected):
+    mutate = smc.adaptive_sweeps(_jump_move(target), max_sweeps=20)
+    density = lambda x: -0.5 * x @ x  # noqa: E731
+    keep = smc.adaptive_tuner(1, True, False, 0.5).update
+
+    @jax.jit
+    def run(z):
+        return mutate(jax.random.key(0), z, density, jnp.full(2, 0.5), jnp.log(step_size), keep)
+
+    out = run(jnp.zeros((2, 1)))
+    assert int(out.num_sweeps) == expected
+    assert out.positions.shape == (1, 2, 1) and float(out.acceptance[0]) == 1.0
+    if target is None:
+        np.testing.assert_allclose(out.positions[0, :, 0], expected * step_size, rtol=1e-5)
+
+
+def test_adaptive_sweeps_replay_runs_the_pilots_counts():
+    counts = jnp.array([3.0, 7.0])
+    mutate = smc.adaptive_sweeps(_jump_move(None), max_sweeps=20, replay=counts)
+    density = lambda x: -0.5 * x @ x  # noqa: E731
+    keep = smc.adaptive_tuner(1, True, False, 0.5).update
+    for index, count in enumerate([3, 7]):
+        out = mutate(
+            jax.random.key(0), jnp.zeros((2, 1)), density, jnp.full(2, 0.5), 0.0, keep,
+            index=index,
+        )  # fmt: skip
+        assert int(out.num_sweeps) == count
+        np.testing.assert_allclose(out.positions[0, :, 0], float(count), rtol=1e-6)
+
+
 def test_waste_free_bookkeeping():
     """M chains of S sweeps keep M (S + 1) equally weighted particles, starts first; the
     main run's sweeps and the step's exact cost follow from N and M."""
@@ -196,6 +249,9 @@ def test_waste_free_bookkeeping():
     # each of M chains: one init and S steps, one gradient each; log gamma at all N
     assert cost_per_step(mala, 256, 7, 32) == (32 * 8, 32 * 8 + 256)
     assert cost_per_step(smc.rwm_move(), 256, 7, 32) == (0, 32 * 8 + 256)
+    # runs of 5 steps and 17 sweeps in all: 5 inits and 17 steps of each of 32 chains
+    grads, evals = run_cost(mala, 256, 32, jnp.array(5), jnp.array(17))
+    assert (int(grads), int(evals)) == (32 * 22, 32 * 22 + 5 * 256)
 
 
 def _parts(schedule, tune):
