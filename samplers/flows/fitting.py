@@ -35,7 +35,13 @@ from bayeswb.samplers.flows.losses import (
     objective_loss,
     reverse_kl_loss,
 )
-from bayeswb.samplers.flows.training import train_flow
+from bayeswb.samplers.flows.training import PlateauRule, train_flow
+from bayeswb.samplers.importance.pilot import (
+    PILOT_INIT_DRAWS,
+    GaussianPilot,
+    gaussian_pilot,
+    moments_pilot,
+)
 
 Array = jax.Array
 
@@ -44,14 +50,38 @@ Array = jax.Array
 class FlowConfig(FlowArchitecture):
     """Flow architecture and training settings shared by the flow samplers."""
 
-    init_scale: float = option(1.0, positive, "initial flow scale (loc 0)")
+    init_scale: float | None = option(
+        None,
+        lambda v: None if v is None or positive(v) is None else "must be None or positive",
+        "initial flow scale with loc 0; None: loc and scale from a Gaussian pilot fit",
+    )
+    pilot_steps: int = option(
+        300, positive_int, "Adam steps of the forward-chi^2 Gaussian pilot (init_scale None)"
+    )
     learning_rate: float = option(1e-3, positive, "Adam learning rate")
     max_grad_norm: float | None = option(
         None,
         lambda v: None if v is None or positive(v) is None else "must be None or positive",
         "clip the gradient to this global norm before Adam (None: no clipping)",
     )
-    num_warmup: int = option(500, non_negative_int, "training steps")
+    num_warmup: int = option(
+        5000,
+        non_negative_int,
+        "training steps: the cap when plateau_window > 0 (it stops at a loss plateau), "
+        "else the exact number",
+    )
+    num_anneal_steps: int | None = option(
+        None,
+        lambda v: None if v is None or non_negative_int(v) is None else "must be None or >= 0",
+        "steps of the inverse-temperature ramp 0.01 -> 1 on log p (reverse_kl only); "
+        "None: num_warmup // 5; 0: none",
+    )
+    plateau_window: int = option(
+        200, non_negative_int, "steps per window of the plateau rule (0: no early stop)"
+    )
+    plateau_patience: int = option(
+        3, positive_int, "windows in a row without improvement that stop training"
+    )
     num_mc_samples: int = option(32, positive_int, "reverse-KL draws per step")
     stl_estimator: bool = option(False, boolean, "sticking-the-landing reverse-KL gradient")
     psis: bool = option(False, boolean, "report Pareto-smoothed log weights (log Z stays raw)")
@@ -73,15 +103,11 @@ class FlowConfig(FlowArchitecture):
 
 @dataclasses.dataclass(frozen=True)
 class FlowVIConfig(FlowConfig):
-    """Reverse-KL flow VI: ``num_warmup`` optimiser steps, then ``num_samples`` weighted
-    draws per run; ``num_chains`` independent runs (one flow each)."""
+    """Reverse-KL flow VI: optimiser steps (annealed, until a plateau, at most
+    ``num_warmup``), then ``num_samples`` weighted draws per run; ``num_chains``
+    independent runs (one flow each)."""
 
     flow_type: str = architecture_option("flow_type", "planar")
-    num_anneal_steps: int = option(
-        0,
-        non_negative_int,
-        "steps of the inverse-temperature ramp 0.01 -> 1 on log p (0: none)",
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,14 +131,101 @@ class FlowISConfig(FlowConfig):
             )
 
 
-def initial_flow(key: Array, dim: int, config: FlowConfig, invert: bool) -> Any:
-    """The config's flow (loc 0, scale ``init_scale``), or the one saved at ``flow_path``."""
-    flow = config.build_flow(key, dim, scale=config.init_scale, invert=invert)
+def initial_flow(key: Array, target: Target, config: FlowConfig, invert: bool) -> Any:
+    """The config's flow, or the one saved at ``flow_path``. Its final affine layer starts
+    at loc 0 and scale ``init_scale`` when that is set; with ``init_scale=None`` (the
+    default) at the widened Gaussian pilot of :func:`flow_pilot`.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> config = bw.samplers.get("flow_is").make_config(num_layers=2, pilot_steps=20)
+        >>> flow = initial_flow(jax.random.key(0), bw.models.get("banana"), config, True)
+        >>> flow.sample(jax.random.key(1), (3,)).shape
+        (3, 2)
+    """
+    pilot_key, build_key = jax.random.split(key)
+    if config.init_scale is None and config.flow_path is None:
+        pilot = flow_pilot(pilot_key, target, config)
+        loc, scale = pilot.loc, pilot.scale
+    else:
+        loc, scale = 0.0, 1.0 if config.init_scale is None else config.init_scale
+    flow = config.build_flow(build_key, target.dim, loc=loc, scale=scale, invert=invert)
     if config.flow_path is None:
         return flow
     # the skeleton is built where the flow is used (not by eval_shape, which would leave
     # its tracers in flowjax's closures); its arrays are then replaced by the file's
     return load_flow(config.flow_path, flow)
+
+
+PILOT_MC_SAMPLES = 64
+"""Draws per step of the flows' Gaussian pilot (:func:`flow_pilot`)."""
+
+
+def flow_pilot(key: Array, target: Target, config: FlowConfig) -> GaussianPilot:
+    """Where a flow starts when ``init_scale`` is None: a forward-KL ``flow_is`` takes the
+    mean and 1.5 times the sd of ``batch_size`` exact target draws (it trains on such
+    draws anyway); every other objective the mass-covering forward-chi^2 Gaussian pilot
+    of :func:`~bayeswb.samplers.importance.pilot.gaussian_pilot` (``pilot_steps`` steps
+    of ``PILOT_MC_SAMPLES`` draws), widened. Mass covering, because reverse KL only
+    shrinks a flow onto the modes its start already covers (Rezende and Mohamed 2015,
+    section 6.1, the reason for their annealing): the start must be wider than the
+    target, not narrower.
+    """
+    if getattr(config, "objective", "reverse_kl") == "forward_kl":
+        assert target.sample_exact is not None, "flow_loss checks this before compiling"
+        return moments_pilot(target.sample_exact(key, getattr(config, "batch_size", 256)))
+    return gaussian_pilot(key, target, config.pilot_steps, PILOT_MC_SAMPLES)
+
+
+def pilot_evaluations(config: FlowConfig) -> int:
+    """Target log densities of the pilots of all ``num_chains`` runs (no gradients): the
+    chi^2 pilot's draws and its ``target.init`` draws, when ``init_scale`` is None, there
+    is no ``flow_path`` and the objective is not forward KL (whose pilot uses exact draws).
+
+    Example:
+        >>> import bayeswb as bw
+        >>> pilot_evaluations(bw.samplers.get("flow_vi").make_config(num_chains=2))
+        38912
+    """
+    forward = getattr(config, "objective", None) == "forward_kl"
+    if config.init_scale is not None or config.flow_path is not None or forward:
+        return 0
+    return config.num_chains * (config.pilot_steps * PILOT_MC_SAMPLES + PILOT_INIT_DRAWS)
+
+
+def anneal_steps(config: FlowConfig) -> int:
+    """Steps of the inverse-temperature ramp ``beta: 0.01 -> 1`` on ``log p`` of the
+    reverse-KL loss (Rezende and Mohamed 2015, section 6.1, :func:`~.losses.linear_annealing`):
+    ``num_anneal_steps``, or by default a fifth of ``num_warmup``; none for the forward-KL
+    and mixed objectives. Why by default: a reverse-KL flow trained at ``beta = 1`` from
+    the start keeps only the modes it first falls into (on ``rezende_u1``, half of the
+    runs lost one of the two arcs, log Z low by log 2); at small ``beta`` the tempered
+    target is nearly flat, the flow spreads over every mode, and the ramp then sharpens
+    it without losing them.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> anneal_steps(bw.samplers.get("flow_vi").make_config())
+        1000
+    """
+    if getattr(config, "objective", "reverse_kl") != "reverse_kl":
+        return 0
+    if config.num_anneal_steps is None:
+        return config.num_warmup // 5
+    return config.num_anneal_steps
+
+
+def plateau_rule(config: FlowConfig) -> PlateauRule | None:
+    """The config's :class:`~.training.PlateauRule` (judged only after the annealing
+    ramp, whose loss is not comparable from step to step), or None (``plateau_window=0``:
+    train exactly ``num_warmup`` steps)."""
+    if config.plateau_window == 0:
+        return None
+    return PlateauRule(
+        window=config.plateau_window,
+        patience=config.plateau_patience,
+        start=anneal_steps(config),
+    )
 
 
 def flow_loss(target: Target, config: FlowConfig) -> LossFn:
@@ -143,11 +256,23 @@ def training_optimizer(config: FlowConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam)
 
 
-def training_gradients(config: FlowConfig) -> int:
+def training_gradients(config: FlowConfig, steps_trained: Array | int | None = None) -> Any:
     """Target gradients of training the flows of all ``num_chains`` runs: reverse-KL and
-    mixed steps cost ``num_mc_samples`` each, forward-KL steps none."""
-    reverse_steps = 0 if getattr(config, "objective", None) == "forward_kl" else config.num_warmup
-    return config.num_chains * reverse_steps * config.num_mc_samples
+    mixed steps cost ``num_mc_samples`` each, forward-KL steps none; ``steps_trained``
+    (per run, from :func:`~.training.training_status`) counts the steps actually taken
+    (default: ``num_warmup`` each). The pilot takes no gradients (:func:`pilot_evaluations`).
+
+    Example:
+        >>> import bayeswb as bw
+        >>> config = bw.samplers.get("flow_is").make_config(num_chains=2)
+        >>> int(training_gradients(config, jax.numpy.array([100, 300])))
+        12800
+    """
+    if getattr(config, "objective", None) == "forward_kl":
+        return 0
+    if steps_trained is None:
+        return config.num_chains * config.num_warmup * config.num_mc_samples
+    return jax.numpy.sum(jax.numpy.asarray(steps_trained)) * config.num_mc_samples
 
 
 def fit_flow(key: Array, target: Target, config: FlowConfig) -> tuple[Any, dict[str, Array]]:
@@ -167,8 +292,8 @@ def fit_flow(key: Array, target: Target, config: FlowConfig) -> tuple[Any, dict[
     """
     init_key, train_key = jax.random.split(key)
     is_vi = isinstance(config, FlowVIConfig)
-    flow = initial_flow(init_key, target.dim, config, invert=not is_vi)
-    anneal = getattr(config, "num_anneal_steps", 0)
+    flow = initial_flow(init_key, target, config, invert=not is_vi)
+    anneal = anneal_steps(config)
     flow, _, trace = train_flow(
         train_key,
         flow,
@@ -177,5 +302,6 @@ def fit_flow(key: Array, target: Target, config: FlowConfig) -> tuple[Any, dict[
         training_optimizer(config),
         beta_schedule=linear_annealing(anneal) if anneal > 0 else None,
         progress=("flow_vi" if is_vi else "flow_is") if config.progress_bar else None,
+        plateau=plateau_rule(config),
     )
     return flow, trace

@@ -33,7 +33,13 @@ from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout
 from bayeswb.samplers import register
 from bayeswb.samplers.flows.architectures import INVERTIBLE_FLOW_TYPES
-from bayeswb.samplers.flows.fitting import FlowISConfig, fit_flow, training_gradients
+from bayeswb.samplers.flows.fitting import (
+    FlowISConfig,
+    fit_flow,
+    pilot_evaluations,
+    training_gradients,
+)
+from bayeswb.samplers.flows.training import training_status
 from bayeswb.samplers.smc import LangevinTransportSettings, Reference, run_annealing
 
 Array = jax.Array
@@ -83,7 +89,11 @@ def run_smc_flow(
 
     Output as ``smc_langevin`` (weighted particles, ``log_z`` per run, ``path_stats``
     with temperatures, ESS, resampling, acceptance and step size per step), plus
-    ``warmup_stats["loss"]``, the flow's training loss per step.
+    ``warmup_stats["loss"]``, the flow's training loss per step, trained as ``flow_is``
+    trains (pilot start, then until the loss plateaus or ``num_warmup`` steps), with
+    ``warmup_stats["trained"]`` (steps taken) and ``warmup_stats["plateau"]`` (True at
+    the step where the plateau rule stopped training; never True: the run hit its
+    ``num_warmup`` cap, its flow may be under-trained); losses after the stop are NaN.
 
     Example (a run compiles flow training and transport: tens of seconds; see
     tests/samplers/test_smc_flow.py for a full one):
@@ -96,9 +106,10 @@ def run_smc_flow(
     def make_reference(run_key: Array) -> tuple[Reference, Array]:
         # built and trained exactly as one run of flow_is (objective, optimiser, clipping)
         flow, trace = fit_flow(run_key, target, config)
-        return flow_reference(flow), trace["loss"]
+        curves = {name: trace[name] for name in ("loss", "trained", "plateau") if name in trace}
+        return flow_reference(flow), curves
 
-    draws, loss = run_annealing(
+    draws, curves = run_annealing(
         key,
         target,
         config,
@@ -107,9 +118,9 @@ def run_smc_flow(
         make_reference=make_reference,
         layout=layout,
     )
-    training = training_gradients(config)
+    training = training_gradients(config, training_status(curves)[0])
     return draws._replace(
-        warmup_stats={"loss": loss} if config.num_warmup else {},
+        warmup_stats=curves if config.num_warmup else {},
         n_grad_evals=draws.n_grad_evals + training,
-        n_logdensity_evals=draws.n_logdensity_evals + training,
+        n_logdensity_evals=draws.n_logdensity_evals + training + pilot_evaluations(config),
     )

@@ -47,7 +47,7 @@ from bayeswb.samplers.flows.snf_paths import (
     make_snf,
     sample_paths,
 )
-from bayeswb.samplers.flows.training import train_flow
+from bayeswb.samplers.flows.training import PlateauRule, train_flow, training_status
 
 Array = jax.Array
 
@@ -92,8 +92,9 @@ def forward_path_kl_loss(
 
 @dataclasses.dataclass(frozen=True)
 class SNFConfig(SamplerConfig):
-    """Stochastic normalizing flow: ``num_warmup`` training steps, then ``num_samples``
-    weighted paths per run; ``num_chains`` independent runs (one SNF each)."""
+    """Stochastic normalizing flow: training until the loss plateaus (at most
+    ``num_warmup`` steps; :class:`~.training.PlateauRule`), then ``num_samples`` weighted
+    paths per run; ``num_chains`` independent runs (one SNF each)."""
 
     flow_type: str = architecture_option("flow_type", "affine_coupling", one_of(*SNF_FLOW_TYPES))
     num_blocks: int = option(3, positive_int, "flow blocks, each followed by a stochastic block")
@@ -119,7 +120,18 @@ class SNFConfig(SamplerConfig):
     num_mc_samples: int = option(64, positive_int, "forward paths per reverse-KL step")
     learning_rate: float = option(1e-3, positive, "Adam learning rate")
     max_grad_norm: float = option(10.0, positive, "gradient clipping (global norm)")
-    num_warmup: int = option(500, non_negative_int, "training steps")
+    num_warmup: int = option(
+        2000,
+        non_negative_int,
+        "training steps: the cap when plateau_window > 0 (it stops at a loss plateau), "
+        "else the exact number",
+    )
+    plateau_window: int = option(
+        200, non_negative_int, "steps per window of the plateau rule (0: no early stop)"
+    )
+    plateau_patience: int = option(
+        3, positive_int, "windows in a row without improvement that stop training"
+    )
 
 
 def _evaluations_per_path(config: SNFConfig) -> tuple[int, int]:
@@ -132,12 +144,20 @@ def _evaluations_per_path(config: SNFConfig) -> tuple[int, int]:
     return evaluations, gradients
 
 
-def snf_cost(config: SNFConfig) -> tuple[int, int]:
+def snf_cost(config: SNFConfig, steps_trained: Any = None) -> tuple[Any, Any]:
     """``(n_grad_evals, n_logdensity_evals)`` of a whole ``snf`` run, all runs.
 
     Every target evaluation on a training path is back-propagated (one gradient each);
     MALA and ULA also take a target gradient at each evaluation in the forward pass.
-    Sampling takes no back-propagation.
+    Sampling takes no back-propagation. ``steps_trained`` (per run, from
+    :func:`~.training.training_status`) counts the training steps actually taken
+    (default: ``num_warmup`` per run).
+
+    Example:
+        >>> config = SNFConfig(num_chains=2, num_warmup=3, num_samples=10, num_blocks=1,
+        ...                    num_mcmc_steps=1, num_mc_samples=4, stochastic="rwm")
+        >>> snf_cost(config) == snf_cost(config, [3, 3])
+        True
     """
     evaluations, forward_gradients = _evaluations_per_path(config)
     paths_per_step = 0
@@ -145,11 +165,22 @@ def snf_cost(config: SNFConfig) -> tuple[int, int]:
         paths_per_step += config.num_mc_samples
     if config.objective in ("forward_kl", "mixed"):
         paths_per_step += config.batch_size
-    train_paths = config.num_warmup * paths_per_step
-    per_run_evals = (train_paths + config.num_samples) * evaluations
-    per_run_grads = train_paths * (evaluations + forward_gradients)
-    per_run_grads += config.num_samples * forward_gradients
-    return config.num_chains * per_run_grads, config.num_chains * per_run_evals
+    if steps_trained is None:
+        total_steps = config.num_chains * config.num_warmup
+    else:
+        total_steps = jnp.sum(jnp.asarray(steps_trained))
+    train_paths = total_steps * paths_per_step
+    evals = (train_paths + config.num_chains * config.num_samples) * evaluations
+    grads = train_paths * (evaluations + forward_gradients)
+    grads = grads + config.num_chains * config.num_samples * forward_gradients
+    return grads, evals
+
+
+def plateau_rule(config: SNFConfig) -> PlateauRule | None:
+    """The config's :class:`~.training.PlateauRule`, or None (train ``num_warmup`` steps)."""
+    if config.plateau_window == 0:
+        return None
+    return PlateauRule(window=config.plateau_window, patience=config.plateau_patience)
 
 
 def snf_loss(target: Target, config: SNFConfig) -> Callable:
@@ -189,8 +220,10 @@ def initial_snf(key: Array, dim: int, config: SNFConfig) -> StochasticNormalizin
 def train_snf(
     key: Array, target: Target, config: SNFConfig
 ) -> tuple[StochasticNormalizingFlow, dict[str, Array]]:
-    """Build and train one SNF: ``config.num_warmup`` optax steps (clipped Adam) in one
-    ``lax.scan``. Returns the SNF and the per-step trace (``loss``, ``elbo``, ...).
+    """Build and train one SNF: clipped Adam until the loss plateaus or ``num_warmup``
+    steps (exactly ``num_warmup`` with ``plateau_window=0``), in one compiled loop.
+    Returns the SNF and the per-step trace (``loss``, ``elbo``, ..., and with the
+    plateau rule ``trained`` and ``plateau``; see :func:`~.training.training_status`).
 
     Example:
         >>> import bayeswb as bw
@@ -208,7 +241,9 @@ def train_snf(
         optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
     )
     loss_fn = snf_loss(target, config)
-    snf, _, trace = train_flow(train_key, snf, loss_fn, config.num_warmup, optimizer)
+    snf, _, trace = train_flow(
+        train_key, snf, loss_fn, config.num_warmup, optimizer, plateau=plateau_rule(config)
+    )
     return snf, trace
 
 
@@ -229,8 +264,12 @@ def run_snf(
     ``log mean w`` (unbiased for Z), pooled with a standard error by Result; the weights'
     ESS is in ``bw.summary``; ``stats.acceptance_rate`` is each path's mean Metropolis
     acceptance; ``path_stats`` holds the loss curve (``loss``, ``elbo``,
-    ``forward_loss``). Cost (exact, :func:`snf_cost`): target evaluations and gradients
-    of training (back-propagated) and sampling.
+    ``forward_loss``; NaN after the last step taken) and, with the plateau rule, the
+    per-step flags ``trained`` (the steps taken) and ``plateau`` (True at the step where
+    the rule stopped training; never True: the ``num_warmup`` cap came first, so the SNF
+    may be under-trained). Training stops at a loss plateau (Prechelt 1998's UP rule,
+    :class:`~.training.PlateauRule`). Cost (exact, :func:`snf_cost` of the steps taken):
+    target evaluations and gradients of training (back-propagated) and sampling.
 
     Example:
         >>> import bayeswb as bw
@@ -250,8 +289,8 @@ def run_snf(
         return x, log_w, lp, acceptance, log_mean_exp(log_w), trace
 
     x, log_w, lp, acceptance, log_z, trace = run_chains(key, config.num_chains, one_run, layout)
-    n_grad, n_eval = snf_cost(config)
-    path_names = ("loss", "elbo", "forward_loss", "skipped")
+    n_grad, n_eval = snf_cost(config, training_status(trace)[0])
+    path_names = ("loss", "elbo", "forward_loss", "skipped", "trained", "plateau")
     return Draws(
         positions=x,
         stats={"lp": lp, "acceptance_rate": acceptance},

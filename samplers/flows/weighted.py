@@ -25,8 +25,10 @@ from bayeswb.samplers.flows.fitting import (
     FlowVIConfig,
     fit_flow,
     flow_loss,
+    pilot_evaluations,
     training_gradients,
 )
+from bayeswb.samplers.flows.training import training_status
 from bayeswb.samplers.importance import weighted_output
 
 Array = jax.Array
@@ -68,8 +70,12 @@ def _run_weighted_flow(
     # the ELBO of the trained flow, E_q[log p - log q], estimated on the final draws
     diagnostics["elbo"] = jnp.mean(log_weights, axis=1, keepdims=True)
     curves = {} if config.num_warmup == 0 else trace
-    # training gradients, then one density evaluation per weighted draw
-    n_grad = training_gradients(config)
+    steps_trained, converged = training_status(trace)
+    diagnostics["training_steps"] = steps_trained[:, None]
+    diagnostics["training_converged"] = converged[:, None]
+    # training gradients (the steps actually taken); density evaluations add the pilot's
+    # and one per weighted draw
+    n_grad = training_gradients(config, steps_trained)
     return Draws(
         positions=positions,
         stats={"lp": lp, "log_q": jnp.where(jnp.isfinite(lp), lp - log_weights, -jnp.inf)},
@@ -78,7 +84,9 @@ def _run_weighted_flow(
         warmup_stats=curves,
         path_stats=diagnostics,
         n_grad_evals=n_grad,
-        n_logdensity_evals=n_grad + config.num_chains * config.num_samples,
+        n_logdensity_evals=n_grad
+        + pilot_evaluations(config)
+        + config.num_chains * config.num_samples,
     )
 
 
@@ -98,12 +106,23 @@ def run_flow_vi(
     Result: per run, ``log_z = log mean w`` (importance weighted, so unbiased for Z,
     unlike the ELBO, which bounds log Z from below); ``path_stats`` holds per run
     ``elbo`` (``mean log w`` over the final draws), ``ess`` (Kish ESS of the weights)
-    and ``pareto_k`` (PSIS k-hat, Vehtari et al. 2024; < 0.7 reads as reliable);
-    ``warmup_sample_stats`` holds the training curve per step (``loss``, ``elbo`` and/or
-    ``forward_nll``, ``skipped``, and ``beta`` when annealed); ``sample_stats`` holds
-    ``lp`` and ``log_q`` per draw. ``psis=True`` reports smoothed log weights.
-    Cost: ``num_mc_samples`` target gradients per training step, and ``num_samples``
-    density evaluations per run for the weights.
+    and ``pareto_k`` (PSIS k-hat, Vehtari et al. 2024; < 0.7 reads as reliable), and
+    ``training_steps`` (optax steps taken) and ``training_converged`` (True when the
+    plateau rule stopped training; False: the ``num_warmup`` cap came first, so the flow
+    may be under-trained); ``warmup_sample_stats`` holds the training curve per step
+    (``loss``, ``elbo`` and/or ``forward_nll``, ``skipped``, ``beta`` when annealed, and
+    with the plateau rule ``trained`` and ``plateau``; losses after the last step taken
+    are NaN); ``sample_stats`` holds ``lp`` and ``log_q`` per draw. ``psis=True``
+    reports smoothed log weights.
+    Training (trust by default): the flow's last affine layer starts at a widened
+    Gaussian pilot fit (:func:`~.fitting.flow_pilot`; with ``init_scale`` set: loc 0,
+    that scale), then Adam runs until the loss plateaus (:class:`~.training.PlateauRule`,
+    Prechelt 1998's UP rule: windows of ``plateau_window`` steps, ``plateau_patience``
+    windows in a row without a drop of 2 standard errors) or ``num_warmup`` steps
+    (``plateau_window=0``: exactly ``num_warmup`` steps).
+    Cost: ``num_mc_samples`` target gradients per training step taken; density
+    evaluations: those, the pilot's (:func:`~.fitting.pilot_evaluations`) and
+    ``num_samples`` per run for the weights.
 
     Example:
         >>> import bayeswb as bw
@@ -112,7 +131,7 @@ def run_flow_vi(
         >>> r.idata.warmup_sample_stats["elbo"].shape, r.log_weights.shape
         ((2, 10), (2, 50))
         >>> sorted(r.idata.path_stats.data_vars)
-        ['elbo', 'ess', 'pareto_k']
+        ['elbo', 'ess', 'pareto_k', 'training_converged', 'training_steps']
     """
     return _run_weighted_flow(key, target, config, layout)
 
@@ -130,12 +149,23 @@ def run_flow_is(
     Result: per run, ``log_z = log mean w`` (importance weighted, so unbiased for Z,
     unlike the ELBO, which bounds log Z from below); ``path_stats`` holds per run
     ``elbo`` (``mean log w`` over the final draws), ``ess`` (Kish ESS of the weights)
-    and ``pareto_k`` (PSIS k-hat, Vehtari et al. 2024; < 0.7 reads as reliable);
-    ``warmup_sample_stats`` holds the training curve per step (``loss``, ``elbo`` and/or
-    ``forward_nll``, ``skipped``, and ``beta`` when annealed); ``sample_stats`` holds
-    ``lp`` and ``log_q`` per draw. ``psis=True`` reports smoothed log weights.
-    Cost: reverse-KL steps cost ``num_mc_samples`` target gradients (mixed steps too),
-    forward-KL steps none; plus ``num_samples`` density evaluations per run.
+    and ``pareto_k`` (PSIS k-hat, Vehtari et al. 2024; < 0.7 reads as reliable), and
+    ``training_steps`` (optax steps taken) and ``training_converged`` (True when the
+    plateau rule stopped training; False: the ``num_warmup`` cap came first, so the flow
+    may be under-trained); ``warmup_sample_stats`` holds the training curve per step
+    (``loss``, ``elbo`` and/or ``forward_nll``, ``skipped``, ``beta`` when annealed, and
+    with the plateau rule ``trained`` and ``plateau``; losses after the last step taken
+    are NaN); ``sample_stats`` holds ``lp`` and ``log_q`` per draw. ``psis=True``
+    reports smoothed log weights.
+    Training (trust by default): the flow's last affine layer starts at a widened
+    Gaussian pilot fit (:func:`~.fitting.flow_pilot`; with ``init_scale`` set: loc 0,
+    that scale), then Adam runs until the loss plateaus (:class:`~.training.PlateauRule`,
+    Prechelt 1998's UP rule: windows of ``plateau_window`` steps, ``plateau_patience``
+    windows in a row without a drop of 2 standard errors) or ``num_warmup`` steps
+    (``plateau_window=0``: exactly ``num_warmup`` steps).
+    Cost: reverse-KL steps taken cost ``num_mc_samples`` target gradients (mixed steps
+    too), forward-KL steps none; density evaluations: those, the pilot's
+    (:func:`~.fitting.pilot_evaluations`) and ``num_samples`` per run.
 
     Example:
         >>> import bayeswb as bw

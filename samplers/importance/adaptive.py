@@ -28,6 +28,7 @@ from bayeswb.samplers.importance.mixtures import (
     mixture_log_prob,
 )
 from bayeswb.samplers.importance.output import weighted_output
+from bayeswb.samplers.importance.pilot import PILOT_INIT_DRAWS, gaussian_pilot
 
 Array = jax.Array
 
@@ -46,7 +47,14 @@ class AMISConfig(SamplerConfig):
     )
     df: float = option(5.0, positive, "Student-t degrees of freedom")
     num_components: int = option(1, positive_int, "mixture components of the proposal")
-    init_scale: float = option(3.0, positive, "initial proposal scale (N(0, init_scale^2 I))")
+    init_scale: float | None = option(
+        None,
+        lambda v: None if v is None or positive(v) is None else "must be None or positive",
+        "initial proposal N(0, init_scale^2 I); None: from a forward-chi^2 Gaussian pilot",
+    )
+    pilot_steps: int = option(
+        200, positive_int, "Adam steps of the pilot fit (init_scale None), 32 draws each"
+    )
     psis: bool = option(False, boolean, "report Pareto-smoothed log weights")
     control_variates: bool = option(
         False, boolean, "store the proposal score for control variates (control_variates.py)"
@@ -123,9 +131,14 @@ def run_amis(
     weight ``w(x) = pi(x) / ((1 / (t + 1)) sum_{l <= t} q_l(x))`` (Owen and Zhou 2000,
     "Safe and effective importance sampling", JASA 95, section 3; Cornuet et al.'s
     recycling, all ``N_l`` equal), and ``q_{t+1}`` is one EM step from ``q_t`` on those
-    weighted particles. The first proposal is ``N(0, init_scale^2 I)`` for one component
-    (a wide start, as in Cornuet et al. section 3); with K > 1 components their means are
-    drawn from that Gaussian and their scales are ``init_scale``.
+    weighted particles. The first proposal (trust by default) is a widened forward-chi^2
+    mean-field Gaussian pilot (:func:`~.pilot.gaussian_pilot`: Li, Wang, Li and Wu 2024,
+    section 3; mass covering, so a safe importance proposal, unlike a reverse-KL fit,
+    which under-covers; its sds times 1.5 and never narrower than ``target.init``'s
+    spread), from the target's log density alone: a start placed where the target is, as
+    wide as Cornuet et al. (section 3) ask. ``init_scale`` set: ``N(0, init_scale^2 I)``
+    as before. With K > 1 components their means are drawn from that Gaussian and their
+    scales are its scales.
 
     Why log Z uses half of the draws: recycled weights are biased, because a later
     proposal is fitted to the very particles it then re-weights: ``q_l`` is large exactly
@@ -146,7 +159,8 @@ def run_amis(
     ``control_variates=True`` stores ``stats["proposal_score"]``, the gradient of the
     log final mixture ``(1/T) sum_l q_l`` at each particle (zero mean under it), for
     :func:`bayeswb.samplers.importance.control_variates.control_variate_estimates`.
-    Cost: ``num_samples`` log densities per run, no gradients.
+    Cost: ``num_samples`` log densities per run plus the pilot's
+    (:func:`pilot_evaluations`), no gradients.
 
     Example:
         >>> import bayeswb as bw
@@ -173,14 +187,14 @@ def run_amis(
         warmup_stats=out.trace,
         path_stats=diagnostics,
         n_grad_evals=0,
-        n_logdensity_evals=config.num_chains * config.num_samples,
+        n_logdensity_evals=config.num_chains * config.num_samples + pilot_evaluations(config),
     )
 
 
 def _one_run(key: Array, target: Target, config: AMISConfig, sizes: AMISSizes) -> AMISRun:
     """One amis run: T iterations in a ``lax.scan``, then the run's log Z and output."""
     init_key, loop_key = jax.random.split(key)
-    carry = _initial_carry(_initial_proposal(init_key, config, sizes.dim), sizes)
+    carry = _initial_carry(_initial_proposal(init_key, target, config), sizes)
     step = functools.partial(_iteration, target=target, config=config, sizes=sizes)
     keys = jax.random.split(loop_key, sizes.iterations)
     final, (log_w, trace) = jax.lax.scan(step, carry, (jnp.arange(sizes.iterations), keys))
@@ -199,18 +213,43 @@ def _one_run(key: Array, target: Target, config: AMISConfig, sizes: AMISSizes) -
     )
 
 
-def _initial_proposal(key: Array, config: AMISConfig, dim: int) -> MixtureParams:
-    """``q_0``: equal weights, scales ``init_scale``; one component at the origin, or K
-    means drawn from ``N(0, init_scale^2 I)``."""
-    num_components = config.num_components
-    if num_components == 1:
-        locs = jnp.zeros((1, dim))
+PILOT_MC_SAMPLES = 32
+"""Draws per step of the amis pilot fit."""
+
+
+def pilot_evaluations(config: AMISConfig) -> int:
+    """Target log densities of the pilots of all runs (0 when ``init_scale`` is set).
+
+    Example:
+        >>> default, fixed = AMISConfig(num_chains=2), AMISConfig(init_scale=3.0)
+        >>> pilot_evaluations(default), pilot_evaluations(fixed)
+        (13312, 0)
+    """
+    if config.init_scale is not None:
+        return 0
+    return config.num_chains * (config.pilot_steps * PILOT_MC_SAMPLES + PILOT_INIT_DRAWS)
+
+
+def _initial_proposal(key: Array, target: Target, config: AMISConfig) -> MixtureParams:
+    """``q_0``: equal weights; centre ``m`` and per-coordinate scales ``s`` from the
+    widened forward-chi^2 pilot (:func:`~.pilot.gaussian_pilot`), or ``m = 0`` and
+    ``s = init_scale`` when that is set; one component at ``m``, or K means drawn from
+    ``N(m, diag(s^2))``, each with scales ``s``."""
+    pilot_key, means_key = jax.random.split(key)
+    dim, num_components = target.dim, config.num_components
+    if config.init_scale is None:
+        pilot = gaussian_pilot(pilot_key, target, config.pilot_steps, PILOT_MC_SAMPLES)
+        centre, scale = pilot.loc, pilot.scale
     else:
-        locs = config.init_scale * jax.random.normal(key, (num_components, dim))
+        centre, scale = jnp.zeros(dim), jnp.full(dim, config.init_scale)
+    if num_components == 1:
+        locs = centre[None]
+    else:
+        locs = centre + scale * jax.random.normal(means_key, (num_components, dim))
     return MixtureParams(
         jnp.full(num_components, 1.0 / num_components),
         locs,
-        jnp.broadcast_to(config.init_scale * jnp.eye(dim), (num_components, dim, dim)),
+        jnp.broadcast_to(jnp.diag(scale), (num_components, dim, dim)),
     )
 
 

@@ -31,6 +31,8 @@ from bayeswb.samplers.flows import (
     save_flow,
     train_flow,
 )
+from bayeswb.samplers.flows.fitting import pilot_evaluations
+from bayeswb.samplers.flows.training import PlateauRule, training_status
 from tests.helpers import FALSE_ALARM_RATE
 
 # |estimate - truth| / SE bound for log Z, as the issue states it (two-sided false-alarm
@@ -95,6 +97,7 @@ def test_flow_is_log_z_on_gaussian_within_three_standard_errors():
         hidden_width=16,
         num_mc_samples=mc,
         learning_rate=3e-3,
+        init_scale=1.0,  # the pre-issue-15 start: no pilot, whose evaluations would count
     )
     assert result.log_z_se is not None and result.log_z_se > 0
     z = (result.log_z - target.log_z) / result.log_z_se
@@ -135,6 +138,8 @@ def test_flow_vi_elbo_is_a_lower_bound_and_weights_recover_log_z():
         hidden_width=16,
         num_mc_samples=16,
         learning_rate=3e-3,
+        init_scale=1.0,  # the pre-issue-15 start and schedule, pinned
+        num_anneal_steps=0,
     )
     # the ELBO bounds log Z from below for any q (Rezende and Mohamed 2015, eq. 3): its
     # per-step estimates over the last 50 steps of 8 runs cannot exceed log Z by more than
@@ -390,3 +395,76 @@ def test_rezende2015_energies_figure_quick(tmp_path):
         "rezende2015_energies.png",
     ]
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_plateau_rule_stops_early_and_takes_the_same_steps_as_the_fixed_loop():
+    # an easy target (a standard normal, a small flow, a fast rate): the loss flattens well
+    # before the 1500-step cap; one while_loop, vmapped over 2 runs, static shapes
+    flow = make_flow(jax.random.key(0), 2, "affine_coupling", num_layers=2, hidden_width=8)
+    loss = reverse_kl_loss(lambda x: -0.5 * x @ x, 8, stl_estimator=False)
+    cap, rule = 1500, PlateauRule(window=50, patience=2)
+
+    def run(key, plateau):
+        return train_flow(key, flow, loss, cap, optax.adam(1e-2), plateau=plateau)[2]
+
+    keys = jax.random.split(jax.random.key(1), 2)
+    trace = eqx.filter_jit(jax.vmap(lambda k: run(k, rule)))(keys)
+    steps, converged = map(np.asarray, training_status(trace))
+    assert np.all(converged) and np.all(steps < cap), steps
+    assert np.all(steps % 50 == 0) and np.all(steps >= 3 * 50)  # judged at window ends
+    assert trace["loss"].shape == (2, cap)
+    for run_index, taken in enumerate(steps):
+        losses = np.asarray(trace["loss"][run_index])
+        assert np.isfinite(losses[:taken]).all() and np.isnan(losses[taken:]).all()
+        assert np.asarray(trace["trained"][run_index]).sum() == taken
+    # the steps taken are exactly the fixed-length loop's first steps (same keys)
+    fixed = eqx.filter_jit(lambda k: run(k, None))(keys[0])
+    np.testing.assert_allclose(
+        trace["loss"][0, : steps[0]], fixed["loss"][: steps[0]], rtol=1e-4, atol=1e-5
+    )
+
+
+def test_flow_is_counts_only_the_training_steps_taken_and_records_convergence():
+    target = bw.models.get("gaussian", dim=2, condition_number=4.0)
+    options = dict(
+        num_chains=2,
+        num_samples=200,
+        num_warmup=3000,
+        num_layers=2,
+        hidden_width=8,
+        num_mc_samples=8,
+        learning_rate=1e-2,
+        plateau_window=50,
+        plateau_patience=2,
+        num_anneal_steps=100,
+        pilot_steps=50,
+    )
+    result = bw.sample(target, "flow_is", seed=0, **options)
+    path = result.idata.path_stats
+    steps = path["training_steps"].values.ravel()
+    assert path["training_converged"].values.all() and np.all(steps < 3000), steps
+    assert np.all(steps >= 100 + 3 * 50)  # not judged during the annealing ramp
+    config = bw.samplers.get("flow_is").make_config(**options)
+    assert result.cost["n_grad_evals"] == steps.sum() * 8
+    pilot = pilot_evaluations(config)
+    assert pilot == 2 * (50 * 64 + 256)
+    assert result.cost["n_logdensity_evals"] == steps.sum() * 8 + pilot + 2 * 200
+    warmup = result.idata.warmup_sample_stats
+    np.testing.assert_array_equal(warmup["trained"].values.sum(axis=1), steps)
+    # a run that hits its cap says so
+    capped = bw.sample(target, "flow_is", seed=0, **{**options, "num_warmup": 120})
+    assert not capped.idata.path_stats["training_converged"].values.any()
+    assert capped.cost["n_grad_evals"] == 2 * 120 * 8
+
+
+@pytest.mark.slow
+def test_flow_is_defaults_recover_log_z_of_a_two_mode_2d_target():
+    # issue 15: default options (pilot start, annealing ramp, plateau stop) on rezende_u1,
+    # whose two arcs a plain reverse-KL flow may lose (log Z low by log 2); log Z within
+    # 3 standard errors (across the 4 independent runs) of the truth
+    target = bw.models.get("rezende_u1")
+    result = bw.sample(target, "flow_is", seed=0, num_chains=4, num_samples=2000)
+    z = (result.log_z - target.log_z) / result.log_z_se
+    assert abs(z) < LOG_Z_SE_BOUND, (result.log_z, result.log_z_se, target.log_z)
+    # whether each run's training reached its plateau is recorded (a run may hit the cap)
+    assert result.idata.path_stats["training_converged"].shape == (4, 1)

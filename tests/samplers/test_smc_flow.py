@@ -21,6 +21,9 @@ OPTIONS = {
     "num_layers": 2,
     "hidden_width": 16,
     "pilot_particles": 128,
+    # the pre-issue-15 start and schedule (unit scale at 0, no annealing ramp), pinned
+    "init_scale": 1.0,
+    "num_anneal_steps": 0,
 }
 GAUSSIAN = bw.models.get("gaussian", dim=4, condition_number=10.0)
 
