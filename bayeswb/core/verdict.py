@@ -28,13 +28,18 @@ the recorded data allow, each with a threshold from the literature:
   to 400 in all, as ``ess_bulk`` for chains (weight collapse otherwise).
 - ``smc_path``: the tempering path reached temperature 1, and its ESS never fell below 1%
   of the particles (weight collapse between two resamplings).
+- ``runs_agree``: independent runs' weighted means agree within the standard errors each
+  run reports (between-run variance against squared MCSE, a chi-square test at 1%
+  family-wise over coordinates): the weighted analogue of R-hat over independent runs.
 - ``log_z_spread``: independent runs' log Z agree with the reported standard error: the
   delta-method SE of the pooled estimate and the SE of the mean of the per-run log Z
   within a factor 2 of each other, and the per-run log Z within sd 1 (beyond that the
   pooled mean is dominated by a few runs, and its SE is not to be believed).
-- ``flow_training``: the flow's training loss had stopped improving: the mean over the
-  last tenth of training is not below the tenth before it by more than 3 standard errors
-  (a one-sided z-test: 0.13% false alarms per converged run).
+- ``flow_training``: the flow's training stopped by its plateau rule, not its step cap,
+  in every run (where the flow recorded it); for a flow trained a fixed number of steps,
+  the loss had stopped improving: the mean over the last tenth of training is not below
+  the tenth before it by more than 3 standard errors (a one-sided z-test: 0.13% false
+  alarms per converged run).
 - ``complete``: the run was not interrupted.
 
 Example:
@@ -55,6 +60,7 @@ from typing import Any
 import arviz as az
 import numpy as np
 from scipy.special import logsumexp
+from scipy.stats import chi2
 
 
 class UnreliableRunWarning(UserWarning):
@@ -299,7 +305,48 @@ def _weight_checks(
         )
     if log_z_per_run is not None:
         checks += _log_z_spread(log_z_per_run)
+    positions = _group(idata, "unconstrained_posterior")
+    if positions is not None and runs >= 2:
+        checks.append(_runs_agree(positions["position"].values, log_weights))
     return checks
+
+
+def _runs_agree(positions: np.ndarray, log_weights: np.ndarray) -> Check:
+    """Independent runs' weighted means against their own standard errors.
+
+    For each coordinate, the variance of the runs' weighted means over the mean of their
+    squared MCSEs (weighted sd / sqrt(Kish ESS)) is about chi^2_{R-1} / (R-1) for R runs
+    whose errors are what they report; it fails above that distribution's
+    ``1 - 0.01 / dim`` quantile (1% family-wise over coordinates), as when every run
+    misses the same region, or the runs' particles are far more correlated than their
+    weights say.
+    """
+    runs, _, dim = positions.shape
+    means, squared_se = np.empty((runs, dim)), np.empty((runs, dim))
+    for run in range(runs):
+        w = normalised_weights(log_weights[run])
+        x = positions[run].astype(np.float64)
+        means[run] = w @ x
+        squared_se[run] = (w @ (x - means[run]) ** 2) * np.sum(w**2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.var(means, axis=0, ddof=1) / np.mean(squared_se, axis=0)
+    ratio = np.where(np.isnan(ratio), np.inf, ratio)
+    worst = float(np.max(ratio))
+    bound = float(chi2.ppf(1.0 - 0.01 / dim, runs - 1) / (runs - 1))
+    ok = bool(worst <= bound)
+    return Check(
+        "runs_agree",
+        worst,
+        bound,
+        ok,
+        f"runs' means within their SEs (ratio {worst:.1f})"
+        if ok
+        else f"runs' means disagree ({worst:.1f} x the variance their weights' ESS gives, "
+        f"> {bound:.1f}): the reported MCSEs are too small",
+        "more MCMC moves per step or more particles (particles that share ancestors are "
+        "fewer than the weights' ESS says), or a wider reference/proposal (every run may "
+        "miss the same region)",
+    )
 
 
 def _k_hat(k_hat: float, draws_per_run: int) -> Check:
@@ -446,10 +493,43 @@ def _checks(
         checks += _weight_checks(idata, stats["log_weight"].values, per_run_values)
     elif stats is not None:
         checks += _optional(_variational_k_hat(stats))
-    checks += _optional(_flow_training(_loss_trace(idata)))
+    plateau = _plateau_flags(idata)
+    if plateau is not None:
+        checks.append(_plateau_reached(plateau))
+    else:
+        checks += _optional(_flow_training(_loss_trace(idata)))
     if partial:
         checks.append(Check("complete", 0.0, 1.0, False, "interrupted run", "bw.resume the run"))
     return checks
+
+
+def _plateau_flags(idata: az.InferenceData) -> np.ndarray | None:
+    """Per run, whether a flow's training stopped by its plateau rule (the flows record
+    ``training_converged`` per run or ``plateau`` per step), where the run used one."""
+    path = _group(idata, "path_stats")
+    if path is not None and "training_converged" in path:
+        return np.asarray(path["training_converged"].values, bool).reshape(-1)
+    for group in ("warmup_sample_stats", "path_stats"):
+        data = _group(idata, group)
+        if data is not None and "plateau" in data:
+            flags = np.asarray(data["plateau"].values, bool)
+            return np.asarray(flags.reshape(-1, flags.shape[-1]).any(axis=-1))
+    return None
+
+
+def _plateau_reached(converged: np.ndarray) -> Check:
+    missed = int(np.sum(~converged))
+    return Check(
+        "flow_training",
+        missed,
+        0,
+        missed == 0,
+        "flow training converged"
+        if missed == 0
+        else f"flow training hit its step cap before levelling off in {missed} of "
+        f"{converged.size} runs",
+        "a larger num_warmup (the training cap)",
+    )
 
 
 def _loss_trace(idata: az.InferenceData) -> np.ndarray | None:

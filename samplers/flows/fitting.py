@@ -146,7 +146,8 @@ def initial_flow(key: Array, target: Target, config: FlowConfig, invert: bool) -
     pilot_key, build_key = jax.random.split(key)
     if config.init_scale is None and config.flow_path is None:
         pilot = flow_pilot(pilot_key, target, config)
-        loc, scale = pilot.loc, pilot.scale
+        loc: Array | float = pilot.loc
+        scale: Array | float = pilot.scale
     else:
         loc, scale = 0.0, 1.0 if config.init_scale is None else config.init_scale
     flow = config.build_flow(build_key, target.dim, loc=loc, scale=scale, invert=invert)

@@ -103,10 +103,12 @@ def run_smc_flow(
         ('ula', 'affine_coupling', 'reverse_kl')
     """
 
-    def make_reference(run_key: Array) -> tuple[Reference, Array]:
+    def make_reference(run_key: Array) -> tuple[Reference, dict[str, Array]]:
         # built and trained exactly as one run of flow_is (objective, optimiser, clipping)
         flow, trace = fit_flow(run_key, target, config)
-        curves = {name: trace[name] for name in ("loss", "trained", "plateau") if name in trace}
+        curves: dict[str, Array] = {
+            name: trace[name] for name in ("loss", "trained", "plateau") if name in trace
+        }
         return flow_reference(flow), curves
 
     draws, curves = run_annealing(

@@ -165,9 +165,8 @@ def snf_cost(config: SNFConfig, steps_trained: Any = None) -> tuple[Any, Any]:
         paths_per_step += config.num_mc_samples
     if config.objective in ("forward_kl", "mixed"):
         paths_per_step += config.batch_size
-    if steps_trained is None:
-        total_steps = config.num_chains * config.num_warmup
-    else:
+    total_steps: Array | int = config.num_chains * config.num_warmup
+    if steps_trained is not None:
         total_steps = jnp.sum(jnp.asarray(steps_trained))
     train_paths = total_steps * paths_per_step
     evals = (train_paths + config.num_chains * config.num_samples) * evaluations

@@ -84,8 +84,8 @@ class PlateauRule(NamedTuple):
 
 class _WhileState(NamedTuple):
     carry: TrainingCarry
-    index: Array  # steps taken
-    trace: dict[str, Array]  # (num_steps, ...) buffers, filled up to ``index``
+    num_taken: Array  # steps taken
+    trace: dict[str, Array]  # (num_steps, ...) buffers, filled up to ``num_taken``
     best: Array  # best window mean loss so far
     stale: Array  # windows in a row without improvement
     done: Array  # the plateau rule has fired
@@ -93,8 +93,8 @@ class _WhileState(NamedTuple):
 
 def _window_update(state: _WhileState, rule: PlateauRule) -> tuple[Array, Array]:
     """(best, stale) after the step just taken: updated only at the end of a window."""
-    at_end = (state.index % rule.window == 0) & (state.index - rule.window >= rule.start)
-    start = jnp.maximum(state.index - rule.window, 0)
+    at_end = (state.num_taken % rule.window == 0) & (state.num_taken - rule.window >= rule.start)
+    start = jnp.maximum(state.num_taken - rule.window, 0)
     # a budget shorter than a window is never judged; the slice must still fit
     size = min(rule.window, state.trace["loss"].shape[0])
     losses = jax.lax.dynamic_slice_in_dim(state.trace["loss"], start, size)
@@ -138,17 +138,17 @@ def _train_until_plateau(
     )
 
     def body(state: _WhileState) -> _WhileState:
-        carry, record = step(state.carry, (keys[state.index], state.index))
+        carry, record = step(state.carry, (keys[state.num_taken], state.num_taken))
         record = {**record, "trained": jnp.asarray(True), "plateau": jnp.asarray(False)}
-        trace = jax.tree.map(lambda b, r: b.at[state.index].set(r), state.trace, record)
-        state = state._replace(carry=carry, index=state.index + 1, trace=trace)
+        trace = jax.tree.map(lambda b, r: b.at[state.num_taken].set(r), state.trace, record)
+        state = state._replace(carry=carry, num_taken=state.num_taken + 1, trace=trace)
         best, stale = _window_update(state, rule)
         done = stale >= rule.patience
-        trace["plateau"] = trace["plateau"].at[state.index - 1].set(done)
+        trace["plateau"] = trace["plateau"].at[state.num_taken - 1].set(done)
         return state._replace(trace=trace, best=best.astype(dtype), stale=stale, done=done)
 
     def keep_going(state: _WhileState) -> Array:
-        return (state.index < num_steps) & ~state.done
+        return (state.num_taken < num_steps) & ~state.done
 
     state = jax.lax.while_loop(keep_going, body, state)
     return state.carry, state.trace

@@ -109,7 +109,7 @@ def fit_meanfield_chi2(
         return (optax.apply_updates(p, updates), opt_state), log_mean_exp(2.0 * log_w)
 
     keys = jax.random.split(key, num_steps)
-    (params, _), curve = jax.lax.scan(step, (params, optimizer.init(params)), keys)
+    (params, _), curve = jax.lax.scan(step, (params, optimizer.init(params)), keys)  # type: ignore[var-annotated]
     return params["mu"], jnp.exp(params["log_sd"]), curve
 
 

@@ -181,3 +181,31 @@ def test_posteriordb_table_quick(tmp_path):
     paths = posteriordb_table.plot(tables, tmp_path)
     assert [p.name for p in paths] == ["posteriordb_table.png", "posteriordb_table.pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_defaults_matrix_outcomes():
+    from bayeswb.figures.defaults_matrix import outcome
+
+    def row(**fields):
+        return pd.Series({"error": "", "verdict": "fine", **fields})
+
+    assert outcome(row(mean_z_max=2.0, log_z_error_in_se=1.0)) == "accurate, fine"
+    assert outcome(row(mean_z_max=2.0, verdict="unreliable: r_hat")) == "accurate, flagged"
+    assert outcome(row(mean_z_max=6.0)) == "SILENT FAILURE"
+    assert outcome(row(mean_z_max=1.0, log_z_error_in_se=-7.0)) == "SILENT FAILURE"
+    assert outcome(row(mean_z_max=np.inf, verdict="unreliable: r_hat")) == "bad, flagged"
+    assert outcome(row(error="ValueError: no minibatch interface")) == "error"
+
+
+def test_defaults_matrix_quick_has_no_silent_failure(tmp_path):
+    from bayeswb.figures import defaults_matrix
+
+    tables = defaults_matrix.compute(quick=True, seed=0)
+    results = tables["results"]
+    assert set(results["outcome"]) <= set(defaults_matrix.OUTCOMES)
+    assert (results["error"] == "").all(), results["error"].tolist()
+    silent = results[results["outcome"] == "SILENT FAILURE"]
+    assert silent.empty, silent[["model", "sampler", "mean_z_max", "verdict"]].to_string()
+    assert int(tables["counts"]["count"].sum()) == len(results)
+    paths = defaults_matrix.plot(tables, tmp_path)
+    assert [p.name for p in paths] == ["defaults_matrix.png", "defaults_matrix.pdf"]

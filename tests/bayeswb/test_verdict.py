@@ -171,3 +171,13 @@ def test_verdict_survives_save_and_load(tmp_path):
     path = tmp_path / "run.nc"
     result.save(str(path))
     assert str(bw.load(str(path)).diagnostics) == str(result.diagnostics)
+
+
+def test_runs_that_disagree_beyond_their_errors_fail_runs_agree():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(4, 1000, 3))
+    agree = build_idata({"x": x}, x, {}, log_weights=np.zeros((4, 1000)))
+    assert "runs_agree" not in _failed(diagnose(agree, {}))
+    shifted = x + np.array([0.0, 0.5, 1.0, 1.5])[:, None, None]  # each run elsewhere
+    disagree = build_idata({"x": shifted}, shifted, {}, log_weights=np.zeros((4, 1000)))
+    assert "runs_agree" in _failed(diagnose(disagree, {}))
