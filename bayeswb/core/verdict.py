@@ -120,7 +120,7 @@ def normalised_weights(log_weights: np.ndarray) -> np.ndarray:
     """Self-normalised weights over all chains and draws; NaN log weights count as zero.
 
     Example:
-        >>> normalised_weights(np.log(np.array([1.0, 3.0]))).tolist()
+        >>> np.round(normalised_weights(np.log(np.array([1.0, 3.0]))), 12).tolist()
         [0.25, 0.75]
     """
     flat = np.where(np.isnan(log_weights), -np.inf, log_weights).ravel().astype(np.float64)
@@ -131,7 +131,7 @@ def weights_ess(log_weights: np.ndarray) -> float:
     """Kish effective sample size ``1 / sum(w_i^2)`` of normalised weights.
 
     Example:
-        >>> weights_ess(np.zeros(8))
+        >>> round(weights_ess(np.zeros(8)), 12)
         8.0
     """
     w = normalised_weights(log_weights)

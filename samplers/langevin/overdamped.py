@@ -191,7 +191,8 @@ def run_ula(
     key: Array, target: Target, config: ULAConfig, layout: ChainLayout | None = None
 ) -> Draws:
     """Unadjusted Langevin algorithm (Roberts and Tweedie 1996; Durmus and Moulines 2017;
-    see :func:`ula_build_kernel`) with a diagonal preconditioner, estimated in warmup by default (or fixed), and a step size adapted in
+    see :func:`ula_build_kernel`) with a diagonal preconditioner, estimated in warmup by
+    default (or fixed), and a step size adapted in
     warmup by default to ``Var[E] / d = desired_energy_variance`` (Robnik et al. 2023;
     see :class:`ULAConfig` for the bias this leaves).
 

@@ -42,8 +42,10 @@ WORKER = textwrap.dedent(
     long_run.write_checkpoint = write
     resumed = bw.resume(path, target=t)
     assert partial.partial and not resumed.partial
+    # a fixed reference and sweep count: see FIXED_SMC in test_run_batches.py
     smc = bw.sample(t, "smc", seed=1, num_chains=4, num_samples=32, chunk_size=2,
-                    checkpoint=sys.argv[3] + "/smc.ckpt")
+                    checkpoint=sys.argv[3] + "/smc.ckpt", reference_scale=1.0,
+                    num_mcmc_steps=5)
     np.savez(sys.argv[2], whole=whole.positions, chunked=chunked.positions,
              resumed=resumed.positions, smc=smc.positions)
     """
@@ -74,7 +76,9 @@ def test_two_processes_share_the_chains_and_each_gets_all_draws(tmp_path):
         assert worker.returncode == 0, stderr[-3000:]
     target = bw.models.get("gaussian", dim=3)
     single = bw.sample(target, "hmc", **SETTINGS).positions
-    smc = bw.sample(target, "smc", seed=1, num_chains=4, num_samples=32).positions
+    smc = bw.sample(
+        target, "smc", seed=1, num_chains=4, num_samples=32, reference_scale=1.0, num_mcmc_steps=5
+    ).positions
     for output in outputs:
         with np.load(output) as draws:
             for name in ("whole", "chunked", "resumed"):

@@ -11,6 +11,11 @@ from bayeswb.execution import long_run
 
 TARGET = bw.models.get("gaussian", dim=3)
 RUN = {"seed": 2, "num_chains": 5, "num_samples": 64}
+# smc with a fixed reference and sweep count: its adaptive defaults stop a while loop on a
+# float threshold, which a batch's different rounding can flip (one sweep more or less),
+# and then draws agree only in distribution (docs/design.md, section 5); the batching
+# itself is what these tests check
+FIXED_SMC = {"reference_scale": 1.0, "num_mcmc_steps": 5}
 
 
 def assert_same_run(batched, whole):
@@ -32,7 +37,7 @@ def assert_same_run(batched, whole):
 @pytest.mark.parametrize(
     "sampler, target, options",
     [
-        ("smc", TARGET, {}),
+        ("smc", TARGET, FIXED_SMC),
         # not the gaussian: there the Laplace proposal is exact, the weights are equal up
         # to rounding, and PSIS's k-hat is a fit to rounding noise
         ("is", bw.models.get("banana"), {}),
@@ -49,7 +54,7 @@ def test_batches_of_runs_make_the_whole_runs_draws(sampler, target, options):
 
 def test_interrupted_batched_run_resumes_to_the_whole_runs_draws(tmp_path, monkeypatch):
     path = str(tmp_path / "smc.ckpt")
-    whole = bw.sample(TARGET, "smc", **RUN)
+    whole = bw.sample(TARGET, "smc", **RUN, **FIXED_SMC)
     save = long_run.save_checkpoint
 
     def save_then_interrupt(run):
@@ -58,7 +63,7 @@ def test_interrupted_batched_run_resumes_to_the_whole_runs_draws(tmp_path, monke
             raise KeyboardInterrupt
 
     monkeypatch.setattr(long_run, "save_checkpoint", save_then_interrupt)
-    partial = bw.sample(TARGET, "smc", chunk_size=2, checkpoint=path, **RUN)
+    partial = bw.sample(TARGET, "smc", chunk_size=2, checkpoint=path, **RUN, **FIXED_SMC)
     assert partial.partial and partial.positions.shape == (4, 64, 3)
     np.testing.assert_allclose(partial.positions, whole.positions[:4], rtol=1e-6, atol=1e-6)
     monkeypatch.setattr(long_run, "save_checkpoint", save)
