@@ -40,7 +40,6 @@ from blackjax.mcmc.integrators import IntegratorState, velocity_verlet
 from blackjax.mcmc.proposal import safe_energy_diff, static_binomial_sampling
 
 from bayeswb.core.config import (
-    SamplerConfig,
     boolean,
     one_of,
     option,
@@ -54,14 +53,12 @@ from bayeswb.execution.kernel import run_whole
 from bayeswb.samplers import register
 from bayeswb.samplers.langevin.chain_kernel import LangevinMethod, langevin_chain_kernel
 from bayeswb.samplers.langevin.divergence import all_finite, keep_if_finite
-from bayeswb.samplers.langevin.preconditioning import positive_tuple_or_none
 from bayeswb.samplers.langevin.warmup import (
     ENERGY_VARIANCE_TARGET,
+    MassMatrixSettings,
     TraceFn,
     WarmupPlan,
     adapts_mass_matrix,
-    boolean_or_none,
-    check_mass_matrix_options,
     energy_variance_statistic,
     metropolis_tested,
 )
@@ -221,7 +218,7 @@ def kinetic_build_kernel(integrator: str, metropolize: bool = False) -> Callable
 
 
 @dataclasses.dataclass(frozen=True)
-class KineticLangevinConfig(SamplerConfig):
+class KineticLangevinConfig(MassMatrixSettings):
     """Kinetic Langevin, tuned in warmup by default (see :func:`unadjusted_warmup_plan`):
     a diagonal mass matrix (Stan's windows) and the step size, Metropolized (OBABO only)
     by dual averaging to ``target_acceptance_rate``, unadjusted to an energy-error
@@ -250,19 +247,9 @@ class KineticLangevinConfig(SamplerConfig):
     desired_energy_variance: float = option(
         5e-4, positive, "unadjusted: Var[E]/dim the adapted step aims at (E: shadow work)"
     )
-    inverse_mass_matrix: tuple[float, ...] | None = option(
-        None, positive_tuple_or_none, "fixed diagonal inverse mass matrix (None: identity)"
-    )
-    adapt_mass_matrix: bool | None = option(
-        None,
-        boolean_or_none,
-        "estimate a diagonal inverse mass matrix in warmup (None: unless "
-        "inverse_mass_matrix is given or num_warmup < 100)",
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_mass_matrix_options(self)
         if self.metropolize and self.integrator != "obabo":
             raise ValueError(
                 f"integrator must be 'obabo' when metropolize is True, got {self.integrator!r}"

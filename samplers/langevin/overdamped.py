@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from blackjax.mcmc.diffusions import DiffusionState, overdamped_langevin
 from blackjax.mcmc.proposal import compute_asymmetric_acceptance_ratio
 
-from bayeswb.core.config import SamplerConfig, boolean, option, positive, unit_interval
+from bayeswb.core.config import boolean, option, positive, unit_interval
 from bayeswb.core.draws import Draws
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout
@@ -30,13 +30,11 @@ from bayeswb.execution.kernel import run_whole
 from bayeswb.samplers import register
 from bayeswb.samplers.langevin.chain_kernel import LangevinMethod, langevin_chain_kernel
 from bayeswb.samplers.langevin.divergence import keep_if_finite
-from bayeswb.samplers.langevin.preconditioning import positive_tuple_or_none
 from bayeswb.samplers.langevin.warmup import (
     ENERGY_VARIANCE_TARGET,
+    MassMatrixSettings,
     WarmupPlan,
     adapts_mass_matrix,
-    boolean_or_none,
-    check_mass_matrix_options,
     energy_variance_statistic,
     metropolis_tested,
 )
@@ -113,7 +111,7 @@ def ula_build_kernel() -> Callable[..., tuple[DiffusionState, ULAInfo]]:
 
 
 @dataclasses.dataclass(frozen=True)
-class ULAConfig(SamplerConfig):
+class ULAConfig(MassMatrixSettings):
     """Unadjusted Langevin, tuned in warmup by default: a diagonal preconditioner (Stan's
     windows, see :mod:`bayeswb.samplers.langevin.warmup`) and the step size.
 
@@ -144,19 +142,6 @@ class ULAConfig(SamplerConfig):
     desired_energy_variance: float = option(
         1e-4, positive, "Var[E]/dim the adapted step aims at (E: a step's energy error)"
     )
-    inverse_mass_matrix: tuple[float, ...] | None = option(
-        None, positive_tuple_or_none, "fixed diagonal preconditioner (None: identity)"
-    )
-    adapt_mass_matrix: bool | None = option(
-        None,
-        boolean_or_none,
-        "estimate a diagonal preconditioner in warmup (None: unless inverse_mass_matrix "
-        "is given or num_warmup < 100)",
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_mass_matrix_options(self)
 
 
 def unadjusted_trace(state: Any, info: Any, step_size: Array) -> tuple[Any, dict[str, Array]]:
@@ -212,7 +197,7 @@ def run_ula(
 
 
 @dataclasses.dataclass(frozen=True)
-class MALAConfig(SamplerConfig):
+class MALAConfig(MassMatrixSettings):
     """Metropolis-adjusted Langevin with dual-averaging step size adaptation in warmup
     and, by default, a diagonal inverse mass matrix estimated in Stan's warmup windows
     (see :mod:`bayeswb.samplers.langevin.warmup`).
@@ -224,19 +209,6 @@ class MALAConfig(SamplerConfig):
         unit_interval,
         "dual-averaging target (Roberts and Rosenthal 1998: 0.574)",
     )
-    inverse_mass_matrix: tuple[float, ...] | None = option(
-        None, positive_tuple_or_none, "fixed diagonal inverse mass matrix (None: identity)"
-    )
-    adapt_mass_matrix: bool | None = option(
-        None,
-        boolean_or_none,
-        "estimate a diagonal inverse mass matrix in warmup (None: unless "
-        "inverse_mass_matrix is given or num_warmup < 100)",
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_mass_matrix_options(self)
 
 
 def metropolis_trace(state: Any, info: Any, step_size: Array) -> tuple[Any, dict[str, Array]]:

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from bayeswb.core.config import SamplerConfig, boolean, option, positive, unit_interval
+from bayeswb.core.config import boolean, option, positive, unit_interval
 from bayeswb.core.draws import Draws
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout
@@ -32,10 +32,8 @@ from bayeswb.samplers.langevin.kinetic import (
     kinetic_trace,
     unadjusted_warmup_plan,
 )
-from bayeswb.samplers.langevin.preconditioning import positive_tuple_or_none
 from bayeswb.samplers.langevin.warmup import (
-    boolean_or_none,
-    check_mass_matrix_options,
+    MassMatrixSettings,
     metropolis_tested,
 )
 
@@ -163,7 +161,7 @@ def randomized_midpoint_build_kernel() -> Callable[..., Any]:
 
 
 @dataclasses.dataclass(frozen=True)
-class RandomizedMidpointConfig(SamplerConfig):
+class RandomizedMidpointConfig(MassMatrixSettings):
     """Randomized midpoint kinetic Langevin, tuned in warmup by default like the
     unadjusted ``kinetic_langevin`` (:func:`~bayeswb.samplers.langevin.kinetic.
     unadjusted_warmup_plan`): a diagonal mass matrix (Stan's windows) and the step, to an
@@ -190,19 +188,6 @@ class RandomizedMidpointConfig(SamplerConfig):
     desired_energy_variance: float = option(
         5e-3, positive, "Var[E]/dim the adapted step aims at (E: shadow work)"
     )
-    inverse_mass_matrix: tuple[float, ...] | None = option(
-        None, positive_tuple_or_none, "fixed diagonal inverse mass matrix (None: identity)"
-    )
-    adapt_mass_matrix: bool | None = option(
-        None,
-        boolean_or_none,
-        "estimate a diagonal inverse mass matrix in warmup (None: unless "
-        "inverse_mass_matrix is given or num_warmup < 100)",
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_mass_matrix_options(self)
 
 
 def _randomized_midpoint(target: Target, config: RandomizedMidpointConfig) -> LangevinMethod:

@@ -32,6 +32,7 @@ the target's coordinates.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -42,7 +43,8 @@ from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 from blackjax.adaptation.window_adaptation import build_schedule
 
-from bayeswb.samplers.langevin.preconditioning import rescale_state
+from bayeswb.core.config import SamplerConfig, option
+from bayeswb.samplers.langevin.preconditioning import positive_tuple_or_none, rescale_state
 
 Array = jax.Array
 KernelStep = Callable[[Array, Any, Array], tuple[Any, Any]]
@@ -139,6 +141,26 @@ def adapts_mass_matrix(config: Any) -> bool:
     if config.adapt_mass_matrix is not None:
         return bool(config.adapt_mass_matrix)
     return config.inverse_mass_matrix is None and config.num_warmup >= MIN_WARMUP_FOR_MASS_MATRIX
+
+
+@dataclasses.dataclass(frozen=True)
+class MassMatrixSettings(SamplerConfig):
+    """The preconditioner options of the Langevin samplers with a warmup (ula, mala,
+    kinetic_langevin, randomized_midpoint), declared once and checked together."""
+
+    inverse_mass_matrix: tuple[float, ...] | None = option(
+        None, positive_tuple_or_none, "fixed diagonal inverse mass matrix (None: identity)"
+    )
+    adapt_mass_matrix: bool | None = option(
+        None,
+        boolean_or_none,
+        "estimate a diagonal inverse mass matrix in warmup (None: unless "
+        "inverse_mass_matrix is given or num_warmup < 100)",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_mass_matrix_options(self)
 
 
 def _stan_schedule(num_steps: int) -> np.ndarray:
