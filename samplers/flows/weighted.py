@@ -146,23 +146,8 @@ def run_flow_is(
     then reweighting ``w = p(x) / q(x)`` of ``num_samples`` flow draws per run (their
     eq. 9), with PSIS diagnostics (Vehtari et al. 2024). Result pools the runs' ``log_z``
     with a standard error.
-    Result: per run, ``log_z = log mean w`` (importance weighted, so unbiased for Z,
-    unlike the ELBO, which bounds log Z from below); ``path_stats`` holds per run
-    ``elbo`` (``mean log w`` over the final draws), ``ess`` (Kish ESS of the weights)
-    and ``pareto_k`` (PSIS k-hat, Vehtari et al. 2024; < 0.7 reads as reliable), and
-    ``training_steps`` (optax steps taken) and ``training_converged`` (True when the
-    plateau rule stopped training; False: the ``num_warmup`` cap came first, so the flow
-    may be under-trained); ``warmup_sample_stats`` holds the training curve per step
-    (``loss``, ``elbo`` and/or ``forward_nll``, ``skipped``, ``beta`` when annealed, and
-    with the plateau rule ``trained`` and ``plateau``; losses after the last step taken
-    are NaN); ``sample_stats`` holds ``lp`` and ``log_q`` per draw. ``psis=True``
-    reports smoothed log weights.
-    Training (trust by default): the flow's last affine layer starts at a widened
-    Gaussian pilot fit (:func:`~.fitting.flow_pilot`; with ``init_scale`` set: loc 0,
-    that scale), then Adam runs until the loss plateaus (:class:`~.training.PlateauRule`,
-    Prechelt 1998's UP rule: windows of ``plateau_window`` steps, ``plateau_patience``
-    windows in a row without a drop of 2 standard errors) or ``num_warmup`` steps
-    (``plateau_window=0``: exactly ``num_warmup`` steps).
+    Result and training (pilot start, plateau rule under the ``num_warmup`` cap): as
+    :func:`run_flow_vi`'s.
     Cost: reverse-KL steps taken cost ``num_mc_samples`` target gradients (mixed steps
     too), forward-KL steps none; density evaluations: those, the pilot's
     (:func:`~.fitting.pilot_evaluations`) and ``num_samples`` per run.

@@ -9,6 +9,8 @@ Both return the fitted proposal and the per-step curve of their objective.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import blackjax
 import jax
 import jax.numpy as jnp
@@ -86,13 +88,34 @@ def fit_gaussian_chi2(
     params = {"mu": jnp.zeros(dim), "log_diag": jnp.zeros(dim)}
     if family == "fullrank":
         params["off_diag"] = jnp.zeros((dim, dim))
-    optimizer = optax.adam(learning_rate)
 
     def distribution(p: dict) -> dist.Distribution:
         scale_tril = jnp.diag(jnp.exp(p["log_diag"]))
         if "off_diag" in p:
             scale_tril = scale_tril + jnp.tril(p["off_diag"], -1)
         return dist.MultivariateNormal(p["mu"], scale_tril=scale_tril)
+
+    params, curve = fit_chi2(
+        key, target, params, distribution, num_steps, learning_rate, num_mc_samples
+    )
+    return DistributionProposal(distribution(params)), curve
+
+
+def fit_chi2(
+    key: Array,
+    target: Target,
+    params: dict,
+    distribution: Callable[[dict], dist.Distribution],
+    num_steps: int,
+    learning_rate: float,
+    num_mc_samples: int,
+) -> tuple[dict, Array]:
+    """``(params, curve)``: ``num_steps`` Adam steps on ``params`` of ``q =
+    distribution(params)`` by the self-normalised score gradient of the forward chi^2
+    (see :func:`fit_gaussian_chi2`); ``curve`` is ``log mean w^2`` per step. One
+    ``lax.scan``; ``num_mc_samples`` target densities per step.
+    """
+    optimizer = optax.adam(learning_rate)
 
     def step(carry: tuple, step_key: Array) -> tuple:
         p, opt_state = carry
@@ -111,4 +134,4 @@ def fit_gaussian_chi2(
     keys = jax.random.split(key, num_steps)
     curve: Array
     (params, _), curve = jax.lax.scan(step, (params, optimizer.init(params)), keys)
-    return DistributionProposal(distribution(params)), curve
+    return params, curve

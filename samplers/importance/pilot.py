@@ -13,10 +13,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
-import optax
 
 from bayeswb.core.target import Target
-from bayeswb.core.weights import log_mean_exp, safe_log_weights
+from bayeswb.samplers.importance.gaussian_fits import fit_chi2
 
 Array = jax.Array
 
@@ -80,10 +79,11 @@ def fit_meanfield_chi2(
     of Li, Wang, Li and Wu (2024, section 3), ``-E_q[w^2 grad log q] / E_q[w^2]``, by
     Adam from ``N(0, I)``; ``curve`` is ``log mean w^2`` per step.
 
-    The mean-field case of :func:`~.gaussian_fits.fit_gaussian_chi2` written with a
-    diagonal ``numpyro`` Normal, so that the program holds no LAPACK call (the batched
-    LAPACK kernels that hung vmapped ``amis`` runs, issue 6; ``MultivariateNormal``
-    solves a triangular system even for a diagonal factor).
+    The mean-field case of :func:`~.gaussian_fits.fit_gaussian_chi2` (the same
+    :func:`~.gaussian_fits.fit_chi2` steps) with a diagonal ``numpyro`` Normal, so that
+    the program holds no LAPACK call (the batched LAPACK kernels that hung vmapped
+    ``amis`` runs, issue 6; ``MultivariateNormal`` solves a triangular system even for a
+    diagonal factor).
 
     Example:
         >>> import bayeswb as bw
@@ -93,23 +93,13 @@ def fit_meanfield_chi2(
         ((2,), (2,), (100,))
     """
     params = {"mu": jnp.zeros(target.dim), "log_sd": jnp.zeros(target.dim)}
-    optimizer = optax.adam(learning_rate)
 
     def distribution(p: dict) -> dist.Distribution:
         return dist.Normal(p["mu"], jnp.exp(p["log_sd"])).to_event(1)
 
-    def step(carry: tuple, step_key: Array) -> tuple:
-        p, opt_state = carry
-        x = jax.lax.stop_gradient(distribution(p).sample(step_key, (num_mc_samples,)))
-        log_w = safe_log_weights(jax.vmap(target.log_density)(x) - distribution(p).log_prob(x))
-        weights = jax.lax.stop_gradient(jax.nn.softmax(2.0 * log_w))
-        weights = jnp.where(jnp.isfinite(weights), weights, 0.0)
-        grads = jax.grad(lambda p: -weights @ distribution(p).log_prob(x))(p)
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), log_mean_exp(2.0 * log_w)
-
-    keys = jax.random.split(key, num_steps)
-    (params, _), curve = jax.lax.scan(step, (params, optimizer.init(params)), keys)  # type: ignore[var-annotated]
+    params, curve = fit_chi2(
+        key, target, params, distribution, num_steps, learning_rate, num_mc_samples
+    )
     return params["mu"], jnp.exp(params["log_sd"]), curve
 
 
