@@ -6,8 +6,6 @@ Monte Carlo standard error uses the Kish effective sample size of the weights.
 
 from __future__ import annotations
 
-import math
-
 import arviz as az
 import jax
 import jax.numpy as jnp
@@ -16,7 +14,12 @@ import pandas as pd
 
 from bayeswb.core.result import Result
 from bayeswb.core.target import Target
-from bayeswb.core.verdict import normalised_weights, weights_ess
+from bayeswb.core.verdict import (
+    families,
+    normalised_weights,
+    weighted_mean_variance,
+    weights_ess,
+)
 
 
 def pareto_k(result: Result) -> float | None:
@@ -40,15 +43,20 @@ def _moments(result: Result, name: str) -> dict[str, np.ndarray]:
         w = normalised_weights(log_weights)
         flat = values.values.reshape(w.size, -1).astype(np.float64)
         mean = w @ flat
-        sd = np.sqrt(w @ (flat - mean) ** 2)
-        ess = 1.0 / np.sum(w**2)
+        variance = w @ (flat - mean) ** 2
+        sd = np.sqrt(variance)
+        family = families(result.idata)
+        # delta-method MCSEs; the variance's, then sd's = var's / (2 sd)
+        var_mean = weighted_mean_variance(flat, w, family)
+        var_variance = weighted_mean_variance((flat - mean) ** 2, w, family)
         shape = values.shape[2:]
-        # Gaussian-approximation MCSEs with the weights' effective sample size
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mcse_sd = np.sqrt(var_variance) / (2.0 * sd)
         return {
             "mean": mean.reshape(shape),
             "sd": sd.reshape(shape),
-            "mcse_mean": (sd / math.sqrt(ess)).reshape(shape),
-            "mcse_sd": (sd / math.sqrt(2 * ess)).reshape(shape),
+            "mcse_mean": np.sqrt(var_mean).reshape(shape),
+            "mcse_sd": mcse_sd.reshape(shape),
         }
     dataset = values.to_dataset()
     return {

@@ -20,6 +20,7 @@ from bayeswb.core.verdict import UnreliableRunWarning
 from bayeswb.execution.checkpoint import read_checkpoint
 from bayeswb.execution.draw_chunks import DrawChunks
 from bayeswb.execution.long_run import check_savable, run_pieces
+from bayeswb.execution.peak_search import record_density_peak
 from bayeswb.execution.run_batches import RunBatches
 from bayeswb.execution.whole import sample_whole
 
@@ -146,6 +147,7 @@ def sample(
                 spec, target, config, key, devices, size, thin, checkpoint, stream
             )
             result = run_pieces(run, progress)
+        record_density_peak(result, target)
     return warn_if_unreliable(result)
 
 
@@ -199,4 +201,4 @@ def resume(
     if meta.get("kind") not in strategies:
         raise ValueError(f"{path}: unknown checkpoint kind {meta.get('kind')!r}")
     run = strategies[meta["kind"]].restore(meta, arrays, spec, target, config, path, devices)
-    return warn_if_unreliable(run_pieces(run, progress))
+    return warn_if_unreliable(record_density_peak(run_pieces(run, progress), target))

@@ -287,7 +287,7 @@ def assemble(plan: Plan, out: RunOutput) -> Draws:
         evals = evals + config.num_chains * probe_evaluations()
     return Draws(
         positions=main.positions,
-        stats={"lp": main.lp},
+        stats={"lp": main.lp, "family": main.family},
         log_weights=main.log_z[:, None] + main.log_weights,
         log_z=main.log_z,
         path_stats={**main.path, **out.fit_path},

@@ -62,6 +62,7 @@ class Annealed(NamedTuple):
     log_weights: Array  # (N,) normalised
     log_z: Array  # ()
     lp: Array  # (N,) log gamma
+    family: Array  # (N,) int, each particle's initial ancestor (see State)
     path: dict[str, Array]  # (num_steps,) each, padded
     num_steps_taken: Array  # ()
     num_sweeps_taken: Array  # () sweeps of the move summed over the steps
@@ -121,6 +122,7 @@ def init(
         temperature=jnp.array(0.0),
         log_z=jnp.array(0.0),
         log_step_size=jnp.log(jnp.asarray(step_size, dtype=float)),
+        family=jnp.arange(num_particles),
     )
 
 
@@ -163,6 +165,7 @@ def step(
         temperature=temperature,
         log_z=state.log_z + log_z_step,
         log_step_size=chains.log_step_size,
+        family=state.family[population.parents][kept.chain],
     )
     info = Info(
         temperature=temperature,
@@ -236,6 +239,7 @@ def anneal(
         log_weights=state.log_weights,
         log_z=state.log_z,
         lp=state.lp,
+        family=state.family,
         path={name: getattr(trace, name) for name in PATH_STATS},
         num_steps_taken=state.steps_taken,
         num_sweeps_taken=jnp.sum(jnp.nan_to_num(trace.num_sweeps)).astype(int),

@@ -45,12 +45,13 @@ class Sweeps(NamedTuple):
 
 
 class Kept(NamedTuple):
-    """The new particles (whitened), their log weight increments and the normalised log
-    weights the increments multiply."""
+    """The new particles (whitened), their log weight increments, the normalised log
+    weights the increments multiply, and the moved chain each one comes from."""
 
     z: Array
     log_increment: Array
     log_weights: Array
+    chain: Array
 
 
 class _SweepCarry(NamedTuple):
@@ -254,7 +255,8 @@ def adaptive_sweeps(
 
 def keep_last(z: Array, chains: Sweeps, log_weights: Array) -> Kept:
     """Each chain's last state, with the weights it started with."""
-    return Kept(chains.positions[-1], chains.log_increment[-1], log_weights)
+    chain = jnp.arange(z.shape[0])
+    return Kept(chains.positions[-1], chains.log_increment[-1], log_weights, chain)
 
 
 def keep_all(z: Array, chains: Sweeps, log_weights: Array) -> Kept:
@@ -270,5 +272,6 @@ def keep_all(z: Array, chains: Sweeps, log_weights: Array) -> Kept:
     z = jnp.concatenate([z, chains.positions.reshape(-1, z.shape[-1])])
     starts = jnp.zeros(chains.log_increment.shape[1])
     log_increment = jnp.concatenate([starts, chains.log_increment.reshape(-1)])
-    n = z.shape[0]
-    return Kept(z, log_increment, jnp.full(n, -math.log(n)))
+    n, num_chains = z.shape[0], starts.shape[0]
+    chain = jnp.tile(jnp.arange(num_chains), n // num_chains)
+    return Kept(z, log_increment, jnp.full(n, -math.log(n)), chain)

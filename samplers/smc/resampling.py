@@ -27,12 +27,13 @@ RESAMPLING_SCHEMES = {
 
 
 class Resampled(NamedTuple):
-    """The particles to be moved: positions, their normalised log weights and whether
-    they were resampled."""
+    """The particles to be moved: positions, their normalised log weights, whether they
+    were resampled and each one's parent (its row before resampling)."""
 
     positions: Array
     log_weights: Array
     resampled: Array
+    parents: Array
 
 
 Resample = Callable[[Array, Array, Array, Array], Resampled]
@@ -53,16 +54,16 @@ def ess_resampling(scheme: str, ess_threshold: float) -> Resample:
         n = log_weights.shape[0]
         resampled = ess < ess_threshold * n
         ancestors = RESAMPLING_SCHEMES[scheme](key, jnp.exp(log_weights), n)
-        positions = jnp.where(resampled, positions[ancestors], positions)
+        parents = jnp.where(resampled, ancestors, jnp.arange(n))
         log_weights = jnp.where(resampled, -math.log(n), log_weights)
-        return Resampled(positions, log_weights, resampled)
+        return Resampled(positions[parents], log_weights, resampled, parents)
 
     return resample
 
 
 def no_resampling(key: Array, positions: Array, log_weights: Array, ess: Array) -> Resampled:
     """Keep the particles and weights as they are (annealed importance sampling)."""
-    return Resampled(positions, log_weights, jnp.array(False))
+    return Resampled(positions, log_weights, jnp.array(False), jnp.arange(log_weights.shape[0]))
 
 
 def waste_free_resampling(scheme: str, num_chains: int) -> Resample:
@@ -80,6 +81,6 @@ def waste_free_resampling(scheme: str, num_chains: int) -> Resample:
     def resample(key: Array, positions: Array, log_weights: Array, ess: Array) -> Resampled:
         ancestors = RESAMPLING_SCHEMES[scheme](key, jnp.exp(log_weights), num_chains)
         log_weights = jnp.full(num_chains, -math.log(num_chains))
-        return Resampled(positions[ancestors], log_weights, jnp.array(True))
+        return Resampled(positions[ancestors], log_weights, jnp.array(True), ancestors)
 
     return resample

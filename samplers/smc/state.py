@@ -32,6 +32,10 @@ class State(NamedTuple):
     temperature:    () beta
     log_z:          () log Z estimate of pi_beta's normaliser
     log_step_size:  () the move's step size carried to the next step (whitened coordinates)
+    family:         (N,) int, the initial draw each particle descends from through the
+                    resamplings (its "Eve"; Chan and Lai 2013, Lee and Whiteley 2018):
+                    particles of one family are correlated, which the weights' ESS
+                    ignores and :func:`bayeswb.core.weights.weighted_mean_variance` uses
     """
 
     steps_taken: Array
@@ -42,6 +46,7 @@ class State(NamedTuple):
     temperature: Array
     log_z: Array
     log_step_size: Array
+    family: Array
 
 
 class Info(NamedTuple):

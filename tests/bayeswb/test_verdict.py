@@ -16,7 +16,13 @@ import pytest
 
 import bayeswb as bw
 from bayeswb.core.result import build_idata
-from bayeswb.core.verdict import UnreliableRunWarning, diagnose, k_hat_threshold, psis_k_hat
+from bayeswb.core.verdict import (
+    UnreliableRunWarning,
+    diagnose,
+    k_hat_threshold,
+    psis_k_hat,
+    weighted_mean_variance,
+)
 
 
 def _chains(positions, **stats):
@@ -36,6 +42,7 @@ def test_healthy_nuts_run_is_fine_and_silent():
     assert verdict.ok, str(verdict)
     names = {check.name for check in verdict.checks}
     assert {"r_hat", "ess_bulk", "ess_tail", "divergences", "e_bfmi", "tree_depth"} <= names
+    assert "density_peak" in names
     assert "acceptance" in names
     assert str(verdict).startswith("verdict: fine")
     assert bw.summary(result).attrs["verdict"] == str(verdict)
@@ -181,3 +188,43 @@ def test_runs_that_disagree_beyond_their_errors_fail_runs_agree():
     shifted = x + np.array([0.0, 0.5, 1.0, 1.5])[:, None, None]  # each run elsewhere
     disagree = build_idata({"x": shifted}, shifted, {}, log_weights=np.zeros((4, 1000)))
     assert "runs_agree" in _failed(diagnose(disagree, {}))
+
+
+def test_family_variance_counts_copies_of_one_draw_once():
+    # 200 families of 5 identical copies (a resampled population): the mean's variance
+    # is sigma^2 / 200, not sigma^2 / 1000; over 400 replicates the estimators' means are
+    # compared with the empirical variance of the means (its relative SE is
+    # sqrt(2 / 399) = 7%, so 4 SE is 28%)
+    rng = np.random.default_rng(9)
+    family = np.repeat(np.arange(200), 5)
+    w = np.full(1000, 1e-3)
+    means, by_family, independent = [], [], []
+    for _ in range(400):
+        x = np.repeat(rng.normal(size=(200, 1)), 5, axis=0)
+        means.append(w @ x)
+        by_family.append(weighted_mean_variance(x, w, family))
+        independent.append(weighted_mean_variance(x, w))
+    empirical = np.var(np.asarray(means), ddof=1)
+    assert abs(np.mean(by_family) / empirical - 1) < 4 * np.sqrt(2 / 399)
+    assert np.mean(independent) / empirical < 0.3
+
+
+def test_smc_records_families_and_runs_agree_uses_them():
+    result = bw.sample("gaussian", "smc", seed=0, num_chains=2, num_samples=256)
+    family = result.idata.sample_stats["family"].values
+    assert family.shape == (2, 256) and family.min() >= 0 and family.max() < 256
+    # resampling made families of several particles
+    assert len(np.unique(family[0])) < 256
+    assert "runs_agree" in {check.name for check in result.diagnostics.checks}
+
+
+def test_a_density_peak_no_draw_entered_is_flagged():
+    # default smc never enters Neal's funnel's neck, where the density peaks (about 94
+    # nats above its best particle); every other check passes on such a run
+    with pytest.warns(UnreliableRunWarning, match="density"):
+        result = bw.sample("funnel", "smc", seed=0, num_chains=2, num_samples=512)
+    assert "density_peak" in _failed(result.diagnostics)
+    # the healthy run of a log-concave target is within d + sqrt(d) of its peak
+    healthy = bw.sample("gaussian", "nuts", seed=0, num_chains=2, num_samples=200)
+    peak = [c for c in healthy.diagnostics.checks if c.name == "density_peak"]
+    assert len(peak) == 1 and peak[0].ok

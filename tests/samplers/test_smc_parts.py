@@ -27,7 +27,7 @@ def _state(log_ratio=LOG_RATIO, log_weights=UNIFORM, temperature=0.2, steps_take
     zeros = jnp.zeros(log_ratio.shape[0])
     return State(
         jnp.array(steps_taken), zeros[:, None], zeros, log_ratio, log_weights,
-        jnp.array(temperature), jnp.array(0.0), jnp.array(0.0),
+        jnp.array(temperature), jnp.array(0.0), jnp.array(0.0), jnp.arange(log_ratio.shape[0]),
     )  # fmt: skip
 
 
@@ -99,8 +99,14 @@ def test_resampling_only_below_the_ess_threshold():
     assert not bool(kept.resampled)
     np.testing.assert_array_equal(kept.positions, positions)
     np.testing.assert_array_equal(kept.log_weights, log_w)
+    np.testing.assert_array_equal(kept.parents, np.arange(N))
     none = smc.no_resampling(jax.random.key(3), positions, log_w, jnp.array(1.0))
     assert not bool(none.resampled) and none.log_weights is log_w
+    np.testing.assert_array_equal(none.parents, np.arange(N))
+    # below the threshold every particle is its parent's copy
+    drawn = resample(jax.random.key(3), positions, log_w, jnp.array(0.1 * N))
+    assert bool(drawn.resampled)
+    np.testing.assert_array_equal(drawn.positions[:, 0], positions[drawn.parents, 0])
 
 
 def test_waste_free_resampling_is_unbiased():
@@ -245,6 +251,10 @@ def test_waste_free_bookkeeping():
     )
     np.testing.assert_array_equal(kept.log_increment, np.r_[np.zeros(m), np.ones(s * m)])
     np.testing.assert_allclose(np.exp(kept.log_weights), np.full(n, 1 / n))
+    # each kept state belongs to the chain it was drawn in (its family follows the chain's)
+    np.testing.assert_array_equal(kept.chain, np.tile(np.arange(m), s + 1))
+    last = smc.keep_last(jnp.zeros((m, 1)), chains, jnp.full(m, -math.log(m)))
+    np.testing.assert_array_equal(last.chain, np.arange(m))
     mala = smc.mala_move()
     # each of M chains: one init and S steps, one gradient each; log gamma at all N
     assert cost_per_step(mala, 256, 7, 32) == (32 * 8, 32 * 8 + 256)
