@@ -21,6 +21,7 @@ import pandas as pd
 from bayeswb import models
 from bayeswb.core.diagnostics import score
 from bayeswb.core.result import Result
+from bayeswb.core.sampler import SAMPLERS
 from bayeswb.core.target import Target
 from bayeswb.core.verdict import UnreliableRunWarning, weights_ess
 from bayeswb.execution.sample import sample
@@ -104,6 +105,8 @@ def bench(
                 )
                 affordable = int((budget - intercept) / slope)
                 num_samples = min(max(affordable, pilot_samples), max_samples)
+                config = SAMPLERS.get(sampler).make_config(num_chains=num_chains, **extra)
+                num_samples = config.valid_num_samples(num_samples)
             except Exception as error:  # a failing pair is a row, not a crashed sweep
                 rows += [
                     {**base, "seed": s, "error": f"{type(error).__name__}: {error}"} for s in seeds

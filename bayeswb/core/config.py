@@ -86,6 +86,11 @@ class SamplerConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def valid_num_samples(self, num_samples: int) -> int:
+        """The largest ``num_samples`` at most ``num_samples`` that this config accepts
+        (a sampler whose draws come in equal parts rounds down; others keep it)."""
+        return num_samples
+
 
 def make_config(config_cls: type[SamplerConfig], options: dict[str, Any]) -> SamplerConfig:
     """Build ``config_cls(**options)``; an unknown option is a ValueError naming it."""

@@ -23,6 +23,7 @@ import jax
 from bayeswb.core.config import SamplerConfig, make_config
 from bayeswb.core.draws import Draws
 from bayeswb.core.registry import Registry
+from bayeswb.core.target import Target
 
 Array = jax.Array
 Carry = Any
@@ -60,6 +61,8 @@ class SamplerSpec:
     the driver's ``run_chains`` with the ``layout`` they are given, so they can be sharded
     over devices and run in batches of runs. False for samplers whose chains share state
     (flow_mcmc trains one flow on all of them).
+    ``needs_minibatch``: the sampler reads the target's minibatch interface
+    (``Target.minibatch``) and runs only on targets that have one.
     """
 
     name: str
@@ -68,6 +71,11 @@ class SamplerSpec:
     family: str
     kernel: ChainKernel | None = None
     independent_runs: bool = True
+    needs_minibatch: bool = False
+
+    def runs_on(self, target: Target) -> bool:
+        """Whether the sampler can run on ``target`` (minibatch samplers need the interface)."""
+        return not self.needs_minibatch or target.minibatch is not None
 
     def make_config(self, **options: Any) -> SamplerConfig:
         """Validated config; unknown options and bad values are ValueErrors naming them."""
@@ -83,6 +91,7 @@ def register_sampler(
     family: str,
     kernel: ChainKernel | None = None,
     independent_runs: bool = True,
+    needs_minibatch: bool = False,
 ) -> Callable[[RunFn], RunFn]:
     """Decorator registering ``run(key, target, config, layout=None) -> Draws`` as ``name``.
 
@@ -92,7 +101,10 @@ def register_sampler(
     """
 
     def decorate(run: RunFn) -> RunFn:
-        SAMPLERS.add(name, SamplerSpec(name, config_cls, run, family, kernel, independent_runs))
+        spec = SamplerSpec(
+            name, config_cls, run, family, kernel, independent_runs, needs_minibatch
+        )
+        SAMPLERS.add(name, spec)
         return run
 
     return decorate

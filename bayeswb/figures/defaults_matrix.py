@@ -2,7 +2,8 @@
 answer right or say that it did not?
 
 Every registered sampler runs on every registry model that carries ground truth (exact
-log Z, exact samples or reference moments), with default options only, at (about) the same
+log Z, exact samples or reference moments) and that it can run on (the minibatch samplers
+need a model with a minibatch interface), with default options only, at (about) the same
 budget of gradient evaluations (:func:`bayeswb.bench.bench` sizes the draws from two pilot
 runs), for several seeds. Each cell is scored against the truth and compared with the
 verdict the run gave of itself, without the truth (``Result.diagnostics``):
@@ -107,7 +108,13 @@ def compute(
         models = models or [name for name in bw.models.names() if has_truth(name)]
         samplers = samplers or bw.samplers.names()
         seeds, budget, pilot = [seed, seed + 1], BUDGET, 100
-    results = bench(models, samplers, budget=budget, seeds=seeds, pilot_samples=pilot)
+    rows = []
+    for model in models:
+        target = bw.models.get(model)
+        runnable = [name for name in samplers if bw.samplers.get(name).runs_on(target)]
+        if runnable:
+            rows.append(bench([model], runnable, budget=budget, seeds=seeds, pilot_samples=pilot))
+    results = pd.concat(rows, ignore_index=True)
     results["outcome"] = results.apply(outcome, axis=1)
     counts = results["outcome"].value_counts().reindex(OUTCOMES, fill_value=0)
     return {"results": results, "counts": counts.rename_axis("outcome").reset_index()}

@@ -60,6 +60,15 @@ class AMISConfig(SamplerConfig):
         False, boolean, "store the proposal score for control variates (control_variates.py)"
     )
 
+    def valid_num_samples(self, num_samples: int) -> int:
+        """Rounded down to a multiple of ``2 num_warmup`` (at least one).
+
+        Example:
+            >>> AMISConfig(num_samples=20, num_warmup=10).valid_num_samples(43)
+            40
+        """
+        return max(num_samples // (2 * self.num_warmup), 1) * 2 * self.num_warmup
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.num_samples % (2 * self.num_warmup):

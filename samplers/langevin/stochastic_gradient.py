@@ -189,7 +189,7 @@ def _sgld(target: Target, config: SGLDConfig) -> LangevinMethod:
 SGLD_KERNEL = langevin_chain_kernel(_sgld, logdensity_evals_per_step=1)
 
 
-@register("sgld", SGLDConfig, family="langevin", kernel=SGLD_KERNEL)
+@register("sgld", SGLDConfig, family="langevin", kernel=SGLD_KERNEL, needs_minibatch=True)
 def run_sgld(
     key: Array, target: Target, config: SGLDConfig, layout: ChainLayout | None = None
 ) -> Draws:
@@ -274,7 +274,13 @@ def _entropy_mcmc(target: Target, config: EntropyMCMCConfig) -> LangevinMethod:
 ENTROPY_MCMC_KERNEL = langevin_chain_kernel(_entropy_mcmc, logdensity_evals_per_step=1)
 
 
-@register("entropy_mcmc", EntropyMCMCConfig, family="langevin", kernel=ENTROPY_MCMC_KERNEL)
+@register(
+    "entropy_mcmc",
+    EntropyMCMCConfig,
+    family="langevin",
+    kernel=ENTROPY_MCMC_KERNEL,
+    needs_minibatch=True,
+)
 def run_entropy_mcmc(
     key: Array, target: Target, config: EntropyMCMCConfig, layout: ChainLayout | None = None
 ) -> Draws:

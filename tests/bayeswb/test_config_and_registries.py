@@ -74,3 +74,13 @@ def test_every_default_config_saves_and_loads_exactly(name):
     config = spec.make_config()
     saved = json.loads(json.dumps(config_to_json(config)))  # through JSON text, as on disk
     assert config_from_json(spec.config_cls, saved) == config
+
+
+def test_minibatch_samplers_declare_that_they_need_the_interface():
+    plain = bw.models.get("gaussian", dim=2)
+    needs = {name for name in bw.samplers.names() if bw.samplers.get(name).needs_minibatch}
+    assert needs == {"sgld", "entropy_mcmc"}
+    assert not bw.samplers.get("sgld").runs_on(plain)
+    assert bw.samplers.get("nuts").runs_on(plain)
+    with pytest.raises(ValueError, match="no minibatch interface"):
+        bw.sample(plain, "sgld", num_chains=1, num_samples=10)
