@@ -22,6 +22,7 @@ of ``unconstrained_posterior``), so a saved and loaded run keeps its check.
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections.abc import Callable
 
@@ -82,7 +83,8 @@ def record_density_peak(result: Result, target: Target) -> Result:
     """Search for the target's density peak from ``result``'s best draws and record the
     peak and the best draw's log density on its InferenceData; returns ``result``.
 
-    Skipped (nothing recorded, no check) for a run without draws or a streamed run.
+    Skipped (nothing recorded, no check) for a run without draws, a streamed run, or a
+    density that JAX cannot differentiate (with a warning saying so).
 
     Example:
         >>> import bayeswb as bw
@@ -102,10 +104,14 @@ def record_density_peak(result: Result, target: Target) -> Result:
         return result
     evaluate, search = _programs(target)
     values = jnp.asarray(positions, dtype=jnp.result_type(float))
-    lp = np.asarray(evaluate(values))
-    lp = np.where(np.isnan(lp), -np.inf, lp)
-    best = np.argsort(-lp)[:STARTS]
-    peaks = search(values[best])
+    try:
+        lp = np.asarray(evaluate(values))
+        lp = np.where(np.isnan(lp), -np.inf, lp)
+        best = np.argsort(-lp)[:STARTS]
+        peaks = search(values[best])
+    except Exception as error:  # a density JAX cannot differentiate must not lose the run
+        warnings.warn(f"density_peak check skipped: {type(error).__name__}: {error}", stacklevel=3)
+        return result
     group.attrs[PEAK_ATTRIBUTE] = float(np.max(np.asarray(peaks)))
     group.attrs[BEST_DRAW_ATTRIBUTE] = float(lp[best[0]])
     return result
