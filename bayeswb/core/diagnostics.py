@@ -1,7 +1,9 @@
 """Diagnostics against ground truth (``score``) and ArviZ summaries (``summary``).
 
-Weighted output stays weighted: moments use the normalised importance weights and their
-Monte Carlo standard error uses the Kish effective sample size of the weights.
+Weighted output stays weighted: moments use the normalised importance weights, and their
+Monte Carlo standard errors the delta-method variance of the self-normalised estimate,
+summed over the particle families an SMC run records
+(:func:`bayeswb.core.verdict.weighted_mean_variance`).
 """
 
 from __future__ import annotations
