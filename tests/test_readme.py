@@ -19,7 +19,7 @@ def test_generated_columns_come_from_docstrings_and_output_structure():
     nuts = docs_tables.returns(bw.samplers.get("nuts"))
     assert nuts.startswith("draws; stats: ") and "diverging" in nuts and "log Z" not in nuts
     smc = docs_tables.returns(bw.samplers.get("smc"))
-    assert smc.startswith("weighted draws, log Z per run; stats: lp; path: ")
+    assert smc.startswith("weighted draws, log Z per run; stats: family, lp; path: ")
     with pytest.raises(ValueError, match="markers"):
         docs_tables.rewrite("no markers here", "x")
     section = f"{docs_tables.BEGIN}\nnew\n{docs_tables.END}"
