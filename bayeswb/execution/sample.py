@@ -147,7 +147,7 @@ def sample(
                 spec, target, config, key, devices, size, thin, checkpoint, stream
             )
             result = run_pieces(run, progress)
-        record_density_peak(result, target)
+        result = record_density_peak(result, target)
     return warn_if_unreliable(result)
 
 
