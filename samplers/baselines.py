@@ -25,7 +25,7 @@ from bayeswb.core.config import (
     positive_int,
     unit_interval,
 )
-from bayeswb.core.draws import Draws
+from bayeswb.core.draws import Count, Draws
 from bayeswb.core.sampler import ChainKernel
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout, run_chains, sample_chain
@@ -99,8 +99,9 @@ def _hmc_family_kernel(algorithm: Any, extra: Callable[[Any], dict[str, Any]]) -
             inverse_mass_matrix = parameters["inverse_mass_matrix"]
             _, warmup_stats = _hmc_trace(warm.adaptation_state.step_size)(warm.state, warm.info)
             warmup_trace = (warm.state.position, warmup_stats)
-            # one gradient at initialisation, then one per leapfrog step
-            start_grads = 1 + jnp.sum(warmup_stats["n_steps"])
+            # one gradient at initialisation, then one per leapfrog step: per warmup step
+            # (each below 2**max_num_doublings), summed on the host
+            start_grads = jnp.append(1, warmup_stats["n_steps"])
         else:
             step_size = jnp.asarray(config.step_size)
             inverse_mass_matrix = (
@@ -214,7 +215,7 @@ def _run_gaussian_vi(
         return positions, jax.vmap(target.log_density)(positions), log_q, elbo
 
     positions, lp, log_q, elbo = run_chains(key, config.num_chains, one_run, layout)
-    n_grad = config.num_chains * config.num_warmup * config.num_mc_samples
+    n_grad = Count.of(config.num_chains * config.num_warmup * config.num_mc_samples)
     return Draws(
         positions=positions,
         # log_q beside lp: the verdict's k-hat of log p - log q (Yao et al. 2018)
@@ -313,7 +314,8 @@ def run_pathfinder(
         return positions, jax.vmap(target.log_density)(positions), log_q, num_iterations
 
     positions, lp, log_q, num_iterations = run_chains(key, config.num_chains, one_run, layout)
-    n_grad = config.num_chains + 2 * jnp.sum(num_iterations)
+    # iterations per path, at most num_warmup: counted per run, totalled on the host
+    n_grad = Count.of(num_iterations, each=2) + config.num_chains
     elbo_evals = config.num_chains * (config.num_warmup + 1) * config.num_elbo_samples
     return Draws(
         positions=positions,

@@ -18,7 +18,8 @@ import numpy as np
 import xarray as xr
 from scipy.special import logsumexp
 
-from bayeswb.core.draws import Draws
+from bayeswb.core.draws import Draws, exact_count
+from bayeswb.core.files import atomic_path, is_same_file
 from bayeswb.core.verdict import Verdict, diagnose
 
 # the posterior group attribute that holds a saved run's metadata (JSON)
@@ -166,9 +167,17 @@ class Result:
         )
 
     def save(self, path: str) -> str:
-        """Write the run to a NetCDF file; :func:`load` reads it back whole."""
+        """Write the run to a NetCDF file; :func:`load` reads it back whole.
+
+        The file is replaced whole or not at all (:func:`~bayeswb.core.files.atomic_path`):
+        a save killed midway leaves the previous file as it was. A result read lazily from
+        ``path`` itself is read into memory first, then saved over its file.
+        """
+        _read_into_memory_if_from(self.idata, path)
         self.idata.posterior.attrs[RESULT_ATTRIBUTE] = metadata_json(self._metadata())
-        return self.idata.to_netcdf(str(path))
+        with atomic_path(path) as temporary:
+            self.idata.to_netcdf(str(temporary))
+        return str(path)
 
     @classmethod
     def load(cls, path: str) -> Result:
@@ -213,8 +222,8 @@ class Result:
             path_stats=draws.path_stats,
         )
         cost = {
-            "n_grad_evals": int(draws.n_grad_evals),
-            "n_logdensity_evals": int(draws.n_logdensity_evals),
+            "n_grad_evals": exact_count(draws.n_grad_evals),
+            "n_logdensity_evals": exact_count(draws.n_logdensity_evals),
             **timings,
         }
         return cls(idata, sampler, target, config, cost, log_z, log_z_se, partial)
@@ -227,6 +236,16 @@ class Result:
             f"Result(sampler={self.sampler!r}, target={self.target!r}, chains={chains}, "
             f"draws={draws}, dim={dim}{log_z}, n_grad_evals={self.cost['n_grad_evals']})"
         )
+
+
+def _read_into_memory_if_from(idata: az.InferenceData, path: str) -> None:
+    """Load every group of ``idata`` into memory and close its file, if any group is read
+    lazily from ``path`` (which a save is about to replace)."""
+    groups = [getattr(idata, name) for name in idata.groups()]
+    sources = [group.encoding.get("source") for group in groups]
+    if any(source and is_same_file(source, path) for source in sources):
+        for group in groups:
+            group.load().close()
 
 
 def run_metadata(

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayeswb.core.config import SamplerConfig
-from bayeswb.core.draws import Draws
+from bayeswb.core.draws import Draws, exact_count
 from bayeswb.core.result import Result, run_metadata
 from bayeswb.core.sampler import SamplerSpec
 from bayeswb.core.target import Target
@@ -46,7 +46,7 @@ def _constrain(target: Target, positions: Array) -> dict[str, Array]:
 @functools.lru_cache(maxsize=16)
 def start_program(spec: SamplerSpec, target: Target, config: SamplerConfig, mesh: Any) -> Any:
     """Initialisation and warmup of every chain: (carry, warmup trace, warmup posterior,
-    gradient count, per-chain sample keys)."""
+    gradient counts per chain, per-chain sample keys)."""
     kernel = spec.kernel
     assert kernel is not None
 
@@ -58,7 +58,7 @@ def start_program(spec: SamplerSpec, target: Target, config: SamplerConfig, mesh
             key, config.num_chains, one_chain, ChainLayout(mesh)
         )
         warmup_posterior = None if warmup is None else _constrain(target, warmup[0])
-        return carry, warmup, warmup_posterior, jnp.sum(start_grads), sample_keys
+        return carry, warmup, warmup_posterior, start_grads, sample_keys
 
     return jax.jit(start)
 
@@ -114,7 +114,8 @@ class DrawChunks:
         piece, (grads, evals) = to_host((piece, costs))
         jax.block_until_ready(carry)
         self.carry = carry
-        return jax.tree.map(lambda a: a[:, :: self.thin], piece), int(grads), int(evals)
+        piece = jax.tree.map(lambda a: a[:, :: self.thin], piece)
+        return piece, exact_count(grads), exact_count(evals)
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta = {"thin": self.thin, "has_warmup": bool(self.warmup)}
@@ -150,7 +151,7 @@ class DrawChunks:
         stream: str | None,
     ) -> LongRun:
         """Start the chains (one program) and return the run ready for its chunks."""
-        if isinstance(thin, bool) or not isinstance(thin, int) or thin < 1 or chunk_size % thin:
+        if chunk_size % thin:
             raise ValueError(f"thin must be a positive integer dividing chunk_size, got {thin!r}")
         mesh = make_chain_mesh(config.num_chains, devices)
         start = time.perf_counter()
@@ -170,9 +171,9 @@ class DrawChunks:
             draw_stream = DrawStream(stream, config.num_chains, strategy.warmup)
         run = _long_run(spec, target, config, strategy, chunk_size, checkpoint, draw_stream)
         run.compile_s, run.sample_s = compile_s, time.perf_counter() - start
-        run.n_grad = int(start_grads)
+        run.n_grad = exact_count(start_grads)
         assert spec.kernel is not None
-        run.n_logdensity = 0 if spec.kernel.logdensity_evals else int(start_grads)
+        run.n_logdensity = 0 if spec.kernel.logdensity_evals else run.n_grad
         return run
 
     @classmethod
@@ -203,7 +204,8 @@ class DrawChunks:
             strategy.warmup = jax.tree.map(np.asarray, unflat("warmup", like, arrays))
         stream = None
         if meta["stream"] is not None:
-            stream = DrawStream.reopen(meta["stream"], meta["kept"])
+            # checked to be this run's stream before anything is appended to it
+            stream = DrawStream.reopen(meta["stream"], meta["kept"], meta.get("stream_id"))
         run = _long_run(spec, target, config, strategy, meta["chunk_size"], path, stream)
         run.done, run.n_grad, run.n_logdensity = meta["done"], meta["n_grad"], meta["n_logdensity"]
         if stream is None and meta["kept"]:

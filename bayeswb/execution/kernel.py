@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from bayeswb.core.draws import Draws, chain_draws
+from bayeswb.core.draws import Count, Draws, chain_draws
 from bayeswb.core.sampler import ChainKernel, Trace
 from bayeswb.execution.driver import ChainLayout, run_chains
 
@@ -23,12 +23,13 @@ Array = jax.Array
 Carry = Any
 
 
-def step_costs(kernel: ChainKernel, stats: dict[str, Array]) -> tuple[Array, Array]:
-    """Gradient and log-density evaluations of traced transitions, summed."""
-    grads = jnp.sum(kernel.grads(stats))
+def step_costs(kernel: ChainKernel, stats: dict[str, Array]) -> tuple[Count, Count]:
+    """Gradient and log-density evaluations of traced transitions, one entry per
+    transition (each small: one draw's), summed exactly on the host (:class:`Count`)."""
+    grads = Count.of(kernel.grads(stats))
     if kernel.logdensity_evals is None:
         return grads, grads
-    return grads, jnp.sum(kernel.logdensity_evals(stats))
+    return grads, Count.of(kernel.logdensity_evals(stats))
 
 
 def start_chain(
@@ -71,7 +72,8 @@ def run_whole(
         return warmup_trace, trace, start_grads
 
     warmup_trace, trace, start_grads = run_chains(key, config.num_chains, one_chain, layout)
+    start = Count.of(start_grads)  # per chain (or per warmup step), summed on the host
     grads, logdensity_evals = step_costs(kernel, trace[1])
     if kernel.logdensity_evals is None:
-        logdensity_evals = logdensity_evals + jnp.sum(start_grads)
-    return chain_draws(warmup_trace, trace, jnp.sum(start_grads) + grads, logdensity_evals)
+        logdensity_evals = logdensity_evals + start
+    return chain_draws(warmup_trace, trace, start + grads, logdensity_evals)

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayeswb.core.config import SamplerConfig
+from bayeswb.core.draws import exact_count
 from bayeswb.core.result import Result
 from bayeswb.core.sampler import SamplerSpec
 from bayeswb.core.target import Target
@@ -45,10 +46,10 @@ def batch_program(
 ) -> Any:
     """``config.num_chains`` runs, starting at run ``first`` of ``total``, as one program."""
 
-    def program(key: Array, first: Array) -> tuple[dict[str, Any], Array]:
+    def program(key: Array, first: Array) -> tuple[dict[str, Any], Any]:
         layout = ChainLayout(mesh=mesh, total=total, first=first)
         draws, posterior, warmup_posterior = constrained_run(key, spec, target, config, layout)
-        counts = jnp.stack([jnp.asarray(draws.n_grad_evals), draws.n_logdensity_evals])
+        counts = (draws.n_grad_evals, draws.n_logdensity_evals)  # totalled on the host
         runs = draws._replace(n_grad_evals=None, n_logdensity_evals=None)
         piece = {"draws": runs, "posterior": posterior, "warmup_posterior": warmup_posterior}
         return piece, counts
@@ -80,7 +81,7 @@ class RunBatches:
 
     def advance(self, run: LongRun, program: Any, length: int) -> tuple[Any, int, int]:
         piece, (grads, evals) = to_host(program(self.key, jnp.asarray(run.done)))
-        return piece, int(grads), int(evals)
+        return piece, exact_count(grads), exact_count(evals)
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {}, flat("key", self.key)

@@ -21,6 +21,7 @@ from bayeswb.core.config import (
     positive_int,
     unit_interval,
 )
+from bayeswb.core.draws import Count
 from bayeswb.core.target import Target
 from bayeswb.samplers.flows.architectures import (
     INVERTIBLE_FLOW_TYPES,
@@ -257,11 +258,13 @@ def training_optimizer(config: FlowConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam)
 
 
-def training_gradients(config: FlowConfig, steps_trained: Array | int | None = None) -> Any:
+def training_gradients(config: FlowConfig, steps_trained: Array | None = None) -> Count:
     """Target gradients of training the flows of all ``num_chains`` runs: reverse-KL and
     mixed steps cost ``num_mc_samples`` each, forward-KL steps none; ``steps_trained``
     (per run, from :func:`~.training.training_status`) counts the steps actually taken
     (default: ``num_warmup`` each). The pilot takes no gradients (:func:`pilot_evaluations`).
+    An exact :class:`~bayeswb.core.draws.Count`: the steps stay per run (at most
+    ``num_warmup``), the host multiplies.
 
     Example:
         >>> import bayeswb as bw
@@ -270,10 +273,10 @@ def training_gradients(config: FlowConfig, steps_trained: Array | int | None = N
         12800
     """
     if getattr(config, "objective", None) == "forward_kl":
-        return 0
+        return Count()
     if steps_trained is None:
-        return config.num_chains * config.num_warmup * config.num_mc_samples
-    return jax.numpy.sum(jax.numpy.asarray(steps_trained)) * config.num_mc_samples
+        return Count.of(config.num_chains * config.num_warmup, each=config.num_mc_samples)
+    return Count.of(steps_trained, each=config.num_mc_samples)
 
 
 def fit_flow(key: Array, target: Target, config: FlowConfig) -> tuple[Any, dict[str, Array]]:

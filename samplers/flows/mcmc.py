@@ -43,7 +43,7 @@ from blackjax.adaptation.step_size import dual_averaging_adaptation
 from flowjax.distributions import Normal
 
 from bayeswb.core.config import boolean, one_of, option, positive, positive_int, unit_interval
-from bayeswb.core.draws import Draws
+from bayeswb.core.draws import Count, Draws
 from bayeswb.core.progress import report_progress
 from bayeswb.core.target import Target
 from bayeswb.samplers import register
@@ -239,7 +239,7 @@ def run_flow_mcmc(
     warmup_draws = chain_first(warm.draws)
     flow_nll = jnp.broadcast_to(warm.flow_nll, (config.num_chains, config.num_warmup))
     cycles = config.num_warmup + config.num_samples
-    n_grad = config.num_chains * (1 + cycles * (config.num_local_steps + 1))
+    n_grad = Count.of(config.num_chains * (1 + cycles * (config.num_local_steps + 1)))
     return Draws(
         positions=chain_first(draws.positions),
         stats=chain_first(draws.stats),

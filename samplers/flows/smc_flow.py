@@ -28,7 +28,7 @@ from typing import Any
 
 import jax
 
-from bayeswb.core.draws import Draws
+from bayeswb.core.draws import Count, Draws
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout
 from bayeswb.samplers import register
@@ -121,8 +121,10 @@ def run_smc_flow(
         layout=layout,
     )
     training = training_gradients(config, training_status(curves)[0])
+    transport_grads = Count.of(draws.n_grad_evals)
+    transport_evals = Count.of(draws.n_logdensity_evals)
     return draws._replace(
         warmup_stats=curves if config.num_warmup else {},
-        n_grad_evals=draws.n_grad_evals + training,
-        n_logdensity_evals=draws.n_logdensity_evals + training + pilot_evaluations(config),
+        n_grad_evals=transport_grads + training,
+        n_logdensity_evals=transport_evals + training + pilot_evaluations(config),
     )

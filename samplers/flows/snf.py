@@ -31,7 +31,7 @@ from bayeswb.core.config import (
     positive_int,
     unit_interval,
 )
-from bayeswb.core.draws import Draws
+from bayeswb.core.draws import Count, Draws
 from bayeswb.core.target import Target
 from bayeswb.core.weights import log_mean_exp
 from bayeswb.execution.driver import ChainLayout, run_chains
@@ -150,13 +150,15 @@ def snf_cost(config: SNFConfig, steps_trained: Any = None) -> tuple[Any, Any]:
     Every target evaluation on a training path is back-propagated (one gradient each);
     MALA and ULA also take a target gradient at each evaluation in the forward pass.
     Sampling takes no back-propagation. ``steps_trained`` (per run, from
-    :func:`~.training.training_status`) counts the training steps actually taken
-    (default: ``num_warmup`` per run).
+    :func:`~.training.training_status`) counts the training steps actually taken:
+    then two exact :class:`~bayeswb.core.draws.Count` (the steps stay per run, at most
+    ``num_warmup``; the host multiplies); without it, Python ints for ``num_warmup``
+    steps per run.
 
     Example:
         >>> config = SNFConfig(num_chains=2, num_warmup=3, num_samples=10, num_blocks=1,
         ...                    num_mcmc_steps=1, num_mc_samples=4, stochastic="rwm")
-        >>> snf_cost(config) == snf_cost(config, [3, 3])
+        >>> snf_cost(config) == tuple(map(int, snf_cost(config, [3, 3])))
         True
     """
     evaluations, forward_gradients = _evaluations_per_path(config)
@@ -165,13 +167,13 @@ def snf_cost(config: SNFConfig, steps_trained: Any = None) -> tuple[Any, Any]:
         paths_per_step += config.num_mc_samples
     if config.objective in ("forward_kl", "mixed"):
         paths_per_step += config.batch_size
-    total_steps: Array | int = config.num_chains * config.num_warmup
-    if steps_trained is not None:
-        total_steps = jnp.sum(jnp.asarray(steps_trained))
-    train_paths = total_steps * paths_per_step
-    evals = (train_paths + config.num_chains * config.num_samples) * evaluations
-    grads = train_paths * (evaluations + forward_gradients)
-    grads = grads + config.num_chains * config.num_samples * forward_gradients
+    steps = config.num_chains * config.num_warmup if steps_trained is None else steps_trained
+    train_paths = Count.of(steps, each=paths_per_step)
+    sample_paths = config.num_chains * config.num_samples
+    evals = (train_paths + sample_paths) * evaluations
+    grads = train_paths * (evaluations + forward_gradients) + sample_paths * forward_gradients
+    if steps_trained is None:
+        return int(grads), int(evals)
     return grads, evals
 
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from bayeswb.core.config import SamplerConfig, boolean, one_of, option, positive, positive_int
-from bayeswb.core.draws import Draws
+from bayeswb.core.draws import Count, Draws
 from bayeswb.core.target import Target
 from bayeswb.core.weights import log_mean_exp, safe_log_weights
 from bayeswb.execution.driver import ChainLayout, run_chains
@@ -195,8 +195,10 @@ def run_amis(
         log_z=out.log_z,
         warmup_stats=out.trace,
         path_stats=diagnostics,
-        n_grad_evals=0,
-        n_logdensity_evals=config.num_chains * config.num_samples + pilot_evaluations(config),
+        n_grad_evals=Count(),
+        n_logdensity_evals=Count.of(
+            config.num_chains * config.num_samples + pilot_evaluations(config)
+        ),
     )
 
 

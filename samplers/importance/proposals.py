@@ -103,8 +103,9 @@ def register_proposal(name: str, builder: ProposalBuilder) -> None:
 
     ``builder(key, target, config)`` runs once per independent run inside the jitted
     program and returns ``(proposal, n_grad_evals, n_logdensity_evals, curves)``:
-    the proposal object, the exact cost of building it, and a dict of per-step arrays
-    of length ``config.num_warmup`` (a training curve) or ``{}``.
+    the proposal object, the exact cost of building it (a
+    :class:`~bayeswb.core.draws.Count`, or an int that stays small: one run's), and a
+    dict of per-step arrays of length ``config.num_warmup`` (a training curve) or ``{}``.
     """
     _PROPOSALS[name] = builder
 

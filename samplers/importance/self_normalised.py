@@ -19,7 +19,6 @@ import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from bayeswb.core.config import (
     SamplerConfig,
@@ -30,7 +29,7 @@ from bayeswb.core.config import (
     positive,
     positive_int,
 )
-from bayeswb.core.draws import Draws
+from bayeswb.core.draws import Count, Draws
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers import register
@@ -142,6 +141,7 @@ def run_with_proposal(
         log_z=log_z,
         warmup_stats=curves,
         path_stats=diagnostics,
-        n_grad_evals=jnp.sum(jnp.asarray(n_grad)),
-        n_logdensity_evals=jnp.sum(jnp.asarray(n_evals)) + config.num_chains * config.num_samples,
+        # each run's fit cost (a Count, or an int array per run), totalled on the host
+        n_grad_evals=Count.of(n_grad),
+        n_logdensity_evals=Count.of(n_evals) + config.num_chains * config.num_samples,
     )

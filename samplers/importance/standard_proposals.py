@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from bayeswb.core.draws import Count
 from bayeswb.core.target import Target
 from bayeswb.samplers.importance.gaussian_fits import fit_gaussian_vi
 from bayeswb.samplers.importance.proposals import (
@@ -127,7 +128,8 @@ def _laplace_proposal(key: Array, target: Target, config: Any) -> tuple[Any, Any
     covariance = (eigenvectors / eigenvalues) @ eigenvectors.T
     scale_tril = config.proposal_scale * jnp.linalg.cholesky(0.5 * (covariance + covariance.T))
     distribution = gaussian_or_student_t(mode, scale_tril, config.proposal_family, config.df)
-    # the Hessian is dim forward-over-reverse Hessian-vector products: dim gradients
+    # the Hessian is dim forward-over-reverse Hessian-vector products: dim gradients (one
+    # run's count, at most num_warmup iterations of line searches: int32 holds it)
     n_grad = evals + target.dim
     return DistributionProposal(distribution), n_grad, n_grad, {}
 
@@ -144,7 +146,7 @@ def _gaussian_vi_proposal(key: Array, target: Target, config: Any) -> tuple[Any,
         config.learning_rate,
         config.num_mc_samples,
     )
-    n_grad = config.num_warmup * config.num_mc_samples
+    n_grad = Count.of(config.num_warmup * config.num_mc_samples)  # static: exact at any size
     return proposal, n_grad, n_grad, {"elbo": elbo}
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 
 from bayeswb.core.config import SamplerConfig, boolean, one_of, option, positive, positive_int
-from bayeswb.core.draws import Draws
+from bayeswb.core.draws import Count, Draws
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout
 from bayeswb.samplers import register
@@ -49,7 +49,7 @@ def _vis_proposal(key: Array, target: Target, config: VISConfig) -> tuple[Any, A
         config.learning_rate,
         config.num_mc_samples,
     )
-    n_evals = config.num_warmup * config.num_mc_samples
+    n_evals = Count.of(config.num_warmup * config.num_mc_samples)  # static: exact at any size
     if config.divergence == "chi2":  # score-function gradient: log densities only
         return proposal, 0, n_evals, {"log_mean_w2": curve}
     return proposal, n_evals, n_evals, {"elbo": curve}

@@ -146,6 +146,8 @@ def langevin_chain_kernel(
             step_size,
             plan,
         )
+        # one chain's (the host sums the chains): int32 holds it, as the chain keeps its
+        # num_steps warmup states, so num_steps is far below 2**31 / grads_per_step
         start_grads = jnp.asarray(1 + grads_per_step * plan.num_steps)
         return LangevinCarry(state, scale, step_size), warmup_trace, start_grads
 

@@ -4,8 +4,9 @@
 from the settings, and each run anneals from its reference: optionally a pilot run that
 fits a moment-matched reference (``fit_reference_particles``), optionally a pilot run
 whose :class:`~.state.Tuning` the main run replays (``pilot_particles``), then the main
-run. Cost counters are exact: every step's move inits and sweeps, and log gamma at every
-particle.
+run. Cost counters are exact at any size (:class:`~bayeswb.core.draws.Count`): every
+step's move inits and sweeps, and log gamma at every particle; the program counts only
+each run's steps and each step's sweeps, the host multiplies them by the particles.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from bayeswb.core.draws import Draws
+from bayeswb.core.draws import Count, Draws
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers.smc.kernel import Annealed, Parts, anneal
@@ -87,8 +88,8 @@ class Plan(NamedTuple):
 
 
 class RunOutput(NamedTuple):
-    """One run: the main run, the (steps, sweeps) its pilots took (for the cost), the
-    reference's ``aux``."""
+    """One run: the main run, the steps (``()``) and sweeps per step (``(num_steps,)``)
+    its pilots took (for the cost), the reference's ``aux``."""
 
     main: Annealed
     pilot_steps: Array
@@ -248,13 +249,27 @@ def one_run(plan: Plan, make_reference: MakeReference, run_key: Array) -> RunOut
     return RunOutput(main, pilot_steps, pilot_sweeps, fit_steps, fit_sweeps, fit_path, aux)
 
 
-def run_cost(move: Move, n: int, chains: int, steps: Array, total_sweeps: Array) -> tuple:
+def run_cost(
+    move: Move, n: int, chains: int, steps: Array, step_sweeps: Array
+) -> tuple[Count, Count]:
     """Exact (gradients, log-density evaluations) of runs that took ``steps`` steps and
-    ``total_sweeps`` sweeps in all: at each step ``chains`` moved chains' init and their
-    sweeps, then log gamma at all n particles (the n initial draws not included)."""
-    grads = chains * (steps * move.grads_per_init + total_sweeps * move.grads_per_step)
-    evals = chains * (steps * move.evals_per_init + total_sweeps * move.evals_per_step)
-    return grads, evals + steps * n
+    ``step_sweeps`` sweeps (integer arrays, summed whole: per run, per step): at each step
+    ``chains`` moved chains' init and their sweeps, then log gamma at all n particles
+    (the n initial draws not included). The products with ``n`` and ``chains`` are the
+    host's (:class:`~bayeswb.core.draws.Count`).
+
+    Example:
+        >>> from bayeswb.samplers.smc.moves import mala_move
+        >>> steps, sweeps = jnp.array(2), jnp.array([3, 4])
+        >>> grads, evals = run_cost(mala_move(), 2**30, 2**30, steps, sweeps)
+        >>> int(grads) == 2**30 * (2 + 7), int(evals) == 2**30 * (2 + 7) + 2**30 * 2
+        (True, True)
+    """
+    grads = Count.of(steps, chains * move.grads_per_init)
+    grads += Count.of(step_sweeps, chains * move.grads_per_step)
+    evals = Count.of(steps, chains * move.evals_per_init + n)
+    evals += Count.of(step_sweeps, chains * move.evals_per_step)
+    return grads, evals
 
 
 def cost_per_step(move: Move, n: int, num_sweeps: int, chains: int) -> tuple[int, int]:
@@ -267,7 +282,11 @@ def cost_per_step(move: Move, n: int, num_sweeps: int, chains: int) -> tuple[int
 
 def assemble(plan: Plan, out: RunOutput) -> Draws:
     """Draws of the stacked runs, with the cost of every run's steps, sweeps and initial
-    draws, and of the reference's probe."""
+    draws, and of the reference's probe.
+
+    The counts stay per run (steps, at most ``num_steps``) and per step (sweeps, at most
+    ``max_mcmc_steps``, ``num_mcmc_steps`` or ``N / M - 1``), so int32 holds each entry;
+    the host multiplies by the particles and adds them up (:func:`run_cost`)."""
     config, main = plan.config, out.main
     moved = main_sweeps(plan)[1]
     pilot_n, fit_n = config.pilot_particles, plan.fit_reference_particles
@@ -277,14 +296,13 @@ def assemble(plan: Plan, out: RunOutput) -> Draws:
         (plan.move, out.pilot_steps, out.pilot_sweeps, pilot_n, pilot_n),
         (fit_move, out.fit_steps, out.fit_sweeps, fit_n, fit_n),
     )
-    grads: Array | int = 0
-    evals: Array | int = 0
-    for move, steps, total_sweeps, n, chains in runs:
-        run_grads, run_evals = run_cost(move, n, chains, jnp.sum(steps), jnp.sum(total_sweeps))
-        grads = grads + run_grads
-        evals = evals + config.num_chains * n + run_evals
+    grads, evals = Count(), Count()
+    for move, steps, step_sweeps, n, chains in runs:
+        run_grads, run_evals = run_cost(move, n, chains, steps, step_sweeps)
+        grads += run_grads
+        evals += run_evals + config.num_chains * n
     if plan.auto_reference:
-        evals = evals + config.num_chains * probe_evaluations()
+        evals += config.num_chains * probe_evaluations()
     return Draws(
         positions=main.positions,
         stats={"lp": main.lp, "family": main.family},

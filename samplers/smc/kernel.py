@@ -64,8 +64,8 @@ class Annealed(NamedTuple):
     lp: Array  # (N,) log gamma
     family: Array  # (N,) int, each particle's initial ancestor (see State)
     path: dict[str, Array]  # (num_steps,) each, padded
-    num_steps_taken: Array  # ()
-    num_sweeps_taken: Array  # () sweeps of the move summed over the steps
+    num_steps_taken: Array  # () int
+    num_sweeps_taken: Array  # (num_steps,) int, sweeps of the move at each step (0: none)
     tuning: Tuning
 
 
@@ -177,15 +177,18 @@ def step(
         num_sweeps=jnp.asarray(chains.num_sweeps, dtype=float),
         mean=mean,
         sd=sd,
+        sweep_count=jnp.asarray(chains.num_sweeps),
     )
     return new, info
 
 
 def empty_trace(num_steps: int, dim: int) -> Info:
-    """The padding of a run's :class:`~.state.Info` per step: NaN, False for resampled."""
+    """The padding of a run's :class:`~.state.Info` per step: NaN, False for resampled,
+    0 for the sweep count."""
     nan = jnp.full(num_steps, jnp.nan)
     nan_dim = jnp.full((num_steps, dim), jnp.nan)
-    return Info(nan, nan, nan, nan, nan, jnp.zeros(num_steps, bool), nan, nan_dim, nan_dim)
+    resampled, sweeps = jnp.zeros(num_steps, bool), jnp.zeros(num_steps, int)
+    return Info(nan, nan, nan, nan, nan, resampled, nan, nan_dim, nan_dim, sweeps)
 
 
 def anneal(
@@ -242,6 +245,6 @@ def anneal(
         family=state.family,
         path={name: getattr(trace, name) for name in PATH_STATS},
         num_steps_taken=state.steps_taken,
-        num_sweeps_taken=jnp.sum(jnp.nan_to_num(trace.num_sweeps)).astype(int),
+        num_sweeps_taken=trace.sweep_count,
         tuning=Tuning(trace.temperature, trace.mean, trace.sd, trace.step_size, trace.num_sweeps),
     )

@@ -62,6 +62,8 @@ class Info(NamedTuple):
     num_sweeps:       sweeps of the move the step ran (adaptive: until the particles
                       decorrelated, see :func:`~.mutation.adaptive_sweeps`)
     mean, sd:         (dim,) the whitening the move ran in
+    sweep_count:      ``num_sweeps`` as an integer (0 in the padding), which the cost
+                      counts exactly (a float stops holding integers past ``2**24``)
     """
 
     temperature: Array
@@ -73,6 +75,7 @@ class Info(NamedTuple):
     num_sweeps: Array
     mean: Array
     sd: Array
+    sweep_count: Array
 
 
 class Tuning(NamedTuple):

@@ -94,5 +94,5 @@ def test_samplers_that_cannot_run_in_batches_are_clear_errors():
         bw.sample(TARGET, "smc", chunk_size=2, thin=2, **RUN)
     with pytest.raises(ValueError, match="thin and stream apply to MCMC draws"):
         bw.sample(TARGET, "smc", thin=2, **RUN)  # thin alone, no chunk_size
-    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+    with pytest.raises(ValueError, match="chunk_size must be an integer >= 1"):
         bw.sample(TARGET, "smc", chunk_size=0, **RUN)
