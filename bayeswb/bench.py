@@ -20,6 +20,7 @@ import pandas as pd
 
 from bayeswb import models
 from bayeswb.core.diagnostics import score
+from bayeswb.core.files import atomic_path
 from bayeswb.core.result import Result
 from bayeswb.core.sampler import SAMPLERS
 from bayeswb.core.target import Target
@@ -178,7 +179,8 @@ def write_report(frame: pd.DataFrame, out_dir: str | pathlib.Path) -> list[pathl
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "bench.csv", out / "bench.md"]
-    frame.to_csv(written[0], index=False)
+    with atomic_path(written[0]) as temporary:
+        frame.to_csv(temporary, index=False)
     present = [m for m in METRICS if m in frame and frame[m].notna().any()]
     ok = frame[frame["error"] == ""]
     table = ok.groupby(["model", "sampler"])[present].mean().reset_index() if len(ok) else ok
@@ -186,7 +188,8 @@ def write_report(frame: pd.DataFrame, out_dir: str | pathlib.Path) -> list[pathl
     text = "# bayeswb bench (mean over seeds)\n\n" + _markdown(table)
     if len(failures):
         text += "\n## Failed runs\n\n" + _markdown(failures)
-    written[1].write_text(text)
+    with atomic_path(written[1]) as temporary:
+        temporary.write_text(text)
     for metric in present:
         pivot = ok.pivot_table(index="model", columns="sampler", values=metric, aggfunc="mean")
         if pivot.empty:
@@ -197,7 +200,8 @@ def write_report(frame: pd.DataFrame, out_dir: str | pathlib.Path) -> list[pathl
         axes.set_title(f"{metric} (mean over seeds)")
         path = out / f"{metric}.png"
         plt.tight_layout()
-        plt.savefig(path, dpi=120)
+        with atomic_path(path) as temporary:
+            plt.savefig(temporary, dpi=120)
         plt.close("all")
         written.append(path)
     return written

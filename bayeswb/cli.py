@@ -137,8 +137,10 @@ def _figure(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     import bayeswb as bw
+    from bayeswb.core.files import writable_file
     from bayeswb.core.verdict import UnreliableRunWarning
 
+    out = writable_file(args.out, "--out") if args.out else None  # refused before the run
     target = bw.models.get(args.model, **_parse_assignments(args.param, "--param"))
     options = _parse_assignments(args.option, "--option")
     with warnings.catch_warnings():
@@ -174,8 +176,8 @@ def _run(args: argparse.Namespace) -> None:
             print(f"  {name:28s} {value:.4g}")
     else:
         print("\nscore: this target carries no ground truth")
-    if args.out:
-        result.save(args.out)
+    if out:
+        result.save(out)
         print(f"\nsaved to {args.out}")
 
 

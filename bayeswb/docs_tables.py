@@ -35,6 +35,8 @@ import pathlib
 import re
 import sys
 
+from bayeswb.core.files import atomic_path
+
 BEGIN = "<!-- BEGIN GENERATED TABLES: python -m bayeswb.docs_tables (do not edit by hand) -->"
 END = "<!-- END GENERATED TABLES -->"
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
@@ -312,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         stale = updated != text
         print(f"{path}: {'stale, run python -m bayeswb.docs_tables' if stale else 'up to date'}")
         return int(stale)
-    path.write_text(updated)
+    with atomic_path(path) as temporary:
+        temporary.write_text(updated)
     print(f"{path}: {'rewritten' if updated != text else 'already up to date'}")
     return 0
 

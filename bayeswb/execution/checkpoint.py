@@ -10,7 +10,6 @@ the tree the run expects.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from typing import Any
 
@@ -18,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayeswb.core.files import atomic_path
 from bayeswb.execution.driver import to_host
 
 CHECKPOINT_FORMAT = 2  # 2: typed config values (tuples stay tuples)
@@ -74,12 +74,8 @@ def write_checkpoint(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarr
 def _write_atomically(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     header = np.array(json.dumps({"format": CHECKPOINT_FORMAT} | meta))
     arrays = {"bayeswb_checkpoint": header} | arrays
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "wb") as handle:
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
         np.savez(handle, allow_pickle=False, **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def read_checkpoint(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

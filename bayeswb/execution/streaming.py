@@ -8,6 +8,8 @@ and the returned :class:`~bayeswb.core.result.Result` reads the file lazily (Arv
 
 from __future__ import annotations
 
+import os
+import secrets
 from typing import Any
 
 import h5netcdf
@@ -21,6 +23,10 @@ GROUPS = {
     "unconstrained_posterior": "positions",
     "sample_stats": "stats",
 }
+
+# the file attribute that holds the random id of the run a stream belongs to; the run's
+# checkpoint records it too, and resume appends only to the file that carries it
+STREAM_ATTRIBUTE = "bayeswb_stream"
 
 
 def _variables(part: str, value: Any) -> dict[str, np.ndarray]:
@@ -58,7 +64,9 @@ class DrawStream:
     def __init__(self, path: str, num_chains: int, warmup: dict[str, Any] | None = None):
         self.path = path
         self.kept = 0
+        self.run_id = secrets.token_hex(16)
         with h5netcdf.File(path, "w") as file:
+            file.attrs[STREAM_ATTRIBUTE] = self.run_id
             for group_name in GROUPS:
                 group = file.create_group(group_name)
                 group.dimensions = {"chain": num_chains, "draw": None}
@@ -82,10 +90,13 @@ class DrawStream:
             _create(group, name, np.asarray(value), unlimited=False)
 
     @classmethod
-    def reopen(cls, path: str, kept: int) -> DrawStream:
-        """Continue a stream after ``kept`` draws per chain (later ones are dropped)."""
+    def reopen(cls, path: str, kept: int, run_id: str | None) -> DrawStream:
+        """Continue the stream of run ``run_id`` after ``kept`` draws per chain (later ones
+        are dropped); a file that is not that stream is refused and left untouched."""
+        check_stream(path, kept, run_id)
+        assert run_id is not None  # check_stream refuses a checkpoint without one
         stream = cls.__new__(cls)
-        stream.path, stream.kept = path, kept
+        stream.path, stream.kept, stream.run_id = path, kept, run_id
         with h5netcdf.File(path, "a") as file:
             for group_name in GROUPS:
                 if file[group_name].dimensions["draw"].size > kept:
@@ -116,3 +127,49 @@ class DrawStream:
         """Store the run's metadata where :meth:`Result.load` looks for it."""
         with h5netcdf.File(self.path, "a") as file:
             file["posterior"].attrs[RESULT_ATTRIBUTE] = metadata_json(metadata)
+
+
+def check_stream(path: str, kept: int, run_id: str | None) -> None:
+    """Refuse (ValueError) a ``path`` that is not the stream of run ``run_id`` holding at
+    least ``kept`` draws per chain: the path comes from a checkpoint file, which is not
+    trusted to name a file to write to.
+
+    Example:
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "run.nc")
+        >>> stream = DrawStream(path, num_chains=2)
+        >>> check_stream(path, 0, stream.run_id)
+        >>> check_stream(path, 0, "0123")
+        Traceback (most recent call last):
+        ...
+        ValueError: stream ...run.nc is not this run's stream (it belongs to run ...)
+    """
+    if run_id is None:
+        raise ValueError(f"stream {path}: the checkpoint records no stream id to check it by")
+    if not os.path.isfile(path):
+        raise ValueError(f"stream {path} does not exist: the checkpoint's stream is needed")
+    found, draws = _stream_id_and_draws(path)
+    if found is None:
+        raise ValueError(f"stream {path} is not a bayeswb stream (no {STREAM_ATTRIBUTE!r} id)")
+    if found != run_id:
+        raise ValueError(
+            f"stream {path} is not this run's stream (it belongs to run {found!r}, "
+            f"the checkpoint to run {run_id!r})"
+        )
+    if draws < kept:
+        raise ValueError(
+            f"stream {path} holds {draws} draws per chain, the checkpoint {kept}: "
+            "it is not the stream this checkpoint was written with"
+        )
+
+
+def _stream_id_and_draws(path: str) -> tuple[str | None, int]:
+    """The run id a stream file carries (None if none) and the draws per chain it holds."""
+    try:
+        with h5netcdf.File(path, "r") as file:
+            found = file.attrs.get(STREAM_ATTRIBUTE)
+            if found is None:
+                return None, 0
+            return str(found), min(file[name].dimensions["draw"].size for name in GROUPS)
+    except (OSError, KeyError) as error:
+        raise ValueError(f"stream {path} is not a readable bayeswb stream ({error})") from None

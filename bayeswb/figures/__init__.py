@@ -38,6 +38,7 @@ from types import ModuleType
 
 import pandas as pd
 
+from bayeswb.core.files import atomic_path
 from bayeswb.core.registry import Registry
 
 PROTOCOL = ("TITLE", "PAPER", "FULL_RUNTIME", "compute", "plot")
@@ -184,7 +185,8 @@ def run(
     for table, frame in tables.items():
         path = out_dir / f"{table}.csv"
         # a meaningful index (not 0..n-1) is kept as columns
-        frame.to_csv(path, index=not isinstance(frame.index, pd.RangeIndex))
+        with atomic_path(path) as temporary:
+            frame.to_csv(temporary, index=not isinstance(frame.index, pd.RangeIndex))
         written.append(path)
     plots = [pathlib.Path(path) for path in module.plot(tables, out_dir)]
     suffixes = {path.suffix for path in plots if path.exists()}
@@ -209,7 +211,8 @@ def run(
         "elapsed_s": round(time.perf_counter() - clock, 3),
         "files": [_relative(path, out_dir) for path in written],
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    with atomic_path(out_dir / "manifest.json") as temporary:
+        temporary.write_text(json.dumps(manifest, indent=2) + "\n")
     return tables
 
 

@@ -26,6 +26,8 @@ import jax
 import numpy as np
 import pandas as pd
 
+from bayeswb.core.files import atomic_path
+
 TITLE = "VAE vs IWAE held-out log-likelihood (binarized digits)"
 PAPER = "Burda, Grosse and Salakhutdinov (2016), Importance Weighted Autoencoders, Table 1"
 FULL_RUNTIME = "about 15 min on 2 CPU cores (measured for one and two stochastic layers)"
@@ -176,6 +178,7 @@ def plot(tables: dict[str, pd.DataFrame], out_dir: pathlib.Path) -> list[pathlib
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "burda2015_iwae.png", out_dir / "burda2015_iwae.pdf"]
     for path in paths:
-        fig.savefig(path)
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary)
     plt.close(fig)
     return paths

@@ -29,6 +29,7 @@ import pandas as pd
 
 import bayeswb as bw
 from bayeswb.bench import bench
+from bayeswb.core.files import atomic_path
 
 TITLE = "Default settings of every sampler on every model: accuracy against the verdict"
 PAPER = (
@@ -169,5 +170,6 @@ def plot(tables: dict[str, pd.DataFrame], out_dir: pathlib.Path) -> list[pathlib
     out_dir = pathlib.Path(out_dir)
     paths = [out_dir / "defaults_matrix.png", out_dir / "defaults_matrix.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=150)
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, dpi=150)
     return paths

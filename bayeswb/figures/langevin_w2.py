@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
+from bayeswb.core.files import atomic_path
+
 TITLE = "Langevin discretisations: W2 against gradient evaluations"
 PAPER = (
     "Shen and Lee (2019), The randomized midpoint method for log-concave sampling, "
@@ -185,6 +187,7 @@ def plot(tables: dict[str, pd.DataFrame], out_dir: pathlib.Path) -> list[pathlib
     fig.tight_layout()
     paths = [out_dir / "langevin_w2.png", out_dir / "langevin_w2.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=130)
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, dpi=130)
     plt.close(fig)
     return paths

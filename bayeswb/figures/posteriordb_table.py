@@ -29,6 +29,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 import bayeswb as bw
+from bayeswb.core.files import atomic_path
 
 TITLE = "Every sampler against the reference posteriors (posteriordb style)"
 PAPER = (
@@ -180,5 +181,6 @@ def plot(tables: dict[str, pd.DataFrame], out_dir: pathlib.Path) -> list[pathlib
     out_dir = pathlib.Path(out_dir)
     paths = [out_dir / "posteriordb_table.png", out_dir / "posteriordb_table.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=130)
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, dpi=130)
     return paths

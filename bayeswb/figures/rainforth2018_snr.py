@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from bayeswb.core.files import atomic_path
+
 TITLE = "Gradient SNR against K for IWAE, MIWAE, CIWAE, PIWAE"
 PAPER = "Rainforth et al. (2018), Tighter Variational Bounds are Not Necessarily Better (SNR)"
 FULL_RUNTIME = "about 15 min on 2 CPU cores (16 min measured with the cores shared by ~8 jobs)"
@@ -130,6 +132,7 @@ def plot(tables: dict[str, pd.DataFrame], out_dir: pathlib.Path) -> list[pathlib
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "rainforth2018_snr.png", out_dir / "rainforth2018_snr.pdf"]
     for path in paths:
-        fig.savefig(path)
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary)
     plt.close(fig)
     return paths

@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from bayeswb.core.files import atomic_path
+
 TITLE = "Normalizing flows on the Rezende-Mohamed energies U1-U4"
 PAPER = "Rezende and Mohamed (2015), Variational Inference with Normalizing Flows, ICML, Fig. 3"
 FULL_RUNTIME = "about 5 min on 2 shared CPU cores (274 s at load ~8, 12.5 min at load ~18)"
@@ -245,6 +247,7 @@ def plot(tables: dict[str, pd.DataFrame], out_dir: pathlib.Path) -> list[pathlib
     fig.tight_layout()
     paths = [out_dir / "rezende2015_energies.png", out_dir / "rezende2015_energies.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=120)
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, dpi=120)
     plt.close(fig)
     return paths

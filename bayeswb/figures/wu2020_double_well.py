@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bayeswb.core.files import atomic_path
+
 TITLE = "SNF double well: free-energy profile and bias"
 PAPER = "Wu, Koehler and Noe (2020), Stochastic Normalizing Flows, Fig. 3 and Table 1"
 FULL_RUNTIME = "about 16 min on 2 CPU cores (measured on a shared, loaded machine)"
@@ -263,6 +265,7 @@ def plot(tables: dict[str, pd.DataFrame], out_dir: pathlib.Path) -> list[pathlib
     fig.tight_layout()
     paths = [out_dir / "wu2020_double_well.png", out_dir / "wu2020_double_well.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=120)
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, dpi=120)
     plt.close(fig)
     return paths
