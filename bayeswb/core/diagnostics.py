@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from bayeswb.core.identity import check_same_target, stored_identity
 from bayeswb.core.result import Result
 from bayeswb.core.target import Target
 from bayeswb.core.verdict import (
@@ -119,6 +120,9 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
       ``"fine"`` or ``"unreliable: "`` and the failed checks' names; a bad score with a
       ``"fine"`` verdict is a silent failure
 
+    A result made on another target (another name, parameters or density: see
+    :mod:`bayeswb.core.identity`) is refused with a ValueError.
+
     Example:
         >>> import bayeswb as bw
         >>> t = bw.models.get("gaussian", dim=3)
@@ -127,6 +131,9 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
         >>> s["mean_z_max"] < 5
         True
     """
+    stored = stored_identity(result.idata)
+    if stored is not None:
+        check_same_target(stored, target, "result")
     out: dict[str, float | str] = {}
     k_hat = pareto_k(result)
     if k_hat is not None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
+
+from bayeswb.core.config import plain
 
 Entry = TypeVar("Entry")
 
@@ -63,13 +66,21 @@ def model_parameters(name: str) -> dict[str, Any]:
 
 
 def build_model(name: str, **params: Any) -> Any:
-    """The target of model ``name`` with keyword ``params`` (see ``bayeswb.models.get``)."""
+    """The target of model ``name`` with keyword ``params`` (see ``bayeswb.models.get``);
+    its ``parameters`` are all of the model's parameters (defaults filled in), so that a
+    checkpoint or result can rebuild it.
+
+    Example:
+        >>> build_model("funnel", scale=0.5).parameters
+        {'dim': 10, 'scale': 0.5}
+    """
     factory = MODELS.get(name)
-    accepted = list(model_parameters(name))
+    accepted = model_parameters(name)
     for param in params:
         if param not in accepted:
             raise ValueError(
                 f"unknown parameter {param!r} for model {name!r} "
                 f"(accepted: {', '.join(accepted) or 'none'})"
             )
-    return factory(**params)
+    given = {key: plain(value) for key, value in params.items()}  # np.int64(3) as 3
+    return dataclasses.replace(factory(**given), parameters=accepted | given)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
@@ -77,6 +78,24 @@ def _identity_constrain(x: Array) -> dict[str, Array]:
     return {"x": x}
 
 
+# how many fixed points a target's fingerprint evaluates its log density at
+FINGERPRINT_POINTS = 3
+
+
+def same_density(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two fingerprints (``Target.check``'s values of the log density at fixed
+    points) are of the same density, up to single-precision round-off.
+
+    Example:
+        >>> same_density([-1.5, float("nan")], [-1.5000001, float("nan")])
+        True
+    """
+    first, second = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return first.shape == second.shape and bool(
+        np.allclose(first, second, rtol=1e-4, atol=1e-4, equal_nan=True)
+    )
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Target:
     """A distribution to sample: ``log_density(x)`` for a single x of shape ``(dim,)``.
@@ -89,8 +108,9 @@ class Target:
     interfaces that samplers may use: ``numpyro`` (the model it was built from, see
     :class:`NumpyroModel`) and ``minibatch`` (per-datum log likelihood and data, see
     :class:`MinibatchData`). ``metadata`` holds model-specific extras for the model's own
-    users (mixture means, a trained network); no sampler reads it. Targets compare and
-    hash by identity, so a compiled run can be reused.
+    users (mixture means, a trained network); no sampler reads it. ``parameters`` are the
+    registry parameters a registered model was built with (empty for a user's target).
+    Targets compare and hash by identity, so a compiled run can be reused.
 
     Example:
         >>> import jax.numpy as jnp
@@ -111,10 +131,16 @@ class Target:
     numpyro: NumpyroModel | None = None
     minibatch: MinibatchData | None = None
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.dim, int) or isinstance(self.dim, bool) or self.dim < 1:
+        if (
+            not isinstance(self.dim, int | np.integer)
+            or isinstance(self.dim, bool)
+            or self.dim < 1
+        ):
             raise ValueError(f"dim must be a positive integer, got {self.dim!r}")
+        object.__setattr__(self, "dim", int(self.dim))
         if self.init is None or self.init is _default_init:
             object.__setattr__(self, "init", _uniform_init(self.dim))
 
@@ -220,10 +246,12 @@ class Target:
             lines.append("  no ground truth")
         return "\n".join(lines)
 
-    def check(self, key: Array) -> None:
+    def check(self, key: Array) -> np.ndarray:
         """Fail early, with a message naming the problem, if this target cannot start a run:
         ``init(key)`` must be a finite ``(dim,)`` vector where ``log_density`` is a finite
-        scalar with a finite gradient. ``bw.sample`` calls it once per target.
+        scalar with a finite gradient. ``bw.sample`` calls it once per target. Returns the
+        target's fingerprint: ``log_density`` at ``FINGERPRINT_POINTS`` fixed points (see
+        :func:`same_density`), evaluated in the same compiled program.
 
         Example:
             >>> import jax.numpy as jnp
@@ -243,10 +271,12 @@ class Target:
         if not np.all(np.isfinite(x)):
             raise ValueError(f"target {self.name!r}: init returned a non-finite position {x}")
         point = np.array2string(x, threshold=6, precision=4, separator=", ")
+        fixed = jnp.stack([self.init(jax.random.key(k)) for k in range(FINGERPRINT_POINTS)])
         try:
             shape = jax.eval_shape(self.log_density, x).shape
             if shape == ():
-                value, grad = jax.jit(self.log_density_and_grad)(x)
+                points = jnp.concatenate([jnp.asarray(x)[None], fixed.astype(x.dtype)])
+                values, grads = jax.jit(jax.vmap(self.log_density_and_grad))(points)
         except Exception as error:
             raise ValueError(
                 f"target {self.name!r}: log_density raised at the initial point {point}: "
@@ -257,16 +287,17 @@ class Target:
                 f"target {self.name!r}: log_density must return a scalar for one (dim,) "
                 f"vector, got shape {shape}"
             )
-        if not np.isfinite(value):
+        if not np.isfinite(values[0]):
             raise ValueError(
-                f"target {self.name!r}: log_density is {float(value)} at the initial point "
+                f"target {self.name!r}: log_density is {float(values[0])} at the initial point "
                 f"{point} (a run must start where the density is positive)"
             )
-        if not np.all(np.isfinite(grad)):
+        if not np.all(np.isfinite(grads[0])):
             raise ValueError(
                 f"target {self.name!r}: the gradient of log_density is not finite at the "
                 f"initial point {point}"
             )
+        return np.asarray(values[1:], dtype=np.float64)
 
     def log_density_and_grad(self, x: Array) -> tuple[Array, Array]:
         return jax.value_and_grad(self.log_density)(x)

@@ -32,6 +32,7 @@ import numpy as np
 
 from bayeswb.core.config import SamplerConfig, config_to_json
 from bayeswb.core.draws import Draws
+from bayeswb.core.identity import target_identity
 from bayeswb.core.progress import progress_bar
 from bayeswb.core.result import Result
 from bayeswb.core.sampler import SamplerSpec
@@ -272,6 +273,8 @@ def save_checkpoint(run: LongRun) -> None:
         "sampler": run.spec.name,
         "target": run.target.name,
         "dim": run.target.dim,
+        "target_identity": target_identity(run.target),
+        "x64": bool(jax.config.read("jax_enable_x64")),
         "config": config_to_json(run.config),
         "chunk_size": run.chunk_size,
         "done": run.done,
@@ -279,6 +282,7 @@ def save_checkpoint(run: LongRun) -> None:
         "n_grad": run.n_grad,
         "n_logdensity": run.n_logdensity,
         "stream": None if run.stream is None else run.stream.path,
+        "stream_id": None if run.stream is None else run.stream.run_id,
         **strategy_meta,
     }
     pieces = {} if run.store is None else run.store.gathered()
