@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import numbers
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,46 @@ from typing import Any
 import numpy as np
 
 Check = Callable[[Any], str | None]
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars (also inside tuples and lists) as Python numbers, so an
+    integer-like ``np.int64(2)`` is accepted wherever ``2`` is.
+
+    Example:
+        >>> plain((np.int64(2), np.float32(0.5), np.bool_(True)))
+        (2, 0.5, True)
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if type(value) in (tuple, list):  # not a NamedTuple (a Move): built field by field
+        return type(value)(plain(item) for item in value)
+    return value
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, tuple | list):
+        return all(_finite(item) for item in value)
+    return True
+
+
+def as_count(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as a Python int of at least ``minimum`` (integer-like values accepted),
+    else a ValueError naming ``name``.
+
+    Example:
+        >>> as_count("chunk_size", np.int64(25))
+        25
+        >>> as_count("thin", 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: thin must be an integer >= 1, got 0
+    """
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def option(default: Any, check: Check | None = None, doc: str = "") -> Any:
@@ -75,11 +116,12 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
+            value = plain(getattr(self, field.name))
+            object.__setattr__(self, field.name, value)  # numpy scalars as Python numbers
+            if not _finite(value):
+                raise ValueError(f"{field.name} must be finite, got {value!r}")
             check = field.metadata.get("check")
-            if check is None:
-                continue
-            value = getattr(self, field.name)
-            problem = check(value)
+            problem = None if check is None else check(value)
             if problem:
                 raise ValueError(f"{field.name} {problem}, got {value!r}")
 

@@ -90,13 +90,33 @@ def make_chain_mesh(num_chains: int, devices: Sequence[Any] | None = None) -> Me
         >>> make_chain_mesh(4, jax.local_devices()[:1]) is None
         True
     """
-    devices = list(jax.devices() if devices is None else devices)
+    devices = list(jax.devices() if devices is None else checked_devices(devices))
     if not devices:
         raise ValueError("devices must name at least one device")
     used = math.gcd(num_chains, len(devices))
     if used <= 1:
         return None
     return Mesh(np.array(devices[:used]), ("chain",))
+
+
+def checked_devices(devices: Any) -> list[Any]:
+    """``devices`` as a list of jax devices; anything else is a ValueError saying what is
+    accepted.
+
+    Example:
+        >>> checked_devices(1)
+        Traceback (most recent call last):
+        ...
+        ValueError: devices must be a list of jax devices (e.g. jax.devices()[:2]), got 1
+    """
+    if isinstance(devices, jax.Device):
+        return [devices]
+    listed = list(devices) if isinstance(devices, list | tuple) else None
+    if listed is None or not all(isinstance(d, jax.Device) for d in listed):
+        raise ValueError(
+            f"devices must be a list of jax devices (e.g. jax.devices()[:2]), got {devices!r}"
+        )
+    return listed
 
 
 def to_host(tree: Any) -> Any:

@@ -4,14 +4,15 @@ pieces, into a :class:`Result`."""
 from __future__ import annotations
 
 import warnings
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-from bayeswb.core.config import config_from_json
+from bayeswb.core.config import as_count, config_from_json
+from bayeswb.core.files import output_paths
+from bayeswb.core.identity import check_same_target, checked_fingerprint, record_target_identity
 from bayeswb.core.registry import MODELS, build_model
 from bayeswb.core.result import Result
 from bayeswb.core.sampler import SAMPLERS
@@ -19,6 +20,7 @@ from bayeswb.core.target import Target
 from bayeswb.core.verdict import UnreliableRunWarning
 from bayeswb.execution.checkpoint import read_checkpoint
 from bayeswb.execution.draw_chunks import DrawChunks
+from bayeswb.execution.driver import checked_devices
 from bayeswb.execution.long_run import check_savable, run_pieces
 from bayeswb.execution.peak_search import record_density_peak
 from bayeswb.execution.run_batches import RunBatches
@@ -28,9 +30,26 @@ Array = jax.Array
 
 
 def as_key(seed: int | Array) -> Array:
-    """A typed PRNG key from an int seed, a typed key, or a raw uint32 key."""
+    """A typed PRNG key from an int seed in [0, 2**64), a typed key, or a raw uint32 key.
+
+    An int seed gives the same key in single and double precision: below 2**32 it is
+    ``jax.random.key(seed)``; above, its two 32-bit words (which ``jax.random.key`` would
+    truncate to the low word without x64, so that seed 2**32 would repeat seed 0).
+
+    Example:
+        >>> bool((jax.random.key_data(as_key(2**32)) == jax.random.key_data(as_key(0))).all())
+        False
+    """
     if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
-        return jax.random.key(int(seed))
+        seed = int(seed)
+        if not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be an integer in [0, 2**64), got {seed}")
+        if seed < 2**32:
+            return jax.random.key(seed)
+        words = np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32)
+        if jax.random.key_data(jax.random.key(0)).shape != words.shape:
+            raise ValueError(f"seed must be below 2**32 with this PRNG, got {seed}")
+        return jax.random.wrap_key_data(jax.numpy.asarray(words))
     if isinstance(seed, jax.Array):
         if jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key):
             return seed
@@ -52,7 +71,7 @@ def sample(
     thin: int = 1,
     progress: bool | None = None,
     stream: str | None = None,
-    x64: bool = False,
+    x64: bool | None = None,
     **options: Any,
 ) -> Result:
     """Run ``sampler`` on ``target`` and return a :class:`Result` holding ArviZ data.
@@ -82,8 +101,9 @@ def sample(
         progress: show the chunked run's progress bar (None: only at a terminal).
         stream: NetCDF file to append each chunk's draws to instead of keeping them in
             memory; the Result then reads that file lazily (a chunked MCMC run).
-        x64: run in double precision (``jax.enable_x64``) for numerics that need it;
-            the draws are then float64.
+        x64: run in double (True) or single (False) precision; None follows the
+            caller's JAX setting (``jax_enable_x64``, globally or in a
+            ``jax.enable_x64`` block). In double precision the draws are float64.
         **options: fields of the sampler's config dataclass; unknown ones are an error.
 
     Returns:
@@ -103,8 +123,10 @@ def sample(
         >>> sorted(r.cost)
         ['compile_s', 'n_grad_evals', 'n_logdensity_evals', 'sample_s']
     """
+    double = run_precision(x64)
     if isinstance(target, str):
-        target = build_model(target)
+        with jax.enable_x64(double):  # the model's constants in the run's precision
+            target = build_model(target)
     if not isinstance(target, Target):
         raise ValueError(f"target must be a bayeswb.Target or a model name, got {target!r}")
     spec = SAMPLERS.get(sampler)
@@ -112,21 +134,18 @@ def sample(
     if num_warmup is not None:
         settings["num_warmup"] = num_warmup
     config = spec.make_config(**settings)
+    checkpoint, stream = output_paths(checkpoint, stream)  # checked before any work
     key = as_key(seed)
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    with jax.enable_x64(bool(x64)):
-        checked = _checked.setdefault(target, set())
-        if bool(x64) not in checked:
-            target.check(jax.random.fold_in(key, 0))
-            checked.add(bool(x64))
+    chunk_size = None if chunk_size is None else as_count("chunk_size", chunk_size)
+    thin = as_count("thin", thin)
+    devices = None if devices is None else checked_devices(devices)
+    with jax.enable_x64(double):
+        checked_fingerprint(target, jax.random.fold_in(key, 0))
         in_pieces = chunk_size is not None or checkpoint is not None or thin != 1 or stream
         if checkpoint is not None:
             check_savable(config)
         if not in_pieces:
-            result = sample_whole(spec, target, config, key, devices, bool(x64))
+            result = sample_whole(spec, target, config, key, devices, double)
         elif spec.kernel is None:
             if not spec.independent_runs:
                 raise ValueError(
@@ -147,8 +166,30 @@ def sample(
                 spec, target, config, key, devices, size, thin, checkpoint, stream
             )
             result = run_pieces(run, progress)
-        result = record_density_peak(result, target)
+        result = finish(result, target)
     return warn_if_unreliable(result)
+
+
+def finish(result: Result, target: Target) -> Result:
+    """What every finished run gets: its target's identity (so that a resume or a score
+    can refuse another target) and the density-peak check's numbers."""
+    record_target_identity(result.idata, target)
+    return record_density_peak(result, target)
+
+
+def run_precision(x64: Any) -> bool:
+    """Whether a run is in double precision: ``x64`` when it is a bool, else (None) the
+    caller's ``jax_enable_x64``, so a user's global setting is respected.
+
+    Example:
+        >>> run_precision(None) == jax.config.read("jax_enable_x64"), run_precision(True)
+        (True, True)
+    """
+    if x64 is None:
+        return bool(jax.config.read("jax_enable_x64"))
+    if not isinstance(x64, bool | np.bool_):
+        raise ValueError(f"x64 must be True, False or None (follow jax_enable_x64), got {x64!r}")
+    return bool(x64)
 
 
 def warn_if_unreliable(result: Result) -> Result:
@@ -161,10 +202,6 @@ def warn_if_unreliable(result: Result) -> Result:
     return result
 
 
-# the precisions (x64 or not) each target's initial point was checked in
-_checked: weakref.WeakKeyDictionary[Target, set[bool]] = weakref.WeakKeyDictionary()
-
-
 def resume(
     path: str,
     target: Target | None = None,
@@ -173,9 +210,11 @@ def resume(
 ) -> Result:
     """Continue the run saved in checkpoint ``path`` and return its :class:`Result`.
 
-    ``target`` is needed unless the run's target is a registered model with default
-    parameters; it must have the checkpoint's name and dimension. The resumed run keeps
-    checkpointing to ``path`` and gives the draws an uninterrupted run would have.
+    ``target`` is needed unless the run's target is a registered model (rebuilt with the
+    parameters the checkpoint records); a target given must be the checkpoint's own (name,
+    dimension, parameters and density are compared). The resumed run keeps
+    checkpointing to ``path``, runs in the precision the run started in (``x64``), and
+    gives the draws an uninterrupted run would have.
 
     Example:
         >>> import bayeswb as bw, tempfile, os
@@ -186,19 +225,32 @@ def resume(
         (2, 40, 10)
     """
     meta, arrays = read_checkpoint(path)
+    with jax.enable_x64(meta.get("x64") is True):
+        return _resume(meta, arrays, path, target, devices, progress)
+
+
+def _resume(
+    meta: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    path: str,
+    target: Target | None,
+    devices: Any,
+    progress: bool | None,
+) -> Result:
+    """``resume`` in the checkpoint's precision."""
     spec = SAMPLERS.get(meta["sampler"])
+    stored = meta.get("target_identity") or {"name": meta["target"], "dim": meta["dim"]}
     if target is None:
         if meta["target"] not in MODELS:
             raise ValueError(f"pass target=: {meta['target']!r} is not a registered model")
-        target = build_model(meta["target"])
-    if (target.name, target.dim) != (meta["target"], meta["dim"]):
-        raise ValueError(
-            f"checkpoint is of target {meta['target']!r} (dim {meta['dim']}), "
-            f"not {target.name!r} (dim {target.dim}); pass the run's target as target="
-        )
+        parameters = stored.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise ValueError(f"{path}: the checkpoint's target parameters are damaged")
+        target = build_model(meta["target"], **parameters)
+    check_same_target(stored, target, "checkpoint")
     config = config_from_json(spec.config_cls, meta["config"])
     strategies: dict[str, Any] = {"draws": DrawChunks, "runs": RunBatches}
     if meta.get("kind") not in strategies:
         raise ValueError(f"{path}: unknown checkpoint kind {meta.get('kind')!r}")
     run = strategies[meta["kind"]].restore(meta, arrays, spec, target, config, path, devices)
-    return warn_if_unreliable(record_density_peak(run_pieces(run, progress), target))
+    return warn_if_unreliable(finish(run_pieces(run, progress), target))

@@ -11,6 +11,7 @@ import numpyro.distributions as dist
 import pytest
 
 import bayeswb as bw
+from bayeswb.core.verdict import UnreliableRunWarning
 
 
 def standard_normal(**fields):
@@ -104,3 +105,58 @@ def test_same_seed_same_draws_in_another_process_and_x64(tmp_path):
     np.testing.assert_array_equal(np.load(saved), here.positions)
     double = bw.sample("gaussian", "nuts", seed=5, num_chains=2, num_samples=30, x64=True)
     assert double.positions.dtype == np.float64 and here.positions.dtype == np.float32
+
+
+def test_precision_follows_the_callers_jax_setting_and_resume_keeps_it(tmp_path):
+    """x64=None (the default) follows ``jax_enable_x64``; an explicit bool overrides it; a
+    checkpoint of a double-precision run resumes in double precision without wrapping."""
+    import jax
+
+    options = dict(seed=3, num_chains=2, num_samples=20, num_warmup=20)
+    with jax.enable_x64(True):
+        followed = bw.sample("gaussian", "mala", **options)
+        single = bw.sample("gaussian", "mala", x64=False, **options)
+    assert followed.positions.dtype == np.float64 and single.positions.dtype == np.float32
+    path = str(tmp_path / "run.ckpt")
+    whole = bw.sample("gaussian", "mala", x64=True, **options)
+    bw.sample("gaussian", "mala", x64=True, chunk_size=10, checkpoint=path, **options)
+    resumed = bw.resume(path)
+    assert resumed.positions.dtype == np.float64
+    np.testing.assert_allclose(resumed.positions, whole.positions, rtol=1e-10)
+    with pytest.raises(ValueError, match="x64 must be True, False or None.*'False'"):
+        bw.sample("gaussian", "mala", x64="False", **options)
+
+
+def test_integer_like_values_are_accepted_everywhere_and_seeds_are_not_truncated():
+    small = dict(num_chains=2, num_samples=20, num_warmup=10)
+    chunked = bw.sample("gaussian", "mala", chunk_size=np.int64(10), thin=np.int64(2), **small)
+    assert chunked.positions.shape == (2, 10, 10)
+    assert bw.Target.from_logdensity(lambda x: -x @ x, dim=np.int64(2)).dim == 2
+    config = bw.samplers.get("mala").make_config(num_chains=np.int64(3), step_size=np.float32(0.1))
+    assert type(config.num_chains) is int and type(config.step_size) is float
+    low, high = (bw.sample("gaussian", "mala", seed=s, **small) for s in (0, 2**32))
+    assert not np.array_equal(low.positions, high.positions)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"seed": 2**70}, r"seed must be an integer in \[0, 2\*\*64\)"),
+        ({"seed": -1}, r"seed must be an integer in \[0, 2\*\*64\)"),
+        ({"devices": 1}, r"devices must be a list of jax devices.*got 1"),
+        ({"chunk_size": 0}, "chunk_size must be an integer >= 1"),
+        ({"thin": 2.5}, "thin must be an integer >= 1"),
+        ({"step_size": float("inf")}, "step_size must be finite"),
+        ({"step_size": float("nan")}, "step_size must be finite"),
+    ],
+)
+def test_bad_run_options_are_one_clear_error(options, message):
+    with pytest.raises(ValueError, match=message):
+        bw.sample("gaussian", "mala", num_chains=2, num_samples=20, **options)
+
+
+@pytest.mark.parametrize(("sampler", "failed"), [("is", "pareto_k"), ("mala", "too_few_draws")])
+def test_a_single_draw_is_a_flagged_run_not_a_crash(sampler, failed):
+    with pytest.warns(UnreliableRunWarning):
+        result = bw.sample("gaussian", sampler, num_chains=2, num_samples=1, num_warmup=10)
+    assert failed in [check.name for check in result.diagnostics.failed]
