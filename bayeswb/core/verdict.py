@@ -5,11 +5,16 @@ it. :func:`diagnose` looks at what a run recorded (its draws, sample stats, impo
 weights, per-run log Z, the SMC path, the flow's training trace) and applies every check
 the recorded data allow, each with a threshold from the literature:
 
+- ``finite``: every position finite, no log density +inf at a draw, no log weight NaN
+  or +inf, some weight above zero in every run, every run's log Z finite (a density that
+  is NaN or +inf where a run goes gives none of these).
 - ``r_hat``: split rank-normalised R-hat of every parameter at most 1.01 (Vehtari, Gelman,
   Simpson, Carpenter and Buerkner 2021, "Rank-normalization, folding, and localization",
   section 4), for Markov chains.
 - ``ess_bulk`` / ``ess_tail``: bulk and tail effective sample size at least 100 per chain
   up to 400 in all (the same paper, section 4: "ESS > 400", i.e. 100 for each of 4 chains).
+  Chains of fewer than 4 draws fail ``too_few_draws`` instead: split R-hat and ESS are
+  not defined for them.
 - ``divergences``: no divergent transition after warmup (Betancourt 2017, "A conceptual
   introduction to Hamiltonian Monte Carlo", section 6.2); for the Langevin kernels a
   divergence is a non-finite step.
@@ -57,8 +62,8 @@ the recorded data allow, each with a threshold from the literature:
 Example:
     >>> import bayeswb as bw
     >>> r = bw.sample("gaussian", "nuts", num_chains=4, num_samples=500, num_warmup=500)
-    >>> r.diagnostics.ok, [check.name for check in r.diagnostics.checks][:3]
-    (True, ['r_hat', 'ess_bulk', 'ess_tail'])
+    >>> r.diagnostics.ok, [check.name for check in r.diagnostics.checks][:4]
+    (True, ['finite', 'r_hat', 'ess_bulk', 'ess_tail'])
 """
 
 from __future__ import annotations
@@ -140,14 +145,16 @@ def normalised_weights(log_weights: np.ndarray) -> np.ndarray:
 
 
 def weights_ess(log_weights: np.ndarray) -> float:
-    """Kish effective sample size ``1 / sum(w_i^2)`` of normalised weights.
+    """Kish effective sample size ``1 / sum(w_i^2)`` of normalised weights; 0 when the
+    weights are not finite (NaN or +inf log weights: the ``finite`` check names them).
 
     Example:
         >>> round(weights_ess(np.zeros(8)), 12)
         8.0
     """
     w = normalised_weights(log_weights)
-    return float(1.0 / np.sum(w**2))
+    ess = float(1.0 / np.sum(w**2))
+    return ess if math.isfinite(ess) else 0.0
 
 
 def weighted_mean_variance(
@@ -235,6 +242,10 @@ def _group(idata: az.InferenceData, name: str) -> Any:
     return getattr(idata, name, None) if name in idata.groups() else None
 
 
+# the fewest draws per chain for which split R-hat and ESS are defined
+MIN_DRAWS = 4
+
+
 def _ess_threshold(num_units: int) -> float:
     return 100.0 * min(num_units, 4)
 
@@ -242,8 +253,17 @@ def _ess_threshold(num_units: int) -> float:
 def _markov_checks(idata: az.InferenceData, config: dict[str, Any]) -> list[Check]:
     posterior = idata.posterior
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
-    if draws < 4:
-        return []
+    if draws < MIN_DRAWS:
+        return [
+            Check(
+                "too_few_draws",
+                draws,
+                MIN_DRAWS,
+                False,
+                f"{draws} draws per chain: too few to judge (R-hat and ESS need {MIN_DRAWS})",
+                "more draws (num_samples)",
+            )
+        ]
     checks = []
     r_hat = _max_over(az.rhat(posterior))
     checks.append(
@@ -548,8 +568,8 @@ def diagnose(
 def _checks(
     idata: az.InferenceData, config: dict[str, Any], partial: bool, markov: bool | None
 ) -> list[Check]:
-    checks: list[Check] = []
     stats = _group(idata, "sample_stats")
+    checks: list[Check] = [_finite_output(idata, stats)]
     weighted = stats is not None and "log_weight" in stats
     if markov is None:
         markov = (
@@ -574,6 +594,40 @@ def _checks(
     if partial:
         checks.append(Check("complete", 0.0, 1.0, False, "interrupted run", "bw.resume the run"))
     return checks
+
+
+def _finite_output(idata: az.InferenceData, stats: Any) -> Check:
+    """Every position finite; no log density +inf at a draw; no log weight NaN or +inf and
+    every run with a weight above zero; every run's log Z finite."""
+    problems = []
+    positions = np.asarray(idata.unconstrained_posterior["position"].values)
+    bad = int(np.sum(~np.all(np.isfinite(positions), axis=-1)))
+    if bad:
+        problems.append(f"{bad} of {positions[..., 0].size} positions NaN or infinite")
+    if stats is not None and "lp" in stats and np.any(np.isposinf(stats["lp"].values)):
+        problems.append("log density +inf at a draw")
+    if stats is not None and "log_weight" in stats:
+        log_w = np.asarray(stats["log_weight"].values, dtype=np.float64)
+        bad = int(np.sum(np.isnan(log_w) | np.isposinf(log_w)))
+        if bad:
+            problems.append(f"{bad} log weights NaN or +inf")
+        empty = int(np.sum(np.all(np.isneginf(log_w), axis=-1)))
+        if empty:
+            problems.append(f"every weight zero in {empty} of {log_w.shape[0]} runs")
+    if stats is not None and "log_marginal_likelihood" in stats:
+        log_z = np.asarray(stats["log_marginal_likelihood"].values, dtype=np.float64)
+        bad = int(np.sum(~np.isfinite(log_z)))
+        if bad:
+            problems.append(f"log Z not finite in {bad} of {log_z.size} runs")
+    return Check(
+        "finite",
+        float(len(problems)),
+        0.0,
+        not problems,
+        "; ".join(problems) if problems else "output finite",
+        "make the log density finite where the target is positive and -inf (weight zero) "
+        "outside its support; NaN or +inf anywhere a run goes breaks it",
+    )
 
 
 def _density_peak(idata: az.InferenceData) -> Check | None:

@@ -25,15 +25,20 @@ from bayeswb.core.weights import kish_ess, log_mean_exp, safe_log_weights
 Array = jax.Array
 
 RELIABLE_PARETO_K = 0.7
+# the fewest weights ArviZ's PSIS fits a tail to (it needs a few in the tail)
+MIN_PSIS_WEIGHTS = 5
 
 
 def _psislw_host(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ArviZ's PSIS on the host; rows with no finite weight are returned unchanged."""
+    """ArviZ's PSIS on the host; rows with no finite weight, and weights too few to fit a
+    tail to, are returned unchanged with k-hat inf (nothing can be said of them)."""
     import arviz as az
 
     log_weights = np.asarray(log_weights)
     dtype = log_weights.dtype
     values = np.asarray(log_weights, dtype=np.float64)
+    if values.shape[-1] < MIN_PSIS_WEIGHTS:
+        return log_weights, np.full(values.shape[:-1], np.inf, dtype)
     with warnings.catch_warnings():
         # the k-hat is returned as a number (and read against 0.7 by the caller);
         # ArviZ's warning about large k would only repeat it

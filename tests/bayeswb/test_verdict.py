@@ -228,3 +228,43 @@ def test_a_density_peak_no_draw_entered_is_flagged():
     healthy = bw.sample("gaussian", "nuts", seed=0, num_chains=2, num_samples=200)
     peak = [c for c in healthy.diagnostics.checks if c.name == "density_peak"]
     assert len(peak) == 1 and peak[0].ok
+
+
+def test_finite_fires_on_non_finite_positions_weights_and_log_z():
+    rng = np.random.default_rng(0)
+    positions = rng.normal(size=(4, 500, 2))
+    assert "finite" not in _failed(diagnose(_chains(positions), {}))
+    positions[1, 7, 0] = np.nan
+    assert "finite" in _failed(diagnose(_chains(positions), {}))
+    clean = rng.normal(size=(2, 400, 2))
+    log_w = np.zeros((2, 400))
+    log_w[0] = -np.inf  # a run in which every weight is zero
+    weighted = build_idata({"x": clean}, clean, {"log_weight": log_w})
+    assert "finite" in _failed(diagnose(weighted, {}))
+
+
+@pytest.mark.parametrize(
+    ("sampler", "region"),
+    [("smc_langevin", "nan where |x0| > 3"), ("smc", "+inf where x0 > 2")],
+)
+def test_a_density_nan_or_infinite_where_the_run_goes_is_flagged(sampler, region):
+    """The reproductions of the issue: these runs returned NaN output with no word."""
+    import jax.numpy as jnp
+
+    def log_density(x):
+        base = -0.5 * x @ x
+        if region.startswith("nan"):
+            return jnp.where(jnp.abs(x[0]) > 3, jnp.nan, base)
+        return jnp.where(x[0] > 2, jnp.inf, base)
+
+    target = bw.Target.from_logdensity(log_density, dim=3, name="broken")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreliableRunWarning)
+        result = bw.sample(target, sampler, num_chains=2, num_samples=400)
+    output = [result.positions, result.log_weights, np.asarray(result.log_z)]
+    escaped = not all(np.all(np.isfinite(part)) for part in output if part is not None)
+    # non-finite output is always flagged; a +inf density has no right answer at all
+    if escaped or region.startswith("+inf"):
+        assert not result.diagnostics.ok, str(result.diagnostics)
+    if escaped:
+        assert "finite" in _failed(result.diagnostics), str(result.diagnostics)
