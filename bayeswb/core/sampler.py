@@ -36,10 +36,12 @@ class ChainKernel(NamedTuple):
 
     start(key, target, config) -> (carry, warmup_trace, start_grads): one chain's
         initialisation and warmup; ``warmup_trace`` is ``(positions, stats)`` or None;
-        ``start_grads`` the gradient evaluations spent so far.
+        ``start_grads`` the gradient evaluations spent so far: an int, or an int array
+        whose entries add up to it (one per warmup step, so that no entry can wrap).
     step(key, carry, target, config) -> (carry, (position, stats)): one transition.
     grads(stats) -> gradient evaluations of each traced transition (same shape as a
-        stat), summed by the driver so the count is exact.
+        stat), totalled on the host in Python ints (``core.draws.exact_count``) so the
+        count is exact at any size.
     logdensity_evals(stats) -> log-density evaluations of each traced transition, for
         samplers whose log-density count is not their gradient count (stochastic-gradient
         ones evaluate the full-data log density only for each draw's ``lp``); then only
