@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bayeswb import models
+from bayeswb.core.config import as_count
 from bayeswb.core.diagnostics import score
 from bayeswb.core.files import atomic_path
 from bayeswb.core.result import Result
@@ -69,6 +70,27 @@ def _min_ess(result: Result) -> float:
     return float(ess.to_array().min())
 
 
+def _check_sweep(
+    model_names: Sequence[Any], sampler_names: Sequence[str], budget: Any, seeds: Sequence[int]
+) -> None:
+    """Refuse a sweep that cannot give a row before any run: no model, sampler or seed, an
+    unknown name, or a budget that is not a positive number."""
+    for what, names in (("model", model_names), ("sampler", sampler_names), ("seed", seeds)):
+        if len(names) == 0:
+            raise ValueError(f"bench needs at least one {what}, got none")
+    for name in model_names:
+        if isinstance(name, str):
+            models.parameters(name)  # a KeyError naming the registered models
+    for name in sampler_names:
+        SAMPLERS.get(name)
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
+        raise ValueError(
+            f"budget must be a positive number of gradient evaluations, got {budget!r}"
+        )
+    if not math.isfinite(budget):
+        raise ValueError(f"budget must be finite, got {budget!r}")
+
+
 def bench(
     model_names: Sequence[str | Target],
     sampler_names: Sequence[str],
@@ -93,6 +115,10 @@ def bench(
         >>> df.loc[0, ["model", "sampler", "error"]].tolist()
         ['gaussian', 'nuts', '']
     """
+    _check_sweep(model_names, sampler_names, budget, seeds)
+    num_chains = as_count("num_chains", num_chains)
+    pilot_samples = as_count("pilot_samples", pilot_samples)
+    max_samples = as_count("max_samples", max_samples)
     options = options or {}
     rows = []
     for model in model_names:

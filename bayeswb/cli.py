@@ -28,6 +28,15 @@ def _parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
     return parsed
 
 
+# bw.sample's arguments that `bayeswb run` sets from its own flags, not from --option
+RUN_FLAGS = {
+    "seed": "--seed",
+    "num_chains": "--chains",
+    "num_samples": "--samples",
+    "num_warmup": "--warmup",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayeswb", description="Bayesian inference and sampling workbench"
@@ -143,6 +152,9 @@ def _run(args: argparse.Namespace) -> None:
     out = writable_file(args.out, "--out") if args.out else None  # refused before the run
     target = bw.models.get(args.model, **_parse_assignments(args.param, "--param"))
     options = _parse_assignments(args.option, "--option")
+    for name, flag in RUN_FLAGS.items():
+        if name in options:
+            raise ValueError(f"--option {name}=...: give it as {flag} instead")
     with warnings.catch_warnings():
         # the verdict is printed below the summary instead
         warnings.simplefilter("ignore", UnreliableRunWarning)

@@ -1,5 +1,7 @@
 """The bayeswb command line."""
 
+import pytest
+
 import bayeswb as bw
 from bayeswb.cli import main
 
@@ -44,6 +46,30 @@ def test_errors_are_one_line_without_traceback(capsys):
     assert "step_size must be a positive number" in capsys.readouterr().err
     assert main(["run", "funnel", "nuts", "--param", "dim"]) == 2
     assert "NAME=VALUE" in capsys.readouterr().err
+    assert main(["run", "gaussian", "is", "--option", "num_warmup=10"]) == 2
+    assert "give it as --warmup instead" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--seeds", "0"], "at least one seed"),
+        (["--budget", "-5"], "budget must be a positive number"),
+        (["--budget", "nan"], "budget must be a positive number"),
+        (["--budget", "inf"], "budget must be finite"),
+        (["--chains", "0"], "num_chains must be an integer >= 1"),
+        (["--samplers", "nutz"], "did you mean 'nuts'"),
+        (["--models", "gausian"], "did you mean 'gaussian'"),
+    ],
+)
+def test_bench_refuses_a_sweep_before_running_it(capsys, tmp_path, flags, message):
+    base = {"--models": "gaussian", "--samplers": "nuts", "--out": str(tmp_path / "out")}
+    base.update(zip(flags[::2], flags[1::2], strict=True))
+    argv = ["bench", *[item for pair in base.items() for item in pair]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_models_details_table(capsys, monkeypatch):
