@@ -33,6 +33,14 @@ the recorded data allow, each with a threshold from the literature:
   to 400 in all, as ``ess_bulk`` for chains (weight collapse otherwise).
 - ``smc_path``: the tempering path reached temperature 1, and its ESS never fell below 1%
   of the particles (weight collapse between two resamplings).
+- ``support``: no particle was moved where the density is zero or NaN by an unadjusted
+  transport (smc_langevin, smc_flow). Such a move gets weight zero, but the transport's
+  backward kernel (a Gaussian step) also puts mass there, so the incremental weights of
+  Del Moral, Doucet and Jasra (2006, eq. 31) no longer integrate to one over the support:
+  log Z is biased down by about the weighted fraction of particles lost, summed over the
+  path (measured on a standard normal cut at x0 > 2: bias 0.23, fraction 0.22), and the
+  draws are biased near the boundary. It fails when that sum exceeds the standard error
+  of log Z (or is above zero, for a single run).
 - ``runs_agree``: independent runs' weighted means agree within the standard errors each
   run reports (between-run variance against squared MCSE, by particle families for SMC;
   see :func:`weighted_mean_variance`): the weighted analogue of R-hat over independent
@@ -379,6 +387,8 @@ def _weight_checks(
         checks.append(_k_hat(float(np.nanmax(path["pareto_k"].values)), per_run))
     if path is not None and "temperature" in path:
         checks.append(_smc_path(path, per_run))
+    if path is not None and "killed" in path and np.nansum(path["killed"].values) > 0:
+        checks.append(_support(path["killed"].values, log_z_per_run))
     if path is not None and "acceptance_rate" in path:
         mean = float(np.nanmean(path["acceptance_rate"].values))
         checks.append(
@@ -468,6 +478,27 @@ def _smc_path(path: Any, particles: int) -> Check:
         message += "" if ok else " (weight collapse)"
         advice = "more tempering steps or more MCMC moves per step"
     return Check("smc_path", lowest, 0.01, ok, message, advice)
+
+
+def _support(killed: np.ndarray, log_z_per_run: np.ndarray | None) -> Check:
+    """The ``support`` check from the per-step fractions of particles killed by a move
+    (recorded in ``path_stats``; the check applies when some move killed one)."""
+    bias = float(np.mean(np.nansum(killed, axis=-1)))
+    per_run = np.asarray([] if log_z_per_run is None else log_z_per_run, dtype=np.float64)
+    finite = per_run[np.isfinite(per_run)]
+    se = float(np.std(finite, ddof=1) / math.sqrt(finite.size)) if finite.size >= 2 else 0.0
+    ok = bool(bias <= se)
+    message = f"moves into zero or NaN density: log Z biased by about -{bias:.3g}"
+    message += "" if ok else f" (more than its SE {se:.2g})"
+    return Check(
+        "support",
+        bias,
+        se,
+        ok,
+        message,
+        "smc (Metropolis-adjusted moves reject such proposals), or a density that is "
+        "positive and finite everywhere (a transform to an unconstrained space)",
+    )
 
 
 def _log_z_spread(log_z_per_run: np.ndarray) -> list[Check]:

@@ -25,6 +25,21 @@ def safe_log_weights(log_weights: Array) -> Array:
     return jnp.where(jnp.isnan(log_weights), -jnp.inf, log_weights)
 
 
+def add_log_increment(log_weights: Array, increment: Array) -> Array:
+    """``log_weights + increment``, where a particle of weight zero keeps weight zero
+    whatever its increment (a move out of a region where the density is zero or NaN gives
+    ``-inf + inf``, which would be NaN) and a NaN increment is a weight of zero.
+
+    Example:
+        >>> w = add_log_increment(jnp.array([0.0, -jnp.inf, 0.0]),
+        ...                       jnp.array([1.0, jnp.inf, jnp.nan]))
+        >>> w.tolist()
+        [1.0, -inf, -inf]
+    """
+    total = safe_log_weights(log_weights + increment)
+    return jnp.where(log_weights == -jnp.inf, -jnp.inf, total)
+
+
 def log_mean_exp(log_values: Array, axis: int = -1) -> Array:
     """``log(mean(exp(v)))`` along ``axis``, max-subtracted; all ``-inf`` gives ``-inf``.
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from blackjax.smc.ess import log_ess
 
-from bayeswb.core.weights import safe_log_weights
+from bayeswb.core.weights import add_log_increment, safe_log_weights
 from bayeswb.samplers.smc.mutation import Kept, Mutate, Sweeps
 from bayeswb.samplers.smc.references import Reference
 from bayeswb.samplers.smc.resampling import Resample
@@ -152,7 +152,7 @@ def step(
         move_key, z, density, weights, log_step_size, parts.tune.update, index=index
     )
     kept = parts.keep(z, chains, population.log_weights)
-    log_weights, log_z_move = normalise(kept.log_weights + kept.log_increment)
+    log_weights, log_z_move = normalise(add_log_increment(kept.log_weights, kept.log_increment))
     positions = mean + sd * kept.z
     lp, log_ratio = evaluate(logdensity_fn, reference, positions)
     log_z_step = reweighted.log_z_increment + log_z_move
@@ -175,6 +175,7 @@ def step(
         step_size=jnp.exp(chains.log_step_size),
         resampled=population.resampled,
         num_sweeps=jnp.asarray(chains.num_sweeps, dtype=float),
+        killed=jnp.sum(jnp.exp(kept.log_weights) * (kept.log_increment == -jnp.inf)),
         mean=mean,
         sd=sd,
         sweep_count=jnp.asarray(chains.num_sweeps),
@@ -188,7 +189,7 @@ def empty_trace(num_steps: int, dim: int) -> Info:
     nan = jnp.full(num_steps, jnp.nan)
     nan_dim = jnp.full((num_steps, dim), jnp.nan)
     resampled, sweeps = jnp.zeros(num_steps, bool), jnp.zeros(num_steps, int)
-    return Info(nan, nan, nan, nan, nan, resampled, nan, nan_dim, nan_dim, sweeps)
+    return Info(nan, nan, nan, nan, nan, resampled, nan, nan, nan_dim, nan_dim, sweeps)
 
 
 def anneal(

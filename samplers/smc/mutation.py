@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from bayeswb.core.weights import add_log_increment
 from bayeswb.samplers.smc.moves import Move
 
 Array = jax.Array
@@ -99,7 +100,7 @@ def _one_sweep(
         ok = jnp.all(jnp.isfinite(new.position), axis=-1) & ~jnp.isnan(new.logdensity)
         states = _where_tree(ok, new, carry.states)
         increment = jnp.where(ok, info.log_weight_increment, -jnp.inf)
-        log_increment = carry.log_increment + increment
+        log_increment = add_log_increment(carry.log_increment, increment)
         acceptance = jnp.sum(weights * jnp.where(ok, info.acceptance_rate, 0.0))
         log_step_size = update(carry.log_step_size, acceptance)
         trace = _SweepTrace(states.position, log_increment, acceptance)

@@ -18,6 +18,7 @@ PATH_STATS = (
     "step_size",
     "resampled",
     "num_sweeps",
+    "killed",
 )
 
 
@@ -61,6 +62,11 @@ class Info(NamedTuple):
     resampled:        whether the step resampled
     num_sweeps:       sweeps of the move the step ran (adaptive: until the particles
                       decorrelated, see :func:`~.mutation.adaptive_sweeps`)
+    killed:           weighted fraction of the moved particles that the move left at
+                      weight zero: an unadjusted transport's proposal where the density
+                      is zero or NaN (always 0 for a Metropolis-adjusted move, which
+                      rejects it). Its backward kernel puts mass there, so the weights
+                      are no longer exact (see ``moves.ula_transport``).
     mean, sd:         (dim,) the whitening the move ran in
     sweep_count:      ``num_sweeps`` as an integer (0 in the padding), which the cost
                       counts exactly (a float stops holding integers past ``2**24``)
@@ -73,6 +79,7 @@ class Info(NamedTuple):
     step_size: Array
     resampled: Array
     num_sweeps: Array
+    killed: Array
     mean: Array
     sd: Array
     sweep_count: Array
