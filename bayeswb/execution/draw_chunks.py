@@ -27,6 +27,7 @@ from bayeswb.core.target import Target
 from bayeswb.execution.checkpoint import flat, unflat
 from bayeswb.execution.driver import (
     ChainLayout,
+    compile_lowered,
     make_chain_mesh,
     map_chains,
     run_chains,
@@ -107,7 +108,7 @@ class DrawChunks:
 
     def compile(self, run: LongRun, length: int) -> Any:
         program = chunk_program(run.spec, run.target, run.config, self.mesh, length)
-        return program.lower(self.carry, self.sample_keys, jnp.asarray(run.done)).compile()
+        return compile_lowered(program.lower(self.carry, self.sample_keys, jnp.asarray(run.done)))
 
     def advance(self, run: LongRun, program: Any, length: int) -> tuple[Any, int, int]:
         carry, piece, costs = program(self.carry, self.sample_keys, jnp.asarray(run.done))
@@ -155,7 +156,7 @@ class DrawChunks:
             raise ValueError(f"thin must be a positive integer dividing chunk_size, got {thin!r}")
         mesh = make_chain_mesh(config.num_chains, devices)
         start = time.perf_counter()
-        program = start_program(spec, target, config, mesh).lower(key).compile()
+        program = compile_lowered(start_program(spec, target, config, mesh).lower(key))
         compile_s, start = time.perf_counter() - start, time.perf_counter()
         carry, warmup, warmup_posterior, start_grads, sample_keys = program(key)
         warmup, warmup_posterior, start_grads = to_host((warmup, warmup_posterior, start_grads))

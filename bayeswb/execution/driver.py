@@ -4,8 +4,10 @@ Every sampler supplies a per-chain (or per-run) function; the driver splits the 
 vmaps the chains and scans the steps, so there is one compiled program per run and no
 Python loop over steps or chains. Given a :class:`ChainLayout` with a mesh (``bw.sample``
 makes one whenever more than one device is available), the chain axis is split over the
-mesh's devices with ``jax.shard_map``; each chain's key is the same either way, so the
-draws do not depend on the device layout.
+mesh's devices with ``jax.shard_map``; each chain's key and arithmetic are the same either
+way (no computation crosses chains), so the draws depend on the layout only through float
+rounding: XLA compiles the chain code for the per-device batch, and rounds a batch of 1
+and of 8 chains differently in the last bit (bound: docs/design.md, section 5).
 """
 
 from __future__ import annotations
@@ -119,6 +121,27 @@ def checked_devices(devices: Any) -> list[Any]:
     return listed
 
 
+# jaxlib's CPU LAPACK kernels (Cholesky, QR, LU, triangular solves) split a large batch
+# over XLA's intra-op thread pool and wait on it; several at once can deadlock the pool
+# (docs/errors.md). A program that holds one is compiled with single-threaded Eigen, which
+# keeps them off the pool; the custom calls exist only in CPU programs.
+SERIAL_LAPACK = {"xla_cpu_multi_thread_eigen": False}
+
+
+def compile_lowered(lowered: Any) -> Any:
+    """Compile a ``jax.jit(...).lower(...)`` program; one that calls LAPACK on the CPU
+    without the intra-op thread pool (:data:`SERIAL_LAPACK`).
+
+    Example:
+        >>> lowered = jax.jit(jax.numpy.linalg.cholesky).lower(jax.numpy.eye(2)[None])
+        >>> compile_lowered(lowered)(jax.numpy.eye(2)[None]).shape
+        (1, 2, 2)
+    """
+    if "lapack_" in lowered.as_text():
+        return lowered.compile(compiler_options=SERIAL_LAPACK)
+    return lowered.compile()
+
+
 def to_host(tree: Any) -> Any:
     """``tree``'s arrays as host numpy arrays, gathered from every process of a multi-host
     run (``jax.distributed``) so that each process holds all chains.
@@ -148,7 +171,8 @@ def run_chains(
     the active chain mesh if there is one.
 
     Each chain's key is ``jax.random.split(key, num_chains)[i]``: the same seed gives the
-    same chains whatever the device layout. Every output leaf has a leading chain axis.
+    same chains whatever the device layout, up to float rounding (see the module
+    docstring). Every output leaf has a leading chain axis.
     ``layout`` (default: vmap, whole run) shards the chains over a mesh, or makes them a
     batch of a larger run (see :class:`ChainLayout`).
 
