@@ -190,8 +190,13 @@ class Result:
             raise ValueError(
                 f"{path} was not written by bayeswb (no {RESULT_ATTRIBUTE!r} metadata)"
             )
-        meta = json.loads(idata.posterior.attrs[RESULT_ATTRIBUTE])
-        return cls(idata=idata, **meta)
+        try:
+            meta = json.loads(str(idata.posterior.attrs[RESULT_ATTRIBUTE]))
+            return cls(idata=idata, **meta)
+        except (ValueError, TypeError) as error:  # JSONDecodeError is a ValueError
+            raise ValueError(
+                f"{path}: its bayeswb metadata is damaged ({type(error).__name__}: {error})"
+            ) from None
 
     @classmethod
     def from_draws(

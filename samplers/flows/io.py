@@ -51,4 +51,13 @@ def load_flow(path: str, like: Any) -> Any:
         stored,
         is_leaf=_is_stored,
     )
-    return eqx.combine(eqx.tree_deserialise_leaves(path, skeleton), rest)
+    try:
+        loaded = eqx.tree_deserialise_leaves(path, skeleton)
+    except OSError:
+        raise
+    except Exception as error:  # equinox's errors for another architecture or garbage
+        raise ValueError(
+            f"{path} is not a flow of this architecture saved by save_flow "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        ) from None
+    return eqx.combine(loaded, rest)

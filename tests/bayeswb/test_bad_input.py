@@ -91,6 +91,13 @@ def test_truncated_or_foreign_result_files(tmp_path):
     text.write_text("not netcdf")
     with pytest.raises(ValueError, match="not a readable bayeswb result"):
         bw.load(str(text))
+    import h5py
+
+    for damaged in ("{not json", '{"sampler": "nuts", "unknown_field": 1}'):
+        with h5py.File(path, "a") as handle:
+            handle["posterior"].attrs["bayeswb"] = damaged
+        with pytest.raises(ValueError, match="its bayeswb metadata is damaged"):
+            bw.load(str(path))
 
 
 def test_same_seed_same_draws_in_another_process_and_x64(tmp_path):

@@ -217,6 +217,13 @@ def test_saved_flow_loads_with_identical_log_densities(tmp_path):
     x = target.sample_exact(jax.random.key(3), 16)
     np.testing.assert_array_equal(loaded.log_prob(x), trained.log_prob(x))
     assert not np.array_equal(like.log_prob(x), trained.log_prob(x))
+    other = make_flow(jax.random.key(7), 3, "spline_coupling", num_layers=2, hidden_width=8)
+    with pytest.raises(ValueError, match="not a flow of this architecture"):
+        load_flow(path, other)
+    garbage = tmp_path / "garbage.eqx"
+    garbage.write_bytes(b"not a flow" * 20)
+    with pytest.raises(ValueError, match="not a flow of this architecture"):
+        load_flow(str(garbage), like)
 
 
 def test_non_finite_log_weights_get_weight_zero():
