@@ -129,17 +129,80 @@ SERIAL_LAPACK = {"xla_cpu_multi_thread_eigen": False}
 
 
 def compile_lowered(lowered: Any) -> Any:
-    """Compile a ``jax.jit(...).lower(...)`` program; one that calls LAPACK on the CPU
-    without the intra-op thread pool (:data:`SERIAL_LAPACK`).
+    """Compile a ``jax.jit(...).lower(...)`` program, refusing one too large for memory
+    (:func:`check_memory`, on its outputs before compiling and on XLA's whole estimate
+    after); one that calls LAPACK on the CPU is compiled without the intra-op thread pool
+    (:data:`SERIAL_LAPACK`).
 
     Example:
         >>> lowered = jax.jit(jax.numpy.linalg.cholesky).lower(jax.numpy.eye(2)[None])
         >>> compile_lowered(lowered)(jax.numpy.eye(2)[None]).shape
         (1, 2, 2)
     """
-    if "lapack_" in lowered.as_text():
-        return lowered.compile(compiler_options=SERIAL_LAPACK)
-    return lowered.compile()
+    outputs = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(lowered.out_info))
+    check_memory(0, outputs)
+    options = SERIAL_LAPACK if "lapack_" in lowered.as_text() else None
+    compiled = lowered.compile(compiler_options=options)
+    stats = compiled.memory_analysis()
+    if stats is not None:
+        device = stats.argument_size_in_bytes + stats.temp_size_in_bytes
+        check_memory(device, stats.output_size_in_bytes)
+    return compiled
+
+
+# a run's outputs are held on the host about three times over: as numpy arrays, and as the
+# constrained and unconstrained posterior groups of its InferenceData
+HOST_COPIES = 3
+
+
+def check_memory(device_bytes: int, output_bytes: int) -> None:
+    """Refuse a program whose memory need exceeds what is available: ``device_bytes``
+    (arguments and XLA's temporary buffers) plus its outputs on the device, and
+    :data:`HOST_COPIES` of its outputs on the host (one memory on the CPU).
+
+    Example:
+        >>> check_memory(10**15, 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: this run is too large for memory (needs 1000000.0 GB, ...
+    """
+    device_need = device_bytes + output_bytes
+    host_need = HOST_COPIES * output_bytes
+    device_free, host_free = _device_free_bytes(), _host_free_bytes()
+    if device_free is None:  # the CPU: device and host memory are one
+        device_need, host_need = 0, device_need + host_need
+    short = []
+    if device_free is not None and device_need > device_free:
+        short.append(
+            f"on the device needs {device_need / 1e9:.1f} GB, {device_free / 1e9:.1f} free"
+        )
+    if host_free is not None and host_need > host_free:
+        short.append(f"needs {host_need / 1e9:.1f} GB, {host_free / 1e9:.1f} GB available")
+    if short:
+        raise ValueError(
+            f"this run is too large for memory ({'; '.join(short)}): run it in pieces "
+            "(chunk_size=; for MCMC also thin= or stream=), or with fewer chains or draws"
+        )
+
+
+def _device_free_bytes() -> int | None:
+    """Free memory of the default device, where it reports one (GPU, TPU); None on CPU."""
+    stats = jax.devices()[0].memory_stats()
+    if not stats or "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+
+
+def _host_free_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (Linux); None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def to_host(tree: Any) -> Any:

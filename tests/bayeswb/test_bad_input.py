@@ -167,3 +167,14 @@ def test_a_single_draw_is_a_flagged_run_not_a_crash(sampler, failed):
     with pytest.warns(UnreliableRunWarning):
         result = bw.sample("gaussian", sampler, num_chains=2, num_samples=1, num_warmup=10)
     assert failed in [check.name for check in result.diagnostics.failed]
+
+
+@pytest.mark.parametrize(
+    ("sampler", "chains", "draws"), [("mala", 10**7, 1000), ("smc", 10**6, 10**4)]
+)
+def test_a_run_too_large_for_memory_is_refused_before_it_runs(sampler, chains, draws):
+    """The issue's reproductions: mala aborted inside XLA, smc ended in an OverflowError.
+    The output alone needs hundreds of GB, so the estimate refuses before compiling."""
+    target = bw.models.get("gaussian", dim=3)
+    with pytest.raises(ValueError, match="too large for memory .* run it in pieces"):
+        bw.sample(target, sampler, num_chains=chains, num_samples=draws)
