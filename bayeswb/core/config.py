@@ -12,12 +12,16 @@ import dataclasses
 import difflib
 import math
 import numbers
+import re
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 Check = Callable[[Any], str | None]
+
+# integer options are counts that compiled programs hold in int32 (unless x64)
+INT_LIMIT = 2**31
 
 
 def plain(value: Any) -> Any:
@@ -33,6 +37,38 @@ def plain(value: Any) -> Any:
     if type(value) in (tuple, list):  # not a NamedTuple (a Move): built field by field
         return type(value)(plain(item) for item in value)
     return value
+
+
+def one_line(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` on one line (an array's repr spans several), at most ``limit``
+    characters, for error messages.
+
+    Example:
+        >>> one_line(np.eye(2))
+        'array([[1., 0.], [0., 1.]])'
+    """
+    text = re.sub(r"\s*\n\s*", " ", repr(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _as_declared(declared: Any, value: Any) -> Any:
+    """An integer given for an option declared ``float`` (alone, optional or in a tuple)
+    as a float, so that a compiled program gets a float constant; one too large for a
+    float becomes inf (refused as not finite)."""
+    if "float" not in str(declared):
+        return value
+    if _is_int(value):
+        return _to_float(value)
+    if type(value) is tuple and "tuple" in str(declared):
+        return tuple(_to_float(item) if _is_int(item) else item for item in value)
+    return value
+
+
+def _to_float(value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _finite(value: Any) -> bool:
@@ -53,10 +89,12 @@ def as_count(name: str, value: Any, minimum: int = 1) -> int:
         >>> as_count("thin", 0)
         Traceback (most recent call last):
         ...
-        ValueError: thin must be an integer >= 1, got 0
+        ValueError: thin must be an integer >= 1 and below 2**31, got 0
     """
-    if not _is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if not _is_int(value) or not minimum <= value < INT_LIMIT:
+        raise ValueError(
+            f"{name} must be an integer >= {minimum} and below 2**31, got {one_line(value)}"
+        )
     return int(value)
 
 
@@ -70,15 +108,19 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    # Python ints and floats (numpy scalars are made Python numbers first): a Fraction or
+    # another numbers.Real is not a value a compiled program or a checkpoint takes
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def positive_int(value: Any) -> str | None:
-    return None if _is_int(value) and value > 0 else "must be a positive integer"
+    ok = _is_int(value) and 0 < value < INT_LIMIT
+    return None if ok else "must be a positive integer below 2**31"
 
 
 def non_negative_int(value: Any) -> str | None:
-    return None if _is_int(value) and value >= 0 else "must be a non-negative integer"
+    ok = _is_int(value) and 0 <= value < INT_LIMIT
+    return None if ok else "must be a non-negative integer below 2**31"
 
 
 def positive(value: Any) -> str | None:
@@ -96,7 +138,8 @@ def boolean(value: Any) -> str | None:
 
 def one_of(*choices: str) -> Check:
     def check(value: Any) -> str | None:
-        return None if value in choices else f"must be one of {', '.join(map(repr, choices))}"
+        ok = isinstance(value, str) and value in choices  # not `in` on an array
+        return None if ok else f"must be one of {', '.join(map(repr, choices))}"
 
     return check
 
@@ -116,14 +159,15 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            value = plain(getattr(self, field.name))
-            object.__setattr__(self, field.name, value)  # numpy scalars as Python numbers
+            given = plain(getattr(self, field.name))  # numpy scalars as Python numbers
+            value = _as_declared(field.type, given)  # and ints as floats where declared
+            object.__setattr__(self, field.name, value)
             if not _finite(value):
-                raise ValueError(f"{field.name} must be finite, got {value!r}")
+                raise ValueError(f"{field.name} must be finite, got {one_line(given)}")
             check = field.metadata.get("check")
             problem = None if check is None else check(value)
             if problem:
-                raise ValueError(f"{field.name} {problem}, got {value!r}")
+                raise ValueError(f"{field.name} {problem}, got {one_line(given)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -89,7 +90,12 @@ class FlowConfig(FlowArchitecture):
     progress_bar: bool = option(True, boolean, "tqdm bar with the loss while training")
     flow_path: str | None = option(
         None,
-        lambda v: None if v is None or isinstance(v, str) else "must be None or a path",
+        # the file is read while the run is traced: a missing one is refused here
+        lambda v: (
+            None
+            if v is None or (isinstance(v, str) and os.path.isfile(v))
+            else "must be None or the path of a file saved with save_flow"
+        ),
         "start from a flow saved with save_flow (same architecture options)",
     )
 
@@ -156,7 +162,10 @@ def initial_flow(key: Array, target: Target, config: FlowConfig, invert: bool) -
         return flow
     # the skeleton is built where the flow is used (not by eval_shape, which would leave
     # its tracers in flowjax's closures); its arrays are then replaced by the file's
-    return load_flow(config.flow_path, flow)
+    try:
+        return load_flow(config.flow_path, flow)
+    except ValueError as error:
+        raise ValueError(f"flow_path: {error}") from None
 
 
 PILOT_MC_SAMPLES = 64

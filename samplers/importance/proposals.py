@@ -117,6 +117,6 @@ def proposal_builder(name: str) -> ProposalBuilder:
 
 def known_proposal(value: Any) -> str | None:
     """Option check for ``proposal``: None for a registered name, else the message."""
-    if value in _PROPOSALS:
+    if isinstance(value, str) and value in _PROPOSALS:  # a list or array is no name
         return None
     return f"must be one of {', '.join(map(repr, sorted(_PROPOSALS)))}"

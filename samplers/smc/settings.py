@@ -39,7 +39,7 @@ def _fraction(value: Any) -> str | None:
 
 def _move_check(names: tuple[str, ...]) -> Any:
     def check(value: Any) -> str | None:
-        if isinstance(value, Move) or value in names:
+        if isinstance(value, Move) or (isinstance(value, str) and value in names):
             return None
         return f"must be one of {', '.join(map(repr, names))} or a smc.Move"
 
