@@ -26,6 +26,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from bayeswb.core.config import one_line
 from bayeswb.core.target import Reference, Target
 from bayeswb.models import register
 
@@ -283,7 +284,7 @@ def horseshoe_diabetes(auxiliary: bool = False) -> Target:
         (23, (10,))
     """
     if not isinstance(auxiliary, bool):
-        raise ValueError(f"auxiliary must be a bool, got {auxiliary!r}")
+        raise ValueError(f"auxiliary must be a bool, got {one_line(auxiliary)}")
     features, response = (jnp.asarray(a, dtype=jnp.float32) for a in horseshoe_diabetes_data())
     target = Target.from_numpyro(
         horseshoe_regression_model, features, response, auxiliary, name="horseshoe_diabetes"
@@ -294,7 +295,7 @@ def horseshoe_diabetes(auxiliary: bool = False) -> Target:
 
 def _check_int(name: str, value: object, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {one_line(value)}")
 
 
 STOCHASTIC_VOLATILITY_SEED = 0
@@ -374,7 +375,7 @@ def stochastic_volatility(length: int = 100, centered_start: bool = False) -> Ta
         (53, (50,))
     """
     if not isinstance(centered_start, bool):
-        raise ValueError(f"centered_start must be a bool, got {centered_start!r}")
+        raise ValueError(f"centered_start must be a bool, got {one_line(centered_start)}")
     returns = jnp.asarray(stochastic_volatility_data(length), dtype=jnp.float32)
     target = Target.from_numpyro(
         stochastic_volatility_model, returns, centered_start, name="stochastic_volatility"
@@ -455,7 +456,7 @@ def brownian_motion(noncentered: bool = False) -> Target:
         (32, (30,))
     """
     if not isinstance(noncentered, bool):
-        raise ValueError(f"noncentered must be a bool, got {noncentered!r}")
+        raise ValueError(f"noncentered must be a bool, got {one_line(noncentered)}")
     observations, observed = brownian_motion_data()
     target = Target.from_numpyro(
         brownian_motion_model,

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayeswb.core.config import one_line
 from bayeswb.core.target import Reference, Target
 from bayeswb.models import register
 from bayeswb.models._grid import (
@@ -153,7 +154,7 @@ def manywell(dim: int = 32) -> Target:
         164.6957
     """
     if not isinstance(dim, int) or isinstance(dim, bool) or dim < 2 or dim % 2:
-        raise ValueError(f"dim must be an even integer >= 2, got {dim!r}")
+        raise ValueError(f"dim must be an even integer >= 2, got {one_line(dim)}")
     truth = _double_well_factor_truth()
     sample_x1 = _double_well_factor_sampler()
     num_wells = dim // 2

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayeswb.core.config import one_line
 from bayeswb.core.target import Reference, Target
 from bayeswb.models import register
 
@@ -16,17 +17,17 @@ Array = jax.Array
 
 def _check_dim(dim: object, minimum: int = 1) -> None:
     if not isinstance(dim, int) or isinstance(dim, bool) or dim < minimum:
-        raise ValueError(f"dim must be an integer >= {minimum}, got {dim!r}")
+        raise ValueError(f"dim must be an integer >= {minimum}, got {one_line(dim)}")
 
 
 def _check_nonnegative(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        raise ValueError(f"{name} must be a non-negative number, got {one_line(value)}")
 
 
 def _check_positive(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+        raise ValueError(f"{name} must be a positive number, got {one_line(value)}")
 
 
 def _random_rotation(dim: int, seed: int) -> np.ndarray:
@@ -59,11 +60,13 @@ def gaussian(dim: int = 10, condition_number: float = 10.0, rotation: int | None
     _check_dim(dim)
     _check_positive("condition_number", condition_number)
     if condition_number < 1:
-        raise ValueError(f"condition_number must be >= 1, got {condition_number!r}")
+        raise ValueError(f"condition_number must be >= 1, got {one_line(condition_number)}")
     if rotation is not None and (
         not isinstance(rotation, int | np.integer) or isinstance(rotation, bool) or rotation < 0
     ):
-        raise ValueError(f"rotation must be None or a non-negative integer seed, got {rotation!r}")
+        raise ValueError(
+            f"rotation must be None or a non-negative integer seed, got {one_line(rotation)}"
+        )
     variances = np.logspace(-math.log10(condition_number), 0.0, dim) if dim > 1 else np.ones(1)
     if rotation is None:
         scales = jnp.asarray(np.sqrt(variances))
@@ -247,6 +250,10 @@ def gmm40(dim: int = 2) -> Target:
     )
 
 
+# exp(FUNNEL_MAX_SCALE^2 / 4) = exp(676) is below the largest float64, 1.8e308 = exp(709.8)
+FUNNEL_MAX_SCALE = 52
+
+
 @register("funnel")
 def funnel(dim: int = 10, scale: float = 3.0) -> Target:
     """Neal's funnel (Neal 2003, "Slice sampling", section 8): ``v ~ N(0, scale^2)`` and
@@ -263,6 +270,11 @@ def funnel(dim: int = 10, scale: float = 3.0) -> Target:
     """
     _check_dim(dim, minimum=2)
     _check_positive("scale", scale)
+    if scale > FUNNEL_MAX_SCALE:
+        raise ValueError(
+            f"scale must be at most {FUNNEL_MAX_SCALE} (beyond it the sd of x_i, "
+            f"exp(scale^2 / 4), overflows a float), got {one_line(scale)}"
+        )
 
     def log_density(x: Array) -> Array:
         v, rest = x[0], x[1:]

@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from bayeswb.core.config import one_line
+
 Array = jax.Array
 
 
@@ -139,7 +141,7 @@ class Target:
             or isinstance(self.dim, bool)
             or self.dim < 1
         ):
-            raise ValueError(f"dim must be a positive integer, got {self.dim!r}")
+            raise ValueError(f"dim must be a positive integer, got {one_line(self.dim)}")
         object.__setattr__(self, "dim", int(self.dim))
         if self.init is None or self.init is _default_init:
             object.__setattr__(self, "init", _uniform_init(self.dim))
