@@ -5,7 +5,8 @@ it. :func:`diagnose` looks at what a run recorded (its draws, sample stats, impo
 weights, per-run log Z, the SMC path, the flow's training trace) and applies every check
 the recorded data allow, each with a threshold from the literature:
 
-- ``finite``: every position finite, no log density +inf at a draw, no log weight NaN
+- ``finite``: every position finite, no log density +inf at a draw (nor -inf or NaN at
+  an unweighted draw: a variational fit that spills over a wall), no log weight NaN
   or +inf, some weight above zero in every run, every run's log Z finite (a density that
   is NaN or +inf where a run goes gives none of these).
 - ``r_hat``: split rank-normalised R-hat of every parameter at most 1.01 (Vehtari, Gelman,
@@ -637,6 +638,13 @@ def _finite_output(idata: az.InferenceData, stats: Any) -> Check:
         problems.append(f"{bad} of {positions[..., 0].size} positions NaN or infinite")
     if stats is not None and "lp" in stats and np.any(np.isposinf(stats["lp"].values)):
         problems.append("log density +inf at a draw")
+    if stats is not None and "lp" in stats and "log_weight" not in stats:
+        # an unweighted draw stands for itself: one where the density is zero or NaN is
+        # outside the support (a weighted one there has weight zero, which is fine)
+        lp = np.asarray(stats["lp"].values, dtype=np.float64)
+        bad = int(np.sum(np.isnan(lp) | np.isneginf(lp)))
+        if bad:
+            problems.append(f"{bad} of {lp.size} draws where the log density is -inf or NaN")
     if stats is not None and "log_weight" in stats:
         log_w = np.asarray(stats["log_weight"].values, dtype=np.float64)
         bad = int(np.sum(np.isnan(log_w) | np.isposinf(log_w)))
