@@ -108,7 +108,10 @@ class DrawChunks:
 
     def compile(self, run: LongRun, length: int) -> Any:
         program = chunk_program(run.spec, run.target, run.config, self.mesh, length)
-        return compile_lowered(program.lower(self.carry, self.sample_keys, jnp.asarray(run.done)))
+        lowered = program.lower(self.carry, self.sample_keys, jnp.asarray(run.done))
+        # the host keeps every chunk's (thinned) draws, unless they go to a stream
+        kept = 1.0 if run.stream is not None else run.config.num_samples / (length * self.thin)
+        return compile_lowered(lowered, max(kept, 1.0))
 
     def advance(self, run: LongRun, program: Any, length: int) -> tuple[Any, int, int]:
         carry, piece, costs = program(self.carry, self.sample_keys, jnp.asarray(run.done))

@@ -128,11 +128,12 @@ def checked_devices(devices: Any) -> list[Any]:
 SERIAL_LAPACK = {"xla_cpu_multi_thread_eigen": False}
 
 
-def compile_lowered(lowered: Any) -> Any:
+def compile_lowered(lowered: Any, kept: float = 1.0) -> Any:
     """Compile a ``jax.jit(...).lower(...)`` program, refusing one too large for memory
     (:func:`check_memory`, on its outputs before compiling and on XLA's whole estimate
     after); one that calls LAPACK on the CPU is compiled without the intra-op thread pool
-    (:data:`SERIAL_LAPACK`).
+    (:data:`SERIAL_LAPACK`). ``kept``: how many times its outputs' size the run keeps on
+    the host (a chunked run keeps every chunk's draws, unless it streams them).
 
     Example:
         >>> lowered = jax.jit(jax.numpy.linalg.cholesky).lower(jax.numpy.eye(2)[None])
@@ -140,13 +141,13 @@ def compile_lowered(lowered: Any) -> Any:
         (1, 2, 2)
     """
     outputs = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(lowered.out_info))
-    check_memory(0, outputs)
+    check_memory(0, outputs, kept)
     options = SERIAL_LAPACK if "lapack_" in lowered.as_text() else None
     compiled = lowered.compile(compiler_options=options)
     stats = compiled.memory_analysis()
     if stats is not None:
         device = stats.argument_size_in_bytes + stats.temp_size_in_bytes
-        check_memory(device, stats.output_size_in_bytes)
+        check_memory(device, stats.output_size_in_bytes, kept)
     return compiled
 
 
@@ -155,10 +156,10 @@ def compile_lowered(lowered: Any) -> Any:
 HOST_COPIES = 3
 
 
-def check_memory(device_bytes: int, output_bytes: int) -> None:
+def check_memory(device_bytes: int, output_bytes: int, kept: float = 1.0) -> None:
     """Refuse a program whose memory need exceeds what is available: ``device_bytes``
     (arguments and XLA's temporary buffers) plus its outputs on the device, and
-    :data:`HOST_COPIES` of its outputs on the host (one memory on the CPU).
+    :data:`HOST_COPIES` of ``kept`` times its outputs on the host (one memory on the CPU).
 
     Example:
         >>> check_memory(10**15, 0)
@@ -167,7 +168,7 @@ def check_memory(device_bytes: int, output_bytes: int) -> None:
         ValueError: this run is too large for memory (needs 1000000.0 GB, ...
     """
     device_need = device_bytes + output_bytes
-    host_need = HOST_COPIES * output_bytes
+    host_need = HOST_COPIES * output_bytes * kept
     device_free, host_free = _device_free_bytes(), _host_free_bytes()
     if device_free is None:  # the CPU: device and host memory are one
         device_need, host_need = 0, device_need + host_need

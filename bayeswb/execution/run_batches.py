@@ -72,7 +72,9 @@ class RunBatches:
         return config.num_chains
 
     def compile(self, run: LongRun, length: int) -> Any:
-        return compile_lowered(self._program(run, length).lower(self.key, jnp.asarray(0)))
+        lowered = self._program(run, length).lower(self.key, jnp.asarray(0))
+        # the host keeps every batch's draws
+        return compile_lowered(lowered, run.config.num_chains / length)
 
     def _program(self, run: LongRun, size: int) -> Any:
         config = dataclasses.replace(run.config, num_chains=size)

@@ -178,3 +178,12 @@ def test_a_run_too_large_for_memory_is_refused_before_it_runs(sampler, chains, d
     target = bw.models.get("gaussian", dim=3)
     with pytest.raises(ValueError, match="too large for memory .* run it in pieces"):
         bw.sample(target, sampler, num_chains=chains, num_samples=draws)
+
+
+def test_a_chunked_run_too_large_for_memory_when_kept_is_refused():
+    """Chunks bound the device's memory, not the host's: a chunked run keeps every
+    chunk's draws unless it streams them. Here each chunk needs 0.1 GB, the run 120 GB."""
+    target = bw.models.get("gaussian", dim=3)
+    settings = dict(num_chains=10**6, num_samples=10**4, num_warmup=0, chunk_size=10)
+    with pytest.raises(ValueError, match="too large for memory"):
+        bw.sample(target, "mala", **settings)
