@@ -187,8 +187,9 @@ def check_memory(device_bytes: int, output_bytes: int, kept: float = 1.0) -> Non
 
 
 def _device_free_bytes() -> int | None:
-    """Free memory of the default device, where it reports one (GPU, TPU); None on CPU."""
-    stats = jax.devices()[0].memory_stats()
+    """Free memory of this process's first device, where it reports one (GPU, TPU); None on
+    CPU. (A device of another process of a multi-host run cannot be asked.)"""
+    stats = jax.local_devices()[0].memory_stats()
     if not stats or "bytes_limit" not in stats:
         return None
     return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
