@@ -71,9 +71,16 @@ def test_two_processes_share_the_chains_and_each_gets_all_draws(tmp_path):
         )
         for i in range(2)
     ]
-    for worker in workers:
-        _, stderr = worker.communicate(timeout=600)
-        assert worker.returncode == 0, stderr[-3000:]
+    errors = []
+    try:
+        for worker in workers:
+            errors.append(worker.communicate(timeout=600)[1])
+    finally:  # a failed or hung worker must not outlive the test with its pipes open
+        for worker in workers:
+            worker.kill()
+            worker.communicate()
+    for i, worker in enumerate(workers):
+        assert worker.returncode == 0, f"process {i}: {errors[i][-3000:]}"
     target = bw.models.get("gaussian", dim=3)
     single = bw.sample(target, "hmc", **SETTINGS).positions
     smc = bw.sample(
