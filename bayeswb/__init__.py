@@ -13,9 +13,13 @@ from bayeswb import models, samplers  # isort: skip
 from bayeswb.core.diagnostics import score, summary
 from bayeswb.core.draws import Draws
 from bayeswb.core.result import Result, load
+from bayeswb.execution import compile_cache
+from bayeswb.execution.compile_cache import set_compile_cache
 from bayeswb.execution.sample import resume, sample
 
 __version__ = "0.1.0"
+
+compile_cache.enable_by_default()
 
 __all__ = [
     "Draws",
@@ -30,5 +34,6 @@ __all__ = [
     "sample",
     "samplers",
     "score",
+    "set_compile_cache",
     "summary",
 ]
