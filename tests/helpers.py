@@ -124,3 +124,24 @@ def across_run_z_scores(result, mean: np.ndarray, var: np.ndarray) -> np.ndarray
         se = np.std(residual, axis=0, ddof=1) / math.sqrt(len(run_weight))
         z.append((pooled - truth) / se)
     return np.concatenate(z)
+
+
+def weighted_result(seed=0, n=4000, chains=4):
+    """Importance sampling N(1, 1) with a N(0, 2^2) proposal: exact weights, log Z = 0."""
+    import bayeswb as bw
+    from bayeswb.core.result import build_idata, combine_log_z
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 2.0, size=(chains, n, 1))
+    log_w = (norm.logpdf(x, 1.0, 1.0) - norm.logpdf(x, 0.0, 2.0))[..., 0]
+    log_z = np.log(np.mean(np.exp(log_w), axis=1))
+    idata = build_idata(
+        posterior={"x": x},
+        positions=x,
+        stats={"lp": log_w},
+        log_weights=log_w,
+        log_z_per_run=log_z,
+    )
+    pooled, se = combine_log_z(log_z)
+    cost = {"n_grad_evals": 0, "n_logdensity_evals": chains * n, "compile_s": 0, "sample_s": 0}
+    return bw.Result(idata, "manual_is", "normal", {}, cost, pooled, se)

@@ -39,10 +39,11 @@ def pareto_k(result: Result) -> float | None:
 
 
 def _moments(result: Result, name: str) -> dict[str, np.ndarray]:
-    """Mean, sd and their Monte Carlo standard errors of one posterior variable."""
-    values = result.idata.posterior[name]
+    """Mean, sd and their Monte Carlo standard errors of one posterior variable (of a
+    weighted run: from its weighted particles, not their resampled draws)."""
     log_weights = result.log_weights
     if log_weights is not None:
+        values = result.idata.weighted_posterior[name]
         w = normalised_weights(log_weights)
         flat = values.values.reshape(w.size, -1).astype(np.float64)
         mean = w @ flat
@@ -61,6 +62,7 @@ def _moments(result: Result, name: str) -> dict[str, np.ndarray]:
             "mcse_mean": np.sqrt(var_mean).reshape(shape),
             "mcse_sd": mcse_sd.reshape(shape),
         }
+    values = result.idata.posterior[name]
     dataset = values.to_dataset()
     return {
         "mean": values.mean(("chain", "draw")).values,
@@ -194,8 +196,10 @@ def summary(result: Result, **kwargs) -> pd.DataFrame:
     (``str(result.diagnostics)``) and (where reported) the PSIS k-hat ``pareto_k`` in
     ``DataFrame.attrs``.
 
-    Weighted runs get weighted means and sds, their MCSEs and the weights' ESS instead
-    (ArviZ's summary would treat weighted particles as equally weighted draws).
+    Keyword arguments go to ``az.summary``. Weighted runs get the weighted means and sds of
+    their particles, the MCSEs and the weights' ESS instead, and refuse keywords; for
+    ArviZ's summary of their equal-weight (resampled) draws, with its options, call
+    ``az.summary(result.idata, ...)``.
 
     Example:
         >>> import bayeswb as bw
@@ -206,6 +210,11 @@ def summary(result: Result, **kwargs) -> pd.DataFrame:
     """
     log_weights = result.log_weights
     if log_weights is not None:
+        if kwargs:
+            raise TypeError(
+                f"bw.summary of a weighted run takes no options (got {', '.join(kwargs)}); "
+                "az.summary(result.idata, ...) summarises its equal-weight draws with them"
+            )
         rows = {}
         ess = weights_ess(log_weights)
         for name in result.idata.posterior.data_vars:

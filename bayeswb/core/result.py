@@ -3,6 +3,9 @@
 Saved as NetCDF; the run's metadata (sampler, target, config, cost, log Z) travels in
 the posterior group's attributes, the unconstrained positions in the
 ``unconstrained_posterior`` group, so a loaded Result has everything the saved one had.
+A weighted run's particles are in ``weighted_posterior`` and its ``posterior`` holds
+equal-weight draws resampled from them (:mod:`bayeswb.core.equal_weights`), so that every
+ArviZ function reads it right.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import xarray as xr
 from scipy.special import logsumexp
 
 from bayeswb.core.draws import Draws, exact_count
+from bayeswb.core.equal_weights import equal_weight_posterior
 from bayeswb.core.files import atomic_path, is_same_file
 from bayeswb.core.verdict import Verdict, diagnose
 
@@ -83,6 +87,9 @@ def build_idata(
         "posterior": _dataset(posterior),
         "unconstrained_posterior": _dataset({"position": positions}),
     }
+    if log_weights is not None:
+        groups["weighted_posterior"] = groups["posterior"]
+        groups["posterior"] = equal_weight_posterior(groups["posterior"], np.asarray(log_weights))
     if sample_stats:
         groups["sample_stats"] = _dataset(sample_stats)
     if log_z_per_run is not None:
@@ -102,10 +109,14 @@ class Result:
     """The outcome of :func:`bayeswb.sample`.
 
     idata:     arviz.InferenceData with ``posterior`` (named, constrained parameters,
-               chain/draw dims), ``unconstrained_posterior`` (``position``),
-               ``sample_stats`` (ArviZ's names; ``log_weight`` and per-run
-               ``log_marginal_likelihood`` for weighted output), ``warmup_*`` groups and
-               ``path_stats`` (per-step quantities of a run, dims chain/step)
+               chain/draw dims; equally weighted draws, so ArviZ reads them right),
+               ``unconstrained_posterior`` (``position``), ``sample_stats`` (ArviZ's
+               names; ``log_weight`` and per-run ``log_marginal_likelihood`` for weighted
+               output), ``warmup_*`` groups and ``path_stats`` (per-step quantities of a
+               run, dims chain/step). A weighted run's particles are in
+               ``weighted_posterior`` (constrained) and ``unconstrained_posterior``, aligned
+               with ``log_weight``; its ``posterior`` is resampled from them, run by run
+               (:mod:`bayeswb.core.equal_weights`).
     sampler:   registered sampler name; ``target``: target name
     config:    the sampler's config as a dict
     cost:      ``n_grad_evals``, ``n_logdensity_evals``, ``compile_s``, ``sample_s``
@@ -192,7 +203,7 @@ class Result:
             )
         try:
             meta = json.loads(str(idata.posterior.attrs[RESULT_ATTRIBUTE]))
-            return cls(idata=idata, **meta)
+            return cls(idata=_with_weighted_posterior(idata), **meta)
         except (ValueError, TypeError) as error:  # JSONDecodeError is a ValueError
             raise ValueError(
                 f"{path}: its bayeswb metadata is damaged ({type(error).__name__}: {error})"
@@ -251,6 +262,18 @@ def _read_into_memory_if_from(idata: az.InferenceData, path: str) -> None:
     if any(source and is_same_file(source, path) for source in sources):
         for group in groups:
             group.load().close()
+
+
+def _with_weighted_posterior(idata: az.InferenceData) -> az.InferenceData:
+    """A weighted run saved before ``weighted_posterior`` existed (its ``posterior`` held
+    the weighted particles) in today's layout; any other run as it is."""
+    stats = getattr(idata, "sample_stats", None)
+    if stats is None or "log_weight" not in stats or "weighted_posterior" in idata.groups():
+        return idata
+    groups = {name: idata[name] for name in idata.groups()}
+    groups["weighted_posterior"] = groups["posterior"]
+    groups["posterior"] = equal_weight_posterior(groups["posterior"], stats["log_weight"].values)
+    return az.InferenceData(**groups)
 
 
 def run_metadata(

@@ -151,9 +151,10 @@ def compile_lowered(lowered: Any, kept: float = 1.0) -> Any:
     return compiled
 
 
-# a run's outputs are held on the host about three times over: as numpy arrays, and as the
-# constrained and unconstrained posterior groups of its InferenceData
-HOST_COPIES = 3
+# a run's outputs are held on the host up to four times over: as numpy arrays, and as the
+# constrained and unconstrained posterior groups of its InferenceData (a weighted run's
+# constrained draws twice: its particles and their equal-weight resample)
+HOST_COPIES = 4
 
 
 def check_memory(device_bytes: int, output_bytes: int, kept: float = 1.0) -> None:

@@ -3,10 +3,11 @@
 import jax
 import numpy as np
 import pytest
+from helpers import weighted_result
 from scipy.stats import norm
 
 import bayeswb as bw
-from bayeswb.core.result import build_idata, combine_log_z
+from bayeswb.core.result import combine_log_z
 
 
 def counting_target(dim=3):
@@ -102,24 +103,6 @@ def test_combine_log_z_is_log_mean_exp_with_delta_method_se():
     assert combine_log_z(np.array([-np.inf, -np.inf]))[0] == -np.inf
 
 
-def weighted_result(seed=0, n=4000, chains=4):
-    """Importance sampling N(1, 1) with a N(0, 2^2) proposal: exact weights, log Z = 0."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(0.0, 2.0, size=(chains, n, 1))
-    log_w = (norm.logpdf(x, 1.0, 1.0) - norm.logpdf(x, 0.0, 2.0))[..., 0]
-    log_z = np.log(np.mean(np.exp(log_w), axis=1))
-    idata = build_idata(
-        posterior={"x": x},
-        positions=x,
-        stats={"lp": log_w},
-        log_weights=log_w,
-        log_z_per_run=log_z,
-    )
-    pooled, se = combine_log_z(log_z)
-    cost = {"n_grad_evals": 0, "n_logdensity_evals": chains * n, "compile_s": 0, "sample_s": 0}
-    return bw.Result(idata, "manual_is", "normal", {}, cost, pooled, se)
-
-
 def test_weighted_output_is_scored_with_its_weights():
     target = bw.Target.from_logdensity(
         lambda x: -0.5 * ((x[0] - 1.0) ** 2) - 0.5 * np.log(2 * np.pi),
@@ -139,19 +122,6 @@ def test_weighted_output_is_scored_with_its_weights():
     frame = bw.summary(result)
     assert "ess_weights" in frame.columns
     assert frame.loc["x[0]", "ess_weights"] < 4 * 4000
-
-
-def test_weighted_result_survives_save_and_load(tmp_path):
-    result = weighted_result(n=50)
-    path = tmp_path / "weighted.nc"
-    result.save(str(path))
-    loaded = bw.load(str(path))
-    np.testing.assert_array_equal(loaded.log_weights, result.log_weights)
-    assert loaded.log_z == result.log_z and loaded.log_z_se == result.log_z_se
-    np.testing.assert_array_equal(
-        loaded.idata.sample_stats["log_marginal_likelihood"].values,
-        result.idata.sample_stats["log_marginal_likelihood"].values,
-    )
 
 
 def test_importance_k_hat_reaches_score_and_summary():
