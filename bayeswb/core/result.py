@@ -24,6 +24,7 @@ from scipy.special import logsumexp
 from bayeswb.core.draws import Draws, exact_count
 from bayeswb.core.equal_weights import equal_weight_posterior
 from bayeswb.core.files import atomic_path, is_same_file
+from bayeswb.core.provenance import stored_manifest
 from bayeswb.core.verdict import Verdict, diagnose
 
 # the posterior group attribute that holds a saved run's metadata (JSON)
@@ -153,6 +154,13 @@ class Result:
         if stats is None or "log_weight" not in stats:
             return None
         return stats["log_weight"].values
+
+    @property
+    def manifest(self) -> dict[str, Any] | None:
+        """How the run was made: seed, sampler and options, target and its parameters,
+        chunking and precision, package versions, git revision, start time (UTC); None
+        for a run made before manifests or by hand. See :mod:`bayeswb.core.provenance`."""
+        return stored_manifest(self.idata)
 
     @property
     def is_weighted(self) -> bool:

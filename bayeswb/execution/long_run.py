@@ -134,6 +134,7 @@ class LongRun:
     sample_s: float = 0.0
     divergences: int = 0
     compiled: dict[int, Any] = dataclasses.field(default_factory=dict)  # by piece length
+    manifest: dict[str, Any] | None = None  # of the bw.sample call (provenance.run_manifest)
 
     @property
     def kept(self) -> int:
@@ -283,6 +284,7 @@ def save_checkpoint(run: LongRun) -> None:
         "n_logdensity": run.n_logdensity,
         "stream": None if run.stream is None else run.stream.path,
         "stream_id": None if run.stream is None else run.stream.run_id,
+        "manifest": run.manifest,
         **strategy_meta,
     }
     pieces = {} if run.store is None else run.store.gathered()

@@ -12,7 +12,13 @@ import numpy as np
 
 from bayeswb.core.config import as_count, config_from_json
 from bayeswb.core.files import output_paths
-from bayeswb.core.identity import check_same_target, checked_fingerprint, record_target_identity
+from bayeswb.core.identity import (
+    check_same_target,
+    checked_fingerprint,
+    record_target_identity,
+    target_identity,
+)
+from bayeswb.core.provenance import record_manifest, run_manifest
 from bayeswb.core.registry import MODELS, build_model
 from bayeswb.core.result import Result
 from bayeswb.core.sampler import SAMPLERS
@@ -144,6 +150,20 @@ def sample(
         in_pieces = chunk_size is not None or checkpoint is not None or thin != 1 or stream
         if checkpoint is not None:
             check_savable(config)
+        manifest = run_manifest(
+            seed if isinstance(seed, int | np.integer) else jax.random.key_data(key).tolist(),
+            {
+                "sampler": spec.name,
+                "options": config.to_dict(),
+                "target": target_identity(target),
+                "chunk_size": chunk_size,
+                "thin": thin,
+                "checkpoint": checkpoint,
+                "stream": stream,
+                "devices": None if devices is None else len(devices),
+                "x64": double,
+            },
+        )
         if not in_pieces:
             result = sample_whole(spec, target, config, key, devices, double)
         elif spec.kernel is None:
@@ -159,21 +179,25 @@ def sample(
                 )
             size = config.num_chains if chunk_size is None else chunk_size
             run = RunBatches.start(spec, target, config, key, devices, size, checkpoint)
+            run.manifest = manifest
             result = run_pieces(run, progress)
         else:
             size = config.num_samples if chunk_size is None else chunk_size
             run = DrawChunks.start(
                 spec, target, config, key, devices, size, thin, checkpoint, stream
             )
+            run.manifest = manifest
             result = run_pieces(run, progress)
-        result = finish(result, target)
+        result = finish(result, target, manifest)
     return warn_if_unreliable(result)
 
 
-def finish(result: Result, target: Target) -> Result:
+def finish(result: Result, target: Target, manifest: dict[str, Any] | None) -> Result:
     """What every finished run gets: its target's identity (so that a resume or a score
-    can refuse another target) and the density-peak check's numbers."""
+    can refuse another target), its manifest (``Result.manifest``) and the density-peak
+    check's numbers."""
     record_target_identity(result.idata, target)
+    record_manifest(result.idata, manifest)
     return record_density_peak(result, target)
 
 
@@ -253,4 +277,6 @@ def _resume(
     if meta.get("kind") not in strategies:
         raise ValueError(f"{path}: unknown checkpoint kind {meta.get('kind')!r}")
     run = strategies[meta["kind"]].restore(meta, arrays, spec, target, config, path, devices)
-    return warn_if_unreliable(finish(run_pieces(run, progress), target))
+    run.manifest = meta.get("manifest")  # the bw.sample call that started the run
+    manifest = None if run.manifest is None else {**run.manifest, "resumed_from": path}
+    return warn_if_unreliable(finish(run_pieces(run, progress), target, manifest))

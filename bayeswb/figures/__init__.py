@@ -31,7 +31,6 @@ import os
 import pathlib
 import pkgutil
 import platform
-import subprocess
 import sys
 import time
 from types import ModuleType
@@ -39,23 +38,10 @@ from types import ModuleType
 import pandas as pd
 
 from bayeswb.core.files import atomic_path
+from bayeswb.core.provenance import git_revision, versions
 from bayeswb.core.registry import Registry
 
 PROTOCOL = ("TITLE", "PAPER", "FULL_RUNTIME", "compute", "plot")
-PACKAGES = (
-    "jax",
-    "jaxlib",
-    "numpyro",
-    "blackjax",
-    "optax",
-    "arviz",
-    "flowjax",
-    "equinox",
-    "numpy",
-    "pandas",
-    "matplotlib",
-    "bayeswb",
-)
 
 # figures added with ``register`` (tests, notebooks, figures living outside the package)
 _registered: dict[str, ModuleType] = {}
@@ -126,41 +112,6 @@ def get(name: str) -> ModuleType:
     return registry.get(name)
 
 
-def _git_revision() -> str | None:
-    """``git describe``-like revision of the source checkout, ``+dirty`` if modified; or None."""
-    folder = pathlib.Path(__file__).resolve().parent
-    try:
-        revision = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{revision}+dirty" if status else revision or None
-
-
-def _versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
 def run(
     name: str, out_dir: str | os.PathLike, quick: bool = False, seed: int = 0
 ) -> dict[str, pd.DataFrame]:
@@ -200,8 +151,8 @@ def run(
         "seed": seed,
         "quick": quick,
         "command": f"bayeswb figure {name} --seed {seed}" + (" --quick" if quick else ""),
-        "versions": _versions(),
-        "git_revision": _git_revision(),
+        "versions": versions(),
+        "git_revision": git_revision(),
         "platform": {
             "system": platform.platform(),
             "python": platform.python_version(),

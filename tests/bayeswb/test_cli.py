@@ -35,7 +35,11 @@ def test_run_prints_summary_and_score_and_saves(capsys, tmp_path):
     text = capsys.readouterr().out
     assert status == 0
     assert "ess_bulk" in text and "sliced_wasserstein" in text and "gradient evaluations" in text
-    assert bw.load(str(out)).positions.shape == (2, 100, 3)
+    loaded = bw.load(str(out))
+    assert loaded.positions.shape == (2, 100, 3)
+    manifest = loaded.manifest  # the command's run, seed and target parameters included
+    assert manifest["sampler"] == "nuts" and manifest["seed"] == 0
+    assert manifest["target"]["parameters"]["dim"] == 3
 
 
 def test_errors_are_one_line_without_traceback(capsys):

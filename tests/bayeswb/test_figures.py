@@ -13,6 +13,7 @@ import pytest
 from helpers import assert_z_scores
 
 from bayeswb import figures
+from bayeswb.core.provenance import PACKAGES
 
 
 def _fake_module(name="fake_figure", plot_suffixes=(".png", ".pdf")):
@@ -81,7 +82,7 @@ def test_run_writes_tables_plots_and_manifest(registered, tmp_path, capsys):
         "fake_figure.png",
         "fake_figure.pdf",
     ]
-    assert set(figures.PACKAGES) <= set(manifest["versions"])
+    assert set(PACKAGES) <= set(manifest["versions"])
     assert manifest["versions"]["jax"] == jax.__version__
     assert manifest["versions"]["bayeswb"] is not None
     revision = manifest["git_revision"]
