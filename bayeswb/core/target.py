@@ -180,6 +180,8 @@ class Target:
         (with log-Jacobians) becomes ``log_density``; its postprocessing (constraining
         transforms and deterministic sites) becomes ``constrain``. ``numpyro`` keeps the
         model, its arguments and ``unravel`` (flat x -> named unconstrained values).
+        Discrete latent sites are summed out of the density by numpyro's enumeration,
+        which needs the ``funsor`` package (bayeswb's ``enum`` extra).
 
         Example:
             >>> import jax.numpy as jnp, numpyro, numpyro.distributions as dist
@@ -196,6 +198,14 @@ class Target:
             info = initialize_model(
                 jax.random.key(0), model, model_args=args, model_kwargs=kwargs, dynamic_args=False
             )
+        except ImportError as error:
+            if "funsor" not in str(error):
+                raise
+            raise ImportError(
+                f"numpyro model {model_name!r} has discrete latent sites, which numpyro sums "
+                "out by enumeration with the funsor package: pip install funsor (or install "
+                "bayeswb with its 'enum' extra)"
+            ) from None
         except Exception as error:
             # typically data of the wrong shape or type for the model
             raise ValueError(

@@ -1,11 +1,14 @@
 """Target constructors: numpyro models become unconstrained log densities."""
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from helpers import assert_z_scores, moment_z_scores
 from numpyro.infer.util import log_density
 
 import bayeswb as bw
@@ -75,3 +78,53 @@ def test_funnel_is_normalised():
     v, x1 = x[:, 0], x[:, 1]
     expected = dist.Normal(0, 3).log_prob(v) + dist.Normal(0, jnp.exp(v / 2)).log_prob(x1)
     np.testing.assert_allclose(jax.vmap(t.log_density)(x), expected, rtol=1e-5)
+
+
+def two_component_model(y):
+    """A two-component mixture whose indicators z are discrete latents, summed out."""
+    p = numpyro.sample("p", dist.Beta(1.0, 1.0))
+    with numpyro.plate("data", y.shape[0]):
+        z = numpyro.sample("z", dist.Bernoulli(p), infer={"enumerate": "parallel"})
+        numpyro.sample("y", dist.Normal(3.0 * z, 1.0), obs=y)
+
+
+def mixture_data():
+    rng = np.random.default_rng(0)
+    return jnp.asarray(rng.normal(size=40) + 3.0 * (rng.uniform(size=40) < 0.3))
+
+
+def exact_log_posterior(p, y):
+    """log p(p | y) + const with z summed out by hand, Beta(1, 1) prior."""
+    y = np.asarray(y)[:, None]
+    dens = (1 - p) * np.exp(-0.5 * y**2) + p * np.exp(-0.5 * (y - 3.0) ** 2)
+    return np.sum(np.log(dens), axis=0)
+
+
+def test_enumerated_discrete_latents_are_summed_out_exactly():
+    y = mixture_data()
+    target = bw.Target.from_numpyro(two_component_model, y)
+    assert target.dim == 1  # only p is continuous
+    # on the unconstrained x = logit(p) the density gains log p + log(1 - p)
+    x = np.array([-2.0, -0.5, 0.7])
+    p = 1.0 / (1.0 + np.exp(-x))
+    expected = exact_log_posterior(p, y) + np.log(p) + np.log1p(-p)
+    got = np.array([float(target.log_density(jnp.array([v]))) for v in x])
+    np.testing.assert_allclose(got - got[0], expected - expected[0], rtol=1e-5, atol=1e-4)
+    # and NUTS on it recovers the exact posterior moments of p (quadrature on a grid)
+    grid = np.linspace(1e-6, 1 - 1e-6, 200001)
+    log_post = exact_log_posterior(grid, y)
+    weights = np.exp(log_post - log_post.max())
+    weights /= weights.sum()
+    mean = np.sum(weights * grid)
+    sd = np.sqrt(np.sum(weights * (grid - mean) ** 2))
+    result = bw.sample(target, "nuts", seed=0, num_chains=4, num_samples=1000, num_warmup=500)
+    z = moment_z_scores(result, "p", np.array(mean), np.array(sd))
+    assert_z_scores(np.array([z["mean"], z["var"]]), "enumerated mixture p")
+
+
+def test_a_model_that_needs_funsor_without_it_names_funsor(monkeypatch):
+    for name in [m for m in sys.modules if m.startswith("numpyro.contrib.funsor")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "funsor", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"^numpyro model 'two_component_model' has discrete"):
+        bw.Target.from_numpyro(two_component_model, mixture_data())
