@@ -12,6 +12,7 @@ from bayeswb.core.target import MinibatchData, NumpyroModel, Reference, Target  
 from bayeswb import models, samplers  # isort: skip
 from bayeswb.core.diagnostics import score, summary
 from bayeswb.core.draws import Draws
+from bayeswb.core.model_data import log_likelihood, predictive, prior_predictive
 from bayeswb.core.result import Result, load
 from bayeswb.execution import compile_cache
 from bayeswb.execution.compile_cache import set_compile_cache
@@ -29,7 +30,10 @@ __all__ = [
     "Result",
     "Target",
     "load",
+    "log_likelihood",
     "models",
+    "predictive",
+    "prior_predictive",
     "resume",
     "sample",
     "samplers",

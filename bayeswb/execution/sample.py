@@ -18,6 +18,7 @@ from bayeswb.core.identity import (
     record_target_identity,
     target_identity,
 )
+from bayeswb.core.model_data import add_numpyro_groups
 from bayeswb.core.provenance import record_manifest, run_manifest
 from bayeswb.core.registry import MODELS, build_model
 from bayeswb.core.result import Result
@@ -194,10 +195,12 @@ def sample(
 
 def finish(result: Result, target: Target, manifest: dict[str, Any] | None) -> Result:
     """What every finished run gets: its target's identity (so that a resume or a score
-    can refuse another target), its manifest (``Result.manifest``) and the density-peak
-    check's numbers."""
+    can refuse another target), its manifest (``Result.manifest``), for a numpyro model
+    its plate dimensions, data and log likelihood (:mod:`bayeswb.core.model_data`), and
+    the density-peak check's numbers."""
     record_target_identity(result.idata, target)
     record_manifest(result.idata, manifest)
+    add_numpyro_groups(result.idata, target)
     return record_density_peak(result, target)
 
 
