@@ -109,9 +109,11 @@ def _renamed(
             sizes[plate] = size
             mapping[old] = plate
         renamed[name] = variable.rename(mapping) if mapping else variable
-    return xr.Dataset(renamed, attrs=dataset.attrs).assign_coords(
+    out = xr.Dataset(renamed, attrs=dataset.attrs).assign_coords(
         {dim: dataset.coords[dim] for dim in dataset.coords if dim in ("chain", "draw")}
     )
+    out.encoding = dict(dataset.encoding)  # a streamed run's group still names its file
+    return out
 
 
 def observed_and_constant(
