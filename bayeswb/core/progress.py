@@ -15,14 +15,41 @@ import jax
 Array = jax.Array
 
 
-def progress_bar(show: bool | None, total: int, initial: int, unit: str) -> Any:
-    """A tqdm bar (notebook-aware) counting ``unit``s; ``show=None``: only at a terminal."""
-    from tqdm.auto import tqdm
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (IPython with a kernel attached)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
+
+def tqdm(*args: Any, **kwargs: Any) -> Any:
+    """A tqdm bar: Jupyter's widget in a notebook where ipywidgets is installed, else the
+    text bar (tqdm.auto would warn there that IProgress is missing).
+
+    Example:
+        >>> bar = tqdm(total=3, disable=True)
+        >>> bar.update(3), bar.n
+        (None, 3)
+    """
+    if in_notebook():
+        try:
+            import ipywidgets  # noqa: F401  (what the widget bar draws with)
+            from tqdm.notebook import tqdm as widget_bar
+
+            return widget_bar(*args, **kwargs)
+        except ImportError:
+            pass
+    from tqdm.std import tqdm as text_bar
+
+    return text_bar(*args, **kwargs)
+
+
+def progress_bar(show: bool | None, total: int, initial: int, unit: str) -> Any:
+    """A bar counting ``unit``s that stays on screen when done; ``show=None``: only where a
+    person is watching (stderr a terminal, or a notebook), never in a CI log."""
     if show is None:
-        # a bar for people at a terminal or notebook; nothing in a CI log
-        show = sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, unit=unit, disable=not show, leave=False)
+        show = sys.stderr.isatty() or in_notebook()
+    return tqdm(total=total, initial=initial, unit=unit, disable=not show)
 
 
 _BARS: dict[str, Any] = {}
@@ -31,15 +58,12 @@ _BARS: dict[str, Any] = {}
 def _progress_host(label: str, total: int, first: int, done: Any, loss: Any) -> None:
     # one bar per training run; vmapped runs report one after another at each chunk, so
     # a bar opens at the first chunk, follows the furthest step and closes at the end
-    from tqdm import tqdm
-
     done, bar = int(done), _BARS.get(label)
     if bar is None:
         if done > first:
             return
-        bar = _BARS[label] = tqdm(
-            total=total, desc=label, disable=not sys.stderr.isatty(), leave=False
-        )
+        watched = sys.stderr.isatty() or in_notebook()
+        bar = _BARS[label] = tqdm(total=total, desc=label, disable=not watched, leave=False)
     bar.update(max(0, done - bar.n))
     bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
     if done >= total:

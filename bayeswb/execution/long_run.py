@@ -254,7 +254,7 @@ def _show_stats(bar: Any, run: LongRun, piece: Any) -> None:
         shown["acceptance"] = f"{float(np.mean(stats['acceptance_rate'])):.2f}"
     if "diverging" in stats:
         shown["divergences"] = run.divergences
-    bar.set_postfix(shown, refresh=False)
+    bar.set_postfix(shown)  # drawn now: the last piece's stats stay on screen
 
 
 # --------------------------------------------------------------------------- checkpoints

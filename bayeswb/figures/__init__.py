@@ -120,13 +120,11 @@ def run(
     Writes ``<table>.csv`` for every table, the plot files (PNG and PDF) and
     ``manifest.json``. In full mode a note of the expected run time is printed first.
     """
-    from tqdm.auto import tqdm
-
     module = get(name)
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not quick:
-        tqdm.write(f"{name}: full mode, expected {module.FULL_RUNTIME}", file=sys.stderr)
+        print(f"{name}: full mode, expected {module.FULL_RUNTIME}", file=sys.stderr)
     started = datetime.datetime.now(datetime.UTC)
     clock = time.perf_counter()
     tables = module.compute(quick=quick, seed=seed)

@@ -64,8 +64,7 @@ def compute(quick: bool = False, seed: int = 0) -> dict[str, pd.DataFrame]:
     k = 1 of the same architecture) and ``"published"`` (VAE k = 1, IWAE k = 50, their gap,
     and the gain of two layers over one, next to the MNIST values).
     """
-    from tqdm.auto import tqdm
-
+    from bayeswb.core.progress import tqdm
     from bayeswb.models.iwae import Objective, train
     from bayeswb.models.vae_digits import VAEDigits
 

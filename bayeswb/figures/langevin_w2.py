@@ -87,9 +87,9 @@ def compute(quick: bool = False, seed: int = 0) -> dict[str, pd.DataFrame]:
     budget), ``frontier`` (best step per method and budget, plus the exact-draw floor) and
     ``reach`` (gradient evaluations per chain to reach each W2 level; NaN: not reached)."""
     import jax
-    from tqdm.auto import tqdm
 
     import bayeswb as bw
+    from bayeswb.core.progress import tqdm
 
     settings = _settings(quick)
     chains, budgets = settings["chains"], settings["budgets"]

@@ -26,10 +26,10 @@ import pathlib
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 import bayeswb as bw
 from bayeswb.core.files import atomic_path
+from bayeswb.core.progress import tqdm
 
 TITLE = "Every sampler against the reference posteriors (posteriordb style)"
 PAPER = (

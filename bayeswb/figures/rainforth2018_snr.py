@@ -56,8 +56,7 @@ def compute(quick: bool = False, seed: int = 0) -> dict[str, pd.DataFrame]:
     Returns ``"results"`` (one row per method, K and network: median and mean SNR, the
     SNR floor) and ``"published"`` (IWAE log-log slopes against Theorem 1's rates).
     """
-    from tqdm.auto import tqdm
-
+    from bayeswb.core.progress import tqdm
     from bayeswb.models.iwae import Objective, gradient_draws, snr, train
     from bayeswb.models.vae_digits import VAEDigits
 

@@ -146,9 +146,8 @@ def compute(quick: bool = False, seed: int = 0) -> dict[str, pd.DataFrame]:
     samples, log_z_true, elbo, elbo_se, kl, kl_se, ess_fraction, pareto_k_max,
     log_z_error, train_steps) and ``densities`` (target, method, x1, x2, density on the
     plot grid, ``method == "true"`` for ``exp(-U) / Z``)."""
-    from tqdm.auto import tqdm
-
     import bayeswb as bw
+    from bayeswb.core.progress import tqdm
     from bayeswb.core.result import combine_log_z
 
     s = _settings(quick)

@@ -330,7 +330,7 @@ def compute(
 ) -> dict[str, pd.DataFrame]:
     """Run every (target, sampler) cell (``samplers`` restricts the set); tables
     ``results`` (one row per cell) and ``published``."""
-    from tqdm.auto import tqdm
+    from bayeswb.core.progress import tqdm
 
     cells = [
         (target, sampler, "tuned", options)

@@ -149,9 +149,8 @@ def compute(
     and reweighted, the weights' ESS fraction, log Z and its error), ``"summary"`` (mean and
     sd over runs) and ``"published"`` (bias next to Table 1).
     """
-    from tqdm.auto import tqdm
-
     import bayeswb as bw
+    from bayeswb.core.progress import tqdm
     from bayeswb.core.verdict import weights_ess
 
     sizes = {**(QUICK if quick else FULL), **(sizes or {})}
