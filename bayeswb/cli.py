@@ -11,8 +11,6 @@ import sys
 import warnings
 from typing import Any
 
-import pandas as pd
-
 
 def _parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
     """``["dim=10", "name=x"]`` -> ``{"dim": 10, "name": "x"}`` (Python literals, else text)."""
@@ -37,42 +35,60 @@ RUN_FLAGS = {
 }
 
 
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that names each option's default, where it has one worth naming."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        default = action.default
+        if default is None or default is False or default == [] or action.help is None:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayeswb", description="Bayesian inference and sampling workbench"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    models = commands.add_parser("models", help="list registered models")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, formatter_class=_ShowDefaults)
+
+    models = command("models", "list registered models, or one model's parameters")
+    models.add_argument("name", nargs="?", help="a model: its parameters and ground truth")
     models.add_argument(
         "--details", action="store_true", help="table of dimensions and ground truth"
     )
-    commands.add_parser("samplers", help="list registered samplers")
-    run = commands.add_parser("run", help="sample MODEL with SAMPLER; print summary and score")
+    samplers = command("samplers", "list registered samplers, or one sampler's options")
+    samplers.add_argument("name", nargs="?", help="a sampler: its paper and options")
+    run = command("run", "sample MODEL with SAMPLER; print summary and score")
     run.add_argument("model")
     run.add_argument("sampler")
-    run.add_argument("--chains", type=int, default=4)
-    run.add_argument("--samples", type=int, default=1000)
+    run.add_argument("--chains", type=int, default=4, help="MCMC chains, or independent runs")
+    run.add_argument(
+        "--samples", type=int, default=1000, help="draws per chain, or particles per run"
+    )
     run.add_argument("--warmup", type=int, default=None, help="default: the sampler's")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--out", default=None, help="save the run as NetCDF")
+    run.add_argument("--seed", type=int, default=0, help="random seed")
+    run.add_argument("--out", default=None, help="save the run (and its manifest) as NetCDF")
     run.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="model parameter"
     )
     run.add_argument(
         "--option", action="append", default=[], metavar="NAME=VALUE", help="sampler option"
     )
-    bench = commands.add_parser("bench", help="models x samplers at an equal gradient budget")
+    bench = command("bench", "models x samplers at an equal gradient budget")
     bench.add_argument("--models", required=True, help="comma-separated model names")
     bench.add_argument("--samplers", required=True, help="comma-separated sampler names")
     bench.add_argument("--budget", type=float, default=1e5, help="gradient evaluations per run")
     bench.add_argument("--seeds", type=int, default=3, help="runs per pair (seeds 0..N-1)")
-    bench.add_argument("--chains", type=int, default=4)
+    bench.add_argument("--chains", type=int, default=4, help="chains or runs per sampler run")
     bench.add_argument("--out", default="bench_out", help="folder for CSV, Markdown, plots")
-    figure = commands.add_parser("figure", help="regenerate a paper figure (see --list)")
+    figure = command("figure", "regenerate a paper figure (see --list)")
     figure.add_argument("name", nargs="?", help="figure name (bayeswb figure --list)")
     figure.add_argument("--list", action="store_true", help="list the figures and exit")
     figure.add_argument("--quick", action="store_true", help="small run (what CI runs)")
-    figure.add_argument("--seed", type=int, default=0)
+    figure.add_argument("--seed", type=int, default=0, help="random seed")
     figure.add_argument("--out", default=None, help="output folder (default: figures_out/NAME)")
     return parser
 
@@ -93,8 +109,43 @@ def _model_details() -> None:
                 "reference": "yes" if "reference" in truth else "",
             }
         )
+    import pandas as pd
+
     print(pd.DataFrame(rows).to_string(index=False))
     print("\nsources: bw.models.get(NAME).describe()")
+
+
+def _one_sampler(name: str) -> None:
+    """A sampler's method, paper, family and every option with its default and doc."""
+    import dataclasses
+
+    import bayeswb as bw
+    from bayeswb.docs_tables import _paper, method
+
+    spec = bw.samplers.get(name)
+    print(f"{name} ({spec.family}): {method(spec.run.__doc__)}")
+    print(f"paper: {_paper(spec.run)}\noptions (bayeswb run ... --option NAME=VALUE):")
+    for field in dataclasses.fields(spec.config_cls):
+        default = field.default if field.default is not dataclasses.MISSING else "(required)"
+        doc = field.metadata.get("doc", "")
+        print(f"  {field.name} = {default!r}" + (f"  -- {doc}" if doc else ""))
+
+
+def _one_model(name: str) -> None:
+    """A model's description, parameters with defaults, and (built with them) its ground
+    truth."""
+    import inspect
+
+    import bayeswb as bw
+    from bayeswb.core.registry import MODELS
+
+    doc = inspect.getdoc(MODELS.get(name)) or ""
+    print(f"{name}: {doc.split(chr(10) + chr(10))[0]}")
+    print("parameters (bayeswb run ... --param NAME=VALUE):")
+    for param, default in bw.models.parameters(name).items():
+        shown = "(required)" if default is inspect.Parameter.empty else repr(default)
+        print(f"  {param} = {shown}")
+    print(bw.models.get(name).describe())
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -126,6 +177,8 @@ def _figure_list() -> None:
 
 
 def _figure(args: argparse.Namespace) -> None:
+    import pandas as pd
+
     from bayeswb import figures
 
     if args.list:
@@ -145,6 +198,8 @@ def _figure(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    import pandas as pd
+
     import bayeswb as bw
     from bayeswb.core.files import writable_file
     from bayeswb.core.verdict import UnreliableRunWarning
@@ -200,14 +255,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "models":
             import bayeswb as bw
 
-            if args.details:
+            if args.name:
+                _one_model(args.name)
+            elif args.details:
                 _model_details()
             else:
                 print("\n".join(bw.models.names()))
         elif args.command == "samplers":
             import bayeswb as bw
 
-            print("\n".join(bw.samplers.names()))
+            if args.name:
+                _one_sampler(args.name)
+            else:
+                print("\n".join(bw.samplers.names()))
         elif args.command == "run":
             _run(args)
         elif args.command == "bench":

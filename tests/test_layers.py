@@ -97,3 +97,11 @@ def test_each_layer_imports_only_the_layers_below(layer):
         if not imported.startswith(ALLOWED[layer])
     }
     assert not wrong, sorted(wrong)
+
+
+def test_the_public_names_are_the_lazy_ones():
+    import bayeswb
+
+    assert sorted(bayeswb.__all__) == sorted([*bayeswb._PUBLIC, *bayeswb._SUBPACKAGES])
+    for name in bayeswb.__all__:
+        assert getattr(bayeswb, name) is not None, name

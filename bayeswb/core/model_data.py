@@ -213,7 +213,8 @@ def add_log_likelihood(
         ValueError: the target is not a numpyro model, or the model has discrete latent
             sites (enumerated: the draws hold no value for them to condition on).
     """
-    trace = trace or model_trace(_numpyro_of(target))
+    numpyro = _numpyro_of(target)
+    trace = trace or model_trace(numpyro)
     posterior = idata.posterior
     missing = [name for name, site in trace.items() if _is_latent(site) and name not in posterior]
     if missing:
@@ -221,9 +222,8 @@ def add_log_likelihood(
             f"the draws hold no value for the latent sites {missing} (discrete, summed out "
             "by enumeration): their pointwise log likelihood is not defined by the draws"
         )
-    names = [name for name in posterior.data_vars]
-    values = {name: jnp.asarray(posterior[name].values) for name in names}
-    one_draw = pointwise_log_likelihood(target.numpyro, trace)
+    values = {str(name): jnp.asarray(var.values) for name, var in posterior.data_vars.items()}
+    one_draw = pointwise_log_likelihood(numpyro, trace)
     log_lik = jax.jit(jax.vmap(jax.vmap(one_draw)))(values)
     dataset = _draws_dataset(log_lik, plate_dims(trace)).assign_coords(
         chain=posterior.coords["chain"].values, draw=posterior.coords["draw"].values

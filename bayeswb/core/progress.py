@@ -18,7 +18,7 @@ Array = jax.Array
 def in_notebook() -> bool:
     """Whether this process is a Jupyter kernel (IPython with a kernel attached)."""
     ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
+    shell = ipython.get_ipython() if ipython is not None else None
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 

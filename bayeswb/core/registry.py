@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import inspect
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
@@ -23,9 +24,18 @@ class Registry(Generic[Entry]):
         ['funnel']
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, provider: str | None = None):
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        # the package whose import registers the entries (plugins: named, not imported
+        # here), imported the first time the registry is read
+        self._provider = provider
+
+    def _provided(self) -> dict[str, Entry]:
+        if self._provider is not None:
+            provider, self._provider = self._provider, None
+            importlib.import_module(provider)
+        return self._entries
 
     def add(self, name: str, entry: Entry) -> None:
         if name in self._entries:
@@ -37,10 +47,10 @@ class Registry(Generic[Entry]):
         del self._entries[name]
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(self._provided())
 
     def get(self, name: str) -> Entry:
-        if name not in self._entries:
+        if name not in self._provided():
             close = difflib.get_close_matches(str(name), self._entries, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
             raise KeyError(
@@ -49,14 +59,14 @@ class Registry(Generic[Entry]):
         return self._entries[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._provided()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
 
 # model name -> factory ``f(**params) -> Target``; filled by bayeswb.models on import
-MODELS: Registry[Any] = Registry("model")
+MODELS: Registry[Any] = Registry("model", provider="bayeswb.models")
 
 
 def model_parameters(name: str) -> dict[str, Any]:

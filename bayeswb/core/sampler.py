@@ -84,7 +84,7 @@ class SamplerSpec:
         return make_config(self.config_cls, options)
 
 
-SAMPLERS: Registry[SamplerSpec] = Registry("sampler")
+SAMPLERS: Registry[SamplerSpec] = Registry("sampler", provider="bayeswb.samplers")
 
 
 def register_sampler(

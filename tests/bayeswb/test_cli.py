@@ -1,5 +1,8 @@
 """The bayeswb command line."""
 
+import subprocess
+import sys
+
 import pytest
 
 import bayeswb as bw
@@ -128,3 +131,32 @@ def test_figure_runs_into_out_dir(capsys, tmp_path, monkeypatch):
     text = capsys.readouterr().out
     assert f"wrote {out / 'manifest.json'}" in text and f"wrote {out / 'fake.pdf'}" in text
     assert pd.read_csv(out / "results.csv")["seed"].tolist() == [7]
+
+
+def test_help_loads_no_jax_and_shows_defaults():
+    # the help is instant because nothing heavy is imported for it (measured in the note)
+    script = (
+        "import sys, contextlib, io\n"
+        "from bayeswb.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        "    main(['run', '--help'])\n"
+        "print('jax' in sys.modules, 'arviz' in sys.modules)\n"
+        "print(out.getvalue())\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("False False")
+    assert "(default: 1000)" in shown.stdout and "(default: 0)" in shown.stdout
+
+
+def test_one_sampler_and_one_model_are_described(capsys):
+    assert main(["samplers", "mala"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("mala (langevin): Metropolis-adjusted Langevin")
+    assert "Roberts and Tweedie 1996" in text and "  step_size = 0.01  -- " in text
+    assert main(["models", "funnel"]) == 0
+    text = capsys.readouterr().out
+    assert "  scale = 3.0" in text and "log_z: 0" in text
+    assert main(["samplers", "nutz"]) == 2
+    assert "did you mean 'nuts'" in capsys.readouterr().err
