@@ -22,6 +22,7 @@ from bayeswb import models
 from bayeswb.core.config import as_count
 from bayeswb.core.diagnostics import score
 from bayeswb.core.files import atomic_path
+from bayeswb.core.progress import progress_bar
 from bayeswb.core.result import Result
 from bayeswb.core.sampler import SAMPLERS
 from bayeswb.core.target import Target
@@ -121,9 +122,13 @@ def bench(
     max_samples = as_count("max_samples", max_samples)
     options = options or {}
     rows = []
+    # one bar over the pairs, where a person is watching; a failing pair is a row and the
+    # sweep goes on
+    bar = progress_bar(None, len(model_names) * len(sampler_names), 0, "pair")
     for model in model_names:
         target = models.get(model) if isinstance(model, str) else model
         for sampler in sampler_names:
+            bar.set_postfix(model=target.name, sampler=sampler)
             extra = options.get(sampler, {})
             base = {"model": target.name, "sampler": sampler}
             try:
@@ -138,6 +143,7 @@ def bench(
                 rows += [
                     {**base, "seed": s, "error": f"{type(error).__name__}: {error}"} for s in seeds
                 ]
+                bar.update(1)
                 continue
             for seed in seeds:
                 row: dict[str, Any] = {**base, "seed": seed, "num_samples": num_samples}
@@ -178,6 +184,8 @@ def bench(
                 except Exception as error:
                     row["error"] = f"{type(error).__name__}: {error}"
                 rows.append(row)
+            bar.update(1)
+    bar.close()
     frame = pd.DataFrame(rows)
     for column in ["error", *METRICS]:
         if column not in frame:

@@ -153,17 +153,9 @@ def sample(
             check_savable(config)
         manifest = run_manifest(
             seed if isinstance(seed, int | np.integer) else jax.random.key_data(key).tolist(),
-            {
-                "sampler": spec.name,
-                "options": config.to_dict(),
-                "target": target_identity(target),
-                "chunk_size": chunk_size,
-                "thin": thin,
-                "checkpoint": checkpoint,
-                "stream": stream,
-                "devices": None if devices is None else len(devices),
-                "x64": double,
-            },
+            {"sampler": spec.name, "options": config.to_dict(), "target": target_identity(target)}
+            | {"chunk_size": chunk_size, "thin": thin, "checkpoint": checkpoint, "stream": stream}
+            | {"devices": None if devices is None else len(devices), "x64": double},
         )
         if not in_pieces:
             result = sample_whole(spec, target, config, key, devices, double)
