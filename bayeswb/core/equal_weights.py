@@ -12,6 +12,11 @@ resampling's ``Var_w(x) / n`` (Douc et al., their equation (8)). Each particle a
 within 2 of ``n w_i`` times, in its own order, so duplicates sit next to each other and
 ArviZ's autocorrelation-based ESS sees them.
 
+ArviZ's mean over ``posterior`` is therefore the average of the runs' self-normalised
+estimates, while ``bw.summary`` weighs every particle of every run by its weight; both are
+consistent, and they differ by more than resampling noise when the runs' weights are
+uneven.
+
 The uniforms come from numpy's default generator seeded with a CRC32 of the log weights:
 the same run always gives the same draws. A run whose weights are all zero (or not
 finite: the verdict's ``finite`` check names it) has no equal-weight draws; its row is NaN.

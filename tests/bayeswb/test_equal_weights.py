@@ -33,29 +33,46 @@ def test_stratified_resampling_keeps_each_particle_about_n_w_times_in_order():
     np.testing.assert_array_equal(stratified_indices(log_weights), index)  # reproducible
 
 
-def test_arviz_summary_of_a_weighted_run_agrees_with_its_weighted_moments():
+def per_run_expectation(result, name):
+    """The mean over runs of each run's self-normalised estimate of E[name], and the sd of
+    stratified resampling's error about it given the particles (at most the multinomial's
+    sqrt(Var_w(x) / n) per run, Douc et al. 2005)."""
+    values = result.idata.weighted_posterior[name].values
+    values = values.reshape(values.shape[0], values.shape[1], -1)
+    log_w = result.log_weights
+    w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    means = np.einsum("cn,cnk->ck", w, values)
+    variances = np.einsum("cn,cnk->ck", w, (values - means[:, None]) ** 2)
+    runs, n = log_w.shape
+    return means.mean(axis=0), np.sqrt(variances.sum(axis=0) / n) / runs
+
+
+def test_arviz_mean_of_a_weighted_run_is_its_runs_weighted_mean():
     result = weighted_result()  # IS of N(1, 1) with N(0, 2^2): 4 runs of 4000
-    weighted = bw.summary(result).loc["x[0]"]
-    arviz = az.summary(result.idata, var_names=["x"], kind="stats").loc["x[0]"]
-    n = result.positions.shape[0] * result.positions.shape[1]
-    # resampling noise given the particles: variance at most Var_w(x) / n (multinomial)
-    bound = norm.ppf(1 - 1e-3 / 2) * weighted["sd"] / np.sqrt(n)
-    assert abs(arviz["mean"] - weighted["mean"]) < bound
-    # the particles read as equal draws were the silent error: mean 0 instead of 1
+    expected, noise = per_run_expectation(result, "x")
+    arviz = az.summary(result.idata, var_names=["x"], kind="stats").loc["x[0]", "mean"]
+    assert abs(arviz - expected[0]) < norm.ppf(1 - 1e-3 / 2) * noise[0]
+    # read as equal draws, the particles were the silent error: mean 0 instead of 1
     particles = result.idata.weighted_posterior["x"].values
+    weighted = bw.summary(result).loc["x[0]"]
     assert abs(particles.mean() - 1.0) > 10 * weighted["mcse_mean"]
 
 
 def test_a_sampled_weighted_run_reads_right_in_arviz():
     target = bw.models.get("eight_schools_noncentered")
     result = bw.sample(target, "is", seed=0, num_chains=4, num_samples=2000)
-    weighted = bw.summary(result)
     arviz = az.summary(result.idata, kind="stats")
-    n = 4 * 2000
-    z = norm.ppf(1 - 1e-3 / (2 * len(weighted)))  # every coordinate, 1e-3 family-wise
-    for label, row in weighted.iterrows():
-        assert abs(arviz.loc[label, "mean"] - row["mean"]) < z * row["sd"] / np.sqrt(n), label
-    assert set(result.idata.posterior.data_vars) == set(result.idata.weighted_posterior.data_vars)
+    names = list(result.idata.posterior.data_vars)
+    checks = []
+    for name in names:
+        expected, noise = per_run_expectation(result, name)
+        labels = [lab for lab in arviz.index if lab == name or lab.startswith(f"{name}[")]
+        checks += list(zip(arviz.loc[labels, "mean"].to_numpy(), expected, noise, strict=True))
+    z = norm.ppf(1 - 1e-3 / (2 * len(checks)))  # every coordinate, 1e-3 family-wise
+    for got, expected, noise in checks:
+        assert abs(got - expected) < z * noise
+    assert set(names) == set(result.idata.weighted_posterior.data_vars)
 
 
 def test_weighted_and_equal_weight_draws_survive_save_and_load(tmp_path):
