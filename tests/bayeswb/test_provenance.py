@@ -17,7 +17,11 @@ def test_a_run_carries_its_manifest_through_save_and_load(tmp_path):
     assert manifest["seed"] == 5 and manifest["sampler"] == "mala"
     assert manifest["options"]["step_size"] == 0.2 and manifest["options"]["num_chains"] == 2
     assert manifest["target"]["name"] == "gaussian"
-    assert manifest["target"]["parameters"] == {"dim": 3, "condition_number": 10.0}
+    assert manifest["target"]["parameters"] == {
+        "dim": 3,
+        "condition_number": 10.0,
+        "rotation": None,
+    }
     assert manifest["versions"]["jax"] == jax.__version__
     assert "git_revision" in manifest and manifest["x64"] is False
     path = str(tmp_path / "run.nc")
