@@ -56,7 +56,7 @@ def test_nuts_on_eight_schools_has_named_constrained_parameters():
         "eight_schools_noncentered", "nuts", seed=2, num_chains=2, num_samples=300, num_warmup=300
     )
     post = r.idata.posterior
-    assert post["theta"].dims == ("chain", "draw", "theta_dim_0")
+    assert post["theta"].dims == ("chain", "draw", "school")  # the model's plate
     assert post["theta"].shape == (2, 300, 8)
     assert (post["tau"].values > 0).all()
     # the deterministic theta is mu + tau * theta_tilde draw by draw
