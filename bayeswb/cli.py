@@ -94,25 +94,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _model_details() -> None:
-    import bayeswb as bw
+    """The README's model table, from the data file ``python -m bayeswb.docs_tables``
+    writes beside the models (no model is built)."""
+    import importlib.util
 
-    rows = []
-    for name in bw.models.names():
-        target = bw.models.get(name)
-        truth = target.ground_truth()
-        rows.append(
-            {
-                "model": name,
-                "dim": target.dim,
-                "log_z": f"{target.log_z:.6g}" if target.log_z is not None else "",
-                "exact samples": "yes" if "sample_exact" in truth else "",
-                "reference": "yes" if "reference" in truth else "",
-            }
-        )
-    import pandas as pd
+    spec = importlib.util.find_spec("bayeswb.models")
+    assert spec is not None and spec.submodule_search_locations
+    path = pathlib.Path(spec.submodule_search_locations[0]) / "data" / "details.json"
+    rows = [{k: _cell(v) for k, v in row.items()} for row in json.loads(path.read_text())]
+    widths = {k: max(len(k), *(len(row[k]) for row in rows)) for k in rows[0]}
+    print("  ".join(k.ljust(w) for k, w in widths.items()).rstrip())
+    for row in rows:
+        print("  ".join(row[k].ljust(w) for k, w in widths.items()).rstrip())
+    print("\nsources: bayeswb models NAME")
 
-    print(pd.DataFrame(rows).to_string(index=False))
-    print("\nsources: bw.models.get(NAME).describe()")
+
+def _cell(text: str, width: int = 36) -> str:
+    text = text.replace("`", "")
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _one_sampler(name: str) -> None:

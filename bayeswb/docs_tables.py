@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import json
 import pathlib
 import re
 import sys
@@ -40,6 +41,8 @@ from bayeswb.core.files import atomic_path
 BEGIN = "<!-- BEGIN GENERATED TABLES: python -m bayeswb.docs_tables (do not edit by hand) -->"
 END = "<!-- END GENERATED TABLES -->"
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+# the model table as data, for ``bayeswb models --details`` (which then builds no model)
+MODEL_DETAILS = pathlib.Path(__file__).resolve().parents[1] / "models" / "data" / "details.json"
 
 _NAME = r"[A-Z][\w'\-]+(?: [A-Z][\w'\-]+)*"
 _AUTHORS = rf"{_NAME}(?:(?:, | and |, and ){_NAME})*(?: et al\.)?"
@@ -252,8 +255,9 @@ def table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown() -> str:
-    """The generated README section, markers included."""
+def markdown(models: list[dict[str, str]] | None = None) -> str:
+    """The generated README section, markers included (``models``: :func:`model_rows`,
+    if already made)."""
     return "\n".join(
         [
             BEGIN,
@@ -270,7 +274,7 @@ def markdown() -> str:
             "carries, and how it was obtained; `bw.models.get(NAME).describe()` has the full "
             "sources).",
             "",
-            table(model_rows()),
+            table(model_rows() if models is None else models),
             "### Gallery of figures",
             "",
             "Each regenerates a published figure or table into `figures_out/NAME/` (or "
@@ -309,13 +313,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: figure {name} left out of the gallery: {reason}", file=sys.stderr)
     path = pathlib.Path(args.readme)
     text = path.read_text()
-    updated = rewrite(text, markdown())
+    models = model_rows()
+    updated = rewrite(text, markdown(models))
+    details = json.dumps(models, indent=1) + "\n"
+    old_details = MODEL_DETAILS.read_text() if MODEL_DETAILS.exists() else ""
     if args.check:
-        stale = updated != text
+        stale = updated != text or details != old_details
         print(f"{path}: {'stale, run python -m bayeswb.docs_tables' if stale else 'up to date'}")
         return int(stale)
     with atomic_path(path) as temporary:
         temporary.write_text(updated)
+    with atomic_path(MODEL_DETAILS) as temporary:
+        temporary.write_text(details)
     print(f"{path}: {'rewritten' if updated != text else 'already up to date'}")
     return 0
 

@@ -1,6 +1,7 @@
 """README's sampler, model and figure tables are what the registries generate now."""
 
 import difflib
+import json
 
 import pytest
 
@@ -33,7 +34,11 @@ def test_readme_tables_are_current():
     text = docs_tables.README.read_text()
     start = text.index(docs_tables.BEGIN)
     end = text.index(docs_tables.END) + len(docs_tables.END)
-    expected = docs_tables.markdown()
+    models = docs_tables.model_rows()
+    expected = docs_tables.markdown(models)
+    # the data file `bayeswb models --details` prints is the same table
+    stored = json.loads(docs_tables.MODEL_DETAILS.read_text())
+    assert stored == models, "models/data/details.json is stale; run python -m bayeswb.docs_tables"
     diff = "\n".join(
         difflib.unified_diff(
             text[start:end].splitlines(), expected.splitlines(), "README.md", "generated", n=0

@@ -79,13 +79,19 @@ def test_bench_refuses_a_sweep_before_running_it(capsys, tmp_path, flags, messag
     assert not (tmp_path / "out").exists()
 
 
-def test_models_details_table(capsys, monkeypatch):
-    monkeypatch.setattr(bw.models, "names", lambda: ["funnel", "eight_schools_noncentered"])
+def test_models_details_table_is_read_not_built(capsys, monkeypatch):
+    def built(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(bw.models, "get", built)
     assert main(["models", "--details"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["model", "dim", "log_z", "exact", "samples", "reference"]
-    assert lines[1].split() == ["funnel", "10", "0", "yes", "yes"]
-    assert lines[2].split()[:2] == ["eight_schools_noncentered", "10"]
+    assert lines[0].split()[:3] == ["model", "dim", "parameters"]
+    funnel = next(line for line in lines if line.startswith("funnel "))
+    assert funnel.split()[1] == "10" and "dim=10, scale=3.0" in funnel
+    assert {line.split()[0] for line in lines[1 : len(bw.models.names()) + 1]} == set(
+        bw.models.names()
+    )
 
 
 def test_figure_list_and_one_line_errors(capsys):
