@@ -16,6 +16,7 @@ import subprocess
 from typing import Any
 
 import arviz as az
+import numpy as np
 
 # the posterior group attribute that holds a run's manifest (JSON)
 MANIFEST_ATTRIBUTE = "bayeswb_manifest"
@@ -86,18 +87,27 @@ def run_manifest(seed: Any, call: dict[str, Any]) -> dict[str, Any]:
     """A run's manifest: its ``seed`` (an int, or a key's data as a list), the rest of the
     ``call`` that started it (sampler, options, target and its parameters, chunking,
     precision), the software it ran on and when it started (UTC)."""
-    return {
+    manifest = {
         "seed": seed,
         **call,
         **software(),
         "started_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+    # as JSON holds it (numpy values as lists, anything else as its repr), so that it is
+    # the same dict after a checkpoint, a save and a load
+    return json.loads(json.dumps(manifest, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    return repr(value)
 
 
 def record_manifest(idata: az.InferenceData, manifest: dict[str, Any] | None) -> None:
     """Store ``manifest`` in ``idata``'s posterior attributes (it survives save and load)."""
     if manifest is not None:
-        idata.posterior.attrs[MANIFEST_ATTRIBUTE] = json.dumps(manifest, default=repr)
+        idata.posterior.attrs[MANIFEST_ATTRIBUTE] = json.dumps(manifest, default=_jsonable)
 
 
 def stored_manifest(idata: az.InferenceData) -> dict[str, Any] | None:

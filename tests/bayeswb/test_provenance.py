@@ -49,3 +49,19 @@ def test_a_damaged_manifest_is_one_clear_line():
     result.idata.posterior.attrs[MANIFEST_ATTRIBUTE] = "{not json"
     with pytest.raises(ValueError, match="^the result's manifest is damaged"):
         stored_manifest(result.idata)
+
+
+def test_vector_options_go_into_the_manifest_and_through_a_checkpoint(tmp_path):
+    path = str(tmp_path / "run.ckpt")
+    inverse_mass = (1.0, 2.0, 0.5)
+    first = bw.sample(
+        bw.models.get("gaussian", dim=3),
+        "mala",
+        seed=2,
+        chunk_size=20,
+        checkpoint=path,
+        inverse_mass_matrix=inverse_mass,
+        **SMALL,
+    )
+    assert first.manifest["options"]["inverse_mass_matrix"] == list(inverse_mass)
+    assert bw.resume(path).manifest["options"] == first.manifest["options"]
