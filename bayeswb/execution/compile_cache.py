@@ -11,7 +11,8 @@ are unchanged.
 Where it lives, in order of precedence:
 
 1. ``bayeswb.set_compile_cache(path)`` at any time (``None`` turns it off);
-2. ``BAYESWB_CACHE_DIR`` in the environment when bayeswb is imported (``off`` turns it off);
+2. ``BAYESWB_CACHE_DIR`` in the environment when bayeswb's API is first used (``off`` turns
+   it off);
 3. a cache folder the user already gave JAX (``JAX_COMPILATION_CACHE_DIR`` or
    ``jax.config.update("jax_compilation_cache_dir", ...)``) is kept as it is;
 4. otherwise ``bayeswb/jax`` in the platform's cache folder (``$XDG_CACHE_HOME`` or
@@ -108,10 +109,11 @@ def set_compile_cache(path: str | os.PathLike[str] | None) -> Path | None:
 
 
 def enable_by_default() -> Path | None:
-    """At import: the cache folder from ``BAYESWB_CACHE_DIR``, the user's own JAX setting,
-    or :func:`default_cache_dir` (see the module docstring). A folder that cannot be made
-    leaves the cache off, with a log message; nothing is raised at import. JAX's own switch
-    ``jax_enable_compilation_cache=False`` still turns every persistent cache off.
+    """When bayeswb's API is first used: the cache folder from ``BAYESWB_CACHE_DIR``, the
+    user's own JAX setting, or :func:`default_cache_dir` (see the module docstring). A
+    folder that cannot be made leaves the cache off, with a log message; nothing is
+    raised. JAX's own switch ``jax_enable_compilation_cache=False`` still turns every
+    persistent cache off.
     """
     requested = os.environ.get(ENV_VAR)
     if requested is not None and requested.strip().lower() in OFF:
