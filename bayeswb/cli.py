@@ -119,11 +119,11 @@ def _one_sampler(name: str) -> None:
     import dataclasses
 
     import bayeswb as bw
-    from bayeswb.docs_tables import _paper, method
+    from bayeswb.docs_tables import method, paper
 
     spec = bw.samplers.get(name)
     print(f"{name} ({spec.family}): {method(spec.run.__doc__)}")
-    print(f"paper: {_paper(spec.run)}\noptions (bayeswb run ... --option NAME=VALUE):")
+    print(f"paper: {paper(spec.run)}\noptions (bayeswb run ... --option NAME=VALUE):")
     for field in dataclasses.fields(spec.config_cls):
         default = field.default if field.default is not dataclasses.MISSING else "(required)"
         doc = field.metadata.get("doc", "")

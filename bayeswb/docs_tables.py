@@ -80,7 +80,9 @@ def method(doc: str | None) -> str:
     return text.rstrip(".")
 
 
-def _paper(run) -> str:
+def paper(run) -> str:
+    """The paper a sampler's ``run`` cites: its docstring's first citation, else that of a
+    helper it refers to with ``:func:``, else its module's."""
     doc = run.__doc__ or ""
     own = citation(doc)
     if own:
@@ -154,7 +156,7 @@ def sampler_rows() -> list[dict[str, str]]:
                 "family": spec.family,
                 "sampler": f"`{name}`",
                 "method": method(spec.run.__doc__),
-                "paper": _paper(spec.run),
+                "paper": paper(spec.run),
                 "returns": returns(spec, target),
             }
         )
