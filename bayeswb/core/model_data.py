@@ -36,11 +36,15 @@ def is_observation(site: dict[str, Any]) -> bool:
     return site["type"] == "sample" and site["is_observed"] and not isinstance(site["fn"], Unit)
 
 
-def model_trace(numpyro: NumpyroModel) -> dict[str, Any]:
-    """One run of the model with its data (latent sites drawn from the prior, seed 0)."""
+def model_trace(target: Target) -> dict[str, Any]:
+    """One run of ``target``'s numpyro model with its data, its latent sites set to the
+    target's initial point (``target.init``, constrained): drawing them from the prior
+    instead can give a value the model's distributions refuse (a Cauchy prior's tail)."""
     from numpyro import handlers
 
-    with handlers.trace() as trace, handlers.seed(rng_seed=0):
+    numpyro = _numpyro_of(target)
+    start = target.constrain(target.init(jax.random.key(0)))
+    with handlers.trace() as trace, handlers.seed(rng_seed=0), handlers.substitute(data=start):
         numpyro.model(*numpyro.args, **numpyro.kwargs)
     return dict(trace)
 
@@ -54,7 +58,7 @@ def plate_dims(trace: dict[str, Any]) -> dict[str, tuple[str | None, ...]]:
         >>> def model():
         ...     with numpyro.plate("school", 3):
         ...         numpyro.sample("theta", dist.Normal(0, 1))
-        >>> plate_dims(model_trace(NumpyroModel(model, (), {}, None)))
+        >>> plate_dims(model_trace(Target.from_numpyro(model)))
         {'theta': ('school',)}
     """
     dims = {}
@@ -152,7 +156,7 @@ def add_model_data(
     model's :func:`model_trace`, if already made."""
     if target.numpyro is None:
         return
-    trace = trace or model_trace(target.numpyro)
+    trace = trace or model_trace(target)
     name_plate_dims(idata, trace)  # the groups that exist of SITE_GROUPS
     observed, constant = observed_and_constant(target.numpyro, trace)
     dims = plate_dims(trace)
@@ -214,7 +218,7 @@ def add_log_likelihood(
             sites (enumerated: the draws hold no value for them to condition on).
     """
     numpyro = _numpyro_of(target)
-    trace = trace or model_trace(numpyro)
+    trace = trace or model_trace(target)
     posterior = idata.posterior
     missing = [name for name, site in trace.items() if _is_latent(site) and name not in posterior]
     if missing:
@@ -242,7 +246,7 @@ def add_numpyro_groups(idata: az.InferenceData, target: Target) -> None:
     would hold more than :data:`LOG_LIKELIHOOD_MAX_VALUES` values."""
     if target.numpyro is None:
         return
-    trace = model_trace(target.numpyro)
+    trace = model_trace(target)
     add_model_data(idata, target, trace)
     if any(_is_latent(site) and name not in idata.posterior for name, site in trace.items()):
         return  # discrete sites summed out: the draws do not define a pointwise likelihood
@@ -326,7 +330,7 @@ def predictive(result: Any, target: Target, seed: int = 0) -> Any:
     from numpyro import handlers
 
     numpyro = _numpyro_of(target)
-    trace = model_trace(numpyro)
+    trace = model_trace(target)
     posterior = result.idata.posterior
     latent = [name for name, site in trace.items() if _is_latent(site) and name in posterior]
     observed = [name for name, site in trace.items() if is_observation(site)]
@@ -359,7 +363,7 @@ def prior_predictive(target: Target, num_samples: int = 500, seed: int = 0) -> a
     from numpyro.infer import Predictive
 
     numpyro = _numpyro_of(target)
-    trace = model_trace(numpyro)
+    trace = model_trace(target)
     observed = [name for name, site in trace.items() if is_observation(site)]
     draws = Predictive(_unobserved(numpyro.model), num_samples=num_samples)(
         jax.random.key(seed), *numpyro.args, **numpyro.kwargs
