@@ -43,7 +43,9 @@ def stratified_indices(log_weights: np.ndarray) -> np.ndarray:
     runs, n = log_weights.shape
     top = np.max(log_weights, axis=1, keepdims=True)
     usable = np.isfinite(top) & ~np.any(log_weights == np.inf, axis=1, keepdims=True)
-    safe = np.where(usable, log_weights, 0.0)  # placeholder rows, masked at the end
+    # a run without usable weights gets uniform ones here, so the arithmetic stays finite;
+    # its indices are replaced by -1 below
+    safe = np.where(usable, log_weights, 0.0)
     weights = np.exp(safe - logsumexp(safe, axis=1, keepdims=True))
     cumulative = np.cumsum(weights, axis=1)
     cumulative[:, -1] = 1.0  # rounding must not leave the last particle out of reach
