@@ -121,12 +121,7 @@ def enable_by_default() -> Path | None:
     users_own = jax.config.values["jax_compilation_cache_dir"]
     if requested is None and users_own:
         return Path(users_own)
-    if requested is None:
-        # off unless asked for: an executable read back from the cache hung in jaxlib's
-        # CPU LAPACK kernels at 100 chains (tests/samplers/test_baselines.py), see
-        # docs/errors.md; BAYESWB_CACHE_DIR=default uses default_cache_dir()
-        return None
-    if requested.strip().lower() == "default":
+    if requested is None or requested.strip().lower() == "default":
         requested = str(default_cache_dir())
     try:
         return set_compile_cache(requested)

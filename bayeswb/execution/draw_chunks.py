@@ -27,7 +27,7 @@ from bayeswb.core.target import Target
 from bayeswb.execution.checkpoint import flat, unflat
 from bayeswb.execution.driver import (
     ChainLayout,
-    compile_lowered,
+    compile_program,
     make_chain_mesh,
     map_chains,
     run_chains,
@@ -108,10 +108,10 @@ class DrawChunks:
 
     def compile(self, run: LongRun, length: int) -> Any:
         program = chunk_program(run.spec, run.target, run.config, self.mesh, length)
-        lowered = program.lower(self.carry, self.sample_keys, jnp.asarray(run.done))
         # the host keeps every chunk's (thinned) draws, unless they go to a stream
         kept = 1.0 if run.stream is not None else run.config.num_samples / (length * self.thin)
-        return compile_lowered(lowered, max(kept, 1.0))
+        args = (self.carry, self.sample_keys, jnp.asarray(run.done))
+        return compile_program(program, *args, kept=max(kept, 1.0))
 
     def advance(self, run: LongRun, program: Any, length: int) -> tuple[Any, int, int]:
         carry, piece, costs = program(self.carry, self.sample_keys, jnp.asarray(run.done))
@@ -159,7 +159,7 @@ class DrawChunks:
             raise ValueError(f"thin must be a positive integer dividing chunk_size, got {thin!r}")
         mesh = make_chain_mesh(config.num_chains, devices)
         start = time.perf_counter()
-        program = compile_lowered(start_program(spec, target, config, mesh).lower(key))
+        program = compile_program(start_program(spec, target, config, mesh), key)
         compile_s, start = time.perf_counter() - start, time.perf_counter()
         carry, warmup, warmup_posterior, start_grads, sample_keys = program(key)
         warmup, warmup_posterior, start_grads = to_host((warmup, warmup_posterior, start_grads))

@@ -20,6 +20,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
+from bayeswb.execution import lapack_order
+
 Array = jax.Array
 State = Any
 Info = Any
@@ -121,29 +123,28 @@ def checked_devices(devices: Any) -> list[Any]:
     return listed
 
 
-# jaxlib's CPU LAPACK kernels (Cholesky, QR, LU, triangular solves) split a large batch
-# over XLA's intra-op thread pool and wait on it; several at once can deadlock the pool
-# (docs/errors.md). A program that holds one is compiled with single-threaded Eigen, which
-# keeps them off the pool; the custom calls exist only in CPU programs.
-SERIAL_LAPACK = {"xla_cpu_multi_thread_eigen": False}
-
-
-def compile_lowered(lowered: Any, kept: float = 1.0) -> Any:
-    """Compile a ``jax.jit(...).lower(...)`` program, refusing one too large for memory
-    (:func:`check_memory`, on its outputs before compiling and on XLA's whole estimate
-    after); one that calls LAPACK on the CPU is compiled without the intra-op thread pool
-    (:data:`SERIAL_LAPACK`). ``kept``: how many times its outputs' size the run keeps on
-    the host (a chunked run keeps every chunk's draws, unless it streams them).
+def compile_program(program: Any, *args: Any, kept: float = 1.0) -> Any:
+    """Compile ``program`` (a ``jax.jit``-ed function) for ``args`` (arrays or
+    ``jax.ShapeDtypeStruct``), refusing one too large for memory (:func:`check_memory`, on
+    its outputs before compiling and on XLA's whole estimate after). ``kept``: how many
+    times its outputs' size the run keeps on the host (a chunked run keeps every chunk's
+    draws, unless it streams them). On the CPU a program that holds LAPACK calls is traced
+    again with each chain's calls in order (:mod:`bayeswb.execution.lapack_order`).
 
     Example:
-        >>> lowered = jax.jit(jax.numpy.linalg.cholesky).lower(jax.numpy.eye(2)[None])
-        >>> compile_lowered(lowered)(jax.numpy.eye(2)[None]).shape
+        >>> program = jax.jit(jax.vmap(jax.numpy.linalg.cholesky))
+        >>> compile_program(program, jax.numpy.eye(2)[None])(jax.numpy.eye(2)[None]).shape
         (1, 2, 2)
     """
+    traced = program.trace(*args)
+    if jax.default_backend() == "cpu" and lapack_order.calls_lapack(traced.jaxpr.jaxpr):
+        function = program.__wrapped__
+        with lapack_order.ordering():
+            traced = jax.jit(lambda *a: function(*a)).trace(*args)
+    lowered = traced.lower()
     outputs = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(lowered.out_info))
     check_memory(0, outputs, kept)
-    options = SERIAL_LAPACK if "lapack_" in lowered.as_text() else None
-    compiled = lowered.compile(compiler_options=options)
+    compiled = lowered.compile()
     stats = compiled.memory_analysis()
     if stats is not None:
         device = stats.argument_size_in_bytes + stats.temp_size_in_bytes
@@ -260,12 +261,15 @@ def map_chains(chain_fn: Callable[..., Any], *per_chain: Any, mesh: Mesh | None 
     """Apply ``chain_fn`` to each chain's slice of ``per_chain`` (pytrees with a leading
     chain axis): vmap, and shard_map over ``mesh`` if one is given.
 
-    This is how a chunked run continues its chains from their saved states.
+    This is how a chunked run continues its chains from their saved states. Inside
+    :func:`bayeswb.execution.lapack_order.ordering` (see :func:`compile_program`), the
+    LAPACK calls of ``chain_fn`` run one at a time: several at once can hang jaxlib.
 
     Example:
         >>> map_chains(lambda x, y: x + y, np.arange(3.0), np.ones(3)).tolist()
         [1.0, 2.0, 3.0]
     """
+    chain_fn = lapack_order.when_ordering(chain_fn)
     if mesh is None:
         return jax.vmap(chain_fn)(*per_chain)
     spec = PartitionSpec("chain")

@@ -33,7 +33,7 @@ from bayeswb.core.result import Result
 from bayeswb.core.sampler import SamplerSpec
 from bayeswb.core.target import Target
 from bayeswb.execution.checkpoint import flat, unflat
-from bayeswb.execution.driver import ChainLayout, compile_lowered, make_chain_mesh, to_host
+from bayeswb.execution.driver import ChainLayout, compile_program, make_chain_mesh, to_host
 from bayeswb.execution.long_run import LongRun, PieceStore
 from bayeswb.execution.whole import constrained_run
 
@@ -72,9 +72,10 @@ class RunBatches:
         return config.num_chains
 
     def compile(self, run: LongRun, length: int) -> Any:
-        lowered = self._program(run, length).lower(self.key, jnp.asarray(0))
+        program = self._program(run, length)
         # the host keeps every batch's draws
-        return compile_lowered(lowered, run.config.num_chains / length)
+        kept = run.config.num_chains / length
+        return compile_program(program, self.key, jnp.asarray(0), kept=kept)
 
     def _program(self, run: LongRun, size: int) -> Any:
         config = dataclasses.replace(run.config, num_chains=size)

@@ -13,7 +13,7 @@ from bayeswb.core.config import SamplerConfig
 from bayeswb.core.result import Result
 from bayeswb.core.sampler import SamplerSpec
 from bayeswb.core.target import Target
-from bayeswb.execution.driver import ChainLayout, compile_lowered, make_chain_mesh, to_host
+from bayeswb.execution.driver import ChainLayout, compile_program, make_chain_mesh, to_host
 
 Array = jax.Array
 
@@ -51,7 +51,7 @@ def _compiled(
     program = functools.partial(
         constrained_run, spec=spec, target=target, config=config, layout=layout
     )
-    return compile_lowered(jax.jit(program).lower(key_type))
+    return compile_program(jax.jit(program), key_type)
 
 
 def sample_whole(

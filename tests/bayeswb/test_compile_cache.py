@@ -70,9 +70,15 @@ def test_off_and_the_users_own_jax_folder_are_respected(tmp_path):
 
 
 def test_a_folder_that_cannot_be_made_is_one_clear_line(tmp_path):
+    bw.set_compile_cache  # noqa: B018 -- bayeswb's first use sets up its cache
     before = jax.config.jax_compilation_cache_dir
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.raises(ValueError, match=r"^compile cache: cannot create the folder .*a_file"):
         bw.set_compile_cache(blocker / "cache")
     assert jax.config.jax_compilation_cache_dir == before  # unchanged by the refusal
+
+
+def test_on_by_default_in_the_platforms_cache_folder(tmp_path):
+    default, _ = run_process(tmp_path, "default", XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    assert default["dir"] == str(tmp_path / "xdg" / "bayeswb" / "jax")

@@ -109,8 +109,8 @@ for sampler in ("pathfinder", "fullrank_vi", "is", "vis"):
 
 def test_samplers_calling_lapack_finish_at_100_chains():
     """jaxlib's batched CPU LAPACK kernels deadlocked XLA's thread pool: pathfinder hung
-    at 100 chains in 1 of 4 tries (docs/errors.md); they now compile without the pool
-    (bayeswb.execution.driver.compile_lowered). A hang is a timeout, so run it apart."""
+    at 100 chains in 1 of 4 tries (docs/errors.md); each chain's LAPACK calls now run in
+    order (bayeswb/execution/lapack_order.py). A hang is a timeout, so run it apart."""
     import subprocess
     import sys
 
