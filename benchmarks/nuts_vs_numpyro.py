@@ -1,0 +1,134 @@
+"""NUTS through bw.sample against NumPyro's NUTS, side by side, on the registry's numpyro
+models.
+
+Same model, same settings (4 chains, 1000 warmup + 1000 draws, diagonal mass matrix,
+target acceptance 0.8, tree depth 10), NumPyro with ``chain_method="vectorized"`` (its
+batched chains, as bw runs them), both in this process with the persistent compilation
+cache off, so that both compile from scratch. For each model:
+
+- wall time of the first run (compiling included) and of a second run of the same
+  already-compiled job (compiling excluded), for both;
+- accuracy: the largest |posterior mean - reference mean| / reference sd over parameters,
+  against the model's stored reference posterior (both should be within a few MCSE).
+
+Ratios bw/numpyro above 1 mean bw is slower. Goals (issue 20): wall time at most 1.0, and
+compile time at most half of NumPyro's.
+
+    python benchmarks/nuts_vs_numpyro.py [--models eight_schools_noncentered ...] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import jax
+import numpy as np
+from numpyro.infer import MCMC, NUTS
+
+import bayeswb as bw
+from bayeswb.core.verdict import UnreliableRunWarning
+
+MODELS = (
+    "eight_schools_noncentered",
+    "eight_schools_centered",
+    "logistic_breast_cancer",
+    "gp_regression",
+    "horseshoe_diabetes",
+    "stochastic_volatility",
+    "brownian_motion",
+    "bnn_classification",
+)
+
+
+def mean_error(means: dict[str, np.ndarray], target: bw.Target) -> float:
+    """Largest |mean - reference mean| / reference sd over the reference's parameters."""
+    ref = target.reference
+    if ref is None:
+        return float("nan")
+    worst = 0.0
+    for name, ref_mean in ref.mean.items():
+        if name in means:
+            error = np.abs(np.asarray(means[name]) - ref_mean) / np.asarray(ref.sd[name])
+            worst = max(worst, float(np.max(error)))
+    return worst
+
+
+def run_bw(name: str, settings: dict) -> dict:
+    target = bw.models.get(name)
+    start = time.perf_counter()
+    first = bw.sample(target, "nuts", seed=0, **settings)
+    first_s = time.perf_counter() - start
+    start = time.perf_counter()
+    bw.sample(target, "nuts", seed=1, **settings)  # the same job, compiled already
+    second_s = time.perf_counter() - start
+    means = {k: v.mean(("chain", "draw")).values for k, v in first.idata.posterior.items()}
+    return {"first_s": first_s, "second_s": second_s, "error": mean_error(means, target)}
+
+
+def run_numpyro(name: str, settings: dict) -> dict:
+    target = bw.models.get(name)
+    model = target.numpyro
+    mcmc = MCMC(
+        NUTS(model.model, target_accept_prob=0.8, max_tree_depth=10),
+        num_warmup=settings["num_warmup"],
+        num_samples=settings["num_samples"],
+        num_chains=settings["num_chains"],
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    start = time.perf_counter()
+    mcmc.run(jax.random.key(0), *model.args, **model.kwargs)
+    jax.block_until_ready(mcmc.get_samples())
+    first_s = time.perf_counter() - start
+    means = {k: np.asarray(v).mean(0) for k, v in mcmc.get_samples().items()}
+    start = time.perf_counter()
+    mcmc.run(jax.random.key(1), *model.args, **model.kwargs)
+    jax.block_until_ready(mcmc.get_samples())
+    second_s = time.perf_counter() - start
+    return {"first_s": first_s, "second_s": second_s, "error": mean_error(means, target)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--quick", action="store_true", help="100 warmup + 100 draws")
+    args = parser.parse_args()
+    steps = 100 if args.quick else 1000
+    settings = dict(num_chains=4, num_warmup=steps, num_samples=steps)
+    bw.set_compile_cache(None)  # both compile from scratch
+    warnings.simplefilter("ignore", UnreliableRunWarning)
+    print(
+        f"NUTS, 4 chains x ({steps} warmup + {steps} draws); times in s; error = max "
+        "|mean - ref| / ref sd"
+    )
+    header = (
+        f"{'model':26} {'bw first':>8} {'np first':>8} {'bw again':>8} {'np again':>8} "
+        f"{'wall':>6} {'run':>6} {'compile':>7} {'bw err':>6} {'np err':>6}"
+    )
+    print(header)
+    totals = np.zeros(4)
+    for name in args.models:
+        ours, theirs = run_bw(name, settings), run_numpyro(name, settings)
+        compile_ours = max(ours["first_s"] - ours["second_s"], 1e-9)
+        compile_theirs = max(theirs["first_s"] - theirs["second_s"], 1e-9)
+        totals += [ours["first_s"], theirs["first_s"], ours["second_s"], theirs["second_s"]]
+        print(
+            f"{name:26} {ours['first_s']:>8.1f} {theirs['first_s']:>8.1f} "
+            f"{ours['second_s']:>8.2f} {theirs['second_s']:>8.2f} "
+            f"{ours['first_s'] / theirs['first_s']:>6.2f} "
+            f"{ours['second_s'] / theirs['second_s']:>6.2f} "
+            f"{compile_ours / compile_theirs:>7.2f} {ours['error']:>6.3f} {theirs['error']:>6.3f}",
+            flush=True,
+        )
+    print(
+        f"summed: wall bw/numpyro {totals[0] / totals[1]:.2f} (goal <= 1.0), "
+        f"compiled-run bw/numpyro {totals[2] / totals[3]:.2f}, "
+        f"compile bw/numpyro {(totals[0] - totals[2]) / (totals[1] - totals[3]):.2f} "
+        "(goal <= 0.5)"
+    )
+
+
+if __name__ == "__main__":
+    main()
