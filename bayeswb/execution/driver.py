@@ -128,8 +128,9 @@ def compile_program(program: Any, *args: Any, kept: float = 1.0) -> Any:
     ``jax.ShapeDtypeStruct``), refusing one too large for memory (:func:`check_memory`, on
     its outputs before compiling and on XLA's whole estimate after). ``kept``: how many
     times its outputs' size the run keeps on the host (a chunked run keeps every chunk's
-    draws, unless it streams them). On the CPU a program that holds LAPACK calls is traced
-    again with each chain's calls in order (:mod:`bayeswb.execution.lapack_order`).
+    draws, unless it streams them). On the CPU a program with LAPACK calls large enough to
+    hang jaxlib is traced again with each chain's calls in order
+    (:mod:`bayeswb.execution.lapack_order`).
 
     Example:
         >>> program = jax.jit(jax.vmap(jax.numpy.linalg.cholesky))
@@ -137,7 +138,7 @@ def compile_program(program: Any, *args: Any, kept: float = 1.0) -> Any:
         (1, 2, 2)
     """
     traced = program.trace(*args)
-    if jax.default_backend() == "cpu" and lapack_order.calls_lapack(traced.jaxpr.jaxpr):
+    if jax.default_backend() == "cpu" and lapack_order.could_split(traced.jaxpr.jaxpr):
         function = program.__wrapped__
         with lapack_order.ordering():
             traced = jax.jit(lambda *a: function(*a)).trace(*args)

@@ -18,9 +18,11 @@ XLA keeps the dependency (it does not fold ``0 * x`` for floats). Loops (scan, w
 branches (cond) that hold LAPACK calls are ordered inside, and as wholes among the rest;
 calls nested in ``jit``, ``custom_jvp``, ``custom_vjp`` and ``checkpoint`` are inlined.
 
-Ordering costs a second trace, so a run pays it only when its program holds LAPACK calls:
+jaxlib spreads a call over threads only when its batch times its cost estimate reaches
+:data:`SPLIT_WORK` FLOP; below that it runs on the calling thread and cannot hang. Ordering
+costs a second trace, so a run pays it only when its program could hang:
 :func:`bayeswb.execution.driver.compile_program` traces the program once, and if
-:func:`calls_lapack` finds one, traces it again inside :func:`ordering`, where
+:func:`could_split` finds such a call, traces it again inside :func:`ordering`, where
 :func:`bayeswb.execution.driver.map_chains` wraps each chain's function in :func:`in_order`.
 Only the CPU needs this; on a GPU or TPU the programs run unchanged.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -55,6 +58,12 @@ _INLINED = {
 # loops and branches: their bodies are ordered, and they are ordered as a whole
 _BODIES = {"scan": ("jaxpr",), "while": ("cond_jaxpr", "body_jaxpr"), "cond": ("branches",)}
 _ORDERING = contextvars.ContextVar("bayeswb_lapack_ordering", default=False)
+# jaxlib (lapack_kernels.cc, kMinWorkPerTask) runs a batched call on one thread unless
+# batch x cost estimate reaches this; its estimates are at most 2 m n min(m, n) FLOP per
+# matrix for the factorizations and solves (QR's), a few n^3 for the eigen and singular
+# value decompositions, and 3 times that for complex types; _work_bound over-estimates them.
+SPLIT_WORK = 200_000
+_SPECTRAL = frozenset({"eig", "eigh", "svd", "schur", "hessenberg", "tridiagonal"})
 
 
 @contextlib.contextmanager
@@ -119,6 +128,42 @@ def calls_lapack(jaxpr: Any) -> bool:
         eqn.primitive.name in LAPACK_PRIMITIVES or any(map(calls_lapack, _sub_jaxprs(eqn)))
         for eqn in jaxpr.eqns
     )
+
+
+def could_split(jaxpr: Any) -> bool:
+    """Whether a LAPACK call of ``jaxpr`` (nested jaxprs included) has a batch large enough
+    that jaxlib may spread it over threads (:data:`SPLIT_WORK`), which is when several such
+    calls at once can hang.
+
+    Example:
+        >>> def factor(a):
+        ...     return jnp.linalg.cholesky(a)
+        >>> could_split(jax.make_jaxpr(factor)(jnp.ones((4, 20, 20))).jaxpr)
+        False
+        >>> could_split(jax.make_jaxpr(factor)(jnp.ones((100, 20, 20))).jaxpr)
+        True
+    """
+    return any(
+        (eqn.primitive.name in LAPACK_PRIMITIVES and _work_bound(eqn) >= SPLIT_WORK)
+        or any(map(could_split, _sub_jaxprs(eqn)))
+        for eqn in jaxpr.eqns
+    )
+
+
+def _work_bound(eqn: Any) -> int:
+    """An upper bound on jaxlib's FLOP estimate for the whole batch of a LAPACK call."""
+    worst = 0
+    for var in eqn.invars:
+        shape = getattr(var.aval, "shape", ())
+        if len(shape) < 2:
+            continue
+        rows, cols = int(shape[-2]), int(shape[-1])
+        factor = 32 if eqn.primitive.name in _SPECTRAL else 4
+        if jax.dtypes.issubdtype(var.aval.dtype, jnp.complexfloating):
+            factor *= 3
+        batch = math.prod(int(d) for d in shape[:-2])
+        worst = max(worst, batch * factor * rows * cols * max(rows, cols))
+    return worst
 
 
 def _sub_jaxprs(eqn: Any) -> list[Any]:
