@@ -154,7 +154,7 @@ def _work_bound(eqn: Any) -> int:
     """An upper bound on jaxlib's FLOP estimate for the whole batch of a LAPACK call."""
     worst = 0
     for var in eqn.invars:
-        shape = getattr(var.aval, "shape", ())
+        shape: tuple[int, ...] = tuple(getattr(var.aval, "shape", ()))
         if len(shape) < 2:
             continue
         rows, cols = int(shape[-2]), int(shape[-1])
