@@ -59,9 +59,11 @@ _INLINED = {
 _BODIES = {"scan": ("jaxpr",), "while": ("cond_jaxpr", "body_jaxpr"), "cond": ("branches",)}
 _ORDERING = contextvars.ContextVar("bayeswb_lapack_ordering", default=False)
 # jaxlib (lapack_kernels.cc, kMinWorkPerTask) runs a batched call on one thread unless
-# batch x cost estimate reaches this; its estimates are at most 2 m n min(m, n) FLOP per
-# matrix for the factorizations and solves (QR's), a few n^3 for the eigen and singular
-# value decompositions, and 3 times that for complex types; _work_bound over-estimates them.
+# batch x cost estimate reaches this. Its estimates per matrix: m n min(m, n) (LU), n^2 m
+# (triangular solve), 2 m n min(m, n) (QR), below 4 m n k (Q from QR), 4 n^3 (eigh),
+# 10 n^3 (eig), 10 m n min(m, n) (SVD), 3 times that for complex types; _work_bound
+# over-estimates every one. An SVD of matrices from 8 x 8 up is split in any batch of 2 or
+# more by a rule of its own in some jaxlib versions, so it counts as large from there.
 SPLIT_WORK = 200_000
 _SPECTRAL = frozenset({"eig", "eigh", "svd", "schur", "hessenberg", "tridiagonal"})
 
@@ -162,6 +164,8 @@ def _work_bound(eqn: Any) -> int:
         if jax.dtypes.issubdtype(var.aval.dtype, jnp.complexfloating):
             factor *= 3
         batch = math.prod(int(d) for d in shape[:-2])
+        if eqn.primitive.name == "svd" and batch > 1 and rows * cols >= 64:
+            return SPLIT_WORK
         worst = max(worst, batch * factor * rows * cols * max(rows, cols))
     return worst
 
