@@ -126,10 +126,7 @@ def calls_lapack(jaxpr: Any) -> bool:
         >>> calls_lapack(jax.make_jaxpr(jnp.sin)(1.0).jaxpr)
         False
     """
-    return any(
-        eqn.primitive.name in LAPACK_PRIMITIVES or any(map(calls_lapack, _sub_jaxprs(eqn)))
-        for eqn in jaxpr.eqns
-    )
+    return _any_eqn(jaxpr, lambda eqn: eqn.primitive.name in LAPACK_PRIMITIVES)
 
 
 def could_split(jaxpr: Any) -> bool:
@@ -145,9 +142,16 @@ def could_split(jaxpr: Any) -> bool:
         >>> could_split(jax.make_jaxpr(factor)(jnp.ones((100, 20, 20))).jaxpr)
         True
     """
+    return _any_eqn(
+        jaxpr,
+        lambda eqn: eqn.primitive.name in LAPACK_PRIMITIVES and _work_bound(eqn) >= SPLIT_WORK,
+    )
+
+
+def _any_eqn(jaxpr: Any, found: Callable[[Any], bool]) -> bool:
+    """Whether ``found`` holds for an equation of ``jaxpr`` or of a jaxpr nested in it."""
     return any(
-        (eqn.primitive.name in LAPACK_PRIMITIVES and _work_bound(eqn) >= SPLIT_WORK)
-        or any(map(could_split, _sub_jaxprs(eqn)))
+        found(eqn) or any(_any_eqn(inner, found) for inner in jex.jaxprs_in_params(eqn.params))
         for eqn in jaxpr.eqns
     )
 
@@ -170,17 +174,6 @@ def _work_bound(eqn: Any) -> int:
     return worst
 
 
-def _sub_jaxprs(eqn: Any) -> list[Any]:
-    found = []
-    for value in eqn.params.values():
-        for item in value if isinstance(value, (tuple, list)) else (value,):
-            if isinstance(item, jex.ClosedJaxpr):
-                found.append(item.jaxpr)
-            elif isinstance(item, jex.Jaxpr):
-                found.append(item)
-    return found
-
-
 def _evaluate(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], token: Any) -> Any:
     """Evaluate ``jaxpr`` with each LAPACK call tied to ``token``, the previous call's
     output (None before the first); returns the outputs and the last token."""
@@ -189,7 +182,7 @@ def _evaluate(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], token: Any
     for eqn in jaxpr.eqns:
         values = [v.val if isinstance(v, jex.Literal) else env[v] for v in eqn.invars]
         name = eqn.primitive.name
-        holds_lapack = any(map(calls_lapack, _sub_jaxprs(eqn)))
+        holds_lapack = any(map(calls_lapack, jex.jaxprs_in_params(eqn.params)))
         if name in LAPACK_PRIMITIVES or (name in _BODIES and holds_lapack):
             params = dict(eqn.params)
             for key in _BODIES.get(name, ()):
