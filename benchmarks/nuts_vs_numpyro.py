@@ -120,36 +120,48 @@ def run_numpyro(name: str, settings: dict) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--quick", action="store_true", help="100 warmup + 100 draws")
-    args = parser.parse_args()
-    steps = 100 if args.quick else 1000
+def measure(models: list[str], steps: int, report: bool = True) -> dict:
+    """Both NUTS on each of ``models`` (4 chains x (steps + steps)), printed as a table when
+    ``report``: ``{"rows": [...], "ratios": {"wall", "compile", "again"}}``, the ratios
+    bw/numpyro of the times summed over the models."""
     settings = dict(num_chains=4, num_warmup=steps, num_samples=steps)
     bw.set_compile_cache(None)  # both compile from scratch
     warnings.simplefilter("ignore", UnreliableRunWarning)
-    print(
-        f"NUTS, 4 chains x ({steps} warmup + {steps} draws); times in s; error = max "
-        "|mean - ref| / ref sd"
-    )
     columns = ("wall", "compile", "again")
-    heads = "".join(f" {c + ' bw':>10} {c + ' np':>10} {'ratio':>6}" for c in columns)
-    print(f"{'model':26}{heads} {'bw err':>6} {'np err':>6}")
+    if report:
+        print(
+            f"NUTS, 4 chains x ({steps} warmup + {steps} draws); times in s; error = max "
+            "|mean - ref| / ref sd"
+        )
+        heads = "".join(f" {c + ' bw':>10} {c + ' np':>10} {'ratio':>6}" for c in columns)
+        print(f"{'model':26}{heads} {'bw err':>6} {'np err':>6}")
     totals = {c: np.zeros(2) for c in columns}
-    for name in args.models:
+    rows = []
+    for name in models:
         ours, theirs = run_bw(name, settings), run_numpyro(name, settings)
+        rows.append({"model": name, "bw": ours, "numpyro": theirs})
         line = f"{name:26}"
         for column, key in zip(columns, ("first_s", "compile_s", "second_s"), strict=True):
             pair = np.array([ours[key], theirs[key]])
             totals[column] += pair
             line += f" {pair[0]:>10.2f} {pair[1]:>10.2f} {pair[0] / pair[1]:>6.2f}"
-        print(line + f" {ours['error']:>6.3f} {theirs['error']:>6.3f}", flush=True)
-    ratios = {c: t[0] / t[1] for c, t in totals.items()}
-    print(
-        f"summed over the models, bw/numpyro: wall {ratios['wall']:.2f} (goal <= 1.0), "
-        f"compile {ratios['compile']:.2f} (goal <= 0.5), second run {ratios['again']:.2f}"
-    )
+        if report:
+            print(line + f" {ours['error']:>6.3f} {theirs['error']:>6.3f}", flush=True)
+    ratios = {c: float(t[0] / t[1]) for c, t in totals.items()}
+    if report:
+        print(
+            f"summed over the models, bw/numpyro: wall {ratios['wall']:.2f} (goal <= 1.0), "
+            f"compile {ratios['compile']:.2f} (goal <= 0.5), second run {ratios['again']:.2f}"
+        )
+    return {"rows": rows, "ratios": ratios}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--quick", action="store_true", help="100 warmup + 100 draws")
+    args = parser.parse_args()
+    measure(args.models, 100 if args.quick else 1000)
 
 
 if __name__ == "__main__":

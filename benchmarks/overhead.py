@@ -88,16 +88,20 @@ def timed(run: Any, *args: Any) -> float:
     return time.perf_counter() - start
 
 
-def adapted_step_size(target: bw.Target, sampler: str, chains: int) -> float:
+def adapted_step_size(target: bw.Target, sampler: str, chains: int, warmup: int) -> float:
     """The step size bw's own warmup picks on this target (median over chains)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = bw.sample(target, sampler, num_chains=chains, num_samples=10, num_warmup=500, seed=1)
+        r = bw.sample(
+            target, sampler, num_chains=chains, num_samples=10, num_warmup=warmup, seed=1
+        )
     return float(np.median(r.idata.sample_stats["step_size"].values))
 
 
-def compare(target: bw.Target, sampler: str, chains: int, steps: int, repeats: int) -> dict:
-    step_size = adapted_step_size(target, sampler, chains)
+def compare(
+    target: bw.Target, sampler: str, chains: int, steps: int, repeats: int, warmup: int = 500
+) -> dict:
+    step_size = adapted_step_size(target, sampler, chains, warmup)
     settings = dict(num_chains=chains, num_samples=steps, num_warmup=0, step_size=step_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the verdict on a short run without warmup
@@ -142,36 +146,53 @@ def compare(target: bw.Target, sampler: str, chains: int, steps: int, repeats: i
     }
 
 
+CASES = (  # (model, its parameters, chains, steps)
+    ("gaussian", {"dim": 50, "condition_number": 10.0}, 4, 2000),
+    ("logistic_breast_cancer", {}, 64, 1000),
+)
+QUICK_CASES = (("gaussian", {"dim": 10, "condition_number": 10.0}, 4, 50),)
+
+
+def measure(quick: bool = False, repeats: int = 5, report: bool = True) -> list[dict]:
+    """One row per (target, sampler) of :data:`CASES` x :data:`SAMPLERS` (``quick``: a
+    10-d Gaussian, 50 steps after 100 warmup steps, one repeat), printed as a table when
+    ``report``."""
+    cases = QUICK_CASES if quick else CASES
+    repeats = 1 if quick else repeats
+    rows = []
+    if report:
+        print(
+            f"{'target':24} {'sampler':7} {'chains':>6} {'grads/chain':>11} "
+            f"{'bw s':>8} {'blackjax s':>10} {'bare s':>8} {'bw/blackjax':>11} {'bw/bare':>8}"
+        )
+    for name, parameters, chains, steps in cases:
+        target = bw.models.get(name, **parameters)
+        for sampler in SAMPLERS:
+            row = compare(target, sampler, chains, steps, repeats, 100 if quick else 500)
+            rows.append(row)
+            if report:
+                print(
+                    f"{row['target']:24} {sampler:7} {chains:>6} "
+                    f"{row['grads_per_chain']:>11.0f} {row['bw_s']:>8.3f} "
+                    f"{row['blackjax_s']:>10.3f} {row['bare_s']:>8.3f} "
+                    f"{row['vs_blackjax']:>11.3f} {row['vs_bare']:>8.3f}",
+                    flush=True,
+                )
+    if report:
+        print(
+            f"worst bw/blackjax {max(r['vs_blackjax'] for r in rows):.3f} (goal <= 1.05), "
+            f"worst bw/bare {max(r['vs_bare'] for r in rows):.3f} (goal <= 1.3)"
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few steps, one repeat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
-    repeats = 1 if args.quick else args.repeats
-    cases = [
-        (bw.models.get("gaussian", dim=50, condition_number=10.0), 4, 2000),
-        (bw.models.get("logistic_breast_cancer"), 64, 1000),
-    ]
-    rows = []
-    print(
-        f"{'target':24} {'sampler':7} {'chains':>6} {'grads/chain':>11} "
-        f"{'bw s':>8} {'blackjax s':>10} {'bare s':>8} {'bw/blackjax':>11} {'bw/bare':>8}"
-    )
-    for target, chains, steps in cases:
-        for sampler in SAMPLERS:
-            row = compare(target, sampler, chains, 50 if args.quick else steps, repeats)
-            rows.append(row)
-            print(
-                f"{row['target']:24} {sampler:7} {chains:>6} {row['grads_per_chain']:>11.0f} "
-                f"{row['bw_s']:>8.3f} {row['blackjax_s']:>10.3f} {row['bare_s']:>8.3f} "
-                f"{row['vs_blackjax']:>11.3f} {row['vs_bare']:>8.3f}",
-                flush=True,
-            )
-    print(
-        f"worst bw/blackjax {max(r['vs_blackjax'] for r in rows):.3f} (goal <= 1.05), "
-        f"worst bw/bare {max(r['vs_bare'] for r in rows):.3f} (goal <= 1.3)"
-    )
+    rows = measure(args.quick, args.repeats)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": str(jax.devices()[0]), "rows": rows}, f, indent=1)
