@@ -39,6 +39,12 @@ CASES = [
     ("kinetic_langevin", GAUSSIAN, {"integrator": "obabo", "metropolize": True}),
     ("randomized_midpoint", GAUSSIAN, {}),
     ("sgld", _data_target(), {"step_size": 1e-3, "batch_size": 10}),
+    ("sghmc", _data_target(), {"step_size": 0.01, "batch_size": 10, "num_integration_steps": 3}),
+    (
+        "csgmcmc",
+        _data_target(),
+        {"step_size": 0.01, "batch_size": 10, "cycle_length": 10, "exploration_fraction": 0.3},
+    ),
     ("entropy_mcmc", _data_target(), {"step_size": 1e-3, "batch_size": 10}),
 ]
 

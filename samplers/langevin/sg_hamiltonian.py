@@ -1,0 +1,441 @@
+"""Stochastic-gradient Hamiltonian Monte Carlo and cyclical SG-MCMC: ``sghmc``, ``csgmcmc``.
+
+Both run on targets with the minibatch interface of
+:mod:`~bayeswb.samplers.langevin.stochastic_gradient` (``target.minibatch``: the data,
+``log_likelihood_per_datum`` and ``log_prior``); every gradient is blackjax's unbiased
+minibatch estimate (``log_prior + N/n sum_batch log_lik``) on ``batch_size`` rows drawn
+without replacement, a fresh minibatch for every gradient, independent of the position
+and of the injected noise. Like ``sgld``, a state caches its position's minibatch
+gradient estimate, and a step whose estimate or position is not finite is rejected (the
+chain stays put) and flagged ``diverging``.
+
+Cost: ``n_grad_evals`` counts minibatch gradient estimates (each ``batch_size / N`` of a
+full-data gradient): one at the start of a chain, then the ``n_steps`` stat of each warmup
+step and draw (one per integration step or inner step); ``n_logdensity_evals`` counts the
+full-data log densities of the draws' ``lp`` (one per draw). Both are exact, whole or
+chunked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from blackjax.mcmc.diffusions import DiffusionState
+from blackjax.sgmcmc import diffusions
+from blackjax.sgmcmc.gradients import logdensity_estimator
+from blackjax.util import generate_gaussian_noise
+
+from bayeswb.core.config import SamplerConfig, option, positive, positive_int
+from bayeswb.core.draws import Draws
+from bayeswb.core.sampler import ChainKernel
+from bayeswb.core.target import Target
+from bayeswb.execution.driver import ChainLayout
+from bayeswb.execution.kernel import run_whole
+from bayeswb.samplers import register
+from bayeswb.samplers.langevin.chain_kernel import LangevinMethod, langevin_chain_kernel
+from bayeswb.samplers.langevin.divergence import keep_if_finite
+from bayeswb.samplers.langevin.stochastic_gradient import (
+    data_interface,
+    minibatch,
+    sgld_init,
+    stochastic_gradient_method,
+)
+from bayeswb.samplers.langevin.warmup import WarmupPlan
+
+Array = jax.Array
+
+__all__ = [
+    "CyclicalState",
+    "csgld_build_kernel",
+    "cyclical_step_size",
+    "exploration_steps",
+    "sghmc_build_kernel",
+]
+
+
+class StepInfo(NamedTuple):
+    """diverging: a non-finite step was rejected; step_size: the step of the (last
+    sampling) update; n_steps: gradient estimates the transition spent."""
+
+    diverging: Array
+    step_size: Array
+    n_steps: Array
+
+
+# --------------------------------------------------------------------------- SGHMC
+
+
+def sghmc_build_kernel(
+    num_data: int, batch_size: int, num_integration_steps: int, friction: float
+) -> Callable[..., tuple[DiffusionState, StepInfo]]:
+    """Stochastic gradient Hamiltonian Monte Carlo (Chen, Fox and Guestrin 2014, "Stochastic
+    Gradient Hamiltonian Monte Carlo", ICML, section 3.2: SGHMC with friction, eq. 15 and
+    Algorithm 2, unit mass, noise estimate B-hat = 0), in blackjax's discretisation
+    (``blackjax.sgmcmc.diffusions.sghmc``, the update of blackjax's ``sghmc`` kernel):
+
+        x_i = x_{i-1} + h p_{i-1}
+        p_i = (1 - C h) p_{i-1} + h g(x_{i-1}) + sqrt(2 C h) xi_i,   xi_i ~ N(0, I),
+
+    with ``g`` an unbiased minibatch estimate of grad log p(x | data), ``C`` the friction
+    (blackjax's ``alpha``) and ``h`` the step. A transition draws a fresh momentum
+    ``p_0 ~ N(0, I)`` and makes ``num_integration_steps`` such steps (Chen et al.'s
+    Algorithm 2 resamples the momentum now and then; blackjax at every transition).
+    blackjax evaluates the gradient where a step starts (Chen et al. where the position
+    update ends: the two differ by O(h^2) per step); in the linear case the step is
+    stable when ``C > h * lambda_max`` of the negative Hessian, but the momentum refresh
+    keeps the draws stable for any ``C`` at moderate ``num_integration_steps * h``.
+
+    Unlike blackjax's kernel (one minibatch for all the steps of a transition), each
+    gradient is on a fresh minibatch, so the gradient noise of successive steps is
+    independent, as in Chen et al.'s analysis. The state caches the gradient estimate at
+    its position, so a transition spends exactly ``num_integration_steps`` estimates; it
+    is rejected (the chain stays put) and flagged ``diverging`` if its final position,
+    log-density and gradient estimate, or final momentum (which carries every gradient
+    of the trajectory) are not finite. Works on any position pytree.
+
+    ``kernel(key, state, logdensity_estimator_fn, data, step_size) -> (state, info)``,
+    ``logdensity_estimator_fn(position, batch) -> scalar``.
+    """
+    integrator = diffusions.sghmc(alpha=friction, beta=0.0)
+
+    def kernel(
+        key: Array,
+        state: DiffusionState,
+        logdensity_estimator_fn: Callable,
+        data: Any,
+        step_size: Array,
+    ) -> tuple[DiffusionState, StepInfo]:
+        momentum_key, trajectory_key = jax.random.split(key)
+        value_and_grad = jax.value_and_grad(logdensity_estimator_fn)
+        momentum = generate_gaussian_noise(momentum_key, state.position)
+
+        def integration_step(
+            carry: tuple[DiffusionState, Any], step_key: Array
+        ) -> tuple[tuple[DiffusionState, Any], None]:
+            current, momentum = carry
+            noise_key, batch_key = jax.random.split(step_key)
+            position, momentum = integrator(
+                noise_key, current.position, momentum, current.logdensity_grad, step_size
+            )
+            batch = minibatch(batch_key, data, num_data, batch_size)
+            value, grad = value_and_grad(position, batch)
+            return (DiffusionState(position, value, grad), momentum), None
+
+        keys = jax.random.split(trajectory_key, num_integration_steps)
+        (new_state, new_momentum), _ = jax.lax.scan(integration_step, (state, momentum), keys)
+        (new_state, _), diverging = keep_if_finite((state, momentum), (new_state, new_momentum))
+        n_steps = jnp.asarray(num_integration_steps, jnp.int32)
+        return new_state, StepInfo(diverging, step_size, n_steps)
+
+    return kernel
+
+
+@dataclasses.dataclass(frozen=True)
+class SGHMCConfig(SamplerConfig):
+    """SGHMC at a constant step (blackjax's defaults for the steps and friction); warmup
+    is burn-in."""
+
+    step_size: float = option(1e-3, positive, "step h of each integration step (x' = x + h p)")
+    batch_size: int = option(32, positive_int, "data points per minibatch (<= N)")
+    num_integration_steps: int = option(
+        10, positive_int, "integration steps (gradient estimates) per transition"
+    )
+    friction: float = option(
+        0.01, positive, "C, friction per unit time (blackjax's alpha): p' = (1 - C h) p + ..."
+    )
+
+
+def _sghmc(target: Target, config: SGHMCConfig) -> LangevinMethod:
+    data, _, _, num_data = data_interface(target, config.batch_size)
+    kernel = sghmc_build_kernel(
+        num_data, config.batch_size, config.num_integration_steps, config.friction
+    )
+    n_steps = {"n_steps": jnp.asarray(config.num_integration_steps, jnp.int32)}
+    # stochastic_gradient_method gives the init, traces and warmup of sgld: only the
+    # kernel differs
+    method = stochastic_gradient_method(
+        target, config, logdensity_estimator, lambda x: x, lambda x: (x, n_steps)
+    )
+    return method._replace(
+        kernel=lambda key, state, estimator, step_size: kernel(
+            key, state, estimator, data, step_size
+        )
+    )
+
+
+_SGHMC_PIECES = langevin_chain_kernel(_sghmc, logdensity_evals_per_step=1)
+
+
+def _sghmc_start(key: Array, target: Target, config: SGHMCConfig) -> tuple[Any, Any, Array]:
+    carry, warmup_trace, _ = _SGHMC_PIECES.start(key, target, config)
+    # one estimate at the start, then num_integration_steps per warmup step (per-step
+    # entries, summed exactly on the host)
+    per_step = jnp.full((config.num_warmup,), config.num_integration_steps, jnp.int32)
+    return carry, warmup_trace, jnp.append(jnp.ones((), jnp.int32), per_step)
+
+
+SGHMC_KERNEL = ChainKernel(
+    _sghmc_start,
+    _SGHMC_PIECES.step,
+    grads=lambda stats: stats["n_steps"],
+    logdensity_evals=_SGHMC_PIECES.logdensity_evals,
+)
+
+
+@register("sghmc", SGHMCConfig, family="langevin", kernel=SGHMC_KERNEL, needs_minibatch=True)
+def run_sghmc(
+    key: Array, target: Target, config: SGHMCConfig, layout: ChainLayout | None = None
+) -> Draws:
+    """SGHMC (see :func:`sghmc_build_kernel`) on a target with the minibatch interface; a
+    draw is the position after one transition of ``num_integration_steps`` steps, ``lp``
+    its full-data log density, ``n_steps`` the gradient estimates it spent. Runs whole or
+    in chunks (:data:`SGHMC_KERNEL`, :mod:`bayeswb.execution.kernel`).
+
+    Example:
+        >>> import jax.numpy as jnp, bayeswb as bw
+        >>> y = jnp.linspace(-1.0, 1.0, 50)[:, None]
+        >>> prior = lambda x: -0.5 * jnp.sum(x**2)
+        >>> lik = lambda x, yi: -0.5 * jnp.sum((yi - x) ** 2)
+        >>> t = bw.Target.from_logdensity(
+        ...     lambda x: prior(x) + jnp.sum(jax.vmap(lik, (None, 0))(x, y)), dim=1,
+        ...     minibatch=bw.MinibatchData(y, lik, prior))
+        >>> r = bw.sample(t, "sghmc", num_chains=2, num_samples=100, num_warmup=100,
+        ...               batch_size=10, step_size=0.01, num_integration_steps=5)
+        >>> r.cost["n_grad_evals"]  # 2 chains x (1 + 5 x (100 + 100))
+        2002
+    """
+    return run_whole(key, target, config, SGHMC_KERNEL, layout)
+
+
+# --------------------------------------------------------------------------- cSG-MCMC
+
+
+def cyclical_step_size(initial_step_size: Any, cycle_step: Any, cycle_length: int) -> Array:
+    """The cosine cyclical step of Zhang et al. (2020, eq. 1),
+    ``alpha_k = alpha_0 / 2 [cos(pi mod(k - 1, L) / L) + 1]`` with ``L = ceil(K / M)`` the
+    cycle length; ``cycle_step`` is ``mod(k - 1, L)``, counted from 0.
+
+    Example:
+        >>> [round(float(cyclical_step_size(1.0, r, 4)), 4) for r in range(4)]
+        [1.0, 0.8536, 0.5, 0.1464]
+    """
+    phase = jnp.pi * jnp.asarray(cycle_step) / cycle_length
+    return 0.5 * initial_step_size * (jnp.cos(phase) + 1.0)
+
+
+def exploration_steps(cycle_length: int, exploration_fraction: float) -> int:
+    """How many steps of a cycle explore: those with ``mod(k - 1, L) / L < beta`` (Zhang
+    et al. 2020, Algorithm 1), i.e. ``ceil(beta L)``, computed without float round-off.
+
+    Example:
+        >>> exploration_steps(10, 0.3), exploration_steps(10, 0.0), exploration_steps(7, 0.5)
+        (3, 0, 4)
+    """
+    count = math.ceil(exploration_fraction * cycle_length)
+    while count > 0 and (count - 1) / cycle_length >= exploration_fraction:
+        count -= 1
+    while count / cycle_length < exploration_fraction:
+        count += 1
+    return count
+
+
+class CyclicalState(NamedTuple):
+    """The state of cyclical SGLD: the SGLD state (position, minibatch log-density and
+    gradient estimates) and ``cycle_step``, ``mod(k - 1, L)`` of the next inner step
+    (int32)."""
+
+    diffusion: DiffusionState
+    cycle_step: Array
+
+
+def csgld_build_kernel(
+    num_data: int, batch_size: int, cycle_length: int, num_exploration_steps: int
+) -> Callable[..., tuple[CyclicalState, StepInfo]]:
+    """Cyclical SGLD (Zhang, Li, Zhang, Chen and Wilson 2020, "Cyclical Stochastic
+    Gradient MCMC for Bayesian Deep Learning", ICLR, Algorithm 1 with SGLD as the
+    sampler). Inner step k of the run, at cycle step ``r = mod(k - 1, L)``, is blackjax's
+    Euler-Maruyama step (``blackjax.sgmcmc.diffusions.overdamped_langevin``)
+
+        x_k = x_{k-1} + alpha_k g(x_{k-1}) + sqrt(2 T alpha_k) xi_k
+
+    at the cosine step ``alpha_k`` of eq. 1 (:func:`cyclical_step_size`), with ``T = 0``
+    (SGD: the exploration stage) for the first ``num_exploration_steps`` steps of a cycle
+    (``r / L < beta``) and ``T = 1`` (SGLD: the sampling stage) for the rest. ``g`` is the
+    cached minibatch gradient estimate; the new position is evaluated on a fresh
+    minibatch, and a non-finite step is rejected (the chain stays put) and flagged.
+
+    One transition ends on one sampling-stage step: at the start of a cycle it first runs
+    the whole exploration stage (a ``while_loop``: chains run in step, all at the same
+    cycle step, so vectorised chains waste nothing). So every transition's output is a
+    sampling-stage iterate, the cycle has ``L - num_exploration_steps`` of them, and a
+    transition spends ``num_exploration_steps + 1`` gradient estimates at a cycle's start,
+    1 otherwise (``info.n_steps``). ``info.step_size`` is the step of its SGLD update.
+
+    ``kernel(key, state, logdensity_estimator_fn, data, initial_step_size) ->
+    (state, info)``, ``logdensity_estimator_fn(position, batch) -> scalar``.
+    """
+    euler_maruyama = diffusions.overdamped_langevin()
+
+    def kernel(
+        key: Array,
+        state: CyclicalState,
+        logdensity_estimator_fn: Callable,
+        data: Any,
+        initial_step_size: Array,
+    ) -> tuple[CyclicalState, StepInfo]:
+        value_and_grad = jax.value_and_grad(logdensity_estimator_fn)
+        explore_key, sample_key = jax.random.split(key)
+
+        def inner_step(
+            step_key: Array, current: DiffusionState, cycle_step: Array, temperature: float
+        ) -> tuple[DiffusionState, Array, Array]:
+            noise_key, batch_key = jax.random.split(step_key)
+            step_size = cyclical_step_size(initial_step_size, cycle_step, cycle_length)
+            step_size = step_size.astype(initial_step_size.dtype)
+            position = euler_maruyama(
+                noise_key, current.position, current.logdensity_grad, step_size, temperature
+            )
+            batch = minibatch(batch_key, data, num_data, batch_size)
+            moved = DiffusionState(position, *value_and_grad(position, batch))
+            new, diverging = keep_if_finite(current, moved)
+            return new, diverging, step_size
+
+        def exploring(carry: tuple[DiffusionState, Array, Array]) -> Array:
+            return carry[1] < num_exploration_steps
+
+        def explore(carry: tuple[DiffusionState, Array, Array]) -> tuple:
+            current, cycle_step, diverging = carry
+            step_key = jax.random.fold_in(explore_key, cycle_step)
+            current, rejected, _ = inner_step(step_key, current, cycle_step, 0.0)
+            return current, cycle_step + 1, diverging | rejected
+
+        start = (state.diffusion, state.cycle_step, jnp.zeros((), bool))
+        current, cycle_step, diverging = jax.lax.while_loop(exploring, explore, start)
+        current, rejected, step_size = inner_step(sample_key, current, cycle_step, 1.0)
+        n_steps = cycle_step - state.cycle_step + 1
+        next_step = jnp.where(cycle_step + 1 == cycle_length, 0, cycle_step + 1)
+        info = StepInfo(diverging | rejected, step_size, n_steps.astype(jnp.int32))
+        return CyclicalState(current, next_step.astype(jnp.int32)), info
+
+    return kernel
+
+
+def _fraction_below_one(value: Any) -> str | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1
+    return None if ok else "must be a number in [0, 1)"
+
+
+@dataclasses.dataclass(frozen=True)
+class CSGMCMCConfig(SamplerConfig):
+    """Cyclical SGLD; warmup is ``num_warmup`` discarded transitions on the same schedule."""
+
+    step_size: float = option(1e-3, positive, "alpha_0, the step at the start of each cycle")
+    batch_size: int = option(32, positive_int, "data points per minibatch (<= N)")
+    cycle_length: int = option(50, positive_int, "inner steps per cycle (ceil(K/M))")
+    exploration_fraction: float = option(
+        0.5, _fraction_below_one, "beta: the fraction of each cycle run as SGD, not kept"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if exploration_steps(self.cycle_length, self.exploration_fraction) >= self.cycle_length:
+            raise ValueError(
+                "exploration_fraction must leave at least one sampling step in each cycle "
+                f"of {self.cycle_length} steps, got {self.exploration_fraction!r}"
+            )
+
+
+def _csgmcmc(target: Target, config: CSGMCMCConfig) -> LangevinMethod:
+    data, log_likelihood, log_prior, num_data = data_interface(target, config.batch_size)
+    num_exploration = exploration_steps(config.cycle_length, config.exploration_fraction)
+    kernel = csgld_build_kernel(num_data, config.batch_size, config.cycle_length, num_exploration)
+
+    def init(key: Array, x: Array, estimator: Callable) -> CyclicalState:
+        state = sgld_init(key, x, estimator, data, num_data, config.batch_size)
+        return CyclicalState(state, jnp.zeros((), jnp.int32))
+
+    def warmup_trace(state: CyclicalState, info: StepInfo, step_size: Array) -> Any:
+        return state.diffusion.position, {"diverging": info.diverging, "n_steps": info.n_steps}
+
+    def draw_trace(state: CyclicalState, info: StepInfo, step_size: Array) -> Any:
+        position = state.diffusion.position
+        lp = target.log_density(position)
+        stats = {
+            "lp": lp,
+            "diverging": info.diverging | ~jnp.isfinite(lp),
+            "step_size": info.step_size,
+            "n_steps": info.n_steps,
+        }
+        return position, stats
+
+    return LangevinMethod(
+        init=init,
+        kernel=lambda key, state, estimator, step_size: kernel(
+            key, state, estimator, data, step_size
+        ),
+        trace=warmup_trace,
+        warmup=WarmupPlan(config.num_warmup, config.step_size),
+        logdensity_fn=logdensity_estimator(log_prior, log_likelihood, num_data),
+        draw_trace=draw_trace,
+    )
+
+
+_CSGMCMC_PIECES = langevin_chain_kernel(_csgmcmc, logdensity_evals_per_step=1)
+
+
+def _csgmcmc_start(key: Array, target: Target, config: CSGMCMCConfig) -> tuple[Any, Any, Array]:
+    carry, warmup_trace, _ = _CSGMCMC_PIECES.start(key, target, config)
+    first = jnp.ones((), jnp.int32)  # the estimate of the initial state
+    if warmup_trace is None:
+        return carry, warmup_trace, first
+    return carry, warmup_trace, jnp.append(first, warmup_trace[1]["n_steps"])
+
+
+CSGMCMC_KERNEL = ChainKernel(
+    _csgmcmc_start,
+    _CSGMCMC_PIECES.step,
+    grads=lambda stats: stats["n_steps"],
+    logdensity_evals=_CSGMCMC_PIECES.logdensity_evals,
+)
+
+
+@register("csgmcmc", CSGMCMCConfig, family="langevin", kernel=CSGMCMC_KERNEL, needs_minibatch=True)
+def run_csgmcmc(
+    key: Array, target: Target, config: CSGMCMCConfig, layout: ChainLayout | None = None
+) -> Draws:
+    """Cyclical SG-MCMC (Zhang et al. 2020) with SGLD in the sampling stage (cSGLD; see
+    :func:`csgld_build_kernel`) on a target with the minibatch interface.
+
+    The draws: every iterate of every sampling stage, and nothing else. A cycle of
+    ``cycle_length`` inner steps explores for its first ``ceil(beta * cycle_length)``
+    steps (SGD; those iterates are never reported) and then makes one draw per SGLD step,
+    so ``num_samples`` draws have static shapes whatever the schedule; the schedule (a
+    cycle position carried in the state) runs on through warmup, draws and chunks. Each
+    draw's ``step_size`` stat is the step of its SGLD update (large early in a sampling
+    stage, near 0 at its end) and ``n_steps`` its gradient estimates (the exploration
+    stage is charged to the cycle's first draw). The draws of one sampling stage are
+    strongly correlated, and the first ones still carry the law of the exploration stage
+    (noise-free SGD contracts towards a mode, its minibatch noise spreads it) until the
+    sampling stage has run long enough at its steps to forget it; near a cycle's end the
+    steps are too small to move far. Zhang et al. keep a few draws per cycle
+    (``bw.sample(..., thin=...)`` thins the draws).
+
+    Example:
+        >>> import jax.numpy as jnp, bayeswb as bw
+        >>> y = jnp.linspace(-1.0, 1.0, 50)[:, None]
+        >>> prior = lambda x: -0.5 * jnp.sum(x**2)
+        >>> lik = lambda x, yi: -0.5 * jnp.sum((yi - x) ** 2)
+        >>> t = bw.Target.from_logdensity(
+        ...     lambda x: prior(x) + jnp.sum(jax.vmap(lik, (None, 0))(x, y)), dim=1,
+        ...     minibatch=bw.MinibatchData(y, lik, prior))
+        >>> r = bw.sample(t, "csgmcmc", num_chains=2, num_samples=100, num_warmup=0,
+        ...               batch_size=10, step_size=0.02, cycle_length=20)
+        >>> r.cost["n_grad_evals"]  # 2 x (1 + 100 draws + 10 cycles x 10 SGD steps)
+        402
+    """
+    return run_whole(key, target, config, CSGMCMC_KERNEL, layout)

@@ -1,0 +1,233 @@
+"""sghmc and csgmcmc against the exact law of their discretised dynamics.
+
+On a Gaussian-mean model the minibatch gradient is ``-P (theta - mu) + eps`` with ``eps``
+independent of theta (and of everything before it), so both samplers are linear
+recursions driven by independent noise (eps is not Gaussian, but only its mean and
+variance enter the first two moments): their draws' means are exactly the posterior mean,
+and their variances follow exactly from the recursion (derived below, per coordinate).
+The reference is that exact law, not the posterior: a wrong noise scale, a shared
+minibatch within a transition, a noisy exploration stage or a misplaced step in the
+schedule each move the variance by far more than its MCSE.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import xarray as xr
+from helpers import assert_z_scores, moment_z_scores
+
+import bayeswb as bw
+from bayeswb.samplers.langevin.sg_hamiltonian import (
+    CSGMCMCConfig,
+    cyclical_step_size,
+    exploration_steps,
+)
+
+NUM_DATA, BATCH, NOISE_SD, PRIOR_SD = 200, 20, 1.0, 3.0
+CHAINS = 4
+
+
+@pytest.fixture(scope="module")
+def gaussian_mean_model():
+    """y_i ~ N(theta, NOISE_SD^2 I_2), theta ~ N(0, PRIOR_SD^2 I_2), fixed-seed data.
+
+    Exact posterior N(mu, 1/P) per coordinate, P = N/NOISE_SD^2 + 1/PRIOR_SD^2. The
+    minibatch gradient is -P (theta - mu) + eps with eps = (N/NOISE_SD^2)(ybar_B - ybar),
+    independent of theta, of variance V = (N/NOISE_SD^2)^2 S^2/n (1 - n/N) (sampling
+    without replacement; S^2 the data variance with N - 1)."""
+    y = np.random.default_rng(0).normal([1.0, -0.5], NOISE_SD, size=(NUM_DATA, 2))
+    data = jnp.asarray(y, dtype=jnp.float32)
+    log_prior = lambda x: -0.5 * jnp.sum(x**2) / PRIOR_SD**2
+    log_lik = lambda x, yi: -0.5 * jnp.sum((yi - x) ** 2) / NOISE_SD**2
+
+    def log_density(x):
+        return log_prior(x) + jnp.sum(jax.vmap(log_lik, (None, 0))(x, data))
+
+    precision = NUM_DATA / NOISE_SD**2 + 1 / PRIOR_SD**2
+    mean = (NUM_DATA / NOISE_SD**2) * y.mean(0) / precision
+    noise_var = (NUM_DATA / NOISE_SD**2) ** 2 * y.var(0, ddof=1) / BATCH * (1 - BATCH / NUM_DATA)
+    target = bw.Target.from_logdensity(
+        log_density,
+        dim=2,
+        name="gaussian_mean",
+        init=lambda key: jnp.asarray(mean, jnp.float32) + 0.1 * jax.random.normal(key, (2,)),
+        minibatch=bw.MinibatchData(data, log_lik, log_prior),
+    )
+    return target, mean, precision, noise_var
+
+
+def sghmc_stationary_variance(h, num_steps, friction, precision, noise_var):
+    """Exact stationary variance of an SGHMC draw's coordinate. With d = theta - mu, one
+    integration step is the linear map z' = A z + w on z = (d, p),
+    A = [[1, h], [-h P, 1 - C h]], w of covariance Q = diag(0, h^2 V + 2 C h) (the
+    gradient noise h eps and the friction's noise), independent across steps. A
+    transition starts from p ~ N(0, 1) independent of d, so after L steps
+    Var d' = a Var d + c with a = (A^L)_00^2 and
+    c = (A^L)_01^2 + sum_{k<L} (A^k Q A^k^T)_00; the stationary variance is c / (1 - a)."""
+    step = np.array([[1.0, h], [-h * precision, 1.0 - friction * h]])
+    noise = np.diag([0.0, h * h * noise_var + 2.0 * friction * h])
+    powers = [np.linalg.matrix_power(step, k) for k in range(num_steps + 1)]
+    a = powers[num_steps][0, 0] ** 2
+    c = powers[num_steps][0, 1] ** 2 + sum((m @ noise @ m.T)[0, 0] for m in powers[:num_steps])
+    assert a < 1.0
+    return c / (1.0 - a)
+
+
+def test_sghmc_matches_its_exact_stationary_law(gaussian_mean_model):
+    """The draws' mean is exactly mu; their variance the exact one of
+    :func:`sghmc_stationary_variance` (here about 28% above the posterior's 1/P, mostly
+    from the gradient noise, which B-hat = 0 leaves uncorrected)."""
+    target, mean, precision, noise_var = gaussian_mean_model
+    h, num_steps, friction, warmup, draws = 0.005, 10, 1.0, 100, 2000
+    r = bw.sample(
+        target, "sghmc", seed=21, num_chains=CHAINS, num_samples=draws, num_warmup=warmup,
+        step_size=h, batch_size=BATCH, num_integration_steps=num_steps, friction=friction,
+    )  # fmt: skip
+    variances = np.array(
+        [sghmc_stationary_variance(h, num_steps, friction, precision, v) for v in noise_var]
+    )
+    assert np.all(variances * precision > 1.2)  # the test sees the discretisation
+    z = moment_z_scores(r, "x", mean, np.sqrt(variances))
+    assert_z_scores(np.concatenate([z["mean"], z["var"]]), "sghmc")
+    assert r.cost["n_grad_evals"] == CHAINS * (1 + num_steps * (warmup + draws))
+    assert r.cost["n_logdensity_evals"] == CHAINS * draws
+    assert {"lp", "diverging", "step_size", "n_steps"} <= set(r.idata.sample_stats)
+    assert not r.idata.sample_stats["diverging"].values.any()
+
+
+def csgld_phase_variances(step_size, cycle_length, num_explore, precision, noise_var):
+    """Exact variance of d = theta - mu after each sampling step of a cycle, at the
+    cycle-periodic stationary law. Inner step r moves
+    d' = (1 - alpha_r P) d + alpha_r eps + sqrt(2 T_r alpha_r) xi, with T_r = 0 while
+    exploring, so Var d' = (1 - alpha_r P)^2 Var d + alpha_r^2 V + 2 T_r alpha_r: a map
+    v -> a v + c over a whole cycle, whose fixed point c / (1 - a) is the variance at a
+    cycle's start, propagated from there step by step. (The mean stays mu: every step
+    fixes it.)"""
+    alphas = [float(cyclical_step_size(step_size, r, cycle_length)) for r in range(cycle_length)]
+
+    def propagate(v, r):
+        temperature = 0.0 if r < num_explore else 1.0
+        alpha = alphas[r]
+        return (1 - alpha * precision) ** 2 * v + alpha**2 * noise_var + 2 * temperature * alpha
+
+    a, c = 1.0, 0.0
+    for r in range(cycle_length):  # the cycle's map as (a, c): v -> a v + c
+        a, c = propagate(a, r) - propagate(0.0, r), propagate(c, r)
+    v, out = c / (1.0 - a), []
+    for r in range(cycle_length):
+        v = propagate(v, r)
+        if r >= num_explore:
+            out.append(v)
+    return np.array(out), np.array(alphas[num_explore:])
+
+
+def test_csgmcmc_matches_its_exact_cyclical_law(gaussian_mean_model):
+    """cSGLD's draws at each position j of the sampling stage form a chain over cycles
+    with the exact law of :func:`csgld_phase_variances`: mean mu, variance v_j (here
+    3.3 / P after the first SGLD step, as the minibatch noise of the SGD stage's large
+    steps spreads its iterates, falling to 2.0 / P at the cycle's end, where the steps
+    are too small to move: a cycle too short for this target, and the test sees it).
+    Draw j's step_size stat is alpha of eq. 1 at its cycle step; the cost is one
+    gradient estimate per inner step."""
+    target, mean, precision, noise_var = gaussian_mean_model
+    step_size, cycle_length, beta = 0.004, 20, 0.5
+    num_explore = exploration_steps(cycle_length, beta)
+    per_cycle = cycle_length - num_explore
+    warmup, draws = 20 * per_cycle, 1000 * per_cycle  # warmup ends at a cycle's end
+    r = bw.sample(
+        target, "csgmcmc", seed=22, num_chains=CHAINS, num_samples=draws, num_warmup=warmup,
+        step_size=step_size, batch_size=BATCH, cycle_length=cycle_length,
+        exploration_fraction=beta,
+    )  # fmt: skip
+    variances, alphas = csgld_phase_variances(
+        step_size, cycle_length, num_explore, precision, noise_var
+    )  # (per_cycle, 2), (per_cycle,)
+    x = r.idata.posterior["x"].values.reshape(CHAINS, -1, per_cycle, 2)
+    z = []
+    for j in range(per_cycle):
+        phase = xr.DataArray(x[:, :, j], dims=("chain", "draw", "x_dim_0"), name="x")
+        result = SimpleNamespace(idata=SimpleNamespace(posterior=phase.to_dataset()))
+        z_j = moment_z_scores(result, "x", mean, np.sqrt(variances[j]))
+        z += [z_j["mean"], z_j["var"]]
+    assert_z_scores(np.concatenate(z), "csgmcmc")
+    stats = r.idata.sample_stats
+    used = stats["step_size"].values.reshape(CHAINS, -1, per_cycle)
+    np.testing.assert_allclose(used, np.broadcast_to(alphas, used.shape), rtol=1e-5)
+    n_steps = np.full(per_cycle, 1)
+    n_steps[0] += num_explore
+    assert (stats["n_steps"].values.reshape(CHAINS, -1, per_cycle) == n_steps).all()
+    inner_steps = (warmup + draws) // per_cycle * cycle_length
+    assert r.cost["n_grad_evals"] == CHAINS * (1 + inner_steps)
+    assert r.cost["n_logdensity_evals"] == CHAINS * draws
+    assert not stats["diverging"].values.any()
+
+
+def test_exploration_steps_follow_the_papers_rule():
+    """Cycle step r explores iff r / L < beta (Algorithm 1 of Zhang et al.), in floats."""
+    for length in (1, 7, 10, 50, 97):
+        for beta in (0.0, 0.1, 0.3, 0.5, 0.7, 0.94, 0.99):
+            assert exploration_steps(length, beta) == sum(r / length < beta for r in range(length))
+    with pytest.raises(ValueError, match="exploration_fraction"):
+        CSGMCMCConfig(cycle_length=10, exploration_fraction=0.95)
+    with pytest.raises(ValueError, match="exploration_fraction"):
+        CSGMCMCConfig(exploration_fraction=1.0)
+
+
+# --------------------------------------------------------------------------- runs in pieces
+
+RUN = {"seed": 11, "num_chains": 2, "num_samples": 50, "num_warmup": 40}
+CHUNK = 25  # csgmcmc's 7-draw cycles straddle the chunks
+
+
+def _data_target():
+    """A 3-d Gaussian-mean model with the minibatch interface."""
+    y = jnp.linspace(-1.0, 1.0, 30)[:, None] * jnp.ones(3)
+    prior = lambda x: -0.5 * jnp.sum(x**2)
+    lik = lambda x, yi: -0.5 * jnp.sum((yi - x) ** 2)
+    return bw.Target.from_logdensity(
+        lambda x: prior(x) + jnp.sum(jax.vmap(lik, (None, 0))(x, y)),
+        dim=3,
+        name="gaussian_mean",
+        minibatch=bw.MinibatchData(y, lik, prior),
+    )
+
+
+def _half_nan_data_target():
+    """Standard-normal-like on x[0] < 1.5 with 20 data points whose log-likelihood is NaN
+    (its gradient 0, so only the log density reveals it) on x[0] >= 1.5."""
+    data = jnp.zeros((20, 2))
+    log_prior = lambda x: -0.5 * jnp.sum(x**2) / 2.0
+    log_lik = lambda x, y: jnp.where(x[0] < 1.5, -0.5 * jnp.sum((x - y) ** 2) / 40.0, jnp.nan)
+
+    def log_density(x):
+        return log_prior(x) + jnp.sum(jax.vmap(log_lik, (None, 0))(x, data))
+
+    init = lambda key: 0.1 * jax.random.normal(key, (2,))
+    minibatch = bw.MinibatchData(data, log_lik, log_prior)
+    return bw.Target.from_logdensity(
+        log_density, dim=2, name="half_nan_data", init=init, minibatch=minibatch
+    )
+
+
+@pytest.mark.parametrize(
+    "sampler, options",
+    [
+        ("sghmc", {"step_size": 0.1, "num_integration_steps": 5, "friction": 1.0}),
+        ("csgmcmc", {"step_size": 0.2, "cycle_length": 10}),
+    ],
+)
+def test_non_finite_steps_are_rejected_and_flagged(sampler, options):
+    r = bw.sample(
+        _half_nan_data_target(), sampler, seed=6, num_chains=2, num_samples=300,
+        num_warmup=50, batch_size=5, **options,
+    )  # fmt: skip
+    positions = r.idata.posterior["x"].values
+    stats = r.idata.sample_stats
+    assert np.isfinite(positions).all() and np.isfinite(stats["lp"].values).all()
+    assert (positions[..., 0] < 1.5).all()
+    assert stats["diverging"].values.any()
