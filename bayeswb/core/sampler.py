@@ -31,13 +31,22 @@ Trace = tuple[Array, dict[str, Array]]
 RunFn = Callable[..., Draws]
 
 
+class StartCost(NamedTuple):
+    """What a chain's ``start`` spent, when its log-density evaluations are not its
+    gradient evaluations: each an int or an int array whose entries add up to it."""
+
+    grads: Array
+    logdensity_evals: Array
+
+
 class ChainKernel(NamedTuple):
     """An MCMC sampler as pieces the chain driver can run whole or in chunks.
 
     start(key, target, config) -> (carry, warmup_trace, start_grads): one chain's
         initialisation and warmup; ``warmup_trace`` is ``(positions, stats)`` or None;
         ``start_grads`` the gradient evaluations spent so far: an int, or an int array
-        whose entries add up to it (one per warmup step, so that no entry can wrap).
+        whose entries add up to it (one per warmup step, so that no entry can wrap); or
+        a :class:`StartCost` when the start's log-density count differs.
     step(key, carry, target, config) -> (carry, (position, stats)): one transition.
     grads(stats) -> gradient evaluations of each traced transition (same shape as a
         stat), totalled on the host in Python ints (``core.draws.exact_count``) so the
@@ -45,13 +54,18 @@ class ChainKernel(NamedTuple):
     logdensity_evals(stats) -> log-density evaluations of each traced transition, for
         samplers whose log-density count is not their gradient count (stochastic-gradient
         ones evaluate the full-data log density only for each draw's ``lp``); then only
-        these are counted. None: the log-density count is the gradient count.
+        these are counted, plus the start's if it gives a :class:`StartCost`. None: the
+        log-density count is the gradient count.
+    log_z(carry) -> one chain's log-evidence estimate from its last carry, for kernels
+        that estimate one (parallel tempering's stepping stones): the run's ``log_z``,
+        whole or chunked. None: no estimate.
     """
 
-    start: Callable[[Array, Any, Any], tuple[Carry, Trace | None, Array]]
+    start: Callable[[Array, Any, Any], tuple[Carry, Trace | None, Array | StartCost]]
     step: Callable[[Array, Carry, Any, Any], tuple[Carry, Trace]]
     grads: Callable[[dict[str, Array]], Array]
     logdensity_evals: Callable[[dict[str, Array]], Array] | None = None
+    log_z: Callable[[Carry], Array] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,7 @@ from bayeswb.execution.driver import (
     run_chains,
     to_host,
 )
-from bayeswb.execution.kernel import scan_draws, start_chain, step_costs
+from bayeswb.execution.kernel import scan_draws, start_chain, start_costs, step_costs
 from bayeswb.execution.long_run import LongRun, PieceStore
 from bayeswb.execution.streaming import DrawStream
 
@@ -126,6 +126,13 @@ class DrawChunks:
         arrays = flat("carry", self.carry) | flat("sample_keys", self.sample_keys)
         return meta, arrays | flat("warmup", self.warmup)
 
+    def log_z(self, spec: SamplerSpec) -> Array | None:
+        """Each chain's log-evidence estimate from its carry, for kernels that make one."""
+        assert spec.kernel is not None
+        if spec.kernel.log_z is None:
+            return None
+        return jax.jit(jax.vmap(spec.kernel.log_z))(self.carry)
+
     def result(self, run: LongRun, partial: bool) -> Result:
         if run.stream is not None:
             return _streamed_result(run, partial)
@@ -138,6 +145,7 @@ class DrawChunks:
             warmup_stats=self.warmup.get("stats") or {},
             n_grad_evals=run.n_grad,
             n_logdensity_evals=run.n_logdensity,
+            log_z=self.log_z(run.spec),
         )
         return run.to_result(draws, gathered["posterior"], self.warmup.get("posterior"), partial)
 
@@ -175,9 +183,9 @@ class DrawChunks:
             draw_stream = DrawStream(stream, config.num_chains, strategy.warmup)
         run = _long_run(spec, target, config, strategy, chunk_size, checkpoint, draw_stream)
         run.compile_s, run.sample_s = compile_s, time.perf_counter() - start
-        run.n_grad = exact_count(start_grads)
         assert spec.kernel is not None
-        run.n_logdensity = 0 if spec.kernel.logdensity_evals else run.n_grad
+        grads, logdensity_evals = start_costs(spec.kernel, start_grads)
+        run.n_grad, run.n_logdensity = exact_count(grads), exact_count(logdensity_evals)
         return run
 
     @classmethod

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from bayeswb.core.draws import Count, Draws, chain_draws
-from bayeswb.core.sampler import ChainKernel, Trace
+from bayeswb.core.sampler import ChainKernel, StartCost, Trace
 from bayeswb.execution.driver import ChainLayout, run_chains
 
 Array = jax.Array
@@ -32,13 +32,23 @@ def step_costs(kernel: ChainKernel, stats: dict[str, Array]) -> tuple[Count, Cou
     return grads, Count.of(kernel.logdensity_evals(stats))
 
 
+def start_costs(kernel: ChainKernel, start_cost: Any) -> tuple[Count, Count]:
+    """Gradient and log-density evaluations of the chains' starts (``start``'s third
+    output, gathered over chains): a :class:`StartCost`, or gradients alone, whose
+    log densities are as many, or none for a kernel that counts its own per step."""
+    if isinstance(start_cost, StartCost):
+        return Count.of(start_cost.grads), Count.of(start_cost.logdensity_evals)
+    grads = Count.of(start_cost)
+    return grads, (Count() if kernel.logdensity_evals else grads)
+
+
 def start_chain(
     kernel: ChainKernel, chain_key: Array, target: Any, config: Any
-) -> tuple[Carry, Trace | None, Array, Array]:
+) -> tuple[Carry, Trace | None, Array | StartCost, Array]:
     """``start`` of one chain, plus the key its draws derive from."""
     start_key, sample_key = jax.random.split(chain_key)
-    carry, warmup_trace, start_grads = kernel.start(start_key, target, config)
-    return carry, warmup_trace, jnp.asarray(start_grads), sample_key
+    carry, warmup_trace, start_cost = kernel.start(start_key, target, config)
+    return carry, warmup_trace, jax.tree.map(jnp.asarray, start_cost), sample_key
 
 
 def scan_draws(
@@ -64,16 +74,19 @@ def run_whole(
     """All chains, warmup and ``config.num_samples`` draws, as one program (chains laid out
     by ``layout``: see :func:`~bayeswb.execution.driver.run_chains`)."""
 
-    def one_chain(chain_key: Array) -> tuple[Trace | None, Trace, Array]:
-        carry, warmup_trace, start_grads, sample_key = start_chain(
+    def one_chain(chain_key: Array) -> tuple[Trace | None, Trace, Any, Array | None]:
+        carry, warmup_trace, start_cost, sample_key = start_chain(
             kernel, chain_key, target, config
         )
-        _, trace = scan_draws(kernel, carry, sample_key, 0, config.num_samples, target, config)
-        return warmup_trace, trace, start_grads
+        carry, trace = scan_draws(kernel, carry, sample_key, 0, config.num_samples, target, config)
+        log_z = None if kernel.log_z is None else kernel.log_z(carry)
+        return warmup_trace, trace, start_cost, log_z
 
-    warmup_trace, trace, start_grads = run_chains(key, config.num_chains, one_chain, layout)
-    start = Count.of(start_grads)  # per chain (or per warmup step), summed on the host
+    warmup_trace, trace, start_cost, log_z = run_chains(key, config.num_chains, one_chain, layout)
+    # per chain (or per warmup step), summed on the host
+    start_grads, start_logdensity_evals = start_costs(kernel, start_cost)
     grads, logdensity_evals = step_costs(kernel, trace[1])
-    if kernel.logdensity_evals is None:
-        logdensity_evals = logdensity_evals + start
-    return chain_draws(warmup_trace, trace, start + grads, logdensity_evals)
+    draws = chain_draws(
+        warmup_trace, trace, start_grads + grads, start_logdensity_evals + logdensity_evals
+    )
+    return draws._replace(log_z=log_z)

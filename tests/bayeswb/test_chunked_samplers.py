@@ -38,6 +38,7 @@ CASES = [
     ("mala", GAUSSIAN, {}),
     ("kinetic_langevin", GAUSSIAN, {"integrator": "obabo", "metropolize": True}),
     ("randomized_midpoint", GAUSSIAN, {}),
+    ("nrpt", GAUSSIAN, {"num_temperatures": 4, "reference_scale": 2.0, "num_tuning_rounds": 2}),
     ("sgld", _data_target(), {"step_size": 1e-3, "batch_size": 10}),
     ("sghmc", _data_target(), {"step_size": 0.01, "batch_size": 10, "num_integration_steps": 3}),
     (
@@ -63,6 +64,8 @@ def test_chunked_run_equals_whole_run(sampler, target, options):
         )  # fmt: skip
     for cost in ("n_grad_evals", "n_logdensity_evals"):
         assert chunked.cost[cost] == whole.cost[cost], cost
+    if whole.log_z is not None:  # nrpt's stepping stones, from the last carry
+        np.testing.assert_allclose(chunked.log_z, whole.log_z, rtol=1e-6)
 
 
 def test_interrupted_entropy_mcmc_resumes_to_the_whole_runs_draws(tmp_path, monkeypatch):

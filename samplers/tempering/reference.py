@@ -1,0 +1,108 @@
+"""The reference pi_0 of a tempering run: smc's automatic one, or a fixed N(0, s^2 I).
+
+The automatic reference is the one the SMC family starts its main runs from
+(:func:`bayeswb.samplers.smc.annealing.one_run`): a ray probe of the target's density
+gives a wide ``N(0, s^2 I)`` (:func:`~bayeswb.samplers.smc.references.probe_scale`), an
+adaptive tempered SMC pilot of 512 particles anneals from it, and the reference is
+``N(mean, diag (2 sd)^2)`` of the pilot's weighted particles
+(:func:`~bayeswb.samplers.smc.references.moment_matched_reference`). Nothing here is
+new: the pieces are smc's, assembled as smc's ``one_run`` assembles them.
+
+A run carries the pilot's particles and weights (:class:`ReferenceFit`, arrays that a
+checkpoint can hold) and rebuilds the reference and its whitening from them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from bayeswb.core.sampler import StartCost
+from bayeswb.core.target import Target
+from bayeswb.samplers.smc.annealing import (
+    AUTO_FIT_PARTICLES,
+    REFERENCE_WIDENING,
+    Plan,
+    anneal_run,
+    fit_plan,
+    initial_step_size,
+    probed_reference,
+)
+from bayeswb.samplers.smc.moves import make_move
+from bayeswb.samplers.smc.references import (
+    Reference,
+    moment_matched_reference,
+    probe_evaluations,
+)
+from bayeswb.samplers.smc.settings import SMCConfig
+from bayeswb.samplers.smc.tuning import Whitening, moment_whitening
+
+Array = jax.Array
+
+
+class ReferenceFit(NamedTuple):
+    """Weighted particles whose moments make the reference (normalised ``log_weights``);
+    one particle at the origin for a fixed ``N(0, s^2 I)`` (its sd is 0, so
+    :func:`~bayeswb.samplers.smc.references.moment_matched_reference` falls back to s)."""
+
+    positions: Array  # (n, dim)
+    log_weights: Array  # (n,)
+
+
+def fixed_reference_fit(dim: int) -> ReferenceFit:
+    """The fit standing for ``N(0, s^2 I)`` (s given to :func:`reference_of`)."""
+    return ReferenceFit(jnp.zeros((1, dim)), jnp.zeros(1))
+
+
+def automatic_reference_fit(key: Array, target: Target) -> tuple[ReferenceFit, StartCost]:
+    """smc's automatic reference for ``target``: the ray probe and the pilot run (see the
+    module docstring). Returns the fit and the pilot's and the probe's gradient and
+    log-density evaluations, one entry per annealing step (each below 2**31: sweeps x 512
+    particles) and, for the log densities, one more for the initial draws and the probe."""
+    config = SMCConfig()
+    move = make_move(config.move, config.num_integration_steps)
+    plan = Plan(
+        target=target,
+        config=config,
+        move=move,
+        resampling=config.resampling,
+        ess_threshold=config.ess_threshold,
+        step_size=initial_step_size(config, move, target.dim, 1.0),
+        waste_free_chains=0,
+        fit_reference_particles=AUTO_FIT_PARTICLES,
+        reference_scale=1.0,
+        auto_reference=True,
+        fit_move=move,
+    )
+    probe_key, pilot_key = jax.random.split(key)
+    probed, _ = probed_reference(target)(probe_key)
+    pilot = anneal_run(fit_plan(plan), pilot_key, probed, AUTO_FIT_PARTICLES)
+    # as smc's run_cost: at each step every particle's move init and its sweeps, then the
+    # log density at every particle; before the steps, the initial draws and the probe
+    n = AUTO_FIT_PARTICLES
+    took_step = (jnp.arange(config.num_steps) < pilot.num_steps_taken).astype(int)
+    grads = pilot.num_sweeps_taken * (n * move.grads_per_step)
+    grads = grads + took_step * (n * move.grads_per_init)
+    evals = pilot.num_sweeps_taken * (n * move.evals_per_step)
+    evals = evals + took_step * (n * (move.evals_per_init + 1))
+    evals = jnp.append(evals, n + probe_evaluations())
+    fit = ReferenceFit(pilot.positions, pilot.log_weights)
+    return fit, StartCost(grads.astype(int), evals.astype(int))
+
+
+def reference_of(fit: ReferenceFit, fallback_scale: float) -> tuple[Reference, Whitening]:
+    """The reference ``N(mean, diag (2 sd)^2)`` of the fit (``N(0, fallback_scale^2 I)``
+    for a fixed one) and the whitening ``z = (x - mean) / sd`` the explorer runs in (the
+    fit's own moments: sd 1 for a fixed reference).
+
+    Example:
+        >>> q, w = reference_of(fixed_reference_fit(2), 3.0)
+        >>> round(float(q.log_prob(jnp.zeros(2))), 4), w.sd.tolist()
+        (-4.0351, [1.0, 1.0])
+    """
+    widen = REFERENCE_WIDENING if fit.positions.shape[0] > 1 else 1.0
+    reference = moment_matched_reference(fit.positions, fit.log_weights, fallback_scale, widen)
+    whitening = moment_whitening(jnp.asarray(0), fit.positions, jnp.exp(fit.log_weights))
+    return reference, whitening
