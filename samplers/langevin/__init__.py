@@ -1,12 +1,15 @@
 """The Langevin family: ``ula``, ``mala``, ``kinetic_langevin``, ``randomized_midpoint``,
-``sgld`` and ``entropy_mcmc``.
+``mclmc``, ``mams``, ``sgld``, ``entropy_mcmc``, ``sghmc`` and ``csgmcmc``.
 
 Modules:
 
 - :mod:`~bayeswb.samplers.langevin.overdamped`: ``ula``, ``mala``;
 - :mod:`~bayeswb.samplers.langevin.kinetic`: ``kinetic_langevin`` (Euler, BAOAB, OBABO);
 - :mod:`~bayeswb.samplers.langevin.randomized_midpoint`: ``randomized_midpoint``;
+- :mod:`~bayeswb.samplers.langevin.microcanonical`: ``mclmc``, ``mams`` (blackjax's, with
+  their tuners);
 - :mod:`~bayeswb.samplers.langevin.stochastic_gradient`: ``sgld``, ``entropy_mcmc``;
+- :mod:`~bayeswb.samplers.langevin.sg_hamiltonian`: ``sghmc``, ``csgmcmc`` (cyclical);
 - shared: :mod:`~bayeswb.samplers.langevin.chain_kernel` (a sampler's ChainKernel from
   its kernel), :mod:`~bayeswb.samplers.langevin.warmup` (the one warmup, on by default:
   dual averaging of the step size, to an acceptance rate or, for unadjusted samplers, an

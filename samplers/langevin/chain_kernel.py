@@ -117,6 +117,7 @@ def langevin_chain_kernel(
     build: Callable[[Target, Any], LangevinMethod],
     grads_per_step: int = 1,
     logdensity_evals_per_step: int | None = None,
+    grads_stat: str | None = None,
 ) -> ChainKernel:
     """The :class:`~bayeswb.core.sampler.ChainKernel` of ``build(target, config)``.
 
@@ -149,6 +150,10 @@ def langevin_chain_kernel(
         # one chain's (the host sums the chains): int32 holds it, as the chain keeps its
         # num_steps warmup states, so num_steps is far below 2**31 / grads_per_step
         start_grads = jnp.asarray(1 + grads_per_step * plan.num_steps)
+        if grads_stat is not None and warmup_trace is not None:
+            start_grads = jnp.append(1, warmup_trace[1][grads_stat])
+        elif grads_stat is not None:
+            start_grads = jnp.asarray(1)
         return LangevinCarry(state, scale, step_size), warmup_trace, start_grads
 
     def step(key: Array, carry: LangevinCarry, target: Target, config: Any) -> tuple[Any, Any]:
@@ -164,4 +169,7 @@ def langevin_chain_kernel(
     logdensity_evals = None
     if logdensity_evals_per_step is not None:
         logdensity_evals = per_step(logdensity_evals_per_step)
-    return ChainKernel(start, step, per_step(grads_per_step), logdensity_evals)
+    grads = per_step(grads_per_step)
+    if grads_stat is not None:
+        grads = lambda stats: stats[grads_stat]  # noqa: E731
+    return ChainKernel(start, step, grads, logdensity_evals)

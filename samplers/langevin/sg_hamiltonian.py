@@ -19,6 +19,7 @@ chunked.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -32,7 +33,6 @@ from blackjax.util import generate_gaussian_noise
 
 from bayeswb.core.config import SamplerConfig, option, positive, positive_int
 from bayeswb.core.draws import Draws
-from bayeswb.core.sampler import ChainKernel
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout
 from bayeswb.execution.kernel import run_whole
@@ -151,40 +151,19 @@ class SGHMCConfig(SamplerConfig):
 
 
 def _sghmc(target: Target, config: SGHMCConfig) -> LangevinMethod:
-    data, _, _, num_data = data_interface(target, config.batch_size)
-    kernel = sghmc_build_kernel(
-        num_data, config.batch_size, config.num_integration_steps, config.friction
+    build_kernel = functools.partial(
+        sghmc_build_kernel,
+        num_integration_steps=config.num_integration_steps,
+        friction=config.friction,
     )
     n_steps = {"n_steps": jnp.asarray(config.num_integration_steps, jnp.int32)}
-    # stochastic_gradient_method gives the init, traces and warmup of sgld: only the
-    # kernel differs
-    method = stochastic_gradient_method(
-        target, config, logdensity_estimator, lambda x: x, lambda x: (x, n_steps)
-    )
-    return method._replace(
-        kernel=lambda key, state, estimator, step_size: kernel(
-            key, state, estimator, data, step_size
-        )
+    return stochastic_gradient_method(
+        target, config, logdensity_estimator, lambda x: x, lambda x: (x, n_steps), build_kernel
     )
 
 
-_SGHMC_PIECES = langevin_chain_kernel(_sghmc, logdensity_evals_per_step=1)
-
-
-def _sghmc_start(key: Array, target: Target, config: SGHMCConfig) -> tuple[Any, Any, Array]:
-    carry, warmup_trace, _ = _SGHMC_PIECES.start(key, target, config)
-    # one estimate at the start, then num_integration_steps per warmup step (per-step
-    # entries, summed exactly on the host)
-    per_step = jnp.full((config.num_warmup,), config.num_integration_steps, jnp.int32)
-    return carry, warmup_trace, jnp.append(jnp.ones((), jnp.int32), per_step)
-
-
-SGHMC_KERNEL = ChainKernel(
-    _sghmc_start,
-    _SGHMC_PIECES.step,
-    grads=lambda stats: stats["n_steps"],
-    logdensity_evals=_SGHMC_PIECES.logdensity_evals,
-)
+# one estimate at the start, then n_steps per step; one full-data lp per draw
+SGHMC_KERNEL = langevin_chain_kernel(_sghmc, logdensity_evals_per_step=1, grads_stat="n_steps")
 
 
 @register("sghmc", SGHMCConfig, family="langevin", kernel=SGHMC_KERNEL, needs_minibatch=True)
@@ -385,23 +364,7 @@ def _csgmcmc(target: Target, config: CSGMCMCConfig) -> LangevinMethod:
     )
 
 
-_CSGMCMC_PIECES = langevin_chain_kernel(_csgmcmc, logdensity_evals_per_step=1)
-
-
-def _csgmcmc_start(key: Array, target: Target, config: CSGMCMCConfig) -> tuple[Any, Any, Array]:
-    carry, warmup_trace, _ = _CSGMCMC_PIECES.start(key, target, config)
-    first = jnp.ones((), jnp.int32)  # the estimate of the initial state
-    if warmup_trace is None:
-        return carry, warmup_trace, first
-    return carry, warmup_trace, jnp.append(first, warmup_trace[1]["n_steps"])
-
-
-CSGMCMC_KERNEL = ChainKernel(
-    _csgmcmc_start,
-    _CSGMCMC_PIECES.step,
-    grads=lambda stats: stats["n_steps"],
-    logdensity_evals=_CSGMCMC_PIECES.logdensity_evals,
-)
+CSGMCMC_KERNEL = langevin_chain_kernel(_csgmcmc, logdensity_evals_per_step=1, grads_stat="n_steps")
 
 
 @register("csgmcmc", CSGMCMCConfig, family="langevin", kernel=CSGMCMC_KERNEL, needs_minibatch=True)

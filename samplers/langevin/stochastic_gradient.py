@@ -140,6 +140,7 @@ def stochastic_gradient_method(
     make_estimator: Callable[[Callable, Callable, int], Callable],
     state_position: Callable[[Array], Any],
     report: Callable[[Any], tuple[Array, dict[str, Array]]],
+    build_kernel: Callable[[int, int], Callable[..., Any]] = sgld_build_kernel,
 ) -> LangevinMethod:
     """An SGLD-type sampler (:func:`sgld_build_kernel`) for one target and config.
 
@@ -147,19 +148,21 @@ def stochastic_gradient_method(
     density ``estimator(position, batch) -> scalar`` the kernel runs on. The state is a
     :class:`DiffusionState` (the position, its minibatch log-density estimate and
     gradient estimate), first estimated at ``state_position(x)``, x the target's initial
-    point; ``report(position) -> (reported position, extra stats)`` is what a draw shows.
-    Warmup is burn-in at the configured step and reports ``diverging`` only; a draw also
-    reports the full-data ``lp`` of its position (a non-finite one is flagged
-    ``diverging``), ``step_size`` and the extra stats. One gradient estimate per step.
+    point; ``report(position) -> (reported position, extra stats)`` is what a step shows.
+    Warmup is burn-in at the configured step and reports ``diverging`` and the extra
+    stats; a draw also reports the full-data ``lp`` of its position (a non-finite one is
+    flagged ``diverging``) and ``step_size``. ``build_kernel(N, batch_size)`` makes the
+    kernel (SGLD's: one gradient estimate per step).
     """
     data, log_likelihood, log_prior, num_data = data_interface(target, config.batch_size)
-    kernel = sgld_build_kernel(num_data, config.batch_size)
+    kernel = build_kernel(num_data, config.batch_size)
 
     def init(key: Array, x: Array, estimator: Callable) -> DiffusionState:
         return sgld_init(key, state_position(x), estimator, data, num_data, config.batch_size)
 
     def warmup_trace(state: DiffusionState, info: StochasticGradientInfo, step_size: Array):
-        return report(state.position)[0], {"diverging": info.diverging}
+        position, extra = report(state.position)
+        return position, {"diverging": info.diverging, **extra}
 
     def draw_trace(state: DiffusionState, info: StochasticGradientInfo, step_size: Array):
         position, extra = report(state.position)

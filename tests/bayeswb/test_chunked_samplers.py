@@ -38,6 +38,8 @@ CASES = [
     ("mala", GAUSSIAN, {}),
     ("kinetic_langevin", GAUSSIAN, {"integrator": "obabo", "metropolize": True}),
     ("randomized_midpoint", GAUSSIAN, {}),
+    ("mclmc", GAUSSIAN, {}),
+    ("mams", GAUSSIAN, {}),
     ("nrpt", GAUSSIAN, {"num_temperatures": 4, "reference_scale": 2.0, "num_tuning_rounds": 2}),
     ("sgld", _data_target(), {"step_size": 1e-3, "batch_size": 10}),
     ("sghmc", _data_target(), {"step_size": 0.01, "batch_size": 10, "num_integration_steps": 3}),
