@@ -89,7 +89,15 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.stats import norm
 
-from bayeswb.core.config import SamplerConfig, one_of, option, positive, positive_int
+from bayeswb.core.config import (
+    SamplerConfig,
+    closed_unit_interval,
+    non_negative,
+    one_of,
+    option,
+    positive,
+    positive_int,
+)
 from bayeswb.core.draws import Count, Draws
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout, run_chains
@@ -262,19 +270,14 @@ class FBGVIConfig(SamplerConfig):
     hessian: str = option(
         "exact", one_of("exact", "stein"), "E hess V by exact Hessians or by Stein's lemma"
     )
-    step_size: float = option(0.0, None, "fixed step h before the decay; 0: adaptive")
+    step_size: float = option(0.0, non_negative, "fixed step h before the decay; 0: adaptive")
     step_scale: float = option(
         0.5, at_most_one, "adaptive h = step_scale / lambda_max(E hess V), in (0, 1]"
     )
-    decay_start: float = option(0.5, None, "fraction of iterations after which h decays to 0")
+    decay_start: float = option(
+        0.5, closed_unit_interval, "fraction of iterations after which h decays to 0"
+    )
     init_variance: float = option(1.0, positive, "initial covariance init_variance * I")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.step_size < 0:
-            raise ValueError(f"step_size must be >= 0, got {self.step_size}")
-        if not 0 <= self.decay_start <= 1:
-            raise ValueError(f"decay_start must be in [0, 1], got {self.decay_start}")
 
     def grads_per_estimate(self, dim: int) -> int:
         """Gradient evaluations of one estimate of E grad V and E hess V (module docstring)."""

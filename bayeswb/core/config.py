@@ -127,6 +127,15 @@ def positive(value: Any) -> str | None:
     return None if _is_real(value) and value > 0 else "must be a positive number"
 
 
+def non_negative(value: Any) -> str | None:
+    return None if _is_real(value) and value >= 0 else "must be a non-negative number"
+
+
+def closed_unit_interval(value: Any) -> str | None:
+    """Between 0 and 1, both included."""
+    return None if _is_real(value) and 0 <= value <= 1 else "must be a number in [0, 1]"
+
+
 def unit_interval(value: Any) -> str | None:
     """Strictly between 0 and 1."""
     return None if _is_real(value) and 0 < value < 1 else "must be a number in (0, 1)"
