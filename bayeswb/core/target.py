@@ -180,6 +180,10 @@ class Target:
         (with log-Jacobians) becomes ``log_density``; its postprocessing (constraining
         transforms and deterministic sites) becomes ``constrain``. ``numpyro`` keeps the
         model, its arguments and ``unravel`` (flat x -> named unconstrained values).
+        ``minibatch`` is filled when the model's observations are i.i.d. rows of its array
+        arguments in one plate, without per-datum latent sites
+        (:mod:`bayeswb.core.numpyro_minibatch` derives it in Python, without compiling);
+        otherwise it is None.
         Discrete latent sites are summed out of the density by numpyro's enumeration,
         which needs the ``funsor`` package (bayeswb's ``enum`` extra).
 
@@ -229,6 +233,7 @@ class Target:
             log_density=log_density,
             constrain=constrain,
             numpyro=NumpyroModel(model, args, kwargs, unravel),
+            minibatch=_numpyro_minibatch(model, args, kwargs, info.model_trace, unravel),
         )
 
     def ground_truth(self) -> dict[str, str]:
@@ -313,3 +318,16 @@ class Target:
 
     def log_density_and_grad(self, x: Array) -> tuple[Array, Array]:
         return jax.value_and_grad(self.log_density)(x)
+
+
+def _numpyro_minibatch(
+    model: Callable, args: tuple, kwargs: dict, trace: Any, unravel: Callable
+) -> MinibatchData | None:
+    """The minibatch interface of a numpyro model, or None where the model does not have
+    i.i.d. observations (see :mod:`bayeswb.core.numpyro_minibatch`)."""
+    from bayeswb.core.numpyro_minibatch import NotMinibatchable, derive
+
+    try:
+        return MinibatchData(*derive(model, args, kwargs, trace, unravel))
+    except NotMinibatchable:
+        return None
