@@ -145,3 +145,41 @@ def weighted_result(seed=0, n=4000, chains=4):
     pooled, se = combine_log_z(log_z)
     cost = {"n_grad_evals": 0, "n_logdensity_evals": chains * n, "compile_s": 0, "sample_s": 0}
     return bw.Result(idata, "manual_is", "normal", {}, cost, pooled, se)
+
+
+# the minibatch batch size of :func:`gaussian_mean_model`'s noise variance
+GAUSSIAN_MEAN_BATCH = 20
+
+
+def gaussian_mean_model(num_data=200, batch=GAUSSIAN_MEAN_BATCH, noise_sd=1.0, prior_sd=3.0):
+    """y_i ~ N(theta, noise_sd^2 I_2), theta ~ N(0, prior_sd^2 I_2), fixed-seed data, as a
+    Target with the minibatch interface: ``(target, mean, precision, noise_var)``.
+
+    Exact posterior N(mu, 1/P) per coordinate, P = N/noise_sd^2 + 1/prior_sd^2. The
+    minibatch gradient is -P (theta - mu) + eps with eps = (N/noise_sd^2)(ybar_B - ybar),
+    independent of theta, of variance V = (N/noise_sd^2)^2 S^2/n (1 - n/N) (sampling
+    ``batch`` = n rows without replacement; S^2 the data variance with N - 1)."""
+    import jax
+    import jax.numpy as jnp
+
+    import bayeswb as bw
+
+    y = np.random.default_rng(0).normal([1.0, -0.5], noise_sd, size=(num_data, 2))
+    data = jnp.asarray(y, dtype=jnp.float32)
+    log_prior = lambda x: -0.5 * jnp.sum(x**2) / prior_sd**2  # noqa: E731
+    log_lik = lambda x, yi: -0.5 * jnp.sum((yi - x) ** 2) / noise_sd**2  # noqa: E731
+
+    def log_density(x):
+        return log_prior(x) + jnp.sum(jax.vmap(log_lik, (None, 0))(x, data))
+
+    precision = num_data / noise_sd**2 + 1 / prior_sd**2
+    mean = (num_data / noise_sd**2) * y.mean(0) / precision
+    noise_var = (num_data / noise_sd**2) ** 2 * y.var(0, ddof=1) / batch * (1 - batch / num_data)
+    target = bw.Target.from_logdensity(
+        log_density,
+        dim=2,
+        name="gaussian_mean",
+        init=lambda key: jnp.asarray(mean, jnp.float32) + 0.1 * jax.random.normal(key, (2,)),
+        minibatch=bw.MinibatchData(data, log_lik, log_prior),
+    )
+    return target, mean, precision, noise_var

@@ -15,6 +15,7 @@ import math
 from types import SimpleNamespace
 
 import arviz as az
+import helpers
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -462,36 +463,13 @@ def test_non_finite_steps_are_rejected_and_flagged(sampler, options):
 
 # --------------------------------------------------------------------------- SGLD, Entropy-MCMC
 
-NUM_DATA, BATCH, NOISE_SD, PRIOR_SD = 200, 20, 1.0, 3.0
+BATCH = helpers.GAUSSIAN_MEAN_BATCH
 
 
 @pytest.fixture(scope="module")
 def gaussian_mean_model():
-    """y_i ~ N(theta, NOISE_SD^2 I_2), theta ~ N(0, PRIOR_SD^2 I_2), fixed-seed data.
-
-    Exact posterior N(mu, 1/P) per coordinate, P = N/NOISE_SD^2 + 1/PRIOR_SD^2. The
-    minibatch gradient is -P (theta - mu) + eps with eps = (N/NOISE_SD^2)(ybar_B - ybar),
-    independent of theta, of variance V = (N/NOISE_SD^2)^2 S^2/n (1 - n/N) (sampling
-    without replacement; S^2 the data variance with N - 1)."""
-    y = np.random.default_rng(0).normal([1.0, -0.5], NOISE_SD, size=(NUM_DATA, 2))
-    data = jnp.asarray(y, dtype=jnp.float32)
-    log_prior = lambda x: -0.5 * jnp.sum(x**2) / PRIOR_SD**2
-    log_lik = lambda x, yi: -0.5 * jnp.sum((yi - x) ** 2) / NOISE_SD**2
-
-    def log_density(x):
-        return log_prior(x) + jnp.sum(jax.vmap(log_lik, (None, 0))(x, data))
-
-    precision = NUM_DATA / NOISE_SD**2 + 1 / PRIOR_SD**2
-    mean = (NUM_DATA / NOISE_SD**2) * y.mean(0) / precision
-    noise_var = (NUM_DATA / NOISE_SD**2) ** 2 * y.var(0, ddof=1) / BATCH * (1 - BATCH / NUM_DATA)
-    target = bw.Target.from_logdensity(
-        log_density,
-        dim=2,
-        name="gaussian_mean",
-        init=lambda key: jnp.asarray(mean, jnp.float32) + 0.1 * jax.random.normal(key, (2,)),
-        minibatch=bw.MinibatchData(data, log_lik, log_prior),
-    )
-    return target, mean, precision, noise_var
+    """The Gaussian-mean model of tests/helpers.py (exact posterior and minibatch noise)."""
+    return helpers.gaussian_mean_model()
 
 
 def test_sgld_matches_its_exact_stationary_law(gaussian_mean_model):
