@@ -36,12 +36,13 @@ Output: one chain is one run; its draws are the beta = 1 replica after each roun
 swaps; stats ``lp``, ``acceptance_rate``, ``diverging`` and ``step_size`` (the explorer
 at beta = 1), ``swap_rejection`` (mean over pairs), ``communication_barrier`` (sum of
 the round's rejection probabilities: its mean estimates Lambda), ``round_trips``
-(cumulative over the draws), ``n_grad_evals`` and ``log_z`` (the running stepping-stone
-estimate; ``Draws.log_z`` is its last value per run).
+(cumulative over the draws), ``n_grad_evals``, ``n_logdensity_evals`` (a round's costs)
+and ``log_z`` (the running stepping-stone estimate; the run's ``log_z`` is the estimate
+of its last carry, whole or chunked).
 
 Cost per round: ``K (grads_per_init + num_explore_steps grads_per_step)`` gradients of
-the explorer (1 + 3 for MALA) and one log density at level 0; the reference fit's pilot
-is counted in the start (see :mod:`.nrpt` for what is not counted).
+the explorer (1 + 3 for MALA), as many log densities plus one at level 0; the reference
+fit's probe and pilot are counted in the start (gradients and log densities).
 
 Example:
     >>> import bayeswb as bw
