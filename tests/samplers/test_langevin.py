@@ -447,10 +447,16 @@ def _half_nan_data_target():
             {"step_size": 0.05, "batch_size": 5, "coupling_variance": 0.1},
             marks=pytest.mark.slow,
         ),
+        (
+            "sghmc",
+            {"step_size": 0.1, "num_integration_steps": 5, "friction": 1.0, "batch_size": 5},
+        ),
+        ("csgmcmc", {"step_size": 0.2, "cycle_length": 10, "batch_size": 5}),
     ],
 )
 def test_non_finite_steps_are_rejected_and_flagged(sampler, options):
-    target = _half_nan_data_target() if sampler in ("sgld", "entropy_mcmc") else _half_nan_target()
+    needs_data = bw.samplers.get(sampler).needs_minibatch
+    target = _half_nan_data_target() if needs_data else _half_nan_target()
     r = bw.sample(
         target, sampler, seed=6, num_chains=2, num_samples=500, num_warmup=100, **options
     )

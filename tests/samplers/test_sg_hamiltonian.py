@@ -15,8 +15,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import helpers
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
@@ -154,58 +152,3 @@ def test_exploration_steps_follow_the_papers_rule():
         CSGMCMCConfig(cycle_length=10, exploration_fraction=0.95)
     with pytest.raises(ValueError, match="exploration_fraction"):
         CSGMCMCConfig(exploration_fraction=1.0)
-
-
-# --------------------------------------------------------------------------- runs in pieces
-
-RUN = {"seed": 11, "num_chains": 2, "num_samples": 50, "num_warmup": 40}
-CHUNK = 25  # csgmcmc's 7-draw cycles straddle the chunks
-
-
-def _data_target():
-    """A 3-d Gaussian-mean model with the minibatch interface."""
-    y = jnp.linspace(-1.0, 1.0, 30)[:, None] * jnp.ones(3)
-    prior = lambda x: -0.5 * jnp.sum(x**2)
-    lik = lambda x, yi: -0.5 * jnp.sum((yi - x) ** 2)
-    return bw.Target.from_logdensity(
-        lambda x: prior(x) + jnp.sum(jax.vmap(lik, (None, 0))(x, y)),
-        dim=3,
-        name="gaussian_mean",
-        minibatch=bw.MinibatchData(y, lik, prior),
-    )
-
-
-def _half_nan_data_target():
-    """Standard-normal-like on x[0] < 1.5 with 20 data points whose log-likelihood is NaN
-    (its gradient 0, so only the log density reveals it) on x[0] >= 1.5."""
-    data = jnp.zeros((20, 2))
-    log_prior = lambda x: -0.5 * jnp.sum(x**2) / 2.0
-    log_lik = lambda x, y: jnp.where(x[0] < 1.5, -0.5 * jnp.sum((x - y) ** 2) / 40.0, jnp.nan)
-
-    def log_density(x):
-        return log_prior(x) + jnp.sum(jax.vmap(log_lik, (None, 0))(x, data))
-
-    init = lambda key: 0.1 * jax.random.normal(key, (2,))
-    minibatch = bw.MinibatchData(data, log_lik, log_prior)
-    return bw.Target.from_logdensity(
-        log_density, dim=2, name="half_nan_data", init=init, minibatch=minibatch
-    )
-
-
-@pytest.mark.parametrize(
-    "sampler, options",
-    [
-        ("sghmc", {"step_size": 0.1, "num_integration_steps": 5, "friction": 1.0}),
-        ("csgmcmc", {"step_size": 0.2, "cycle_length": 10}),
-    ],
-)
-def test_non_finite_steps_are_rejected_and_flagged(sampler, options):
-    r = bw.sample(
-        _half_nan_data_target(), sampler, seed=6, num_chains=2, num_samples=300,
-        num_warmup=50, batch_size=5, **options,
-    )  # fmt: skip
-    positions = r.idata.posterior["x"].values
-    stats = r.idata.sample_stats
-    assert np.isfinite(positions).all() and np.isfinite(stats["lp"].values).all()
-    assert (positions[..., 0] < 1.5).all()
-    assert stats["diverging"].values.any()
