@@ -17,7 +17,8 @@ SAMPLERS = {"nuts", "hmc", "mala", "mclmc", "mams"}  # benchmarks/overhead.py's
 def test_gpu_benchmark_quick_mode_writes_finite_ratios_for_every_section(tmp_path):
     out = tmp_path / "gpu.json"
     # two host devices, so that the sharded-chains section shards
-    env = os.environ | {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    env = os.environ | {"XLA_FLAGS": flags}
     completed = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--quick", "--out", str(out)],
         env=env,
