@@ -127,8 +127,8 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
 
     Example:
         >>> import bayeswb as bw
-        >>> t = bw.models.get("gaussian", dim=3)
-        >>> r = bw.sample(t, "nuts", num_chains=2, num_samples=200, num_warmup=200)
+        >>> t = bw.models.get("gaussian")
+        >>> r = bw.sample(t, "nuts", num_chains=4, num_samples=500, num_warmup=500)
         >>> s = bw.score(r, t)
         >>> s["mean_z_max"] < 5
         True
@@ -203,7 +203,7 @@ def summary(result: Result, **kwargs) -> pd.DataFrame:
 
     Example:
         >>> import bayeswb as bw
-        >>> r = bw.sample("gaussian", "nuts", num_chains=2, num_samples=100, num_warmup=100)
+        >>> r = bw.sample("gaussian", "nuts", num_chains=4, num_samples=500, num_warmup=500)
         >>> df = bw.summary(r)
         >>> "ess_bulk" in df.columns, "n_grad_evals" in df.attrs
         (True, True)
