@@ -54,11 +54,14 @@ the recorded data allow, each with a threshold from the literature:
   delta-method SE of the pooled estimate and the SE of the mean of the per-run log Z
   within a factor 2 of each other, and the per-run log Z within sd 1 (beyond that the
   pooled mean is dominated by a few runs, and its SE is not to be believed).
-- ``flow_training``: the flow's training stopped by its plateau rule, not its step cap,
-  in every run (where the flow recorded it); for a flow trained a fixed number of steps,
-  the loss had stopped improving: the mean over the last tenth of training is not below
-  the tenth before it by more than 3 standard errors (a one-sided z-test: 0.13% false
-  alarms per converged run).
+- ``training``: a flow's training stopped by its plateau rule, not its step cap, in
+  every run (where the flow recorded it); for a fit run a fixed number of steps (a flow's
+  ``loss``, the ``elbo`` of the variational samplers, a chi^2 fit's ``log_mean_w2``), the
+  loss had stopped improving: the mean over the last tenth of training is not below the
+  tenth before it by more than 3 standard errors (a one-sided z-test: 0.13% false alarms
+  per converged run with independent noise; measured on the defaults of meanfield_vi,
+  fullrank_vi and fbgvi, 4 runs each on gaussian, banana, eight_schools_noncentered and
+  logistic_breast_cancer, seeds 0 and 1: worst z per run group 2.88, none above 3).
 - ``density_peak``: no region of far higher density than any draw came near: the log
   density an L-BFGS climb from the best draws reaches (recorded by ``bw.sample``, see
   :mod:`bayeswb.execution.peak_search`) exceeds the best draw's by at most
@@ -551,7 +554,7 @@ def _variational_k_hat(stats: Any) -> Check | None:
     )
 
 
-def _flow_training(trace: np.ndarray | None) -> Check | None:
+def _training(trace: np.ndarray | None) -> Check | None:
     """The plateau test of the module docstring on a (runs, steps) loss trace."""
     if trace is None:
         return None
@@ -569,11 +572,11 @@ def _flow_training(trace: np.ndarray | None) -> Check | None:
         worst = max(worst, float((before.mean() - last.mean()) / se) if se > 0 else 0.0)
     ok = bool(worst <= 3.0)
     return Check(
-        "flow_training",
+        "training",
         worst,
         3.0,
         ok,
-        "flow training converged" if ok else "flow training still improving",
+        "training converged" if ok else "training still improving",
         "more training steps (num_warmup)",
     )
 
@@ -621,7 +624,7 @@ def _checks(
     if plateau is not None:
         checks.append(_plateau_reached(plateau))
     else:
-        checks += _optional(_flow_training(_loss_trace(idata)))
+        checks += _optional(_training(_loss_trace(idata)))
     checks += _optional(_density_peak(idata))
     if partial:
         checks.append(Check("complete", 0.0, 1.0, False, "interrupted run", "bw.resume the run"))
@@ -708,7 +711,7 @@ def _plateau_flags(idata: az.InferenceData) -> np.ndarray | None:
 def _plateau_reached(converged: np.ndarray) -> Check:
     missed = int(np.sum(~converged))
     return Check(
-        "flow_training",
+        "training",
         missed,
         0,
         missed == 0,
@@ -720,13 +723,18 @@ def _plateau_reached(converged: np.ndarray) -> Check:
     )
 
 
+# the recorded training curves, each with the sign that makes it a loss (lower is better)
+TRAINING_CURVES = (("loss", 1.0), ("log_mean_w2", 1.0), ("elbo", -1.0))
+
+
 def _loss_trace(idata: az.InferenceData) -> np.ndarray | None:
-    """The flow's training loss per run and step, where the run recorded one."""
-    for group, name in (("warmup_sample_stats", "loss"), ("path_stats", "loss")):
+    """The training loss per run and step, where the run recorded a training curve."""
+    for group in ("warmup_sample_stats", "path_stats"):
         data = _group(idata, group)
-        if data is not None and name in data:
-            values = np.asarray(data[name].values, dtype=np.float64)
-            return values.reshape(-1, values.shape[-1])
+        for name, sign in TRAINING_CURVES:
+            if data is not None and name in data:
+                values = sign * np.asarray(data[name].values, dtype=np.float64)
+                return values.reshape(-1, values.shape[-1])
     return None
 
 
