@@ -478,6 +478,21 @@ def gaussian_mean_model():
     return helpers.gaussian_mean_model()
 
 
+def test_minibatch_rows_are_a_uniform_subset():
+    """Floyd's subsets: every one of the C(7, 3) = 35 subsets equally likely (chi-square
+    test at the 0.1% level over 35000 draws) and never a repeated row."""
+    from scipy import stats
+
+    from bayeswb.samplers.langevin.stochastic_gradient import subset_rows
+
+    keys = jax.random.split(jax.random.key(0), 35_000)
+    rows = np.sort(np.asarray(jax.vmap(lambda k: subset_rows(k, 7, 3))(keys)), axis=1)
+    assert (np.diff(rows, axis=1) > 0).all() and rows.min() >= 0 and rows.max() < 7
+    _, counts = np.unique(rows, axis=0, return_counts=True)
+    assert counts.size == 35
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+
 def test_sgld_matches_its_exact_stationary_law(gaussian_mean_model):
     """Unadjusted and noisy: theta' - mu = (1 - hP)(theta - mu) + h eps + sqrt(2h) xi,
     an AR(1) of mean exactly mu and variance (2 + h V) / (P (2 - h P)), the reference
