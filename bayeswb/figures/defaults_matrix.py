@@ -46,7 +46,7 @@ MEAN_Z_BAD = 5.0
 LOG_Z_SE_BAD = 5.0
 BUDGET = 2e5
 QUICK_MODELS = ("gaussian", "banana")
-QUICK_SAMPLERS = ("nuts", "mala", "smc")
+QUICK_SAMPLERS = ("nuts", "mala")
 
 
 def has_truth(name: str) -> bool:
@@ -100,21 +100,37 @@ def compute(
 
     ``quick`` runs a handful of cells (``QUICK_MODELS`` x ``QUICK_SAMPLERS``, one seed,
     a small budget), as CI does; ``models`` and ``samplers`` restrict the full sweep.
+    Quick mode caps the draws at the second pilot run's (``2 * pilot``): a cell's scored
+    run then reuses that pilot's compiled program (same config, another seed), so a cell
+    compiles twice instead of three times; compiling is most of a quick run's time.
     """
     if quick:
         models = models or list(QUICK_MODELS)
         samplers = samplers or list(QUICK_SAMPLERS)
-        seeds, budget, pilot = [seed], 2e4, 50
+        # 2000 draws per chain: long enough for a "fine" verdict on the Gaussian (measured:
+        # both cells fine, so a silent failure there would show), cheap to run; the budget
+        # affords more, so every scored run is capped at the second pilot's size
+        seeds, budget, pilot = [seed], 1.5e5, 1000
+        max_samples = 2 * pilot
     else:
         models = models or [name for name in bw.models.names() if has_truth(name)]
         samplers = samplers or bw.samplers.names()
         seeds, budget, pilot = [seed, seed + 1], BUDGET, 100
+        max_samples = 100_000  # bench's default
     rows = []
     for model in models:
         target = bw.models.get(model)
         runnable = [name for name in samplers if bw.samplers.get(name).runs_on(target)]
         if runnable:
-            rows.append(bench([model], runnable, budget=budget, seeds=seeds, pilot_samples=pilot))
+            sweep = bench(
+                [model],
+                runnable,
+                budget=budget,
+                seeds=seeds,
+                pilot_samples=pilot,
+                max_samples=max_samples,
+            )
+            rows.append(sweep)
     results = pd.concat(rows, ignore_index=True)
     results["outcome"] = results.apply(outcome, axis=1)
     counts = results["outcome"].value_counts().reindex(OUTCOMES, fill_value=0)

@@ -48,11 +48,11 @@ WINDOW = 4.0  # the paper's plots show [-4, 4]^2
 
 def _settings(quick: bool) -> dict:
     if quick:
-        return {
+        return {  # compile-bound: one program per flow; few training steps and draws
             "runs": 2,
-            "samples": 4000,
-            "steps": 600,
-            "anneal": 300,
+            "samples": 2000,
+            "steps": 300,
+            "anneal": 150,
             "mc": 32,
             "bins": 50,
             "is_layers": 4,

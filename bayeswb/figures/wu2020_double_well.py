@@ -80,10 +80,10 @@ FULL = {
     "batch_size": 256,
     "num_mc_samples": 256,
 }
-QUICK = {
+QUICK = {  # compile-bound: each setting's SNF compiles once; few steps and draws
     "num_runs": 2,
-    "num_warmup": 40,
-    "num_samples": 10_000,
+    "num_warmup": 20,
+    "num_samples": 4000,
     "hidden_width": 16,
     "hidden_depth": 1,
     "batch_size": 64,
