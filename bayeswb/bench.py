@@ -112,9 +112,11 @@ def bench(
 
     Example:
         >>> df = bench(["gaussian"], ["nuts"], budget=2e4, seeds=[0], num_chains=2,
-        ...            pilot_samples=50)
+        ...            pilot_samples=50, max_samples=100)
         >>> df.loc[0, ["model", "sampler", "error"]].tolist()
         ['gaussian', 'nuts', '']
+        >>> int(df.loc[0, "num_samples"])  # the budget affords more: capped at max_samples
+        100
     """
     _check_sweep(model_names, sampler_names, budget, seeds)
     num_chains = as_count("num_chains", num_chains)

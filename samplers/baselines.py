@@ -144,9 +144,9 @@ def run_nuts(
 
     Example:
         >>> import bayeswb as bw
-        >>> r = bw.sample("gaussian", "nuts", num_chains=2, num_samples=200, num_warmup=200)
+        >>> r = bw.sample("gaussian", "nuts", num_chains=4, num_samples=500, num_warmup=500)
         >>> r.idata.posterior["x"].shape[:2]
-        (2, 200)
+        (4, 500)
     """
     return run_whole(key, target, config, NUTS_KERNEL, layout)
 

@@ -88,7 +88,7 @@ def record_density_peak(result: Result, target: Target) -> Result:
 
     Example:
         >>> import bayeswb as bw
-        >>> r = bw.sample("funnel", "smc", seed=0, num_chains=2, num_samples=256)
+        >>> r = bw.sample("funnel", "smc", seed=0, num_chains=2, num_samples=512)
         >>> attrs = r.idata.unconstrained_posterior.attrs
         >>> bool(attrs["peak_log_density"] > attrs["best_draw_log_density"] + 10)
         True
