@@ -38,6 +38,11 @@ mala ``h = 1 / lambda_max`` with an identity mass matrix. Minibatches of 1% of t
 Run: ``python benchmarks/sg_data_passes.py [--quick] [--seed 0] [--num-data N]
 [--max-passes B]``. Wall time includes the full-data ``lp`` of every draw (the quick mode
 takes about 90 s on 2 busy cores).
+
+Measured (full size, seed 0, 2 busy cores, about 8 min): data passes until the error stays
+below 0.5 posterior sd: sgld 23, sghmc 54, csgmcmc 63, mala not within 300 (its error at
+300 passes: 0.71, and its own verdict says unreliable); below 0.2 sd: none of the four
+within 300 passes (sgld 0.17 at 96 passes, 0.27 at 300: its step-size bias).
 """
 
 from __future__ import annotations
