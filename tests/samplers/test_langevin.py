@@ -279,6 +279,7 @@ def test_randomized_midpoint_matches_its_exact_stationary_variance(gaussian):
 
 ILL_SD = np.logspace(-1.0, 1.0, 5)  # scales 0.1 .. 10: condition number 1e4
 WARMUP = 500  # the default num_warmup
+RM_DRAWS = 8 * DRAWS  # see test_randomized_midpoint_default_options_match_the_adapted_chain
 
 
 @pytest.fixture(scope="module")
@@ -305,8 +306,8 @@ def _adapted(result):
     return result.idata.sample_stats["step_size"].values[:, 0], np.array(inverse_mass, np.float64)
 
 
-def _default_run(target, sampler):
-    return bw.sample(target, sampler, seed=12, num_chains=CHAINS, num_samples=DRAWS)
+def _default_run(target, sampler, num_samples=DRAWS):
+    return bw.sample(target, sampler, seed=12, num_chains=CHAINS, num_samples=num_samples)
 
 
 def test_mala_default_options_are_exact_on_an_ill_conditioned_gaussian(ill_conditioned):
@@ -350,8 +351,12 @@ def test_kinetic_langevin_default_options_are_exact_on_an_ill_conditioned_gaussi
 def test_randomized_midpoint_default_options_match_the_adapted_chain(ill_conditioned):
     """Against the exact stationary variance of the randomized midpoint chain at each
     chain's adapted step and mass (unit-mass chain on y = x / sqrt(m), curvature m/s^2);
-    that bias is below 1% at the steps the energy rule picks."""
-    r = _default_run(ill_conditioned, "randomized_midpoint")
+    that bias is below 1% at the steps the energy rule picks.
+
+    8 x DRAWS draws: at DRAWS the variance z-scores of the widest coordinates were not
+    calibrated (12 runs, seeds 12-17 with XLA's default and cheapest code generation: 5 of
+    120 |z| above 3, where N(0, 1) gives 0.3; at 8 x DRAWS, 8 runs: none above 2)."""
+    r = _default_run(ill_conditioned, "randomized_midpoint", num_samples=RM_DRAWS)
     step, inverse_mass = _adapted(r)
     ratio = np.array(
         [
@@ -364,7 +369,7 @@ def test_randomized_midpoint_default_options_match_the_adapted_chain(ill_conditi
     )
     assert (np.abs(ratio - 1.0) < 0.01).all(), ratio
     _check_moments(r, ill_conditioned, ILL_SD**2 * ratio.mean(0), "randomized_midpoint defaults")
-    assert r.cost["n_grad_evals"] == CHAINS * (1 + 2 * (WARMUP + DRAWS))
+    assert r.cost["n_grad_evals"] == CHAINS * (1 + 2 * (WARMUP + RM_DRAWS))
 
 
 @pytest.mark.parametrize(
