@@ -21,7 +21,7 @@ import numpy as np
 
 from bayeswb.core.config import SamplerConfig
 from bayeswb.core.draws import Draws, exact_count
-from bayeswb.core.result import Result, run_metadata
+from bayeswb.core.result import Result, combine_log_z, run_metadata
 from bayeswb.core.sampler import SamplerSpec
 from bayeswb.core.target import Target
 from bayeswb.execution.checkpoint import flat, unflat
@@ -135,7 +135,7 @@ class DrawChunks:
 
     def result(self, run: LongRun, partial: bool) -> Result:
         if run.stream is not None:
-            return _streamed_result(run, partial)
+            return _streamed_result(run, partial, self.log_z(run.spec))
         assert run.store is not None
         gathered = run.store.gathered()
         draws = Draws(
@@ -243,12 +243,21 @@ def _long_run(
     return LongRun(spec, target, config, strategy, chunk_size, checkpoint, store, stream)
 
 
-def _streamed_result(run: LongRun, partial: bool) -> Result:
-    """Finish the stream file and read it back lazily: host memory stays bounded."""
+def _streamed_result(run: LongRun, partial: bool, log_z_per_run: Array | None) -> Result:
+    """Finish the stream file and read it back lazily: host memory stays bounded. A
+    kernel's log Z (pooled over the chains) goes into the file's metadata."""
     assert run.stream is not None
     cost = {"n_grad_evals": run.n_grad, "n_logdensity_evals": run.n_logdensity}
+    per_run = None if log_z_per_run is None else np.asarray(log_z_per_run)
+    log_z, log_z_se = combine_log_z(per_run)
     metadata = run_metadata(
-        run.spec.name, run.target.name, run.config.to_dict(), cost | run.timings(), partial
+        run.spec.name,
+        run.target.name,
+        run.config.to_dict(),
+        cost | run.timings(),
+        partial,
+        log_z,
+        log_z_se,
     )
     run.stream.finish(metadata)
     result = Result.load(run.stream.path)

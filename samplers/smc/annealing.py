@@ -100,6 +100,38 @@ class RunOutput(NamedTuple):
     aux: Any
 
 
+def annealing_plan(
+    target: Target,
+    config: AnnealingSettings,
+    resampling: str | None,
+    ess_threshold: float,
+    reference_scale: float = 1.0,
+    auto_reference: bool = False,
+    waste_free_chains: int = 0,
+    fit_reference_particles: int = 0,
+) -> Plan:
+    """The :class:`Plan` of ``config``'s runs: its move, the initial step size for a
+    reference of sd ``reference_scale``, and for the reference-fitting pilot the move
+    itself where it is an MCMC move, else MALA."""
+    move = make_move(config.move, config.num_integration_steps)
+    fit_move = move
+    if not isinstance(config.move, Move) and config.move not in MCMC_MOVES:
+        fit_move = make_move("mala")
+    return Plan(
+        target=target,
+        config=config,
+        move=move,
+        resampling=resampling,
+        ess_threshold=ess_threshold,
+        step_size=initial_step_size(config, move, target.dim, reference_scale),
+        waste_free_chains=waste_free_chains,
+        fit_reference_particles=fit_reference_particles,
+        reference_scale=reference_scale,
+        auto_reference=auto_reference,
+        fit_move=fit_move,
+    )
+
+
 def initial_step_size(config: AnnealingSettings, move: Move, dim: int, scale: float) -> float:
     """``config.step_size`` or the move's default; for unwhitened particles (no
     ``precondition``) times the reference's scale ``scale``, where they start."""
@@ -351,32 +383,19 @@ def run_annealing(
     only about ``dim log k / 2`` nats more of tempering, which the adaptive schedule
     pays with a few more temperatures. Returns the Draws and the runs' stacked ``aux``.
     """
-    move = make_move(config.move, config.num_integration_steps)
     auto = reference_scale is None and make_reference is None
     if fit_reference_particles is None:
         fit_reference_particles = AUTO_FIT_PARTICLES if auto else 0
-    fit_move = move
-    if not isinstance(config.move, Move) and config.move not in MCMC_MOVES:
-        fit_move = make_move("mala")
     scale = 1.0 if reference_scale is None else reference_scale
     if make_reference is None:
         if auto:
             make_reference = probed_reference(target)
         else:
             make_reference = fixed_reference(target.dim, scale, reference_dof)
-    plan = Plan(
-        target=target,
-        config=config,
-        move=move,
-        resampling=resampling,
-        ess_threshold=ess_threshold,
-        step_size=initial_step_size(config, move, target.dim, scale),
-        waste_free_chains=waste_free_chains,
-        fit_reference_particles=fit_reference_particles,
-        reference_scale=scale,
-        auto_reference=auto,
-        fit_move=fit_move,
-    )
+    plan = annealing_plan(
+        target, config, resampling, ess_threshold, scale, auto, waste_free_chains,
+        fit_reference_particles,
+    )  # fmt: skip
     run = functools.partial(one_run, plan, make_reference)
     out = run_chains(key, config.num_chains, run, layout)
     return assemble(plan, out), out.aux

@@ -24,13 +24,11 @@ from bayeswb.core.target import Target
 from bayeswb.samplers.smc.annealing import (
     AUTO_FIT_PARTICLES,
     REFERENCE_WIDENING,
-    Plan,
     anneal_run,
+    annealing_plan,
     fit_plan,
-    initial_step_size,
     probed_reference,
 )
-from bayeswb.samplers.smc.moves import make_move
 from bayeswb.samplers.smc.references import (
     Reference,
     moment_matched_reference,
@@ -62,20 +60,12 @@ def automatic_reference_fit(key: Array, target: Target) -> tuple[ReferenceFit, S
     log-density evaluations, one entry per annealing step (each below 2**31: sweeps x 512
     particles) and, for the log densities, one more for the initial draws and the probe."""
     config = SMCConfig()
-    move = make_move(config.move, config.num_integration_steps)
-    plan = Plan(
-        target=target,
-        config=config,
-        move=move,
-        resampling=config.resampling,
-        ess_threshold=config.ess_threshold,
-        step_size=initial_step_size(config, move, target.dim, 1.0),
-        waste_free_chains=0,
+    plan = annealing_plan(
+        target, config, config.resampling, config.ess_threshold, auto_reference=True,
         fit_reference_particles=AUTO_FIT_PARTICLES,
-        reference_scale=1.0,
-        auto_reference=True,
-        fit_move=move,
-    )
+    )  # fmt: skip
+    move = plan.fit_move
+    assert move is not None
     probe_key, pilot_key = jax.random.split(key)
     probed, _ = probed_reference(target)(probe_key)
     pilot = anneal_run(fit_plan(plan), pilot_key, probed, AUTO_FIT_PARTICLES)
