@@ -128,7 +128,7 @@ def _programs(target: Target) -> tuple[Callable, Callable]:
         evaluate = jax.jit(lambda x: jax.lax.map(target.log_density, x, batch_size=4096))
         # the starts climb one after another: vmapped, L-BFGS's line-search while loops
         # would run every branch for every start, and took 2-4x longer to trace and up to
-        # 1.5x longer to compile (most of a small run's cost) for no faster a run
+        # 1.5x longer to compile (a large share of a small run's cost) for no faster a run
         search = jax.jit(lambda starts: jax.lax.map(climb(target.log_density), starts))
         _PROGRAMS[target] = (evaluate, search)
     return _PROGRAMS[target]
