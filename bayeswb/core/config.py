@@ -145,6 +145,11 @@ def boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be True or False"
 
 
+def optional(check: Check) -> Check:
+    """``check``, with None also accepted (an option whose None means automatic)."""
+    return lambda value: None if value is None else check(value)
+
+
 def one_of(*choices: str) -> Check:
     def check(value: Any) -> str | None:
         ok = isinstance(value, str) and value in choices  # not `in` on an array

@@ -67,6 +67,12 @@ class LangevinMethod(NamedTuple):
     warmup_kernel: the kernel of warmup steps, when it differs (None: kernel); unadjusted
                    samplers warm up with their step Metropolis-tested
                    (:func:`~bayeswb.samplers.langevin.warmup.metropolis_tested`)
+    warmup_grads_per_step: gradient evaluations of a warmup step, when they differ
+                   from a draw's (None: the same)
+    final_step_size: ``final_step_size(step_size, warmup_stats) -> step_size``, the step
+                   of the draws from the warmup's (None: the warmup's)
+    position_stats: ``position_stats(x, stats) -> stats``, a draw's stats completed
+                   from its position in the target's coordinates (None: as traced)
     """
 
     init: Callable[[Array, Any, LogDensity], Any]
@@ -76,6 +82,9 @@ class LangevinMethod(NamedTuple):
     logdensity_fn: LogDensity | None = None
     draw_trace: TraceFn | None = None
     warmup_kernel: Callable[[Array, Any, LogDensity, Array], tuple[Any, Any]] | None = None
+    warmup_grads_per_step: int | None = None
+    final_step_size: Callable[[Array, dict[str, Array]], Array] | None = None
+    position_stats: Callable[[Array, dict[str, Array]], dict[str, Array]] | None = None
 
 
 class LangevinCarry(NamedTuple):
@@ -108,7 +117,10 @@ def _at_scale(
 
     def trace_x(state: Any, info: Any, step_size: Array) -> Any:
         position, stats = trace(state, info, step_size)
-        return to_position(scale, position), stats
+        position = to_position(scale, position)
+        if method.position_stats is not None and not warmup:
+            stats = method.position_stats(position, stats)
+        return position, stats
 
     return kernel_step, trace_x
 
@@ -147,9 +159,12 @@ def langevin_chain_kernel(
             step_size,
             plan,
         )
+        if method.final_step_size is not None and warmup_trace is not None:
+            step_size = method.final_step_size(step_size, warmup_trace[1])
         # one chain's (the host sums the chains): int32 holds it, as the chain keeps its
         # num_steps warmup states, so num_steps is far below 2**31 / grads_per_step
-        start_grads = jnp.asarray(1 + grads_per_step * plan.num_steps)
+        warmup_grads = method.warmup_grads_per_step or grads_per_step
+        start_grads = jnp.asarray(1 + warmup_grads * plan.num_steps)
         if grads_stat is not None and warmup_trace is not None:
             start_grads = jnp.append(1, warmup_trace[1][grads_stat])
         elif grads_stat is not None:

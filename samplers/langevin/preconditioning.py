@@ -41,12 +41,14 @@ def positive_tuple_or_none(value: Any) -> str | None:
     return "must be None or a non-empty tuple of positive numbers"
 
 
-def whitened(
-    logdensity_fn: Callable[[Array], Array], scale: Array | None
-) -> Callable[[Array], Array]:
-    """``y -> logdensity_fn(scale * y)``: the density in coordinates ``y = x / scale``
-    (``scale=None`` is the identity, with no extra arithmetic per evaluation)."""
-    return logdensity_fn if scale is None else (lambda y: logdensity_fn(scale * y))
+def whitened(logdensity_fn: Callable[..., Array], scale: Array | None) -> Callable[..., Array]:
+    """``(y, *args) -> logdensity_fn(scale * y, *args)``: the density in coordinates
+    ``y = x / scale`` (``scale=None`` is the identity, with no extra arithmetic per
+    evaluation); ``args`` are passed on (a minibatch, for the stochastic-gradient
+    estimators)."""
+    if scale is None:
+        return logdensity_fn
+    return lambda y, *args: logdensity_fn(scale * y, *args)
 
 
 def to_position(scale: Array | None, y: Any) -> Any:

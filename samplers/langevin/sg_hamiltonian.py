@@ -41,6 +41,7 @@ from bayeswb.samplers.langevin.chain_kernel import LangevinMethod, langevin_chai
 from bayeswb.samplers.langevin.divergence import keep_if_finite
 from bayeswb.samplers.langevin.stochastic_gradient import (
     data_interface,
+    full_data_lp,
     minibatch,
     sgld_init,
     stochastic_gradient_method,
@@ -342,15 +343,8 @@ def _csgmcmc(target: Target, config: CSGMCMCConfig) -> LangevinMethod:
         return state.diffusion.position, {"diverging": info.diverging, "n_steps": info.n_steps}
 
     def draw_trace(state: CyclicalState, info: StepInfo, step_size: Array) -> Any:
-        position = state.diffusion.position
-        lp = target.log_density(position)
-        stats = {
-            "lp": lp,
-            "diverging": info.diverging | ~jnp.isfinite(lp),
-            "step_size": info.step_size,
-            "n_steps": info.n_steps,
-        }
-        return position, stats
+        stats = {"diverging": info.diverging, "step_size": info.step_size, "n_steps": info.n_steps}
+        return state.diffusion.position, stats
 
     return LangevinMethod(
         init=init,
@@ -361,6 +355,7 @@ def _csgmcmc(target: Target, config: CSGMCMCConfig) -> LangevinMethod:
         warmup=WarmupPlan(config.num_warmup, config.step_size),
         logdensity_fn=logdensity_estimator(log_prior, log_likelihood, num_data),
         draw_trace=draw_trace,
+        position_stats=full_data_lp(target),
     )
 
 

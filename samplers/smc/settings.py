@@ -12,6 +12,7 @@ from bayeswb.core.config import (
     non_negative_int,
     one_of,
     option,
+    optional,
     positive,
     positive_int,
     unit_interval,
@@ -19,10 +20,6 @@ from bayeswb.core.config import (
 from bayeswb.samplers.smc.moves import MCMC_MOVES, TRANSPORT_MOVES, Move
 from bayeswb.samplers.smc.resampling import RESAMPLING_SCHEMES
 from bayeswb.samplers.smc.tempering import SCHEDULES
-
-
-def _optional(check: Any) -> Any:
-    return lambda value: None if value is None else check(value)
 
 
 def _non_negative(value: Any) -> str | None:
@@ -54,7 +51,7 @@ class AnnealingSettings(SamplerConfig):
     move: Any = option("mala", _move_check(MCMC_MOVES), "MCMC kernel: name or smc.Move")
     num_mcmc_steps: int | None = option(
         None,
-        _optional(positive_int),
+        optional(positive_int),
         "move sweeps per temperature (None: adaptive, until the particles have moved as far "
         "as independent draws would, at most max_mcmc_steps)",
     )
@@ -63,10 +60,10 @@ class AnnealingSettings(SamplerConfig):
         5, positive_int, "leapfrog steps of hmc, OBABO steps of kinetic_langevin"
     )
     step_size: float | None = option(
-        None, _optional(positive), "initial step size in whitened coordinates (None: move's)"
+        None, optional(positive), "initial step size in whitened coordinates (None: move's)"
     )
     target_acceptance_rate: float | None = option(
-        None, _optional(unit_interval), "acceptance rate the step size is tuned to (None: move's)"
+        None, optional(unit_interval), "acceptance rate the step size is tuned to (None: move's)"
     )
     adapt_step_size: bool = option(True, boolean, "retune the step size after each sweep")
     precondition: bool = option(True, boolean, "whiten by the weighted particle mean and sd")
@@ -91,16 +88,16 @@ class _AnnealingConfig(AnnealingSettings):
 
     reference_scale: float | None = option(
         None,
-        _optional(positive),
+        optional(positive),
         "scale s of the reference N(0, s^2 I) (None: automatic, from a ray probe of the "
         "target's density and a pilot run, see run_annealing)",
     )
     reference_dof: float | None = option(
-        None, _optional(positive), "None: Gaussian reference; nu: Student-t_nu(0, s^2 I)"
+        None, optional(positive), "None: Gaussian reference; nu: Student-t_nu(0, s^2 I)"
     )
     fit_reference_particles: int | None = option(
         None,
-        _optional(non_negative_int),
+        optional(non_negative_int),
         "particles of a pilot run from that reference whose weighted mean and sd give the "
         "main runs' reference N(mean, diag sd^2) (0: off; None: 512 when reference_scale "
         "is automatic, else 0)",
@@ -143,12 +140,12 @@ class LangevinTransportSettings(AnnealingSettings):
     move: Any = option("ula", _move_check(TRANSPORT_MOVES), "transport: name or Move")
     num_mcmc_steps: int | None = option(
         5,
-        _optional(positive_int),
+        optional(positive_int),
         "Langevin steps per temperature (None: adaptive; fixed by default: every unadjusted "
         "step adds to the weights' variance, so moving until decorrelated is not the rule)",
     )
     target_acceptance_rate: float | None = option(
-        0.9, _optional(unit_interval), "would-be MALA acceptance the step size is tuned to"
+        0.9, optional(unit_interval), "would-be MALA acceptance the step size is tuned to"
     )
     pilot_particles: int = option(
         256, non_negative_int, "particles of a pilot run that fixes the tuning (0: no pilot)"
@@ -164,12 +161,12 @@ class SMCLangevinConfig(LangevinTransportSettings):
 
     reference_scale: float | None = option(
         None,
-        _optional(positive),
+        optional(positive),
         "sd of the Gaussian reference N(0, s^2 I) (None: automatic, as smc's)",
     )
     fit_reference_particles: int | None = option(
         None,
-        _optional(non_negative_int),
+        optional(non_negative_int),
         "particles of the pilot run that fits the reference (None: 512 when "
         "reference_scale is automatic, else 0)",
     )
