@@ -31,7 +31,7 @@ from blackjax.sgmcmc import diffusions
 from blackjax.sgmcmc.gradients import logdensity_estimator
 from blackjax.util import generate_gaussian_noise
 
-from bayeswb.core.config import SamplerConfig, option, positive, positive_int
+from bayeswb.core.config import SamplerConfig, option, optional, positive, positive_int
 from bayeswb.core.draws import Draws
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout
@@ -40,9 +40,11 @@ from bayeswb.samplers import register
 from bayeswb.samplers.langevin.chain_kernel import LangevinMethod, langevin_chain_kernel
 from bayeswb.samplers.langevin.divergence import keep_if_finite
 from bayeswb.samplers.langevin.stochastic_gradient import (
+    check_tuning_warmup,
     data_interface,
     full_data_lp,
     minibatch,
+    self_tuned,
     sgld_init,
     stochastic_gradient_method,
 )
@@ -138,17 +140,55 @@ def sghmc_build_kernel(
 
 @dataclasses.dataclass(frozen=True)
 class SGHMCConfig(SamplerConfig):
-    """SGHMC at a constant step (blackjax's defaults for the steps and friction); warmup
-    is burn-in."""
+    """SGHMC at a constant step. By default (``step_size=None``) the warmup tunes it with
+    a diagonal preconditioner (:func:`sghmc_draw_step`); a given ``step_size`` makes the
+    warmup burn-in at that step, without a preconditioner."""
 
-    step_size: float = option(1e-3, positive, "step h of each integration step (x' = x + h p)")
+    step_size: float | None = option(
+        None,
+        optional(positive),
+        "step h of each integration step (x' = x + h p); None: tuned in warmup with a "
+        "diagonal preconditioner",
+    )
     batch_size: int = option(32, positive_int, "data points per minibatch (<= N)")
     num_integration_steps: int = option(
         10, positive_int, "integration steps (gradient estimates) per transition"
     )
     friction: float = option(
-        0.01, positive, "C, friction per unit time (blackjax's alpha): p' = (1 - C h) p + ..."
+        1.0,
+        positive,
+        "C, friction per unit time (blackjax's alpha): p' = (1 - C h) p + ... (in the "
+        "preconditioned coordinates when step_size is None)",
     )
+    noise_variance_inflation: float = option(
+        0.03,
+        positive,
+        "with step_size None: the share by which the minibatch noise may inflate the "
+        "posterior variance (caps the tuned step)",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_tuning_warmup(self)
+
+
+def sghmc_draw_step(
+    tuned_step: Array, gradient_noise: Array, noise_variance_inflation: float, friction: float
+) -> Array:
+    """SGHMC's step from the SGLD warmup's (``stochastic_gradient.self_tuned``): ULA at
+    step ``h_L`` is one leapfrog step of HMC at ``sqrt(2 h_L)`` (Roberts and Tweedie 1996,
+    section 1.4), so ``h = sqrt(2 h_L)``; capped so that the gradient noise ``V`` (per
+    whitened coordinate) inflates the variance by at most ``noise_variance_inflation``:
+    the momentum receives ``2 C h + h^2 V`` of variance per step where the dynamics
+    dissipate ``2 C h``, a temperature of ``1 + h V / (2 C)`` (Chen et al. 2014, section
+    3.2: the noise is negligible when ``h V`` is small against ``C``).
+
+    Example:
+        >>> round(float(sghmc_draw_step(jnp.array(0.02), jnp.array(0.1), 0.03, friction=1.0)), 6)
+        0.2
+    """
+    cap = 2.0 * noise_variance_inflation * friction / gradient_noise
+    return jnp.minimum(jnp.sqrt(2.0 * tuned_step), cap)
 
 
 def _sghmc(target: Target, config: SGHMCConfig) -> LangevinMethod:
@@ -158,8 +198,17 @@ def _sghmc(target: Target, config: SGHMCConfig) -> LangevinMethod:
         friction=config.friction,
     )
     n_steps = {"n_steps": jnp.asarray(config.num_integration_steps, jnp.int32)}
-    return stochastic_gradient_method(
+    method = stochastic_gradient_method(
         target, config, logdensity_estimator, lambda x: x, lambda x: (x, n_steps), build_kernel
+    )
+    if config.step_size is not None:
+        return method
+    return self_tuned(
+        method,
+        target,
+        config,
+        functools.partial(sghmc_draw_step, friction=config.friction),
+        {"n_steps": jnp.asarray(2, jnp.int32)},  # the tuning steps' two estimates
     )
 
 
@@ -188,6 +237,10 @@ def run_sghmc(
         ...               batch_size=10, step_size=0.01, num_integration_steps=5)
         >>> r.cost["n_grad_evals"]  # 2 chains x (1 + 5 x (100 + 100))
         2002
+        >>> r = bw.sample(t, "sghmc", num_chains=2, num_samples=100, num_warmup=100,
+        ...               batch_size=10, num_integration_steps=5)
+        >>> r.cost["n_grad_evals"]  # tuned: 2 chains x (1 + 2 x 100 + 5 x 100)
+        1402
     """
     return run_whole(key, target, config, SGHMC_KERNEL, layout)
 

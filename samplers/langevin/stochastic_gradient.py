@@ -189,11 +189,16 @@ class SGLDConfig(SamplerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.step_size is None and self.num_warmup < MIN_WARMUP_FOR_MASS_MATRIX:
-            raise ValueError(
-                f"num_warmup must be >= {MIN_WARMUP_FOR_MASS_MATRIX} when step_size is None "
-                f"(tuned in warmup), got {self.num_warmup!r}; or give a step_size"
-            )
+        check_tuning_warmup(self)
+
+
+def check_tuning_warmup(config: Any) -> None:
+    """ValueError when ``step_size`` is None (tuned in warmup) with too short a warmup."""
+    if config.step_size is None and config.num_warmup < MIN_WARMUP_FOR_MASS_MATRIX:
+        raise ValueError(
+            f"num_warmup must be >= {MIN_WARMUP_FOR_MASS_MATRIX} when step_size is None "
+            f"(tuned in warmup), got {config.num_warmup!r}; or give a step_size"
+        )
 
 
 def stochastic_gradient_method(
@@ -306,7 +311,22 @@ def sgld_tuning_kernel(num_data: int, batch_size: int) -> Callable[..., Any]:
     return kernel
 
 
-def self_tuned(method: LangevinMethod, target: Target, config: SGLDConfig) -> LangevinMethod:
+def sgld_draw_step(
+    tuned_step: Array, gradient_noise: Array, noise_variance_inflation: float
+) -> Array:
+    """SGLD's step of the draws: the warmup's tuned step, capped so that the gradient
+    noise ``V`` (per whitened coordinate) inflates the variance by at most
+    ``noise_variance_inflation``: ``h V / 2 <= noise_variance_inflation``."""
+    return jnp.minimum(tuned_step, 2.0 * noise_variance_inflation / gradient_noise)
+
+
+def self_tuned(
+    method: LangevinMethod,
+    target: Target,
+    config: Any,
+    draw_step: Callable[[Array, Array, float], Array] = sgld_draw_step,
+    warmup_stats: dict[str, Array] | None = None,
+) -> LangevinMethod:
     """``method`` (SGLD at a fixed step) with the step size and a diagonal preconditioner
     tuned in warmup, none of it from the truth.
 
@@ -323,6 +343,10 @@ def self_tuned(method: LangevinMethod, target: Target, config: SGLDConfig) -> La
     ``gradient_noise`` of the warmup's final window. A large ``N / batch_size`` thus
     gives a small step, the known price of minibatches, and the verdict's ESS shows it.
     Warmup steps cost two gradient estimates, draws one.
+
+    ``draw_step(tuned_step, V, config.noise_variance_inflation)`` gives another sampler's
+    step of the draws from the same warmup (sghmc's); ``warmup_stats`` are constant
+    stats every warmup step adds (sghmc's gradient count ``n_steps``).
     """
     data, _, _, num_data = data_interface(target, config.batch_size)
     tune = metropolis_tested(sgld_tuning_kernel(num_data, config.batch_size))
@@ -331,14 +355,14 @@ def self_tuned(method: LangevinMethod, target: Target, config: SGLDConfig) -> La
 
     def tuning_trace(state: DiffusionState, info: TuningInfo, step_size: Array):
         stats = {"diverging": info.diverging, "gradient_noise": info.gradient_noise}
-        return state.position, stats
+        return state.position, {**stats, **(warmup_stats or {})}
 
-    def final_step_size(step_size: Array, warmup_stats: dict[str, Array]) -> Array:
-        noise = warmup_stats["gradient_noise"][final_window:]
+    def final_step_size(step_size: Array, stats: dict[str, Array]) -> Array:
+        noise = stats["gradient_noise"][final_window:]
         finite = jnp.isfinite(noise)
         mean_noise = jnp.sum(jnp.where(finite, noise, 0.0)) / jnp.maximum(jnp.sum(finite), 1)
-        cap = 2.0 * config.noise_variance_inflation / mean_noise
-        return jnp.minimum(step_size, cap).astype(step_size.dtype)
+        step = draw_step(step_size, mean_noise, config.noise_variance_inflation)
+        return step.astype(step_size.dtype)
 
     return method._replace(
         trace=tuning_trace,
