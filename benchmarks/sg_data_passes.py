@@ -25,18 +25,19 @@ diagnostics).
 Protocol. Every sampler starts from the target's initial points, runs once (one
 compilation) without warmup, for the largest budget, except the "(defaults)" rows: sgld
 and sghmc with their default options but the batch size, which tune step and
-preconditioner in their default warmup (500 steps of two minibatch gradients each:
-10 passes per chain at 1% batches, counted before their first draw); the error at a smaller budget B is
-that of the draws each chain made within B/2 passes, the first half discarded as burn-in
-(the same rule for all samplers, no knowledge of the truth). Error: the largest over the
-11 coordinates of |estimated mean - reference mean| / reference sd. Steps are set from
-the curvature at the mode, as a user can (lambda_max and lambda_min of the negative
-Hessian): sgld and csgmcmc ``h = 0.1 * 2 / lambda_max`` (a tenth of the Euler stability
-limit; csgmcmc's cycle starts there); sghmc ``h = 0.1 * 2 / sqrt(lambda_max)`` (a tenth
-of the leapfrog limit), trajectories of length ``1 / sqrt(lambda_min)`` (the widest
-posterior sd) and friction its inverse or ``2 h lambda_max`` if larger (blackjax's
-discretisation needs ``C > h lambda_max`` to be stable, see ``sghmc_build_kernel``);
-mala ``h = 1 / lambda_max`` with an identity mass matrix. Minibatches of 1% of the data.
+preconditioner in their default warmup (500 steps of two minibatch gradients each: 10
+passes per chain at 1% batches, counted before their first draw); the error at a smaller
+budget B is that of the draws each chain made within B/2 passes, the first half
+discarded as burn-in (the same rule for all samplers, no knowledge of the truth). Error:
+the largest over the 11 coordinates of |estimated mean - reference mean| / reference sd.
+Steps are set from the curvature at the mode, as a user can (lambda_max and lambda_min
+of the negative Hessian): sgld and csgmcmc ``h = 0.1 * 2 / lambda_max`` (a tenth of the
+Euler stability limit; csgmcmc's cycle starts there); sghmc ``h = 0.1 * 2 /
+sqrt(lambda_max)`` (a tenth of the leapfrog limit), trajectories of length ``1 /
+sqrt(lambda_min)`` (the widest posterior sd) and friction its inverse or ``2 h
+lambda_max`` if larger (blackjax's discretisation needs ``C > h lambda_max`` to be
+stable, see ``sghmc_build_kernel``); mala ``h = 1 / lambda_max`` with an identity mass
+matrix. Minibatches of 1% of the data.
 
 Run: ``python benchmarks/sg_data_passes.py [--quick] [--seed 0] [--num-data N]
 [--max-passes B]``. Wall time includes the full-data ``lp`` of every draw (the quick mode
