@@ -183,3 +183,13 @@ def gaussian_mean_model(num_data=200, batch=GAUSSIAN_MEAN_BATCH, noise_sd=1.0, p
         minibatch=bw.MinibatchData(data, log_lik, log_prior),
     )
     return target, mean, precision, noise_var
+
+
+def tuned_steps_and_noise(result, num_warmup: int) -> tuple[np.ndarray, np.ndarray]:
+    """A self-tuned stochastic-gradient run's step of the draws per chain, and the mean
+    ``gradient_noise`` of its warmup's final window per chain (what caps the step)."""
+    from bayeswb.samplers.langevin.warmup import mass_matrix_windows
+
+    final_window = mass_matrix_windows(num_warmup)[-1][1]
+    noise = result.idata.warmup_sample_stats["gradient_noise"].values[:, final_window:]
+    return result.idata.sample_stats["step_size"].values[:, 0], noise.mean(axis=1)

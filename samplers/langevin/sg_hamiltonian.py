@@ -40,7 +40,7 @@ from bayeswb.samplers import register
 from bayeswb.samplers.langevin.chain_kernel import LangevinMethod, langevin_chain_kernel
 from bayeswb.samplers.langevin.divergence import keep_if_finite
 from bayeswb.samplers.langevin.stochastic_gradient import (
-    check_tuning_warmup,
+    SelfTunedSettings,
     data_interface,
     full_data_lp,
     minibatch,
@@ -139,7 +139,7 @@ def sghmc_build_kernel(
 
 
 @dataclasses.dataclass(frozen=True)
-class SGHMCConfig(SamplerConfig):
+class SGHMCConfig(SelfTunedSettings):
     """SGHMC at a constant step. By default (``step_size=None``) the warmup tunes it with
     a diagonal preconditioner (:func:`sghmc_draw_step`); a given ``step_size`` makes the
     warmup burn-in at that step, without a preconditioner."""
@@ -150,7 +150,6 @@ class SGHMCConfig(SamplerConfig):
         "step h of each integration step (x' = x + h p); None: tuned in warmup with a "
         "diagonal preconditioner",
     )
-    batch_size: int = option(32, positive_int, "data points per minibatch (<= N)")
     num_integration_steps: int = option(
         10, positive_int, "integration steps (gradient estimates) per transition"
     )
@@ -160,16 +159,6 @@ class SGHMCConfig(SamplerConfig):
         "C, friction per unit time (blackjax's alpha): p' = (1 - C h) p + ... (in the "
         "preconditioned coordinates when step_size is None)",
     )
-    noise_variance_inflation: float = option(
-        0.03,
-        positive,
-        "with step_size None: the share by which the minibatch noise may inflate the "
-        "posterior variance (caps the tuned step)",
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_tuning_warmup(self)
 
 
 def sghmc_draw_step(

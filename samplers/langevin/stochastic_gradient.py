@@ -168,17 +168,10 @@ def sgld_init(
 
 
 @dataclasses.dataclass(frozen=True)
-class SGLDConfig(SamplerConfig):
-    """SGLD at a constant step. By default (``step_size=None``) the warmup tunes it,
-    with a diagonal preconditioner (:func:`self_tuned`); a given ``step_size`` makes the
-    warmup burn-in at that step, without a preconditioner."""
+class SelfTunedSettings(SamplerConfig):
+    """The options of a stochastic-gradient sampler whose ``step_size=None`` means tuned
+    in warmup (:func:`self_tuned`), declared once and checked together."""
 
-    step_size: float | None = option(
-        None,
-        optional(positive),
-        "step h (x' = x + h g + sqrt(2h) xi); None: tuned in warmup with a diagonal "
-        "preconditioner",
-    )
     batch_size: int = option(32, positive_int, "data points per minibatch (<= N)")
     noise_variance_inflation: float = option(
         0.03,
@@ -189,16 +182,26 @@ class SGLDConfig(SamplerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_tuning_warmup(self)
+        step_size = getattr(self, "step_size", None)
+        if step_size is None and self.num_warmup < MIN_WARMUP_FOR_MASS_MATRIX:
+            raise ValueError(
+                f"num_warmup must be >= {MIN_WARMUP_FOR_MASS_MATRIX} when step_size is None "
+                f"(tuned in warmup), got {self.num_warmup!r}; or give a step_size"
+            )
 
 
-def check_tuning_warmup(config: Any) -> None:
-    """ValueError when ``step_size`` is None (tuned in warmup) with too short a warmup."""
-    if config.step_size is None and config.num_warmup < MIN_WARMUP_FOR_MASS_MATRIX:
-        raise ValueError(
-            f"num_warmup must be >= {MIN_WARMUP_FOR_MASS_MATRIX} when step_size is None "
-            f"(tuned in warmup), got {config.num_warmup!r}; or give a step_size"
-        )
+@dataclasses.dataclass(frozen=True)
+class SGLDConfig(SelfTunedSettings):
+    """SGLD at a constant step. By default (``step_size=None``) the warmup tunes it,
+    with a diagonal preconditioner (:func:`self_tuned`); a given ``step_size`` makes the
+    warmup burn-in at that step, without a preconditioner."""
+
+    step_size: float | None = option(
+        None,
+        optional(positive),
+        "step h (x' = x + h g + sqrt(2h) xi); None: tuned in warmup with a diagonal "
+        "preconditioner",
+    )
 
 
 def stochastic_gradient_method(

@@ -523,18 +523,14 @@ def test_self_tuned_sgld_caps_its_step_by_the_minibatch_noise(gaussian_mean_mode
     gradient_noise of the warmup's final window (an unbiased estimate of V_w), so the
     variance is the posterior's times (2 + 0.06 V_w / m) / (2 - h P_w), 1.03 up to the
     estimate m (relative sd about 0.1 over 2 x 50 steps: +-0.003) and h P_w < 0.01."""
-    from bayeswb.samplers.langevin.warmup import mass_matrix_windows
-
     target, mean, precision, _ = gaussian_mean_model
     warmup, steps, thin = 500, 100_000, 10
     r = bw.sample(
         target, "sgld", seed=3, num_chains=CHAINS, num_samples=steps, thin=thin,
         num_warmup=warmup, batch_size=BATCH,
     )  # fmt: skip
-    final_window = mass_matrix_windows(warmup)[-1][1]
-    noise = r.idata.warmup_sample_stats["gradient_noise"].values[:, final_window:]
-    step = r.idata.sample_stats["step_size"].values[:, 0]
-    np.testing.assert_allclose(step, 0.06 / noise.mean(axis=1), rtol=1e-5)
+    step, noise = helpers.tuned_steps_and_noise(r, warmup)
+    np.testing.assert_allclose(step, 0.06 / noise, rtol=1e-5)
     assert (step < 0.01).all()
     z = moment_z_scores(r, "x", mean, np.sqrt(1.03 / precision))
     assert_z_scores(np.concatenate([z["mean"], z["var"]]), "self-tuned sgld")

@@ -83,18 +83,14 @@ def test_self_tuned_sghmc_caps_its_step_by_the_minibatch_noise(gaussian_mean_mod
     the momentum's temperature 1 + h V_w / (2 C) is 1.03 up to m (+-0.003); at this step
     (h < 0.01) the discretisation adds O(h) < 1%. So the draws' mean is exactly mu and
     their variance 1.03 / P."""
-    from bayeswb.samplers.langevin.warmup import mass_matrix_windows
-
     target, mean, precision, _ = gaussian_mean_model
     warmup, draws, thin, num_steps = 500, 20_000, 10, 10
     r = bw.sample(
         target, "sghmc", seed=5, num_chains=CHAINS, num_samples=draws, thin=thin,
         num_warmup=warmup, batch_size=BATCH, num_integration_steps=num_steps,
     )  # fmt: skip
-    final_window = mass_matrix_windows(warmup)[-1][1]
-    noise = r.idata.warmup_sample_stats["gradient_noise"].values[:, final_window:]
-    step = r.idata.sample_stats["step_size"].values[:, 0]
-    np.testing.assert_allclose(step, 0.06 / noise.mean(axis=1), rtol=1e-5)
+    step, noise = helpers.tuned_steps_and_noise(r, warmup)
+    np.testing.assert_allclose(step, 0.06 / noise, rtol=1e-5)
     assert (step < 0.01).all()
     z = moment_z_scores(r, "x", mean, np.sqrt(1.03 / precision))
     assert_z_scores(np.concatenate([z["mean"], z["var"]]), "self-tuned sghmc")
