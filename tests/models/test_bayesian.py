@@ -34,6 +34,13 @@ SHORT_RUN = {
     "stochastic_volatility": ({"centered_start": True}, 0.9),
     "brownian_motion": ({"noncentered": False}, 0.95),
 }
+# where a short NUTS run is not a check of the reference: brownian_motion's posterior of the
+# observation scale reaches down to 0, a funnel with the observed locations in either
+# parameterisation, and a 4 x 500 run diverges tens of times and misses the funnel's neck
+# (seeds 11-16: 37-493 divergences each, largest |z| 2.0-6.2 against the bound 4.3, three
+# of six above it). Its reference is quadrature (checked by its own error above), so the
+# test asks the verdict to flag the run instead.
+FLAGGED_SHORT_RUN = {"brownian_motion"}
 
 
 def test_stored_references_meet_the_acceptance_rule():
@@ -110,6 +117,10 @@ def test_short_nuts_run_reproduces_the_reference(name):
         num_warmup=500,
         target_acceptance_rate=target_accept,
     )
+    if name in FLAGGED_SHORT_RUN:
+        # the run cannot be compared (its draws are biased), but it must not pass silently
+        assert not result.diagnostics.ok, f"{name}: {result.diagnostics}"
+        return
     z = []
     for param, ref_mean in entry["mean"].items():
         values = result.idata.posterior[param]
