@@ -1,0 +1,264 @@
+"""The paths of the diffusion samplers: a controlled Gaussian Markov chain from a simple
+start to the target, its reference chain, and the exact importance weight of a path.
+
+A sampler's path is the Euler-Maruyama (PIS, GFN) or exact-OU (DDS) discretisation, in
+``K`` steps, of a controlled SDE: step ``k`` moves
+
+    x_{k+1} = decay_k x_k + gain_k u(x_k, t_k) + noise_k xi_k,    xi_k ~ N(0, I),
+
+from ``x_0 ~ N(0, start_variance I)`` (the point 0 when that is 0). With ``u = 0`` it is
+the :class:`Reference` chain, whose marginal at step ``K`` is ``N(0, terminal_variance I)``.
+The target's extended law on paths is ``pi(x_K)`` times the reference's law of
+``x_0..x_{K-1}`` given ``x_K`` (the reference's backward chain from the target), so a
+path's importance weight is
+
+    log w = log pi(x_K) - log N(x_K; 0, terminal_variance I)
+            + sum_k [log N(x_{k+1}; decay_k x_k, noise_k^2)
+                     - log N(x_{k+1}; decay_k x_k + gain_k u_k, noise_k^2)]
+
+(the start's density is the same in both laws and cancels). ``E[w] = Z`` exactly for any
+control, in discrete time (no discretisation error enters Z), so ``log mean w`` estimates
+log Z and ``w`` reweights the ends ``x_K`` to ``pi`` (Zhang and Chen 2022, section 3.2 and
+eq. 13, in continuous time; Vargas, Grathwohl and Doucet 2023, section 3, in the discrete
+time used here).
+
+The control (:class:`Control`) is a network of ``(x, t)`` plus, in the Langevin
+parametrisation (Zhang and Chen 2022, section 4.1; Sendera et al. 2024, section 3.2),
+a learnt function of ``t`` times the target's score ``grad log pi(x)``, clipped. Its last
+layers start at zero, so an untrained sampler is its reference chain.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+LogDensity = Callable[[Array], Array]
+
+SCORE_CLIP = 1e4
+"""Each coordinate of the target's score is clipped to +-SCORE_CLIP (a non-finite one is
+0) before the control uses it, so that one steep point cannot throw a path to infinity."""
+
+TIME_FREQUENCIES = 8
+"""Sine and cosine features of ``t`` at frequencies ``1..TIME_FREQUENCIES`` (times pi)."""
+
+
+class Reference(NamedTuple):
+    """The uncontrolled chain of a diffusion sampler, step by step (each array (K,)):
+    ``x_{k+1} = decay_k x_k + gain_k u_k + noise_k xi_k`` with ``u = 0``, control
+    evaluated at ``times_k``; ``x_0 ~ N(0, start_variance I)``; the marginal of ``x_K``
+    is ``N(0, terminal_variance I)``."""
+
+    times: Array
+    decay: Array
+    gain: Array
+    noise: Array
+    start_variance: float
+    terminal_variance: float
+
+
+def brownian_reference(num_steps: int, horizon: float = 1.0, sigma: float = 1.0) -> Reference:
+    """PIS's reference (Zhang and Chen 2022, eq. 4 with ``f = 0``, ``g = sigma``):
+    Brownian motion from 0 on ``[0, horizon]``, ``dx = u dt + sigma dW``, Euler-Maruyama
+    at ``dt = horizon / num_steps``; its end is ``N(0, sigma^2 horizon I)``.
+
+    Example:
+        >>> ref = brownian_reference(4)
+        >>> ref.noise.tolist(), ref.terminal_variance
+        ([0.5, 0.5, 0.5, 0.5], 1.0)
+    """
+    dt = horizon / num_steps
+    ones = np.ones(num_steps)
+    return Reference(
+        times=jnp.asarray(np.arange(num_steps) * dt),
+        decay=jnp.asarray(ones),
+        gain=jnp.asarray(ones * dt),
+        noise=jnp.asarray(ones * sigma * math.sqrt(dt)),
+        start_variance=0.0,
+        terminal_variance=sigma**2 * horizon,
+    )
+
+
+def ornstein_uhlenbeck_reference(num_steps: int, offset: float = 0.008) -> Reference:
+    """DDS's reference (Vargas, Grathwohl and Doucet 2023, section 3.1): the stationary
+    OU chain ``x_{k+1} = sqrt(1 - alpha_k) x_k + sqrt(alpha_k) xi_k`` of ``N(0, I)``,
+    reversible, so that its backward chain from the target is the noising process of a
+    diffusion model and the sampler denoises. DDS's control enters as
+    ``2 (1 - sqrt(1 - alpha_k)) f`` (their parametrisation of the drift).
+    ``alpha_k`` follows the cosine schedule of Nichol and Dhariwal (2021, eq. 17,
+    ``offset`` their ``s``) run backwards: the sampler's first step is nearly all
+    noise (``alpha`` capped at 0.999), its last ones small.
+
+    Example:
+        >>> ref = ornstein_uhlenbeck_reference(100)
+        >>> round(float(ref.noise[0] ** 2), 3), float(ref.noise[-1] ** 2) < 1e-3
+        (0.999, True)
+    """
+    t = np.linspace(0.0, 1.0, num_steps + 1)
+    signal = np.cos(0.5 * np.pi * (t + offset) / (1.0 + offset)) ** 2
+    alpha = np.minimum(1.0 - signal[1:] / signal[:-1], 0.999)[::-1]
+    decay = np.sqrt(1.0 - alpha)
+    return Reference(
+        times=jnp.asarray(t[:-1]),
+        decay=jnp.asarray(decay),
+        gain=jnp.asarray(2.0 * (1.0 - decay)),
+        noise=jnp.asarray(np.sqrt(alpha)),
+        start_variance=1.0,
+        terminal_variance=1.0,
+    )
+
+
+class Control(eqx.Module):
+    """``u(x, t) = net([x, phi(t)]) + weight(phi(t)) * clip(grad log pi(x))`` (the second
+    term only in the Langevin parametrisation), ``phi(t)`` sine and cosine features of
+    ``t``. Both networks' last layers start at zero: ``u = 0``."""
+
+    net: eqx.nn.MLP
+    score_weight: eqx.nn.MLP | None
+
+    def __init__(self, key: Array, dim: int, width: int, depth: int, langevin: bool):
+        net_key, weight_key = jax.random.split(key)
+        features = 2 * TIME_FREQUENCIES
+        self.net = _zero_last_layer(
+            eqx.nn.MLP(dim + features, dim, width, depth, jax.nn.gelu, key=net_key)
+        )
+        self.score_weight = None
+        if langevin:
+            self.score_weight = _zero_last_layer(
+                eqx.nn.MLP(features, dim, width, depth, jax.nn.gelu, key=weight_key)
+            )
+
+    def __call__(self, x: Array, t: Array, score: Array | None) -> Array:
+        phi = time_features(t)
+        u = self.net(jnp.concatenate([x, phi.astype(x.dtype)]))
+        if self.score_weight is not None and score is not None:
+            u = u + self.score_weight(phi.astype(x.dtype)) * score
+        return u
+
+
+def _zero_last_layer(mlp: eqx.nn.MLP) -> eqx.nn.MLP:
+    last = mlp.layers[-1]
+    assert last.bias is not None, "eqx.nn.MLP's layers have biases by default"
+    mlp = eqx.tree_at(lambda m: m.layers[-1].weight, mlp, jnp.zeros_like(last.weight))
+    return eqx.tree_at(lambda m: m.layers[-1].bias, mlp, jnp.zeros_like(last.bias))
+
+
+def time_features(t: Array) -> Array:
+    """``[sin(pi j t), cos(pi j t)]`` for ``j = 1..TIME_FREQUENCIES``."""
+    angles = jnp.pi * jnp.arange(1, TIME_FREQUENCIES + 1) * t
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)])
+
+
+def clipped_score(logdensity_fn: LogDensity) -> Callable[[Array], Array]:
+    """``x -> grad log pi(x)``, each coordinate clipped to +-SCORE_CLIP, NaN -> 0."""
+
+    def score(x: Array) -> Array:
+        g = jax.grad(logdensity_fn)(x)
+        return jnp.clip(jnp.nan_to_num(g, nan=0.0), -SCORE_CLIP, SCORE_CLIP)
+
+    return score
+
+
+class Paths(NamedTuple):
+    """A batch of paths: ``ends`` (n, dim) = x_K, ``log_weights`` (n,), their terms
+    ``terminal_lp`` (log pi(x_K)) and ``terminal`` (log pi(x_K) - log N(x_K; 0,
+    terminal_variance I)), and with ``keep=True`` the positions (K + 1, n, dim) and the
+    scores (K, n, dim) along them (None otherwise, or without a Langevin term)."""
+
+    ends: Array
+    log_weights: Array
+    terminal_lp: Array
+    terminal: Array
+    positions: Array | None
+    scores: Array | None
+
+
+def _step_log_ratio(
+    x: Array, new: Array, u: Array, decay: Array, gain: Array, noise: Array
+) -> Array:
+    """``log N(new; decay x, noise^2) - log N(new; decay x + gain u, noise^2)`` summed over
+    coordinates, expanded so that no large squares cancel."""
+    residual = new - decay * x
+    drift = gain * u
+    return jnp.sum(drift * (drift - 2.0 * residual), axis=-1) / (2.0 * noise**2)
+
+
+def terminal_log_weight(
+    logdensity_fn: LogDensity, reference: Reference, ends: Array
+) -> tuple[Array, Array]:
+    """``(log pi(x_K), log pi(x_K) - log N(x_K; 0, terminal_variance I))`` per end."""
+    lp = jax.vmap(logdensity_fn)(ends)
+    variance = reference.terminal_variance
+    dim = ends.shape[-1]
+    log_normal = -0.5 * jnp.sum(ends**2, axis=-1) / variance - 0.5 * dim * jnp.log(
+        2.0 * jnp.pi * variance
+    )
+    return lp, lp - log_normal
+
+
+def simulate(
+    key: Array,
+    control: Control,
+    logdensity_fn: LogDensity,
+    reference: Reference,
+    num_paths: int,
+    dim: int,
+    keep: bool = False,
+) -> Paths:
+    """``num_paths`` paths of the controlled chain (one ``lax.scan`` over the K steps,
+    the paths vectorised) and their log weights. The score is evaluated (one target
+    gradient per path and step) only when the control has a Langevin term. Gradients
+    flow through the positions (the reparametrised path, for the reverse-KL loss)."""
+    start_key, key = jax.random.split(key)
+    x = jnp.sqrt(reference.start_variance) * jax.random.normal(start_key, (num_paths, dim))
+    use_score = control.score_weight is not None
+    score_fn = jax.vmap(clipped_score(logdensity_fn))
+
+    def step(carry: tuple[Array, Array], inputs: tuple) -> tuple[tuple[Array, Array], Any]:
+        x, log_ratio = carry
+        step_key, t, decay, gain, noise = inputs
+        score = score_fn(x) if use_score else None
+        u = jax.vmap(control, (0, None, 0 if use_score else None))(x, t, score)
+        new = decay * x + gain * u + noise * jax.random.normal(step_key, x.shape, x.dtype)
+        log_ratio = log_ratio + _step_log_ratio(x, new, u, decay, gain, noise)
+        kept = (x, score if use_score else jnp.zeros((), x.dtype)) if keep else None
+        return (new, log_ratio), kept
+
+    keys = jax.random.split(key, reference.times.shape[0])
+    inputs = (keys, reference.times, reference.decay, reference.gain, reference.noise)
+    (ends, log_ratio), kept = jax.lax.scan(step, (x, jnp.zeros(num_paths, x.dtype)), inputs)
+    lp, terminal = terminal_log_weight(logdensity_fn, reference, ends)
+    positions = scores = None
+    if keep:
+        positions = jnp.concatenate([kept[0], ends[None]])
+        scores = kept[1] if use_score else None
+    return Paths(ends, terminal + log_ratio, lp, terminal, positions, scores)
+
+
+def path_log_weights(
+    control: Control,
+    reference: Reference,
+    positions: Array,
+    scores: Array | None,
+    terminal: Array,
+) -> Array:
+    """The log weights of given paths (positions (K + 1, n, dim), the scores along them,
+    ``terminal`` from :func:`terminal_log_weight`) under ``control``: as a function of the
+    control's parameters at fixed paths (the trajectory-balance loss), all steps at once."""
+    x, new = positions[:-1], positions[1:]
+
+    def per_step(x_k: Array, new_k: Array, score_k: Array | None, t, decay, gain, noise):
+        u = jax.vmap(control, (0, None, 0 if score_k is not None else None))(x_k, t, score_k)
+        return _step_log_ratio(x_k, new_k, u, decay, gain, noise)
+
+    ratios = jax.vmap(per_step, (0, 0, 0 if scores is not None else None, 0, 0, 0, 0))(
+        x, new, scores, reference.times, reference.decay, reference.gain, reference.noise
+    )
+    return terminal + jnp.sum(ratios, axis=0)

@@ -1,0 +1,398 @@
+"""The diffusion samplers ``pis``, ``dds`` and ``gfn_tb``: per run, a control trained on
+paths of :mod:`.paths`, then ``num_samples`` paths whose ends are importance weighted.
+
+Trust by default: each run first fits the flows' Gaussian pilot (a widened, mass-covering
+forward-chi^2 fit, :func:`~bayeswb.samplers.importance.pilot.gaussian_pilot`) and runs its
+chain in the coordinates ``y = (x - loc) / scale`` that the pilot whitens, where the
+reference's end ``N(0, I)`` covers the target; the density there is
+``pi(loc + scale y) prod(scale)``, so Z is unchanged. Training stops at a loss plateau
+(the flows' :class:`~bayeswb.samplers.flows.training.PlateauRule`) under the ``num_warmup``
+cap, and the verdict reads whether it did (``training_converged``), besides the weights'
+ESS and PSIS k-hat.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+
+from bayeswb.core.config import (
+    SamplerConfig,
+    boolean,
+    non_negative_int,
+    option,
+    positive,
+    positive_int,
+)
+from bayeswb.core.draws import Count, Draws
+from bayeswb.core.target import Target
+from bayeswb.execution.driver import ChainLayout, run_chains
+from bayeswb.samplers import register
+from bayeswb.samplers.diffusion.paths import (
+    Control,
+    Reference,
+    brownian_reference,
+    ornstein_uhlenbeck_reference,
+    path_log_weights,
+    simulate,
+)
+from bayeswb.samplers.flows.fitting import PILOT_MC_SAMPLES
+from bayeswb.samplers.flows.training import PlateauRule, train_flow, training_status
+from bayeswb.samplers.importance import weighted_output
+from bayeswb.samplers.importance.pilot import PILOT_INIT_DRAWS, gaussian_pilot
+
+Array = jax.Array
+LossFn = Callable[..., tuple[Array, dict[str, Array]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionConfig(SamplerConfig):
+    """The options every diffusion sampler shares: the path, the control network, its
+    training, and the pilot."""
+
+    num_steps: int = option(100, positive_int, "K: steps of the discretised SDE on [0, 1]")
+    hidden_width: int = option(64, positive_int, "width of the control's hidden layers")
+    hidden_depth: int = option(2, positive_int, "hidden layers of the control's networks")
+    langevin_control: bool = option(
+        True,
+        boolean,
+        "add a learnt function of t times the target's score to the control (one target "
+        "gradient per step of every path)",
+    )
+    batch_size: int = option(64, positive_int, "paths per training step")
+    learning_rate: float = option(1e-3, positive, "Adam learning rate of the control")
+    max_grad_norm: float = option(10.0, positive, "gradient clipping (global norm)")
+    num_warmup: int = option(
+        2000,
+        non_negative_int,
+        "training steps: the cap when plateau_window > 0 (it stops at a loss plateau), "
+        "else the exact number",
+    )
+    plateau_window: int = option(
+        200, non_negative_int, "steps per window of the plateau rule (0: no early stop)"
+    )
+    plateau_patience: int = option(
+        3, positive_int, "windows in a row without improvement that stop training"
+    )
+    pilot_steps: int = option(
+        300,
+        non_negative_int,
+        "Adam steps of the Gaussian pilot whose loc and scale whiten the chain's "
+        "coordinates (0: loc 0, scale 1)",
+    )
+    psis: bool = option(False, boolean, "report Pareto-smoothed log weights (log Z stays raw)")
+    progress_bar: bool = option(True, boolean, "tqdm bar with the loss while training")
+
+
+@dataclasses.dataclass(frozen=True)
+class GFNConfig(DiffusionConfig):
+    """A diffusion sampler trained by trajectory balance, with its learnt log Z."""
+
+    log_z_learning_rate: float = option(0.1, positive, "Adam learning rate of the learnt log Z")
+
+
+class Whitening(NamedTuple):
+    """``x = loc + scale * y``: where a run's chain lives."""
+
+    loc: Array
+    scale: Array
+
+    def log_density(self, logdensity_fn: Callable[[Array], Array]) -> Callable[[Array], Array]:
+        """The density of y, ``pi(loc + scale y) prod(scale)`` (the same Z)."""
+        log_jacobian = jnp.sum(jnp.log(self.scale))
+        return lambda y: logdensity_fn(self.loc + self.scale * y) + log_jacobian
+
+
+def whitening(key: Array, target: Target, config: DiffusionConfig) -> Whitening:
+    """The pilot's loc and (widened) scale, or loc 0 and scale 1 with ``pilot_steps=0``."""
+    if config.pilot_steps == 0:
+        x = target.init(key)
+        return Whitening(jnp.zeros_like(x), jnp.ones_like(x))
+    pilot = gaussian_pilot(key, target, config.pilot_steps, PILOT_MC_SAMPLES)
+    return Whitening(pilot.loc, pilot.scale)
+
+
+class TrajectoryBalanceModel(eqx.Module):
+    """What trajectory balance trains: the control and the scalar ``log_z``."""
+
+    control: Control
+    log_z: Array
+
+
+class DiffusionMethod(NamedTuple):
+    """One registered diffusion sampler: its reference chain (from K), its loss
+    (``loss(reference, logdensity_fn, config, dim) -> loss_fn``), whether the model
+    carries a learnt log Z, and whether training back-propagates the target at the
+    path's end (reverse KL does; trajectory balance only evaluates it)."""
+
+    name: str
+    reference: Callable[[int], Reference]
+    loss: Callable[[Reference, Callable, Any, int], LossFn]
+    learns_log_z: bool
+    backpropagates_end: bool
+
+
+def reverse_kl_loss(
+    reference: Reference, logdensity_fn: Callable, config: DiffusionConfig, dim: int
+) -> LossFn:
+    """``E_q[log q(path) - log p(path)] = -E_q[log w]``, the KL of the sampler's path law
+    from the target's up to log Z (Zhang and Chen 2022, eq. 11; Vargas et al. 2023,
+    eq. 15), on ``batch_size`` reparametrised paths: the gradient flows through the
+    positions into the target."""
+
+    def loss(params: Any, static: Any, key: Array) -> tuple[Array, dict[str, Array]]:
+        control = eqx.combine(params, static)
+        paths = simulate(key, control, logdensity_fn, reference, config.batch_size, dim)
+        elbo = jnp.mean(paths.log_weights)
+        return -elbo, {"elbo": elbo}
+
+    return loss
+
+
+def trajectory_balance_loss(
+    reference: Reference, logdensity_fn: Callable, config: DiffusionConfig, dim: int
+) -> LossFn:
+    """Trajectory balance (Malkin et al. 2022, eq. 14; for diffusion samplers Lahlou et
+    al. 2023 and Sendera et al. 2024, eq. 8): ``E[(log Z_theta + log q(path) - log
+    pi(x_K) - log p_B(path | x_K))^2] = E[(log Z_theta - log w)^2]`` over ``batch_size``
+    paths drawn on-policy and then held fixed (no gradient through the positions: it is
+    an off-policy-capable objective), with ``log Z_theta`` learnt beside the control."""
+
+    def loss(params: Any, static: Any, key: Array) -> tuple[Array, dict[str, Array]]:
+        model = eqx.combine(params, static)
+        frozen = eqx.combine(jax.lax.stop_gradient(params), static).control
+        paths = simulate(key, frozen, logdensity_fn, reference, config.batch_size, dim, True)
+        assert paths.positions is not None
+        log_w = path_log_weights(
+            model.control,
+            reference,
+            jax.lax.stop_gradient(paths.positions),
+            None if paths.scores is None else jax.lax.stop_gradient(paths.scores),
+            jax.lax.stop_gradient(paths.terminal),
+        )
+        residual = model.log_z - log_w
+        return jnp.mean(residual**2), {"elbo": jnp.mean(log_w), "log_z": model.log_z}
+
+    return loss
+
+
+PIS = DiffusionMethod("pis", brownian_reference, reverse_kl_loss, False, True)
+DDS = DiffusionMethod("dds", ornstein_uhlenbeck_reference, reverse_kl_loss, False, True)
+GFN_TB = DiffusionMethod("gfn_tb", brownian_reference, trajectory_balance_loss, True, False)
+
+
+def initial_model(key: Array, dim: int, config: DiffusionConfig, method: DiffusionMethod) -> Any:
+    """The untrained control (u = 0: the reference chain), with ``log_z = 0`` when the
+    method learns it."""
+    control = Control(key, dim, config.hidden_width, config.hidden_depth, config.langevin_control)
+    if method.learns_log_z:
+        return TrajectoryBalanceModel(control, jnp.zeros(()))
+    return control
+
+
+def optimizer(config: DiffusionConfig, method: DiffusionMethod) -> optax.GradientTransformation:
+    """Clipped Adam; trajectory balance's log Z has its own learning rate (Sendera et
+    al. 2024 train it 100 times faster than the network)."""
+    adam = optax.adam(config.learning_rate)
+    if method.learns_log_z:
+        assert isinstance(config, GFNConfig)
+
+        def labels(params: Any) -> Any:
+            names = jax.tree.map(lambda _: "control", params)
+            return eqx.tree_at(lambda m: m.log_z, names, "log_z")
+
+        adam = optax.multi_transform(
+            {"control": adam, "log_z": optax.adam(config.log_z_learning_rate)}, labels
+        )
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam)
+
+
+def plateau_rule(config: DiffusionConfig) -> PlateauRule | None:
+    """The config's plateau rule, or None (train exactly ``num_warmup`` steps)."""
+    if config.plateau_window == 0:
+        return None
+    return PlateauRule(window=config.plateau_window, patience=config.plateau_patience)
+
+
+def train_control(
+    key: Array, logdensity_fn: Callable, dim: int, config: DiffusionConfig, method: DiffusionMethod
+) -> tuple[Control, dict[str, Array]]:
+    """Build and train one control on the (whitened) density; returns it and the
+    training trace (``loss``, ``elbo``, ``log_z`` for trajectory balance, ``skipped``,
+    and with the plateau rule ``trained`` and ``plateau``)."""
+    init_key, train_key = jax.random.split(key)
+    reference = method.reference(config.num_steps)
+    model, _, trace = train_flow(
+        train_key,
+        initial_model(init_key, dim, config, method),
+        method.loss(reference, logdensity_fn, config, dim),
+        config.num_warmup,
+        optimizer(config, method),
+        progress=method.name if config.progress_bar else None,
+        plateau=plateau_rule(config),
+    )
+    return (model.control if method.learns_log_z else model), trace
+
+
+def diffusion_cost(
+    config: DiffusionConfig, method: DiffusionMethod, steps_trained: Array
+) -> tuple[Count, Count]:
+    """``(n_grad_evals, n_logdensity_evals)`` of a whole run, all runs, exact.
+
+    A path takes one target gradient per step with the Langevin control (the score);
+    reverse KL back-propagates the target at each training path's end (one gradient),
+    trajectory balance evaluates it (one density). Every gradient also evaluates the
+    density; the pilot's evaluations and one per weighted draw are added.
+
+    Example:
+        >>> config = DiffusionConfig(num_chains=2, num_samples=10, num_steps=5, batch_size=4)
+        >>> grads, evals = diffusion_cost(config, PIS, jnp.array([3, 3]))
+        >>> int(grads), int(evals) - int(grads)
+        (268, 38932)
+    """
+    per_path = config.num_steps if config.langevin_control else 0
+    per_training_path = per_path + (1 if method.backpropagates_end else 0)
+    draws = config.num_chains * config.num_samples
+    grads = Count.of(steps_trained, each=config.batch_size * per_training_path)
+    grads = grads + Count.of(draws * per_path)
+    evals = grads + Count.of(draws)
+    if not method.backpropagates_end:
+        evals = evals + Count.of(steps_trained, each=config.batch_size)
+    if config.pilot_steps > 0:
+        pilot = config.num_chains * (config.pilot_steps * PILOT_MC_SAMPLES + PILOT_INIT_DRAWS)
+        evals = evals + Count.of(pilot)
+    return grads, evals
+
+
+def run_diffusion(
+    key: Array,
+    target: Target,
+    config: DiffusionConfig,
+    method: DiffusionMethod,
+    layout: ChainLayout | None = None,
+) -> Draws:
+    """Per run: whiten by the pilot, train the control, weight ``num_samples`` paths'
+    ends; the runs are independent (sharded over ``layout``'s mesh).
+
+    Result: positions (runs, num_samples, dim) with ``log_weights``; per run ``log_z =
+    log mean w`` (unbiased for Z), pooled with a standard error by Result; ``path_stats``
+    holds per run ``elbo`` (mean log w), ``ess``, ``pareto_k`` (PSIS k-hat, < 0.7 reads
+    as reliable), ``training_steps`` and ``training_converged`` (False: the
+    ``num_warmup`` cap came before the plateau rule); ``warmup_sample_stats`` the
+    training curve per step; ``sample_stats.lp`` the target's log density per draw.
+    Cost (:func:`diffusion_cost`): exact target gradients and evaluations.
+    """
+
+    def one_run(run_key: Array) -> tuple[Any, ...]:
+        pilot_key, train_key, draw_key = jax.random.split(run_key, 3)
+        frame = whitening(pilot_key, target, config)
+        logdensity_fn = frame.log_density(target.log_density)
+        control, trace = train_control(train_key, logdensity_fn, target.dim, config, method)
+        reference = method.reference(config.num_steps)
+        paths = simulate(
+            draw_key, control, logdensity_fn, reference, config.num_samples, target.dim
+        )
+        positions = frame.loc + frame.scale * paths.ends
+        good = jnp.isfinite(paths.log_weights) & jnp.all(jnp.isfinite(positions), axis=1)
+        log_weights = jnp.where(good, paths.log_weights, -jnp.inf)
+        lp = jnp.where(good, paths.terminal_lp - jnp.sum(jnp.log(frame.scale)), -jnp.inf)
+        return jnp.where(good[:, None], positions, 0.0), log_weights, lp, trace
+
+    positions, log_weights, lp, trace = run_chains(key, config.num_chains, one_run, layout)
+    log_z, reported, diagnostics = weighted_output(log_weights, config.psis)
+    diagnostics["elbo"] = jnp.mean(log_weights, axis=1, keepdims=True)
+    steps_trained, converged = training_status(trace)
+    diagnostics["training_steps"] = steps_trained[:, None]
+    diagnostics["training_converged"] = converged[:, None]
+    n_grad, n_eval = diffusion_cost(config, method, steps_trained)
+    return Draws(
+        positions=positions,
+        stats={"lp": lp},
+        log_weights=reported,
+        log_z=log_z,
+        warmup_stats={} if config.num_warmup == 0 else trace,
+        path_stats=diagnostics,
+        n_grad_evals=n_grad,
+        n_logdensity_evals=n_eval,
+    )
+
+
+@register("pis", DiffusionConfig, family="flow")
+def run_pis(
+    key: Array, target: Target, config: DiffusionConfig, layout: ChainLayout | None = None
+) -> Draws:
+    """Path Integral Sampler (Zhang and Chen 2022, "Path Integral Sampler: a stochastic
+    control approach for sampling", ICLR): Brownian motion from 0 on [0, 1] controlled
+    by a learnt drift (eq. 4 with f = 0; Euler-Maruyama in ``num_steps`` steps,
+    :func:`~.paths.brownian_reference`), trained by the path KL (eq. 11) on
+    reparametrised paths, then ``num_samples`` paths' ends weighted by the exact path
+    weight of the discretised chain (eq. 13 in discrete time; :mod:`.paths`). The control
+    is the Langevin parametrisation (section 4.1) by default.
+    Result and cost: as :func:`run_diffusion`'s.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample("banana", "pis", num_chains=2, num_samples=50, num_warmup=5,
+        ...               num_steps=10, hidden_width=8, batch_size=8, pilot_steps=10)
+        >>> r.log_weights.shape, r.log_z_se is not None
+        ((2, 50), True)
+    """
+    return run_diffusion(key, target, config, PIS, layout)
+
+
+@register("dds", DiffusionConfig, family="flow")
+def run_dds(
+    key: Array, target: Target, config: DiffusionConfig, layout: ChainLayout | None = None
+) -> Draws:
+    """Denoising Diffusion Sampler (Vargas, Grathwohl and Doucet 2023, "Denoising
+    diffusion samplers", ICLR): the stationary OU chain of N(0, I) run from noise
+    (:func:`~.paths.ornstein_uhlenbeck_reference`, section 3.1) with a learnt drift
+    ``2 (1 - sqrt(1 - alpha_k)) f(x, t)`` that undoes the noising of the target
+    (their discrete-time sampler, section 3.2), trained by the KL of the path laws
+    (their eq. 15, reparametrised), then ``num_samples`` paths' ends weighted by the
+    exact discrete-time path weight (:mod:`.paths`). ``f`` is the Langevin
+    parametrisation by default.
+    Result and cost: as :func:`run_diffusion`'s.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample("banana", "dds", num_chains=2, num_samples=50, num_warmup=5,
+        ...               num_steps=10, hidden_width=8, batch_size=8, pilot_steps=10)
+        >>> r.log_weights.shape
+        (2, 50)
+    """
+    return run_diffusion(key, target, config, DDS, layout)
+
+
+@register("gfn_tb", GFNConfig, family="flow")
+def run_gfn_tb(
+    key: Array, target: Target, config: GFNConfig, layout: ChainLayout | None = None
+) -> Draws:
+    """A GFlowNet diffusion sampler trained by trajectory balance (Lahlou et al. 2023,
+    "A theory of continuous generative flow networks", ICML; Sendera et al. 2024,
+    "Improved off-policy training of diffusion samplers", NeurIPS, section 3 and eq. 8):
+    PIS's chain (:func:`~.paths.brownian_reference`) with the Brownian bridge as the
+    fixed backward policy, its drift and a scalar log Z trained to balance
+    ``log Z + log q(path) = log pi(x_K) + log p_B(path | x_K)`` on on-policy paths
+    held fixed (no gradient through the positions or the target), the Langevin
+    parametrisation by default (their "LP"); then ``num_samples`` paths' ends weighted
+    by the exact path weight. The learnt log Z is in the training curve
+    (``warmup_sample_stats.log_z``); the reported ``log_z`` is the importance-weighted
+    one. Sendera et al.'s off-policy exploration (local search, replay buffer) is not
+    included.
+    Result and cost: as :func:`run_diffusion`'s.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample("banana", "gfn_tb", num_chains=2, num_samples=50, num_warmup=5,
+        ...               num_steps=10, hidden_width=8, batch_size=8, pilot_steps=10)
+        >>> r.idata.warmup_sample_stats["log_z"].shape
+        (2, 5)
+    """
+    return run_diffusion(key, target, config, GFN_TB, layout)

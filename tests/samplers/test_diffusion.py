@@ -1,0 +1,122 @@
+"""The diffusion samplers pis, dds and gfn_tb: exact path weights for any control, the
+trajectory-balance weights equal to the simulated ones, exact cost counts, and trained
+runs against exact log Z and moments."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import helpers
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import across_run_z_scores, assert_z_scores
+
+import bayeswb as bw
+from bayeswb.samplers.diffusion import Control, brownian_reference, ornstein_uhlenbeck_reference
+from bayeswb.samplers.diffusion.paths import path_log_weights, simulate
+from bayeswb.samplers.diffusion.samplers import DDS, GFN_TB, PIS, DiffusionConfig, diffusion_cost
+
+MEAN, SD, LOG_SCALE = np.array([0.3, -0.2]), np.array([0.8, 0.9]), 0.7
+
+
+def scaled_gaussian(x):
+    """``exp(LOG_SCALE)`` times the N(MEAN, diag SD^2) density, unnormalised: its Z is
+    known, and its weights against N(0, I) have finite variance."""
+    return LOG_SCALE - 0.5 * jnp.sum(((x - MEAN) / SD) ** 2)
+
+
+LOG_Z = LOG_SCALE + 0.5 * np.sum(np.log(2 * np.pi * SD**2))
+
+
+@pytest.mark.parametrize("langevin", [True, False])
+def test_path_weights_are_unbiased_for_z_under_any_control(langevin):
+    """E[w] = Z for any control (here a random one, 0.3 normals on every parameter), on
+    both references: the weight's mean over 100000 paths against Z within its MCSE; and
+    the weights trajectory balance recomputes at the fixed paths are the simulated ones."""
+    num_paths, z_scores = 100_000, []
+    for reference in (brownian_reference(10), ornstein_uhlenbeck_reference(10)):
+        control = Control(jax.random.key(0), 2, 16, 2, langevin)
+        control = helpers.perturbed(control, jax.random.key(1), 0.3)
+        paths = eqx.filter_jit(simulate)(
+            jax.random.key(2), control, scaled_gaussian, reference, num_paths, 2, True
+        )
+        w = np.exp(np.asarray(paths.log_weights, np.float64) - LOG_Z)
+        z_scores.append((w.mean() - 1.0) / (w.std(ddof=1) / np.sqrt(num_paths)))
+        # the control moves the paths: their weights are not those of the reference
+        assert w.std() > 0.05
+        recomputed = path_log_weights(
+            control, reference, paths.positions, paths.scores, paths.terminal
+        )
+        np.testing.assert_allclose(recomputed, paths.log_weights, rtol=1e-4, atol=1e-4)
+    assert_z_scores(np.array(z_scores), "path weights' mean against Z")
+
+
+def test_untrained_samplers_are_their_reference_chains():
+    """u = 0 before training: PIS's end is N(0, sigma^2 T) = N(0, I) and DDS's the OU
+    chain's stationary N(0, I), so with pilot_steps=0 the draws are N(0, I) weighted by
+    pi / N(0, I); the ends' moments over 40000 draws against N(0, I)."""
+    for name in ("pis", "dds"):
+        r = bw.sample(
+            bw.Target.from_logdensity(scaled_gaussian, 2), name, seed=3, num_chains=4,
+            num_samples=10_000, num_warmup=0, pilot_steps=0, num_steps=8, hidden_width=8,
+        )  # fmt: skip
+        x = np.asarray(r.positions, np.float64).reshape(-1, 2)
+        lw = np.asarray(r.log_weights, np.float64).reshape(-1)
+        lp = LOG_SCALE - 0.5 * np.sum(((x - MEAN) / SD) ** 2, axis=1)
+        expected = lp - (-0.5 * np.sum(x**2, axis=1) - np.log(2 * np.pi))
+        np.testing.assert_allclose(lw, expected, rtol=1e-4, atol=1e-4)
+        n = x.shape[0]
+        z = np.concatenate(
+            [x.mean(0) * np.sqrt(n), (np.mean(x**2, 0) - 1.0) / np.sqrt(2.0 / n)]
+        )
+        assert_z_scores(z, f"untrained {name}: N(0, I) ends")
+
+
+def test_cost_counts_are_exact():
+    """Gradients: per training path one per step with the Langevin control plus the end's
+    (reverse KL), per draw one per step; densities add the pilot's, one per draw, and
+    trajectory balance's end per training path."""
+    config = DiffusionConfig(num_chains=2, num_samples=10, num_steps=5, batch_size=4)
+    steps = jnp.array([3, 7])
+    pilot = 2 * (300 * 64 + 256)
+    for method, per_path, end_grad in ((PIS, 5, 1), (DDS, 5, 1), (GFN_TB, 5, 0)):
+        grads, evals = diffusion_cost(config, method, steps)
+        assert int(grads) == 10 * 4 * (per_path + end_grad) + 20 * per_path
+        assert int(evals) == int(grads) + 20 + pilot + (0 if end_grad else 10 * 4)
+    plain = DiffusionConfig(num_chains=2, num_samples=10, langevin_control=False, pilot_steps=0)
+    grads, evals = diffusion_cost(plain, PIS, steps)
+    assert (int(grads), int(evals)) == (10 * 64, 10 * 64 + 20)
+
+
+@pytest.mark.parametrize("name", ["pis", "dds", "gfn_tb"])
+def test_trained_runs_recover_log_z_and_moments(name):
+    """Eight runs on a correlated 3-d Gaussian (pilot, short training): the pooled
+    log Z within its standard error across runs of the truth, the weighted mean and
+    variance within theirs; the cost is what the run reports of the steps it took."""
+    target = bw.models.get("gaussian", dim=3, condition_number=4.0, rotation=0)
+    r = bw.sample(
+        target, name, seed=0, num_chains=8, num_samples=1000, num_warmup=300,
+        num_steps=20, hidden_width=32, batch_size=32, pilot_steps=100,
+    )  # fmt: skip
+    z_log_z = (r.log_z - target.log_z) / r.log_z_se
+    z = across_run_z_scores(r, np.zeros(3), np.asarray(target.reference.sd["x"]) ** 2)
+    assert_z_scores(np.append(z, z_log_z), f"{name} on a 3-d Gaussian")
+    steps = r.idata.path_stats["training_steps"].values.ravel()
+    config = bw.samplers.get(name).make_config(
+        num_chains=8, num_samples=1000, num_warmup=300, num_steps=20, hidden_width=32,
+        batch_size=32, pilot_steps=100,
+    )  # fmt: skip
+    method = {"pis": PIS, "dds": DDS, "gfn_tb": GFN_TB}[name]
+    grads, evals = diffusion_cost(config, method, jnp.asarray(steps))
+    assert r.cost["n_grad_evals"] == int(grads)
+    assert r.cost["n_logdensity_evals"] == int(evals)
+
+
+def test_samplers_are_registered_in_the_flow_family():
+    for name in ("pis", "dds", "gfn_tb"):
+        assert bw.samplers.get(name).family == "flow"
+    with pytest.raises(ValueError, match="num_steps"):
+        bw.samplers.get("pis").make_config(num_steps=0)
+    with pytest.raises(ValueError, match="log_z_learning_rate"):
+        bw.samplers.get("gfn_tb").make_config(log_z_learning_rate=-1.0)
