@@ -42,9 +42,13 @@ import numpy as np
 Array = jax.Array
 LogDensity = Callable[[Array], Array]
 
-SCORE_CLIP = 1e4
+SCORE_CLIP = 1e2
 """Each coordinate of the target's score is clipped to +-SCORE_CLIP (a non-finite one is
-0) before the control uses it, so that one steep point cannot throw a path to infinity."""
+0) before the control uses it, so that one steep point cannot throw a path to infinity.
+The samplers run in the coordinates their pilot whitens, where a typical score is of
+order 1 (N(0, I)'s is -y); on banana, clipping at 1e4 instead let the first hundred
+training steps of one dds run reach a loss of 4e5 and then NaN, where at 1e2 both runs
+trained smoothly (loss 3.4 -> 0.36 in 2000 steps)."""
 
 TIME_FREQUENCIES = 8
 """Sine and cosine features of ``t`` at frequencies ``1..TIME_FREQUENCIES`` (times pi)."""

@@ -69,7 +69,7 @@ class DiffusionConfig(SamplerConfig):
     learning_rate: float = option(1e-3, positive, "Adam learning rate of the control")
     max_grad_norm: float = option(10.0, positive, "gradient clipping (global norm)")
     num_warmup: int = option(
-        2000,
+        5000,
         non_negative_int,
         "training steps: the cap when plateau_window > 0 (it stops at a loss plateau), "
         "else the exact number",
@@ -254,7 +254,7 @@ def diffusion_cost(
         >>> config = DiffusionConfig(num_chains=2, num_samples=10, num_steps=5, batch_size=4)
         >>> grads, evals = diffusion_cost(config, PIS, jnp.array([3, 3]))
         >>> int(grads), int(evals) - int(grads)
-        (268, 38932)
+        (244, 38932)
     """
     per_path = config.num_steps if config.langevin_control else 0
     per_training_path = per_path + (1 if method.backpropagates_end else 0)

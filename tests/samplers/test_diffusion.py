@@ -67,9 +67,7 @@ def test_untrained_samplers_are_their_reference_chains():
         expected = lp - (-0.5 * np.sum(x**2, axis=1) - np.log(2 * np.pi))
         np.testing.assert_allclose(lw, expected, rtol=1e-4, atol=1e-4)
         n = x.shape[0]
-        z = np.concatenate(
-            [x.mean(0) * np.sqrt(n), (np.mean(x**2, 0) - 1.0) / np.sqrt(2.0 / n)]
-        )
+        z = np.concatenate([x.mean(0) * np.sqrt(n), (np.mean(x**2, 0) - 1.0) / np.sqrt(2.0 / n)])
         assert_z_scores(z, f"untrained {name}: N(0, I) ends")
 
 
