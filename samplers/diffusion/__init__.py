@@ -4,9 +4,11 @@ start to the target, and the exact weight of each path corrects what training le
 - ``pis`` (Zhang and Chen 2022) and ``dds`` (Vargas, Grathwohl and Doucet 2023), trained by
   the reverse KL of the path laws, on a Brownian and an Ornstein-Uhlenbeck reference;
 - ``gfn_tb`` (Lahlou et al. 2023; Sendera et al. 2024), PIS's chain trained by trajectory
-  balance with a learnt log Z.
+  balance with a learnt log Z;
+- ``cmcd`` (Vargas, Padhy, Blessing and Nuesken 2024), annealed Langevin kernels forward
+  and backward with a shared learnt control (:mod:`.annealed`).
 
-:mod:`.paths` holds the chains, the control network and the path weights;
+:mod:`.paths` holds the reference chains, the control network and the path weights;
 :mod:`.samplers` the configs, losses, training (the flows' optax loop and plateau rule)
 and the registered samplers, whose output is weighted like the flows' (log Z, ESS,
 PSIS k-hat, the training's convergence).

@@ -36,6 +36,7 @@ from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers import register
 from bayeswb.samplers.diffusion.paths import (
     Control,
+    Paths,
     Reference,
     brownian_reference,
     ornstein_uhlenbeck_reference,
@@ -126,29 +127,38 @@ class TrajectoryBalanceModel(eqx.Module):
 
 
 class DiffusionMethod(NamedTuple):
-    """One registered diffusion sampler: its reference chain (from K), its loss
-    (``loss(reference, logdensity_fn, config, dim) -> loss_fn``), whether the model
-    carries a learnt log Z, and whether training back-propagates the target at the
-    path's end (reverse KL does; trajectory balance only evaluates it)."""
+    """One registered diffusion sampler.
+
+    build:     ``build(key, dim, config) -> model``, the untrained trainable module
+    simulate:  ``simulate(key, model, logdensity_fn, config, n, dim, keep) -> Paths``
+    loss:      ``loss(method, logdensity_fn, config, dim) -> loss_fn`` for ``train_flow``
+    path_cost: ``path_cost(config) -> (training, sampling)``: target gradients of one
+               training path and of one sampled path
+    end_evaluations: target densities of a training path not counted as gradients
+               (trajectory balance evaluates the end without back-propagating it)
+    learns_log_z: the model carries a log Z with its own learning rate
+    """
 
     name: str
-    reference: Callable[[int], Reference]
-    loss: Callable[[Reference, Callable, Any, int], LossFn]
-    learns_log_z: bool
-    backpropagates_end: bool
+    build: Callable[[Array, int, Any], Any]
+    simulate: Callable[..., Paths]
+    loss: Callable[[Any, Callable, Any, int], LossFn]
+    path_cost: Callable[[Any], tuple[int, int]]
+    end_evaluations: int = 0
+    learns_log_z: bool = False
 
 
 def reverse_kl_loss(
-    reference: Reference, logdensity_fn: Callable, config: DiffusionConfig, dim: int
+    method: DiffusionMethod, logdensity_fn: Callable, config: DiffusionConfig, dim: int
 ) -> LossFn:
     """``E_q[log q(path) - log p(path)] = -E_q[log w]``, the KL of the sampler's path law
     from the target's up to log Z (Zhang and Chen 2022, eq. 11; Vargas et al. 2023,
-    eq. 15), on ``batch_size`` reparametrised paths: the gradient flows through the
-    positions into the target."""
+    eq. 15; Vargas et al. 2024, eq. 14), on ``batch_size`` reparametrised paths: the
+    gradient flows through the positions into the target."""
 
     def loss(params: Any, static: Any, key: Array) -> tuple[Array, dict[str, Array]]:
-        control = eqx.combine(params, static)
-        paths = simulate(key, control, logdensity_fn, reference, config.batch_size, dim)
+        model = eqx.combine(params, static)
+        paths = method.simulate(key, model, logdensity_fn, config, config.batch_size, dim)
         elbo = jnp.mean(paths.log_weights)
         return -elbo, {"elbo": elbo}
 
@@ -156,18 +166,19 @@ def reverse_kl_loss(
 
 
 def trajectory_balance_loss(
-    reference: Reference, logdensity_fn: Callable, config: DiffusionConfig, dim: int
+    method: DiffusionMethod, logdensity_fn: Callable, config: DiffusionConfig, dim: int
 ) -> LossFn:
     """Trajectory balance (Malkin et al. 2022, eq. 14; for diffusion samplers Lahlou et
     al. 2023 and Sendera et al. 2024, eq. 8): ``E[(log Z_theta + log q(path) - log
     pi(x_K) - log p_B(path | x_K))^2] = E[(log Z_theta - log w)^2]`` over ``batch_size``
     paths drawn on-policy and then held fixed (no gradient through the positions: it is
     an off-policy-capable objective), with ``log Z_theta`` learnt beside the control."""
+    reference = brownian_reference(config.num_steps)
 
     def loss(params: Any, static: Any, key: Array) -> tuple[Array, dict[str, Array]]:
         model = eqx.combine(params, static)
-        frozen = eqx.combine(jax.lax.stop_gradient(params), static).control
-        paths = simulate(key, frozen, logdensity_fn, reference, config.batch_size, dim, True)
+        frozen = eqx.combine(jax.lax.stop_gradient(params), static)
+        paths = method.simulate(key, frozen, logdensity_fn, config, config.batch_size, dim, True)
         assert paths.positions is not None
         log_w = path_log_weights(
             model.control,
@@ -182,18 +193,57 @@ def trajectory_balance_loss(
     return loss
 
 
-PIS = DiffusionMethod("pis", brownian_reference, reverse_kl_loss, False, True)
-DDS = DiffusionMethod("dds", ornstein_uhlenbeck_reference, reverse_kl_loss, False, True)
-GFN_TB = DiffusionMethod("gfn_tb", brownian_reference, trajectory_balance_loss, True, False)
+def build_control(key: Array, dim: int, config: DiffusionConfig) -> Control:
+    """The untrained control (u = 0: the reference chain)."""
+    return Control(key, dim, config.hidden_width, config.hidden_depth, config.langevin_control)
 
 
-def initial_model(key: Array, dim: int, config: DiffusionConfig, method: DiffusionMethod) -> Any:
-    """The untrained control (u = 0: the reference chain), with ``log_z = 0`` when the
-    method learns it."""
-    control = Control(key, dim, config.hidden_width, config.hidden_depth, config.langevin_control)
-    if method.learns_log_z:
-        return TrajectoryBalanceModel(control, jnp.zeros(()))
-    return control
+def build_balanced(key: Array, dim: int, config: DiffusionConfig) -> TrajectoryBalanceModel:
+    """The untrained control and ``log_z = 0``."""
+    return TrajectoryBalanceModel(build_control(key, dim, config), jnp.zeros(()))
+
+
+def on_reference(reference: Callable[[int], Reference]) -> Callable[..., Paths]:
+    """``simulate`` of a control (or a model holding one) on ``reference(num_steps)``."""
+
+    def run(
+        key: Array, model: Any, logdensity_fn: Callable, config: Any, n: int, dim: int,
+        keep: bool = False,
+    ) -> Paths:  # fmt: skip
+        control = model.control if isinstance(model, TrajectoryBalanceModel) else model
+        return simulate(key, control, logdensity_fn, reference(config.num_steps), n, dim, keep)
+
+    return run
+
+
+def score_cost(config: DiffusionConfig) -> tuple[int, int]:
+    """A reference-chain path: one gradient per step with the Langevin control, and in
+    reverse-KL training one more, the end's log density back-propagated."""
+    per_path = config.num_steps if config.langevin_control else 0
+    return per_path + 1, per_path
+
+
+def balanced_cost(config: DiffusionConfig) -> tuple[int, int]:
+    """As :func:`score_cost`, but the end is only evaluated (``end_evaluations``)."""
+    per_path = config.num_steps if config.langevin_control else 0
+    return per_path, per_path
+
+
+PIS = DiffusionMethod(
+    "pis", build_control, on_reference(brownian_reference), reverse_kl_loss, score_cost
+)
+DDS = DiffusionMethod(
+    "dds", build_control, on_reference(ornstein_uhlenbeck_reference), reverse_kl_loss, score_cost
+)
+GFN_TB = DiffusionMethod(
+    "gfn_tb",
+    build_balanced,
+    on_reference(brownian_reference),
+    trajectory_balance_loss,
+    balanced_cost,
+    end_evaluations=1,
+    learns_log_z=True,
+)
 
 
 def optimizer(config: DiffusionConfig, method: DiffusionMethod) -> optax.GradientTransformation:
@@ -220,24 +270,23 @@ def plateau_rule(config: DiffusionConfig) -> PlateauRule | None:
     return PlateauRule(window=config.plateau_window, patience=config.plateau_patience)
 
 
-def train_control(
+def train_model(
     key: Array, logdensity_fn: Callable, dim: int, config: DiffusionConfig, method: DiffusionMethod
-) -> tuple[Control, dict[str, Array]]:
-    """Build and train one control on the (whitened) density; returns it and the
+) -> tuple[Any, dict[str, Array]]:
+    """Build and train one method's model on the (whitened) density; returns it and the
     training trace (``loss``, ``elbo``, ``log_z`` for trajectory balance, ``skipped``,
     and with the plateau rule ``trained`` and ``plateau``)."""
     init_key, train_key = jax.random.split(key)
-    reference = method.reference(config.num_steps)
     model, _, trace = train_flow(
         train_key,
-        initial_model(init_key, dim, config, method),
-        method.loss(reference, logdensity_fn, config, dim),
+        method.build(init_key, dim, config),
+        method.loss(method, logdensity_fn, config, dim),
         config.num_warmup,
         optimizer(config, method),
         progress=method.name if config.progress_bar else None,
         plateau=plateau_rule(config),
     )
-    return (model.control if method.learns_log_z else model), trace
+    return model, trace
 
 
 def diffusion_cost(
@@ -245,10 +294,9 @@ def diffusion_cost(
 ) -> tuple[Count, Count]:
     """``(n_grad_evals, n_logdensity_evals)`` of a whole run, all runs, exact.
 
-    A path takes one target gradient per step with the Langevin control (the score);
-    reverse KL back-propagates the target at each training path's end (one gradient),
-    trajectory balance evaluates it (one density). Every gradient also evaluates the
-    density; the pilot's evaluations and one per weighted draw are added.
+    A path costs the gradients of ``method.path_cost`` (training, sampling) and a
+    training path ``method.end_evaluations`` densities more. Every gradient also
+    evaluates the density; the pilot's evaluations and one per weighted draw are added.
 
     Example:
         >>> config = DiffusionConfig(num_chains=2, num_samples=10, num_steps=5, batch_size=4)
@@ -256,14 +304,13 @@ def diffusion_cost(
         >>> int(grads), int(evals) - int(grads)
         (244, 38932)
     """
-    per_path = config.num_steps if config.langevin_control else 0
-    per_training_path = per_path + (1 if method.backpropagates_end else 0)
+    training, sampling = method.path_cost(config)
     draws = config.num_chains * config.num_samples
-    grads = Count.of(steps_trained, each=config.batch_size * per_training_path)
-    grads = grads + Count.of(draws * per_path)
+    grads = Count.of(steps_trained, each=config.batch_size * training)
+    grads = grads + Count.of(draws * sampling)
     evals = grads + Count.of(draws)
-    if not method.backpropagates_end:
-        evals = evals + Count.of(steps_trained, each=config.batch_size)
+    if method.end_evaluations:
+        evals = evals + Count.of(steps_trained, each=config.batch_size * method.end_evaluations)
     if config.pilot_steps > 0:
         pilot = config.num_chains * (config.pilot_steps * PILOT_MC_SAMPLES + PILOT_INIT_DRAWS)
         evals = evals + Count.of(pilot)
@@ -293,10 +340,9 @@ def run_diffusion(
         pilot_key, train_key, draw_key = jax.random.split(run_key, 3)
         frame = whitening(pilot_key, target, config)
         logdensity_fn = frame.log_density(target.log_density)
-        control, trace = train_control(train_key, logdensity_fn, target.dim, config, method)
-        reference = method.reference(config.num_steps)
-        paths = simulate(
-            draw_key, control, logdensity_fn, reference, config.num_samples, target.dim
+        model, trace = train_model(train_key, logdensity_fn, target.dim, config, method)
+        paths = method.simulate(
+            draw_key, model, logdensity_fn, config, config.num_samples, target.dim
         )
         positions = frame.loc + frame.scale * paths.ends
         good = jnp.isfinite(paths.log_weights) & jnp.all(jnp.isfinite(positions), axis=1)

@@ -1,4 +1,4 @@
-"""The diffusion samplers pis, dds and gfn_tb: exact path weights for any control, the
+"""The diffusion samplers pis, dds, gfn_tb and cmcd: exact path weights for any control, the
 trajectory-balance weights equal to the simulated ones, exact cost counts, and trained
 runs against exact log Z and moments."""
 
@@ -14,6 +14,7 @@ from helpers import across_run_z_scores, assert_z_scores
 
 import bayeswb as bw
 from bayeswb.samplers.diffusion import Control, brownian_reference, ornstein_uhlenbeck_reference
+from bayeswb.samplers.diffusion.annealed import CMCD, CMCDConfig, CMCDModel, cmcd_simulate
 from bayeswb.samplers.diffusion.paths import path_log_weights, simulate
 from bayeswb.samplers.diffusion.samplers import DDS, GFN_TB, PIS, DiffusionConfig, diffusion_cost
 
@@ -52,6 +53,23 @@ def test_path_weights_are_unbiased_for_z_under_any_control(langevin):
     assert_z_scores(np.array(z_scores), "path weights' mean against Z")
 
 
+def test_cmcd_path_weights_are_unbiased_for_z_under_any_control_and_step():
+    """CMCD's E[w] = Z for a random control and two steps (one small, one too large for
+    the annealing to follow without the weights), over 100000 paths each."""
+    num_paths, z_scores = 100_000, []
+    for step in (0.05, 0.3):
+        control = Control(jax.random.key(0), 2, 16, 2, False)
+        model = CMCDModel(helpers.perturbed(control, jax.random.key(1), 0.3), jnp.log(step))
+        config = CMCDConfig(num_steps=10)
+        paths = eqx.filter_jit(cmcd_simulate)(
+            jax.random.key(2), model, scaled_gaussian, config, num_paths, 2
+        )
+        w = np.exp(np.asarray(paths.log_weights, np.float64) - LOG_Z)
+        z_scores.append((w.mean() - 1.0) / (w.std(ddof=1) / np.sqrt(num_paths)))
+        assert w.std() > 0.05
+    assert_z_scores(np.array(z_scores), "cmcd path weights' mean against Z")
+
+
 def test_untrained_samplers_are_their_reference_chains():
     """u = 0 before training: PIS's end is N(0, sigma^2 T) = N(0, I) and DDS's the OU
     chain's stationary N(0, I), so with pilot_steps=0 the draws are N(0, I) weighted by
@@ -82,12 +100,14 @@ def test_cost_counts_are_exact():
         grads, evals = diffusion_cost(config, method, steps)
         assert int(grads) == 10 * 4 * (per_path + end_grad) + 20 * per_path
         assert int(evals) == int(grads) + 20 + pilot + (0 if end_grad else 10 * 4)
+    grads, evals = diffusion_cost(CMCDConfig(**vars(config)), CMCD, steps)
+    assert int(grads) == 10 * 4 * 6 + 20 * 6 and int(evals) == int(grads) + 20 + pilot
     plain = DiffusionConfig(num_chains=2, num_samples=10, langevin_control=False, pilot_steps=0)
     grads, evals = diffusion_cost(plain, PIS, steps)
     assert (int(grads), int(evals)) == (10 * 64, 10 * 64 + 20)
 
 
-@pytest.mark.parametrize("name", ["pis", "dds", "gfn_tb"])
+@pytest.mark.parametrize("name", ["pis", "dds", "gfn_tb", "cmcd"])
 def test_trained_runs_recover_log_z_and_moments(name):
     """Eight runs on a correlated 3-d Gaussian (pilot, short training): the pooled
     log Z within its standard error across runs of the truth, the weighted mean and
@@ -105,14 +125,14 @@ def test_trained_runs_recover_log_z_and_moments(name):
         num_chains=8, num_samples=1000, num_warmup=300, num_steps=20, hidden_width=32,
         batch_size=32, pilot_steps=100,
     )  # fmt: skip
-    method = {"pis": PIS, "dds": DDS, "gfn_tb": GFN_TB}[name]
+    method = {"pis": PIS, "dds": DDS, "gfn_tb": GFN_TB, "cmcd": CMCD}[name]
     grads, evals = diffusion_cost(config, method, jnp.asarray(steps))
     assert r.cost["n_grad_evals"] == int(grads)
     assert r.cost["n_logdensity_evals"] == int(evals)
 
 
 def test_samplers_are_registered_in_the_flow_family():
-    for name in ("pis", "dds", "gfn_tb"):
+    for name in ("pis", "dds", "gfn_tb", "cmcd"):
         assert bw.samplers.get(name).family == "flow"
     with pytest.raises(ValueError, match="num_steps"):
         bw.samplers.get("pis").make_config(num_steps=0)

@@ -1,0 +1,157 @@
+"""``cmcd``: Controlled Monte Carlo Diffusions (Vargas, Padhy, Blessing and Nuesken 2024),
+annealed Langevin transport from N(0, I) to the target whose forward and backward
+kernels share a learnt control.
+
+The densities ``pi_k ∝ N(0, I)^(1 - beta_k) pi^beta_k``, ``beta_k = k / K``, are annealed
+along the path. Forward (the sampler) and backward kernels are Euler-Maruyama steps of
+the Langevin diffusion of ``pi_t`` with the control added and subtracted (their
+section 3, the discretisation of their eq. 10):
+
+    F_k(x_{k+1} | x_k) = N(x_k + d [grad log pi_k(x_k) + u(x_k, t_k)], 2 d I)
+    B_k(x_k | x_{k+1}) = N(x_{k+1} + d [grad log pi_{k+1}(x_{k+1}) - u(x_{k+1}, t_{k+1})], 2 d I)
+
+with step ``d`` (learnt, from ``step_size``); a path from ``x_0 ~ N(0, I)`` has weight
+
+    log w = log pi(x_K) + sum_k log B_k(x_k | x_{k+1})
+            - log N(x_0; 0, I) - sum_k log F_k(x_{k+1} | x_k),
+
+exact for any control and step (``E[w] = Z``); with ``u = 0`` it is unadjusted-Langevin
+annealed importance sampling (Thin et al. 2021; Geffner and Domke 2021), which the
+control corrects. The target's score is clipped as in :mod:`.paths` (the same function
+in both kernels, so the weights stay exact).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from bayeswb.core.config import option, positive
+from bayeswb.core.draws import Draws
+from bayeswb.core.target import Target
+from bayeswb.execution.driver import ChainLayout
+from bayeswb.samplers import register
+from bayeswb.samplers.diffusion.paths import SCORE_CLIP, Control, Paths
+from bayeswb.samplers.diffusion.samplers import (
+    DiffusionConfig,
+    DiffusionMethod,
+    reverse_kl_loss,
+    run_diffusion,
+)
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class CMCDConfig(DiffusionConfig):
+    """CMCD: the shared options, and the initial Langevin step (learnt in training)."""
+
+    step_size: float = option(
+        0.05, positive, "initial step d of the Langevin kernels (learnt, as log d)"
+    )
+
+
+class CMCDModel(eqx.Module):
+    """What CMCD trains: the control and the log of the Langevin step."""
+
+    control: Control
+    log_step: Array
+
+
+def build_cmcd(key: Array, dim: int, config: CMCDConfig) -> CMCDModel:
+    """The untrained control (u = 0: ULA annealing) and ``log d = log step_size``; the
+    control has no Langevin term of its own (the annealed score is in both kernels)."""
+    control = Control(key, dim, config.hidden_width, config.hidden_depth, False)
+    return CMCDModel(control, jnp.log(jnp.asarray(config.step_size)))
+
+
+def _value_and_clipped_score(logdensity_fn: Callable[[Array], Array]) -> Callable:
+    def evaluate(x: Array) -> tuple[Array, Array]:
+        value, grad = jax.value_and_grad(logdensity_fn)(x)
+        return value, jnp.clip(jnp.nan_to_num(grad, nan=0.0), -SCORE_CLIP, SCORE_CLIP)
+
+    return jax.vmap(evaluate)
+
+
+def cmcd_simulate(
+    key: Array,
+    model: CMCDModel,
+    logdensity_fn: Callable[[Array], Array],
+    config: CMCDConfig,
+    num_paths: int,
+    dim: int,
+    keep: bool = False,
+) -> Paths:
+    """``num_paths`` CMCD paths (one ``lax.scan`` over the K steps, paths vectorised) and
+    their log weights; one target gradient at each of the K + 1 points of a path. The
+    control at ``x_{k+1}`` serves both ``B_k`` and the next ``F_{k+1}``."""
+    num_steps = config.num_steps
+    step = jnp.exp(model.log_step)
+    evaluate = _value_and_clipped_score(logdensity_fn)
+    control = jax.vmap(model.control, (0, None, None))
+    start_key, key = jax.random.split(key)
+    x = jax.random.normal(start_key, (num_paths, dim))
+    value, score = evaluate(x)
+    u = control(x, jnp.zeros((), x.dtype), None)
+    log_start = -0.5 * jnp.sum(x**2, axis=1)  # the N(0, I) constant cancels with pi_0's
+
+    def annealed_score(x: Array, score: Array, k: Array) -> Array:
+        beta = (k / num_steps).astype(x.dtype)
+        return (1.0 - beta) * (-x) + beta * score
+
+    def one_step(carry: tuple, inputs: tuple[Array, Array]) -> tuple[tuple, None]:
+        x, value, score, u, log_ratio = carry
+        step_key, k = inputs
+        forward_mean = x + step * (annealed_score(x, score, k) + u)
+        noise = jax.random.normal(step_key, x.shape, x.dtype)
+        new = forward_mean + jnp.sqrt(2.0 * step) * noise
+        new_value, new_score = evaluate(new)
+        new_u = control(new, ((k + 1) / num_steps).astype(x.dtype), None)
+        backward_mean = new + step * (annealed_score(new, new_score, k + 1) - new_u)
+        # log B_k - log F_k (equal variances: the normalisers cancel)
+        backward = jnp.sum((x - backward_mean) ** 2, axis=1)
+        forward = jnp.sum((new - forward_mean) ** 2, axis=1)
+        log_ratio = log_ratio + (forward - backward) / (4.0 * step)
+        return (new, new_value, new_score, new_u, log_ratio), None
+
+    keys = jax.random.split(key, num_steps)
+    carry = (x, value, score, u, jnp.zeros(num_paths, x.dtype))
+    (ends, lp, _, _, log_ratio), _ = jax.lax.scan(one_step, carry, (keys, jnp.arange(num_steps)))
+    terminal = lp + 0.5 * dim * jnp.log(2.0 * jnp.pi) - log_start
+    return Paths(ends, terminal + log_ratio, lp, terminal, None, None)
+
+
+def cmcd_cost(config: CMCDConfig) -> tuple[int, int]:
+    """One gradient at each of a path's K + 1 points, in training and sampling (its
+    back-propagation in training is not counted again)."""
+    return config.num_steps + 1, config.num_steps + 1
+
+
+CMCD = DiffusionMethod("cmcd", build_cmcd, cmcd_simulate, reverse_kl_loss, cmcd_cost)
+
+
+@register("cmcd", CMCDConfig, family="flow")
+def run_cmcd(
+    key: Array, target: Target, config: CMCDConfig, layout: ChainLayout | None = None
+) -> Draws:
+    """Controlled Monte Carlo Diffusions (Vargas, Padhy, Blessing and Nuesken 2024,
+    "Transport meets variational inference: Controlled Monte Carlo diffusions", ICLR):
+    annealed Langevin kernels from N(0, I) to the target, forward and backward sharing
+    a learnt control (see this module), trained with the step by the reverse KL of the
+    path laws (their eq. 14, reparametrised), then ``num_samples`` paths' ends weighted
+    by the exact path weight. ``hidden_*``: the control network; ``langevin_control``
+    is not used (the annealed score is in both kernels).
+    Result and cost: as :func:`~.samplers.run_diffusion`'s.
+
+    Example:
+        >>> import bayeswb as bw
+        >>> r = bw.sample("banana", "cmcd", num_chains=2, num_samples=50, num_warmup=5,
+        ...               num_steps=10, hidden_width=8, batch_size=8, pilot_steps=10)
+        >>> r.log_weights.shape, r.cost["n_grad_evals"]  # 2 x (5 x 8 + 50) paths x 11
+        ((2, 50), 1980)
+    """
+    return run_diffusion(key, target, config, CMCD, layout)
