@@ -23,7 +23,6 @@ import jax.numpy as jnp
 import optax
 
 from bayeswb.core.config import (
-    SamplerConfig,
     boolean,
     non_negative_int,
     option,
@@ -44,7 +43,12 @@ from bayeswb.samplers.diffusion.paths import (
     simulate,
 )
 from bayeswb.samplers.flows.fitting import PILOT_MC_SAMPLES
-from bayeswb.samplers.flows.training import PlateauRule, train_flow, training_status
+from bayeswb.samplers.flows.training import (
+    PlateauTraining,
+    plateau_rule,
+    train_flow,
+    training_status,
+)
 from bayeswb.samplers.importance import weighted_output
 from bayeswb.samplers.importance.pilot import PILOT_INIT_DRAWS, gaussian_pilot
 
@@ -53,7 +57,7 @@ LossFn = Callable[..., tuple[Array, dict[str, Array]]]
 
 
 @dataclasses.dataclass(frozen=True)
-class DiffusionConfig(SamplerConfig):
+class DiffusionConfig(PlateauTraining):
     """The options every diffusion sampler shares: the path, the control network, its
     training, and the pilot."""
 
@@ -69,18 +73,6 @@ class DiffusionConfig(SamplerConfig):
     batch_size: int = option(64, positive_int, "paths per training step")
     learning_rate: float = option(1e-3, positive, "Adam learning rate of the control")
     max_grad_norm: float = option(10.0, positive, "gradient clipping (global norm)")
-    num_warmup: int = option(
-        5000,
-        non_negative_int,
-        "training steps: the cap when plateau_window > 0 (it stops at a loss plateau), "
-        "else the exact number",
-    )
-    plateau_window: int = option(
-        200, non_negative_int, "steps per window of the plateau rule (0: no early stop)"
-    )
-    plateau_patience: int = option(
-        3, positive_int, "windows in a row without improvement that stop training"
-    )
     pilot_steps: int = option(
         300,
         non_negative_int,
@@ -261,13 +253,6 @@ def optimizer(config: DiffusionConfig, method: DiffusionMethod) -> optax.Gradien
             {"control": adam, "log_z": optax.adam(config.log_z_learning_rate)}, labels
         )
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam)
-
-
-def plateau_rule(config: DiffusionConfig) -> PlateauRule | None:
-    """The config's plateau rule, or None (train exactly ``num_warmup`` steps)."""
-    if config.plateau_window == 0:
-        return None
-    return PlateauRule(window=config.plateau_window, patience=config.plateau_patience)
 
 
 def train_model(

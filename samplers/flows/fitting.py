@@ -37,7 +37,7 @@ from bayeswb.samplers.flows.losses import (
     objective_loss,
     reverse_kl_loss,
 )
-from bayeswb.samplers.flows.training import PlateauRule, train_flow
+from bayeswb.samplers.flows.training import PlateauTraining, plateau_rule, train_flow
 from bayeswb.samplers.importance.pilot import (
     PILOT_INIT_DRAWS,
     GaussianPilot,
@@ -49,7 +49,7 @@ Array = jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
-class FlowConfig(FlowArchitecture):
+class FlowConfig(PlateauTraining, FlowArchitecture):
     """Flow architecture and training settings shared by the flow samplers."""
 
     init_scale: float | None = option(
@@ -66,23 +66,11 @@ class FlowConfig(FlowArchitecture):
         lambda v: None if v is None or positive(v) is None else "must be None or positive",
         "clip the gradient to this global norm before Adam (None: no clipping)",
     )
-    num_warmup: int = option(
-        5000,
-        non_negative_int,
-        "training steps: the cap when plateau_window > 0 (it stops at a loss plateau), "
-        "else the exact number",
-    )
     num_anneal_steps: int | None = option(
         None,
         lambda v: None if v is None or non_negative_int(v) is None else "must be None or >= 0",
         "steps of the inverse-temperature ramp 0.01 -> 1 on log p (reverse_kl only); "
         "None: num_warmup // 5; 0: none",
-    )
-    plateau_window: int = option(
-        200, non_negative_int, "steps per window of the plateau rule (0: no early stop)"
-    )
-    plateau_patience: int = option(
-        3, positive_int, "windows in a row without improvement that stop training"
     )
     num_mc_samples: int = option(32, positive_int, "reverse-KL draws per step")
     stl_estimator: bool = option(False, boolean, "sticking-the-landing reverse-KL gradient")
@@ -226,19 +214,6 @@ def anneal_steps(config: FlowConfig) -> int:
     return config.num_anneal_steps
 
 
-def plateau_rule(config: FlowConfig) -> PlateauRule | None:
-    """The config's :class:`~.training.PlateauRule` (judged only after the annealing
-    ramp, whose loss is not comparable from step to step), or None (``plateau_window=0``:
-    train exactly ``num_warmup`` steps)."""
-    if config.plateau_window == 0:
-        return None
-    return PlateauRule(
-        window=config.plateau_window,
-        patience=config.plateau_patience,
-        start=anneal_steps(config),
-    )
-
-
 def flow_loss(target: Target, config: FlowConfig) -> LossFn:
     """The training loss a flow sampler uses: reverse KL for ``flow_vi``; for ``flow_is``
     the config's ``objective`` (forward KL and mixed need ``target.sample_exact``)."""
@@ -315,6 +290,6 @@ def fit_flow(key: Array, target: Target, config: FlowConfig) -> tuple[Any, dict[
         training_optimizer(config),
         beta_schedule=linear_annealing(anneal) if anneal > 0 else None,
         progress=("flow_vi" if is_vi else "flow_is") if config.progress_bar else None,
-        plateau=plateau_rule(config),
+        plateau=plateau_rule(config, start=anneal_steps(config)),
     )
     return flow, trace

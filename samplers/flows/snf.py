@@ -22,9 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from bayeswb.core.config import (
-    SamplerConfig,
     boolean,
-    non_negative_int,
     one_of,
     option,
     positive,
@@ -47,7 +45,13 @@ from bayeswb.samplers.flows.snf_paths import (
     make_snf,
     sample_paths,
 )
-from bayeswb.samplers.flows.training import PlateauRule, train_flow, training_status
+from bayeswb.samplers.flows.training import (
+    PlateauTraining,
+    plateau_rule,
+    train_flow,
+    training_cap,
+    training_status,
+)
 
 Array = jax.Array
 
@@ -91,7 +95,7 @@ def forward_path_kl_loss(
 
 
 @dataclasses.dataclass(frozen=True)
-class SNFConfig(SamplerConfig):
+class SNFConfig(PlateauTraining):
     """Stochastic normalizing flow: training until the loss plateaus (at most
     ``num_warmup`` steps; :class:`~.training.PlateauRule`), then ``num_samples`` weighted
     paths per run; ``num_chains`` independent runs (one SNF each)."""
@@ -120,18 +124,7 @@ class SNFConfig(SamplerConfig):
     num_mc_samples: int = option(64, positive_int, "forward paths per reverse-KL step")
     learning_rate: float = option(1e-3, positive, "Adam learning rate")
     max_grad_norm: float = option(10.0, positive, "gradient clipping (global norm)")
-    num_warmup: int = option(
-        2000,
-        non_negative_int,
-        "training steps: the cap when plateau_window > 0 (it stops at a loss plateau), "
-        "else the exact number",
-    )
-    plateau_window: int = option(
-        200, non_negative_int, "steps per window of the plateau rule (0: no early stop)"
-    )
-    plateau_patience: int = option(
-        3, positive_int, "windows in a row without improvement that stop training"
-    )
+    num_warmup: int = training_cap(2000)
 
 
 def _evaluations_per_path(config: SNFConfig) -> tuple[int, int]:
@@ -175,13 +168,6 @@ def snf_cost(config: SNFConfig, steps_trained: Any = None) -> tuple[Any, Any]:
     if steps_trained is None:
         return int(grads), int(evals)
     return grads, evals
-
-
-def plateau_rule(config: SNFConfig) -> PlateauRule | None:
-    """The config's :class:`~.training.PlateauRule`, or None (train ``num_warmup`` steps)."""
-    if config.plateau_window == 0:
-        return None
-    return PlateauRule(window=config.plateau_window, patience=config.plateau_patience)
 
 
 def snf_loss(target: Target, config: SNFConfig) -> Callable:

@@ -11,6 +11,7 @@ terminal; the loss curve is also returned.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import optax
 import paramax
 
+from bayeswb.core.config import SamplerConfig, non_negative_int, option, positive_int
 from bayeswb.core.progress import report_progress
 from bayeswb.samplers.flows.losses import LossFn
 
@@ -80,6 +82,41 @@ class PlateauRule(NamedTuple):
     patience: int = 3
     threshold: float = 2.0
     start: int = 0  # steps before any window is judged (an annealing ramp's)
+
+
+def training_cap(default: int) -> Any:
+    """The ``num_warmup`` option of a sampler trained under :class:`PlateauRule`."""
+    return option(
+        default,
+        non_negative_int,
+        "training steps: the cap when plateau_window > 0 (it stops at a loss plateau), "
+        "else the exact number",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PlateauTraining(SamplerConfig):
+    """The options of training stopped by the plateau rule, declared once for every
+    trained sampler (the flows, snf, the diffusion samplers): the ``num_warmup`` cap
+    (:func:`training_cap` gives a sampler its own default) and the rule's window and
+    patience (:func:`plateau_rule`)."""
+
+    num_warmup: int = training_cap(5000)
+    plateau_window: int = option(
+        200, non_negative_int, "steps per window of the plateau rule (0: no early stop)"
+    )
+    plateau_patience: int = option(
+        3, positive_int, "windows in a row without improvement that stop training"
+    )
+
+
+def plateau_rule(config: PlateauTraining, start: int = 0) -> PlateauRule | None:
+    """The config's :class:`PlateauRule`, judged from step ``start`` on (after an
+    annealing ramp, whose loss is not comparable from step to step), or None
+    (``plateau_window=0``: train exactly ``num_warmup`` steps)."""
+    if config.plateau_window == 0:
+        return None
+    return PlateauRule(config.plateau_window, config.plateau_patience, start=start)
 
 
 class _WhileState(NamedTuple):
