@@ -239,8 +239,9 @@ GFN_TB = DiffusionMethod(
 
 
 def optimizer(config: DiffusionConfig, method: DiffusionMethod) -> optax.GradientTransformation:
-    """Clipped Adam; trajectory balance's log Z has its own learning rate (Sendera et
-    al. 2024 train it 100 times faster than the network)."""
+    """Clipped Adam; trajectory balance's log Z has its own learning rate
+    (``log_z_learning_rate``, 0.1: Adam moves a parameter by about its learning rate per
+    step, and log Z starts at 0, often tens of units from its value)."""
     adam = optax.adam(config.learning_rate)
     if method.learns_log_z:
         assert isinstance(config, GFNConfig)
