@@ -5,7 +5,7 @@ kernels share a learnt control.
 The densities ``pi_k ∝ N(0, I)^(1 - beta_k) pi^beta_k``, ``beta_k = k / K``, are annealed
 along the path. Forward (the sampler) and backward kernels are Euler-Maruyama steps of
 the Langevin diffusion of ``pi_t`` with the control added and subtracted (their
-section 3, the discretisation of their eq. 10):
+controlled forward and backward SDEs, discretised):
 
     F_k(x_{k+1} | x_k) = N(x_k + d [grad log pi_k(x_k) + u(x_k, t_k)], 2 d I)
     B_k(x_k | x_{k+1}) = N(x_{k+1} + d [grad log pi_{k+1}(x_{k+1}) - u(x_{k+1}, t_{k+1})], 2 d I)
@@ -142,7 +142,7 @@ def run_cmcd(
     "Transport meets variational inference: Controlled Monte Carlo diffusions", ICLR):
     annealed Langevin kernels from N(0, I) to the target, forward and backward sharing
     a learnt control (see this module), trained with the step by the reverse KL of the
-    path laws (their eq. 14, reparametrised), then ``num_samples`` paths' ends weighted
+    path laws (reparametrised), then ``num_samples`` paths' ends weighted
     by the exact path weight. ``hidden_*``: the control network; ``langevin_control``
     is not used (the annealed score is in both kernels).
     Result and cost: as :func:`~.samplers.run_diffusion`'s.

@@ -18,12 +18,13 @@ path's importance weight is
 
 (the start's density is the same in both laws and cancels). ``E[w] = Z`` exactly for any
 control, in discrete time (no discretisation error enters Z), so ``log mean w`` estimates
-log Z and ``w`` reweights the ends ``x_K`` to ``pi`` (Zhang and Chen 2022, section 3.2 and
-eq. 13, in continuous time; Vargas, Grathwohl and Doucet 2023, section 3, in the discrete
-time used here).
+log Z and ``w`` reweights the ends ``x_K`` to ``pi`` (Zhang and Chen 2022 derive these
+weights in continuous time by Girsanov's theorem; Vargas, Grathwohl and Doucet 2023 write
+them in the discrete time used here). The equations of this module are the ones the
+samplers run; the papers' equation numbers are not cited, as they were not checked.
 
 The control (:class:`Control`) is a network of ``(x, t)`` plus, in the Langevin
-parametrisation (Zhang and Chen 2022, section 4.1; Sendera et al. 2024, section 3.2),
+parametrisation (Zhang and Chen 2022; Sendera et al. 2024),
 a learnt function of ``t`` times the target's score ``grad log pi(x)``, clipped. Its last
 layers start at zero, so an untrained sampler is its reference chain.
 """
@@ -69,7 +70,8 @@ class Reference(NamedTuple):
 
 
 def brownian_reference(num_steps: int, horizon: float = 1.0, sigma: float = 1.0) -> Reference:
-    """PIS's reference (Zhang and Chen 2022, eq. 4 with ``f = 0``, ``g = sigma``):
+    """PIS's reference (Zhang and Chen 2022, their prior diffusion with no drift and
+    constant noise ``sigma``):
     Brownian motion from 0 on ``[0, horizon]``, ``dx = u dt + sigma dW``, Euler-Maruyama
     at ``dt = horizon / num_steps``; its end is ``N(0, sigma^2 horizon I)``.
 
@@ -91,7 +93,7 @@ def brownian_reference(num_steps: int, horizon: float = 1.0, sigma: float = 1.0)
 
 
 def ornstein_uhlenbeck_reference(num_steps: int, offset: float = 0.008) -> Reference:
-    """DDS's reference (Vargas, Grathwohl and Doucet 2023, section 3.1): the stationary
+    """DDS's reference (Vargas, Grathwohl and Doucet 2023): the stationary
     OU chain ``x_{k+1} = sqrt(1 - alpha_k) x_k + sqrt(alpha_k) xi_k`` of ``N(0, I)``,
     reversible, so that its backward chain from the target is the noising process of a
     diffusion model and the sampler denoises. DDS's control enters as

@@ -144,8 +144,8 @@ def reverse_kl_loss(
     method: DiffusionMethod, logdensity_fn: Callable, config: DiffusionConfig, dim: int
 ) -> LossFn:
     """``E_q[log q(path) - log p(path)] = -E_q[log w]``, the KL of the sampler's path law
-    from the target's up to log Z (Zhang and Chen 2022, eq. 11; Vargas et al. 2023,
-    eq. 15; Vargas et al. 2024, eq. 14), on ``batch_size`` reparametrised paths: the
+    from the target's up to log Z (the objective of Zhang and Chen 2022, Vargas et al.
+    2023 and Vargas et al. 2024), on ``batch_size`` reparametrised paths: the
     gradient flows through the positions into the target."""
 
     def loss(params: Any, static: Any, key: Array) -> tuple[Array, dict[str, Array]]:
@@ -160,8 +160,8 @@ def reverse_kl_loss(
 def trajectory_balance_loss(
     method: DiffusionMethod, logdensity_fn: Callable, config: DiffusionConfig, dim: int
 ) -> LossFn:
-    """Trajectory balance (Malkin et al. 2022, eq. 14; for diffusion samplers Lahlou et
-    al. 2023 and Sendera et al. 2024, eq. 8): ``E[(log Z_theta + log q(path) - log
+    """Trajectory balance (Malkin et al. 2022; for diffusion samplers Lahlou et al. 2023
+    and Sendera et al. 2024): ``E[(log Z_theta + log q(path) - log
     pi(x_K) - log p_B(path | x_K))^2] = E[(log Z_theta - log w)^2]`` over ``batch_size``
     paths drawn on-policy and then held fixed (no gradient through the positions: it is
     an off-policy-capable objective), with ``log Z_theta`` learnt beside the control."""
@@ -361,11 +361,12 @@ def run_pis(
 ) -> Draws:
     """Path Integral Sampler (Zhang and Chen 2022, "Path Integral Sampler: a stochastic
     control approach for sampling", ICLR): Brownian motion from 0 on [0, 1] controlled
-    by a learnt drift (eq. 4 with f = 0; Euler-Maruyama in ``num_steps`` steps,
-    :func:`~.paths.brownian_reference`), trained by the path KL (eq. 11) on
+    by a learnt drift (Euler-Maruyama in ``num_steps`` steps,
+    :func:`~.paths.brownian_reference`), trained by the path KL (control energy plus
+    terminal cost) on
     reparametrised paths, then ``num_samples`` paths' ends weighted by the exact path
-    weight of the discretised chain (eq. 13 in discrete time; :mod:`.paths`). The control
-    is the Langevin parametrisation (section 4.1) by default.
+    weight of the discretised chain (:mod:`.paths`, the paper's importance weights in
+    discrete time). The control is their Langevin parametrisation by default.
     Result and cost: as :func:`run_diffusion`'s.
 
     Example:
@@ -384,10 +385,10 @@ def run_dds(
 ) -> Draws:
     """Denoising Diffusion Sampler (Vargas, Grathwohl and Doucet 2023, "Denoising
     diffusion samplers", ICLR): the stationary OU chain of N(0, I) run from noise
-    (:func:`~.paths.ornstein_uhlenbeck_reference`, section 3.1) with a learnt drift
+    (:func:`~.paths.ornstein_uhlenbeck_reference`) with a learnt drift
     ``2 (1 - sqrt(1 - alpha_k)) f(x, t)`` that undoes the noising of the target
-    (their discrete-time sampler, section 3.2), trained by the KL of the path laws
-    (their eq. 15, reparametrised), then ``num_samples`` paths' ends weighted by the
+    (their discrete-time sampler), trained by the KL of the path laws
+    (reparametrised), then ``num_samples`` paths' ends weighted by the
     exact discrete-time path weight (:mod:`.paths`). ``f`` is the Langevin
     parametrisation by default.
     Result and cost: as :func:`run_diffusion`'s.
@@ -408,7 +409,7 @@ def run_gfn_tb(
 ) -> Draws:
     """A GFlowNet diffusion sampler trained by trajectory balance (Lahlou et al. 2023,
     "A theory of continuous generative flow networks", ICML; Sendera et al. 2024,
-    "Improved off-policy training of diffusion samplers", NeurIPS, section 3 and eq. 8):
+    "Improved off-policy training of diffusion samplers", NeurIPS):
     PIS's chain (:func:`~.paths.brownian_reference`) with the Brownian bridge as the
     fixed backward policy, its drift and a scalar log Z trained to balance
     ``log Z + log q(path) = log pi(x_K) + log p_B(path | x_K)`` on on-policy paths
