@@ -126,6 +126,34 @@ def across_run_z_scores(result, mean: np.ndarray, var: np.ndarray) -> np.ndarray
     return np.concatenate(z)
 
 
+def importance_z_scores(result, mean: np.ndarray, var: np.ndarray, log_z: float) -> np.ndarray:
+    """z-scores of an importance sampler's runs pooled (equal run weights) against the
+    truth, from each run's own weights: the self-normalised mean and second central
+    moment of each coordinate, with the delta-method SE ``sqrt(sum_i wbar_i^2 (f_i -
+    fbar)^2)`` per run, and Z (the mean of the runs' ``mean w``) with the SE of a mean.
+
+    Why not :func:`across_run_z_scores`: a standard error estimated from R runs has R - 1
+    degrees of freedom, so with 8 runs the z-scores are t_7 and exceed the normal bound
+    of 7 tests at 3.8 with probability about 0.15 for a correct sampler; the per-draw
+    SEs of 1000 weights per run have thousands. Valid where the weights have a finite
+    variance (the runs' PSIS k-hat below 0.5).
+    """
+    log_w = np.asarray(result.log_weights, dtype=np.float64)
+    x = np.asarray(result.positions, dtype=np.float64)
+    runs, n = log_w.shape
+    raw = np.exp(log_w - log_z)  # w / Z, one scale for every run
+    normalised = raw / raw.sum(axis=1, keepdims=True)
+    z = []
+    for f, truth in ((x, mean), ((x - mean) ** 2, var)):
+        per_run = np.einsum("rn,rnd->rd", normalised, f)
+        se = np.sqrt(np.einsum("rn,rnd->rd", normalised**2, (f - per_run[:, None]) ** 2))
+        pooled_se = np.sqrt(np.sum(se**2, axis=0)) / runs
+        z.append((per_run.mean(axis=0) - truth) / pooled_se)
+    ratio = raw.mean(axis=1)  # Z_r / Z
+    ratio_se = np.sqrt(np.sum(raw.var(axis=1, ddof=1) / n)) / runs
+    return np.concatenate(z + [np.atleast_1d((ratio.mean() - 1.0) / ratio_se)])
+
+
 def weighted_result(seed=0, n=4000, chains=4):
     """Importance sampling N(1, 1) with a N(0, 2^2) proposal: exact weights, log Z = 0."""
     import bayeswb as bw
