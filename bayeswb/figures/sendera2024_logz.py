@@ -222,7 +222,17 @@ HOW_FOUND: dict[str, dict[str, str]] = {
 }
 # the "auto" rows: every sampler with its defaults, only the number of runs set (8, as the
 # tuned rows: it sets the standard error, not the answer)
-AUTO_SAMPLERS = ("smc", "ais", "smc_langevin", "smc_flow", "flow_is")
+AUTO_SAMPLERS = (
+    "smc",
+    "ais",
+    "smc_langevin",
+    "smc_flow",
+    "flow_is",
+    "pis",
+    "dds",
+    "gfn_tb",
+    "cmcd",
+)
 AUTO_OPTIONS = {"num_chains": 8}
 QUICK_FLOW = {"num_warmup": 20, "num_layers": 2, "hidden_width": 8, "num_mc_samples": 8}
 QUICK_RUNS = {"num_chains": 4, "num_samples": 128}
