@@ -1,5 +1,7 @@
-"""The diffusion samplers ``pis``, ``dds`` and ``gfn_tb``: per run, a control trained on
-paths of :mod:`.paths`, then ``num_samples`` paths whose ends are importance weighted.
+"""The diffusion samplers ``pis``, ``dds`` and ``gfn_tb``, and the run that ``cmcd``
+(:mod:`.annealed`) shares with them: per run, a control trained on paths (of :mod:`.paths`
+or of the annealed kernels), then ``num_samples`` paths whose ends are importance
+weighted.
 
 Trust by default: each run first fits the flows' Gaussian pilot (a widened, mass-covering
 forward-chi^2 fit, :func:`~bayeswb.samplers.importance.pilot.gaussian_pilot`) and runs its
