@@ -123,7 +123,8 @@ class TrajectoryBalanceModel(eqx.Module):
 class DiffusionMethod(NamedTuple):
     """One registered diffusion sampler.
 
-    build:     ``build(key, dim, config) -> model``, the untrained trainable module
+    build:     ``build(key, logdensity_fn, dim, config) -> model``, the untrained
+               trainable module (for the run's whitened density)
     simulate:  ``simulate(key, model, logdensity_fn, config, n, dim, keep) -> Paths``
     loss:      ``loss(method, logdensity_fn, config, dim) -> loss_fn`` for ``train_flow``
     path_cost: ``path_cost(config) -> (training, sampling)``: target gradients of one
@@ -131,15 +132,17 @@ class DiffusionMethod(NamedTuple):
     end_evaluations: target densities of a training path not counted as gradients
                (trajectory balance evaluates the end without back-propagating it)
     learns_log_z: the model carries a log Z with its own learning rate
+    start_grads: ``start_grads(config) -> int``, target gradients ``build`` spends per run
     """
 
     name: str
-    build: Callable[[Array, int, Any], Any]
+    build: Callable[[Array, Callable, int, Any], Any]
     simulate: Callable[..., Paths]
     loss: Callable[[Any, Callable, Any, int], LossFn]
     path_cost: Callable[[Any], tuple[int, int]]
     end_evaluations: int = 0
     learns_log_z: bool = False
+    start_grads: Callable[[Any], int] = lambda config: 0
 
 
 def reverse_kl_loss(
@@ -187,14 +190,19 @@ def trajectory_balance_loss(
     return loss
 
 
-def build_control(key: Array, dim: int, config: DiffusionConfig) -> Control:
+def build_control(
+    key: Array, logdensity_fn: Callable, dim: int, config: DiffusionConfig
+) -> Control:
     """The untrained control (u = 0: the reference chain)."""
     return Control(key, dim, config.hidden_width, config.hidden_depth, config.langevin_control)
 
 
-def build_balanced(key: Array, dim: int, config: DiffusionConfig) -> TrajectoryBalanceModel:
+def build_balanced(
+    key: Array, logdensity_fn: Callable, dim: int, config: DiffusionConfig
+) -> TrajectoryBalanceModel:
     """The untrained control and ``log_z = 0``."""
-    return TrajectoryBalanceModel(build_control(key, dim, config), jnp.zeros(()))
+    control = build_control(key, logdensity_fn, dim, config)
+    return TrajectoryBalanceModel(control, jnp.zeros(()))
 
 
 def on_reference(reference: Callable[[int], Reference]) -> Callable[..., Paths]:
@@ -267,7 +275,7 @@ def train_model(
     init_key, train_key = jax.random.split(key)
     model, _, trace = train_flow(
         train_key,
-        method.build(init_key, dim, config),
+        method.build(init_key, logdensity_fn, dim, config),
         method.loss(method, logdensity_fn, config, dim),
         config.num_warmup,
         optimizer(config, method),
@@ -283,7 +291,8 @@ def diffusion_cost(
     """``(n_grad_evals, n_logdensity_evals)`` of a whole run, all runs, exact.
 
     A path costs the gradients of ``method.path_cost`` (training, sampling) and a
-    training path ``method.end_evaluations`` densities more. Every gradient also
+    training path ``method.end_evaluations`` densities more; a run's start
+    ``method.start_grads``. Every gradient also
     evaluates the density; the pilot's evaluations and one per weighted draw are added.
 
     Example:
@@ -296,6 +305,7 @@ def diffusion_cost(
     draws = config.num_chains * config.num_samples
     grads = Count.of(steps_trained, each=config.batch_size * training)
     grads = grads + Count.of(draws * sampling)
+    grads = grads + Count.of(config.num_chains * method.start_grads(config))
     evals = grads + Count.of(draws)
     if method.end_evaluations:
         evals = evals + Count.of(steps_trained, each=config.batch_size * method.end_evaluations)

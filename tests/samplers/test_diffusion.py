@@ -14,7 +14,13 @@ from helpers import assert_z_scores, importance_z_scores
 
 import bayeswb as bw
 from bayeswb.samplers.diffusion import Control, brownian_reference, ornstein_uhlenbeck_reference
-from bayeswb.samplers.diffusion.annealed import CMCD, CMCDConfig, CMCDModel, cmcd_simulate
+from bayeswb.samplers.diffusion.annealed import (
+    CMCD,
+    CMCDConfig,
+    CMCDModel,
+    cmcd_simulate,
+    probe_step,
+)
 from bayeswb.samplers.diffusion.paths import path_log_weights, simulate
 from bayeswb.samplers.diffusion.samplers import DDS, GFN_TB, PIS, DiffusionConfig, diffusion_cost
 
@@ -70,6 +76,16 @@ def test_cmcd_path_weights_are_unbiased_for_z_under_any_control_and_step():
     assert_z_scores(np.array(z_scores), "cmcd path weights' mean against Z")
 
 
+def test_cmcd_probes_a_step_that_a_stiff_target_accepts():
+    """The initial step is the largest tried (0.05) on N(0, I); on N(0, I / 100), whose
+    unadjusted Langevin steps diverge above 2 / 100, it is below that bound, and not the
+    smallest step of the grid."""
+    step = probe_step(jax.random.key(0), lambda x: -0.5 * x @ x, 4, 0.05)
+    assert float(step) == pytest.approx(0.05, rel=1e-6)
+    step = float(probe_step(jax.random.key(0), lambda x: -50.0 * x @ x, 4, 0.05))
+    assert 0.05 * 0.5**11 < step < 0.02
+
+
 def test_untrained_samplers_are_their_reference_chains():
     """u = 0 before training: PIS's end is N(0, sigma^2 T) = N(0, I) and DDS's the OU
     chain's stationary N(0, I), so with pilot_steps=0 the draws are N(0, I) weighted by
@@ -101,7 +117,8 @@ def test_cost_counts_are_exact():
         assert int(grads) == 10 * 4 * (per_path + end_grad) + 20 * per_path
         assert int(evals) == int(grads) + 20 + pilot + (0 if end_grad else 10 * 4)
     grads, evals = diffusion_cost(CMCDConfig(**vars(config)), CMCD, steps)
-    assert int(grads) == 10 * 4 * 6 + 20 * 6 and int(evals) == int(grads) + 20 + pilot
+    probe = 2 * 64 * 13  # each run's step probe
+    assert int(grads) == 10 * 4 * 6 + 20 * 6 + probe and int(evals) == int(grads) + 20 + pilot
     plain = DiffusionConfig(num_chains=2, num_samples=10, langevin_control=False, pilot_steps=0)
     grads, evals = diffusion_cost(plain, PIS, steps)
     assert (int(grads), int(evals)) == (10 * 64, 10 * 64 + 20)
