@@ -37,6 +37,27 @@ smc_flow      1.97 flagged   0.54 flagged   2.67 flagged
 flow_is       2.08 flagged   0.19 flagged   2.69 flagged
 ============  =============  =============  =============
 
+The diffusion samplers' auto rows (``pis``, ``dds``, ``gfn_tb``, ``cmcd``: defaults, 8
+runs, seed 0; one-off script calling ``bw.sample`` as ``run_one`` does), on gmm25 and the
+funnel (manywell: see ``cmcd`` below; the other three were not run to the end on this
+machine):
+
+============  =============  =============
+sampler       gmm25          funnel
+============  =============  =============
+pis           2.00 flagged   0.29 flagged
+dds           1.11 flagged   0.47 flagged
+gfn_tb        1.93 flagged   0.51 flagged
+cmcd          1.50 flagged   0.30 flagged
+============  =============  =============
+
+All trained by reverse KL or on-policy trajectory balance, they collapse onto a few of
+gmm25's modes (k-hat 1.2-4.2) and miss part of the funnel's neck (k-hat 0.8-1.0); the
+verdict flags every cell. (``cmcd``'s two cells were run before its step probe; with the
+fixed step 0.05 it gave |delta log Z| of about 1500 on manywell, flagged, which the probe
+was added for.) Sendera et al.'s off-policy exploration is not implemented, so ``gfn_tb``
+is not the method of their best gmm25 number.
+
 No auto row is wrong without a flag. smc's defaults beat the paper's SMC baseline on
 gmm25 and manywell, not on the funnel, where the verdict's ``density_peak`` check sees the
 empty neck and points to the tuned row's local step sizes; the flows' defaults find a few
@@ -78,7 +99,9 @@ PAPER = (
 )
 FULL_RUNTIME = (
     "about 12 min on 2 CPU cores (smc: 0.6, 0.9 and 1.3 min on gmm25, funnel and manywell, "
-    "quiet machine; the other samplers about 8 min, measured on a loaded one)"
+    "quiet machine; the other samplers about 8 min, measured on a loaded one), plus the "
+    "diffusion samplers' auto rows: 65 min on gmm25 and the funnel (two runs sharing the "
+    "2 cores), manywell longer (not timed to the end)"
 )
 
 TARGETS: dict[str, tuple[str, dict[str, Any]]] = {
