@@ -35,7 +35,7 @@ from bayeswb.core.draws import Draws
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout
 from bayeswb.samplers import register
-from bayeswb.samplers.diffusion.paths import SCORE_CLIP, Control, Paths
+from bayeswb.samplers.diffusion.paths import Control, Paths, clip_score
 from bayeswb.samplers.diffusion.samplers import (
     DiffusionConfig,
     DiffusionMethod,
@@ -115,7 +115,7 @@ def build_cmcd(
 def _value_and_clipped_score(logdensity_fn: Callable[[Array], Array]) -> Callable:
     def evaluate(x: Array) -> tuple[Array, Array]:
         value, grad = jax.value_and_grad(logdensity_fn)(x)
-        return value, jnp.clip(jnp.nan_to_num(grad, nan=0.0), -SCORE_CLIP, SCORE_CLIP)
+        return value, clip_score(grad)
 
     return jax.vmap(evaluate)
 

@@ -162,14 +162,14 @@ def time_features(t: Array) -> Array:
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)])
 
 
+def clip_score(grad: Array) -> Array:
+    """A score with each coordinate clipped to +-SCORE_CLIP, NaN -> 0."""
+    return jnp.clip(jnp.nan_to_num(grad, nan=0.0), -SCORE_CLIP, SCORE_CLIP)
+
+
 def clipped_score(logdensity_fn: LogDensity) -> Callable[[Array], Array]:
-    """``x -> grad log pi(x)``, each coordinate clipped to +-SCORE_CLIP, NaN -> 0."""
-
-    def score(x: Array) -> Array:
-        g = jax.grad(logdensity_fn)(x)
-        return jnp.clip(jnp.nan_to_num(g, nan=0.0), -SCORE_CLIP, SCORE_CLIP)
-
-    return score
+    """``x -> clip_score(grad log pi(x))``."""
+    return lambda x: clip_score(jax.grad(logdensity_fn)(x))
 
 
 class Paths(NamedTuple):

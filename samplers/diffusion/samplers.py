@@ -227,8 +227,8 @@ def score_cost(config: DiffusionConfig) -> tuple[int, int]:
 
 def balanced_cost(config: DiffusionConfig) -> tuple[int, int]:
     """As :func:`score_cost`, but the end is only evaluated (``end_evaluations``)."""
-    per_path = config.num_steps if config.langevin_control else 0
-    return per_path, per_path
+    training, sampling = score_cost(config)
+    return training - 1, sampling
 
 
 PIS = DiffusionMethod(
