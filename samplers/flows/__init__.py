@@ -9,7 +9,9 @@ The samplers, each registered in the ``flow`` family:
 - ``snf`` (:mod:`.snf`, the flow and its paths in :mod:`.snf_paths`): stochastic
   normalizing flows, coupling blocks interleaved with Markov steps;
 - ``smc_flow`` (:mod:`.smc_flow`): a trained flow's draws annealed to the target by
-  annealed-Langevin SMC (a Sequential Boltzmann Generator).
+  annealed-Langevin SMC (a Sequential Boltzmann Generator);
+- ``fab`` (:mod:`.fab`): flow annealed importance sampling bootstrap, a flow trained by
+  the alpha = 2 divergence estimated with AIS, then AIS from it.
 
 The flow toolkit they share: :mod:`.architectures` (building a flow, and the architecture
 options every flow config inherits, declared once), :mod:`.bijections` (the radial layer
@@ -49,6 +51,7 @@ from bayeswb.samplers.flows.architectures import (
     make_flow,
 )
 from bayeswb.samplers.flows.bijections import Radial, radial_flow
+from bayeswb.samplers.flows.fab import FABConfig, run_fab
 from bayeswb.samplers.flows.fitting import (
     FlowConfig,
     FlowISConfig,
@@ -76,6 +79,7 @@ from bayeswb.samplers.flows.training import partition_flow, train_flow
 from bayeswb.samplers.flows.weighted import importance_weights, run_flow_is, run_flow_vi
 
 __all__ = [
+    "FABConfig",
     "FLOW_TYPES",
     "INVERTIBLE_FLOW_TYPES",
     "FlowArchitecture",
@@ -104,6 +108,7 @@ __all__ = [
     "partition_flow",
     "radial_flow",
     "reverse_kl_loss",
+    "run_fab",
     "run_flow_is",
     "run_flow_mcmc",
     "run_flow_vi",
