@@ -187,7 +187,8 @@ def fab_cost(config: FABConfig, steps_trained: Array | int) -> tuple[Count, Coun
 def run_fab(
     key: Array, target: Target, config: FABConfig, layout: ChainLayout | None = None
 ) -> Draws:
-    """Flow annealed importance sampling bootstrap (Midgley et al. 2023, Algorithm 1
+    """Flow annealed importance sampling bootstrap (Midgley, Stimper, Simm, Schoelkopf and
+    Hernandez-Lobato 2023, "Flow Annealed Importance Sampling Bootstrap", Algorithm 1
     without the replay buffer; see the module docstring): per run, a flow trained by the
     AIS-estimated alpha = 2 divergence, then ``num_samples`` AIS particles from it to the
     target, weighted, with the run's log Z.
