@@ -45,7 +45,8 @@ class TrainingCarry(NamedTuple):
     smoothed_loss: Array  # exponential moving average over about 20 steps, for the bar
 
 
-def _all_finite(loss: Array, grads: Any) -> Array:
+def all_finite(loss: Array, grads: Any) -> Array:
+    """Whether the loss and every gradient leaf are finite (a step to keep)."""
     leaves = jax.tree.leaves(grads) + [loss]
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
@@ -146,15 +147,18 @@ def _window_update(state: _WhileState, rule: PlateauRule) -> tuple[Array, Array]
     return best, stale
 
 
-def _train_until_plateau(
-    step: Callable[[TrainingCarry, tuple[Array, Array]], tuple[TrainingCarry, dict]],
-    carry: TrainingCarry,
+def train_until_plateau(
+    step: Callable[[Any, tuple[Array, Array]], tuple[Any, dict]],
+    carry: Any,
     keys: Array,
     num_steps: int,
     rule: PlateauRule,
-) -> tuple[TrainingCarry, dict[str, Array]]:
-    """``step`` in a ``lax.while_loop`` until ``num_steps`` or the plateau ``rule``; the
-    trace buffers keep NaN (False for flags) after the last step taken."""
+) -> tuple[Any, dict[str, Array]]:
+    """``step(carry, (key, index)) -> (carry, record)`` in a ``lax.while_loop`` until
+    ``num_steps`` or the plateau ``rule`` fires on ``record["loss"]``; the trace buffers
+    keep NaN (False for flags) after the last step taken. ``carry`` is a
+    :class:`TrainingCarry`, or any NamedTuple with its ``smoothed_loss`` (fab's carries
+    a replay buffer too)."""
     _, record = jax.eval_shape(step, carry, (keys[0], jnp.asarray(0)))
 
     def empty(leaf: jax.ShapeDtypeStruct) -> Array:
@@ -260,7 +264,7 @@ def train_flow(
         (loss, aux), grads = value_and_grad(carry.params, static, step_key, *extra.values())
         updates, new_opt_state = optimizer.update(grads, carry.opt_state, carry.params)
         new_params = eqx.apply_updates(carry.params, updates)
-        finite = _all_finite(loss, grads)
+        finite = all_finite(loss, grads)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
         smoothed = carry.smoothed_loss
         average = jnp.where(index == 0, loss, 0.95 * smoothed + 0.05 * loss)
@@ -277,7 +281,7 @@ def train_flow(
     if plateau is None or num_steps == 0:
         carry, trace = jax.lax.scan(step, carry, (keys, jnp.arange(num_steps)))
     else:
-        carry, trace = _train_until_plateau(step, carry, keys, num_steps, plateau)
+        carry, trace = train_until_plateau(step, carry, keys, num_steps, plateau)
         if progress is not None:
             # close the bar of a run that stopped early (a no-op after a full run)
             report_progress(progress, jnp.asarray(num_steps - 1), num_steps, carry.smoothed_loss)

@@ -1,6 +1,6 @@
-"""fab (flow annealed importance sampling bootstrap): the training gradient is the alpha = 2
-divergence's, the cost counts are exact (counted by the target itself), and trained runs
-recover exact log Z and moments."""
+"""fab (flow annealed importance sampling bootstrap): the replay buffer's weights follow the
+flow, the cost counts are exact (counted by the target itself), and trained runs recover
+exact log Z and moments."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from helpers import assert_z_scores, importance_z_scores
 from jax.experimental import io_callback
 
 import bayeswb as bw
-from bayeswb.samplers.flows import make_flow, partition_flow
-from bayeswb.samplers.flows.fab import fab_loss, run_fab
+from bayeswb.samplers.flows import initial_flow, partition_flow, training_optimizer
+from bayeswb.samplers.flows.fab import FABCarry, empty_buffer, fab_iteration, run_fab
 
 
 def counted_gaussian(dim):
@@ -64,44 +64,36 @@ def test_cost_counts_are_exact():
     assert int(draws.n_logdensity_evals) == counts["value"] + counts["grad"]
 
 
-def test_training_gradient_is_minus_the_weighted_score_under_p2_over_q():
-    """With one temperature and no move, the AIS weights are plain importance weights of
-    p^2/q against q; the loss's gradient is then exactly ``-sum_i wbar_i grad log q(x_i)``
-    at q's own draws, and its value the log mean weight."""
-    dim = 2
-    flow = make_flow(jax.random.key(0), dim, "affine_coupling", num_layers=2)
-    target = bw.models.get("gaussian", dim=dim)
+def test_replay_buffer_weights_follow_the_flow():
+    """Five iterations into a buffer of three runs (it wraps): each run enters with the raw
+    AIS weights toward p^2/q (their mean is the run's estimate, the reported loss); an
+    entry's log w + log q never changes; the entries just drawn carry the current flow's
+    log q."""
+    target = bw.models.get("gaussian", dim=2)
     config = bw.samplers.get("fab").make_config(
-        num_steps=1, num_mcmc_steps=1, num_mc_samples=16, step_size=1e-12, adapt_step_size=False,
-        precondition=False,
+        num_mc_samples=16, buffer_runs=3, updates_per_ais=2, num_layers=2, init_scale=1.0,
+        learning_rate=1e-2, progress_bar=False,
     )  # fmt: skip
-    loss = fab_loss(target, config)
+    flow = initial_flow(jax.random.key(0), target, config, invert=True)
     params, static = partition_flow(flow)
-    key = jax.random.key(1)
-    (value, _), grads = eqx.filter_value_and_grad(loss, has_aux=True)(params, static, key)
-    # the same draws: the AIS's initial ones (an HMC step of size 1e-12 keeps them)
-    from bayeswb.samplers.flows.fab import training_ais
-    from bayeswb.samplers.flows.smc_flow import flow_reference
-    from bayeswb.samplers.smc import anneal
-
-    parts, step_size = training_ais(target, config)
-    fixed = eqx.combine(params, static)
-    out = anneal(
-        key, lambda x: 2 * target.log_density(x) - fixed.log_prob(x), flow_reference(fixed),
-        16, parts, num_steps=1, step_size=1e-12,
-    )  # fmt: skip
-    x = out.positions
-    log_w = jax.vmap(lambda x: 2 * target.log_density(x) - 2 * fixed.log_prob(x))(x)
-    np.testing.assert_allclose(value, jax.nn.logsumexp(log_w) - math.log(16), rtol=1e-4)
-    wbar = jax.nn.softmax(log_w)
-
-    def weighted_score(params):
-        q = eqx.combine(params, static)
-        return -jnp.sum(wbar * jax.vmap(q.log_prob)(x))
-
-    expected = jax.grad(weighted_score)(params)
-    for g, e in zip(jax.tree.leaves(grads), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-5)
+    optimizer = training_optimizer(config)
+    iteration = jax.jit(fab_iteration(target, config, static, optimizer, None))
+    carry = FABCarry(params, optimizer.init(params), jnp.zeros(()), empty_buffer(48, 2))
+    invariant = np.full(48, np.nan)
+    for t in range(5):
+        before = eqx.combine(carry.params, static)
+        carry, record = iteration(carry, (jax.random.key(t), jnp.asarray(t)))
+        buffer, slot = carry.buffer, slice((t % 3) * 16, (t % 3 + 1) * 16)
+        kept = np.asarray(buffer.log_weights + buffer.log_q)
+        inserted = kept[slot] - np.asarray(jax.vmap(before.log_prob)(buffer.positions[slot]))
+        entry_mean = jax.nn.logsumexp(inserted) - math.log(16)
+        np.testing.assert_allclose(entry_mean, record["loss"], rtol=1e-4, atol=1e-4)
+        invariant[slot] = kept[slot]
+        filled = ~np.isnan(invariant)
+        np.testing.assert_allclose(kept[filled], invariant[filled], rtol=1e-5, atol=1e-5)
+        now = jax.vmap(eqx.combine(carry.params, static).log_prob)(buffer.positions)
+        current = np.isclose(buffer.log_q, now, rtol=1e-6, atol=1e-6)
+        assert current[filled].any() and not current[filled].all()
 
 
 def test_trained_runs_recover_log_z_and_moments():
