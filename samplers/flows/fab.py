@@ -69,7 +69,7 @@ from bayeswb.samplers.flows.training import (
     all_finite,
     partition_flow,
     plateau_rule,
-    train_until_plateau,
+    run_steps,
     training_cap,
     training_status,
 )
@@ -285,15 +285,8 @@ def train_fab(key: Array, target: Target, config: FABConfig, flow: Any) -> tuple
     )
     progress = "fab" if config.progress_bar else None
     iteration = fab_iteration(target, config, static, optimizer, progress)
-    num_steps = config.num_warmup
-    keys = jax.random.split(key, num_steps)
     rule = plateau_rule(config)
-    if rule is None or num_steps == 0:
-        carry, trace = jax.lax.scan(iteration, carry, (keys, jnp.arange(num_steps)))
-    else:
-        carry, trace = train_until_plateau(iteration, carry, keys, num_steps, rule)
-        if progress is not None:
-            report_progress(progress, jnp.asarray(num_steps - 1), num_steps, carry.smoothed_loss)
+    carry, trace = run_steps(iteration, carry, key, config.num_warmup, rule, progress)
     return eqx.combine(carry.params, static), trace
 
 

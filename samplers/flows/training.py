@@ -276,13 +276,27 @@ def train_flow(
         )
         return carry, {**aux, **extra, "loss": loss, "skipped": ~finite}
 
-    keys = jax.random.split(key, num_steps)
     carry = TrainingCarry(params, opt_state, jnp.zeros((), dtype=jnp.result_type(float)))
-    if plateau is None or num_steps == 0:
-        carry, trace = jax.lax.scan(step, carry, (keys, jnp.arange(num_steps)))
-    else:
-        carry, trace = train_until_plateau(step, carry, keys, num_steps, plateau)
-        if progress is not None:
-            # close the bar of a run that stopped early (a no-op after a full run)
-            report_progress(progress, jnp.asarray(num_steps - 1), num_steps, carry.smoothed_loss)
+    carry, trace = run_steps(step, carry, key, num_steps, plateau, progress)
     return eqx.combine(carry.params, static), carry.opt_state, trace
+
+
+def run_steps(
+    step: Callable[[Any, tuple[Array, Array]], tuple[Any, dict]],
+    carry: Any,
+    key: Array,
+    num_steps: int,
+    plateau: PlateauRule | None,
+    progress: str | None,
+) -> tuple[Any, dict[str, Array]]:
+    """``step(carry, (key, index))`` ``num_steps`` times as one ``lax.scan``, or under the
+    ``plateau`` rule (:func:`train_until_plateau`), closing the ``progress`` bar of a run
+    that stopped early; returns the last carry and the stacked records."""
+    keys = jax.random.split(key, num_steps)
+    if plateau is None or num_steps == 0:
+        return jax.lax.scan(step, carry, (keys, jnp.arange(num_steps)))
+    carry, trace = train_until_plateau(step, carry, keys, num_steps, plateau)
+    if progress is not None:
+        # a no-op after a full run
+        report_progress(progress, jnp.asarray(num_steps - 1), num_steps, carry.smoothed_loss)
+    return carry, trace
