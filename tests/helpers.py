@@ -222,3 +222,40 @@ def tuned_steps_and_noise(result, num_warmup: int) -> tuple[np.ndarray, np.ndarr
     final_window = mass_matrix_windows(num_warmup)[-1][1]
     noise = result.idata.warmup_sample_stats["gradient_noise"].values[:, final_window:]
     return result.idata.sample_stats["step_size"].values[:, 0], noise.mean(axis=1)
+
+
+def counted_gaussian(dim):
+    """N(0, I) whose log density counts its own evaluations and gradients on the host
+    (one count per point under vmap; a batched loop also runs finished lanes' callbacks,
+    so count single runs). Returns the Target and the counts dict it fills."""
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+    from jax.experimental import io_callback
+
+    import bayeswb as bw
+
+    counts = {"value": 0, "grad": 0}
+
+    def bump(kind, one):
+        counts[kind] += int(np.size(one))
+
+    def base(x):
+        return -0.5 * jnp.sum(x**2)
+
+    def one(x):
+        # depends on x, so that under vmap the callback sees one entry per point
+        return (x[0] * 0.0 + 1.0).astype(jnp.int32)
+
+    @jax.custom_vjp
+    def log_density(x):
+        io_callback(functools.partial(bump, "value"), None, one(x))
+        return base(x)
+
+    def forward(x):
+        io_callback(functools.partial(bump, "grad"), None, one(x))
+        return jax.value_and_grad(base)(x)
+
+    log_density.defvjp(forward, lambda grad, g: (g * grad,))
+    return bw.Target.from_logdensity(log_density, dim=dim, name="counted"), counts

@@ -52,7 +52,11 @@ from bayeswb.samplers.flows.training import (
     training_status,
 )
 from bayeswb.samplers.importance import weighted_output
-from bayeswb.samplers.importance.pilot import PILOT_INIT_DRAWS, gaussian_pilot
+from bayeswb.samplers.importance.pilot import (
+    PILOT_INIT_DRAWS,
+    Whitening,
+    pilot_whitening,
+)
 
 Array = jax.Array
 LossFn = Callable[..., tuple[Array, dict[str, Array]]]
@@ -92,25 +96,9 @@ class GFNConfig(DiffusionConfig):
     log_z_learning_rate: float = option(0.1, positive, "Adam learning rate of the learnt log Z")
 
 
-class Whitening(NamedTuple):
-    """``x = loc + scale * y``: where a run's chain lives."""
-
-    loc: Array
-    scale: Array
-
-    def log_density(self, logdensity_fn: Callable[[Array], Array]) -> Callable[[Array], Array]:
-        """The density of y, ``pi(loc + scale y) prod(scale)`` (the same Z)."""
-        log_jacobian = jnp.sum(jnp.log(self.scale))
-        return lambda y: logdensity_fn(self.loc + self.scale * y) + log_jacobian
-
-
 def whitening(key: Array, target: Target, config: DiffusionConfig) -> Whitening:
     """The pilot's loc and (widened) scale, or loc 0 and scale 1 with ``pilot_steps=0``."""
-    if config.pilot_steps == 0:
-        x = target.init(key)
-        return Whitening(jnp.zeros_like(x), jnp.ones_like(x))
-    pilot = gaussian_pilot(key, target, config.pilot_steps, PILOT_MC_SAMPLES)
-    return Whitening(pilot.loc, pilot.scale)
+    return pilot_whitening(key, target, config.pilot_steps, PILOT_MC_SAMPLES)
 
 
 class TrajectoryBalanceModel(eqx.Module):

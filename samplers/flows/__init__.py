@@ -11,7 +11,9 @@ The samplers, each registered in the ``flow`` family:
 - ``smc_flow`` (:mod:`.smc_flow`): a trained flow's draws annealed to the target by
   annealed-Langevin SMC (a Sequential Boltzmann Generator);
 - ``fab`` (:mod:`.fab`): flow annealed importance sampling bootstrap, a flow trained by
-  the alpha = 2 divergence estimated with AIS, then AIS from it.
+  the alpha = 2 divergence estimated with AIS, then AIS from it;
+- ``craft`` (:mod:`.craft`): SMC whose steps first push the particles through transports
+  trained by CRAFT's objective.
 
 The flow toolkit they share: :mod:`.architectures` (building a flow, and the architecture
 options every flow config inherits, declared once), :mod:`.bijections` (the radial layer
@@ -51,6 +53,7 @@ from bayeswb.samplers.flows.architectures import (
     make_flow,
 )
 from bayeswb.samplers.flows.bijections import Radial, radial_flow
+from bayeswb.samplers.flows.craft import CRAFTConfig, run_craft
 from bayeswb.samplers.flows.fab import FABConfig, run_fab
 from bayeswb.samplers.flows.fitting import (
     FlowConfig,
@@ -79,6 +82,7 @@ from bayeswb.samplers.flows.training import partition_flow, train_flow
 from bayeswb.samplers.flows.weighted import importance_weights, run_flow_is, run_flow_vi
 
 __all__ = [
+    "CRAFTConfig",
     "FABConfig",
     "FLOW_TYPES",
     "INVERTIBLE_FLOW_TYPES",
@@ -108,6 +112,7 @@ __all__ = [
     "partition_flow",
     "radial_flow",
     "reverse_kl_loss",
+    "run_craft",
     "run_fab",
     "run_flow_is",
     "run_flow_mcmc",

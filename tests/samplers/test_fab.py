@@ -4,7 +4,6 @@ exact log Z and moments."""
 
 from __future__ import annotations
 
-import functools
 import math
 import types
 
@@ -13,39 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_z_scores, importance_z_scores
-from jax.experimental import io_callback
+from helpers import assert_z_scores, counted_gaussian, importance_z_scores
 
 import bayeswb as bw
 from bayeswb.samplers.flows import initial_flow, partition_flow, training_optimizer
 from bayeswb.samplers.flows.fab import FABCarry, empty_buffer, fab_iteration, run_fab
-
-
-def counted_gaussian(dim):
-    """N(0, I) whose log density counts its own evaluations and gradients on the host."""
-    counts = {"value": 0, "grad": 0}
-
-    def bump(kind, one):
-        counts[kind] += int(np.size(one))
-
-    def base(x):
-        return -0.5 * jnp.sum(x**2)
-
-    def one(x):
-        # depends on x, so that under vmap the callback sees one entry per point
-        return (x[0] * 0.0 + 1.0).astype(jnp.int32)
-
-    @jax.custom_vjp
-    def log_density(x):
-        io_callback(functools.partial(bump, "value"), None, one(x))
-        return base(x)
-
-    def forward(x):
-        io_callback(functools.partial(bump, "grad"), None, one(x))
-        return jax.value_and_grad(base)(x)
-
-    log_density.defvjp(forward, lambda grad, g: (g * grad,))
-    return bw.Target.from_logdensity(log_density, dim=dim, name="counted"), counts
 
 
 def test_cost_counts_are_exact():
