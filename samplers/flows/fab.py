@@ -21,7 +21,9 @@ runs one AIS of ``num_mc_samples`` particles and adds them to a buffer of the la
 probability proportional to w and descend ``-mean log q_theta(x)``. After a step the drawn
 entries' weights follow the new flow, ``log w += log q_old(x) - log q_new(x)`` (the
 target ``p^2 / q`` changed with q), so ``log w + log q`` of an entry never changes
-(:func:`replay_update`). ``buffer_runs=1, updates_per_ais=1`` is FAB without the buffer.
+(:func:`replay_update`); inside the step's loss each drawn entry is weighted by
+``q_stored(x) / q(x)``, clipped at 10 (their ``w_adjust``), for the steps since its weight
+last moved. ``buffer_runs=1, updates_per_ais=1`` is FAB without the buffer.
 
 The loss an iteration reports is the fresh AIS's estimate of ``log int p^2 / q``, which
 falls toward ``2 log Z``; the flows' plateau rule watches it
@@ -161,6 +163,11 @@ def add_run(buffer: Buffer, positions: Array, log_weights: Array, log_q: Array) 
     )
 
 
+# the largest factor by which a drawn entry's weight is moved to the current flow inside
+# an update's loss (the paper's w_adjust_clip of 10): a stale entry cannot dominate a step
+LOG_ADJUST_CLIP = math.log(10.0)
+
+
 def weighted_indices(key: Array, log_weights: Array, n: int) -> Array:
     """n indices drawn with replacement with probability proportional to
     ``exp(log_weights)``, by inverting the cumulative weights (O(capacity + n log
@@ -202,7 +209,13 @@ def replay_update(
         x = buffer.positions[index]
 
         def loss(params: Any) -> Array:
-            return -jnp.mean(jax.vmap(eqx.combine(params, static).log_prob)(x))
+            log_q = jax.vmap(eqx.combine(params, static).log_prob)(x)
+            # the entries' weights were last moved at their stored log q: the rest of
+            # the way to the current flow, clipped (the paper's w_adjust_clip)
+            log_adjust = buffer.log_q[index] - jax.lax.stop_gradient(log_q)
+            adjust = jnp.exp(jnp.minimum(log_adjust, LOG_ADJUST_CLIP))
+            terms = jnp.where(jnp.isfinite(log_q), adjust * log_q, 0.0)
+            return -jnp.mean(terms)
 
         value, grads = eqx.filter_value_and_grad(loss)(carry.params)
         updates, opt_state = optimizer.update(grads, carry.opt_state, carry.params)
