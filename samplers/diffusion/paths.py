@@ -201,12 +201,32 @@ def terminal_log_weight(
 ) -> tuple[Array, Array]:
     """``(log pi(x_K), log pi(x_K) - log N(x_K; 0, terminal_variance I))`` per end."""
     lp = jax.vmap(logdensity_fn)(ends)
+    return lp, lp - end_log_prob(reference, ends)
+
+
+def end_log_prob(reference: Reference, ends: Array) -> Array:
+    """``log N(x_K; 0, terminal_variance I)``, the reference chain's end marginal."""
     variance = reference.terminal_variance
     dim = ends.shape[-1]
-    log_normal = -0.5 * jnp.sum(ends**2, axis=-1) / variance - 0.5 * dim * jnp.log(
+    return -0.5 * jnp.sum(ends**2, axis=-1) / variance - 0.5 * dim * jnp.log(
         2.0 * jnp.pi * variance
     )
-    return lp, lp - log_normal
+
+
+def explored(reference: Reference, extra_sd: Array | float) -> Reference:
+    """The behaviour chain of off-policy training (Sendera et al. 2024, section 3,
+    exploration by a wider policy): the reference's noise per step widened to
+    ``sqrt(noise^2 + extra_sd^2 dt)``, ``dt = 1 / K`` on [0, 1], i.e. ``extra_sd^2`` more
+    variance per unit time; the control and the drift are the model's. Its paths are
+    for training only: their weights are recomputed under the model's own chain
+    (:func:`path_log_weights` with ``reference`` and :func:`end_log_prob`).
+
+    Example:
+        >>> explored(brownian_reference(4), 1.0).noise.tolist()  # sqrt(1/4 + 1/4)
+        [0.7071067690849304, 0.7071067690849304, 0.7071067690849304, 0.7071067690849304]
+    """
+    dt = 1.0 / reference.times.shape[0]
+    return reference._replace(noise=jnp.sqrt(reference.noise**2 + extra_sd**2 * dt))
 
 
 def simulate(

@@ -26,6 +26,7 @@ import optax
 
 from bayeswb.core.config import (
     boolean,
+    non_negative,
     non_negative_int,
     option,
     positive,
@@ -40,6 +41,8 @@ from bayeswb.samplers.diffusion.paths import (
     Paths,
     Reference,
     brownian_reference,
+    end_log_prob,
+    explored,
     ornstein_uhlenbeck_reference,
     path_log_weights,
     simulate,
@@ -89,11 +92,22 @@ class DiffusionConfig(PlateauTraining):
     progress_bar: bool = option(True, boolean, "tqdm bar with the loss while training")
 
 
+# gfn_tb's default exploration (extra sd per unit time, in the pilot-whitened coordinates)
+EXPLORATION = 0.0
+
+
 @dataclasses.dataclass(frozen=True)
 class GFNConfig(DiffusionConfig):
     """A diffusion sampler trained by trajectory balance, with its learnt log Z."""
 
     log_z_learning_rate: float = option(0.1, positive, "Adam learning rate of the learnt log Z")
+    exploration: float = option(
+        EXPLORATION,
+        non_negative,
+        "off-policy exploration: extra noise sd per unit time of the chain that draws the "
+        "training paths, decayed linearly to 0 over the first half of training (0: "
+        "on-policy)",
+    )
 
 
 def whitening(key: Array, target: Target, config: DiffusionConfig) -> Whitening:
@@ -160,17 +174,24 @@ def trajectory_balance_loss(
     an off-policy-capable objective), with ``log Z_theta`` learnt beside the control."""
     reference = brownian_reference(config.num_steps)
 
-    def loss(params: Any, static: Any, key: Array) -> tuple[Array, dict[str, Array]]:
+    def loss(
+        params: Any, static: Any, key: Array, exploration: Array | float = 0.0
+    ) -> tuple[Array, dict[str, Array]]:
         model = eqx.combine(params, static)
         frozen = eqx.combine(jax.lax.stop_gradient(params), static)
-        paths = method.simulate(key, frozen, logdensity_fn, config, config.batch_size, dim, True)
+        off = isinstance(exploration, float) and exploration == 0.0
+        behaviour = reference if off else explored(reference, exploration)
+        n = config.batch_size
+        paths = simulate(key, frozen.control, logdensity_fn, behaviour, n, dim, True)
         assert paths.positions is not None
+        # the weights under the model's own chain, whichever chain drew the paths
+        terminal = paths.terminal_lp - end_log_prob(reference, paths.ends)
         log_w = path_log_weights(
             model.control,
             reference,
             jax.lax.stop_gradient(paths.positions),
             None if paths.scores is None else jax.lax.stop_gradient(paths.scores),
-            jax.lax.stop_gradient(paths.terminal),
+            jax.lax.stop_gradient(terminal),
         )
         residual = model.log_z - log_w
         return jnp.mean(residual**2), {"elbo": jnp.mean(log_w), "log_z": model.log_z}
@@ -261,14 +282,20 @@ def train_model(
     training trace (``loss``, ``elbo``, ``log_z`` for trajectory balance, ``skipped``,
     and with the plateau rule ``trained`` and ``plateau``)."""
     init_key, train_key = jax.random.split(key)
+    exploration, decay = getattr(config, "exploration", 0.0), config.num_warmup // 2
+    schedule = None
+    if exploration > 0 and decay > 0:
+        schedule = lambda step: exploration * jnp.maximum(1.0 - step / decay, 0.0)
     model, _, trace = train_flow(
         train_key,
         method.build(init_key, logdensity_fn, dim, config),
         method.loss(method, logdensity_fn, config, dim),
         config.num_warmup,
         optimizer(config, method),
+        beta_schedule=schedule,
         progress=method.name if config.progress_bar else None,
-        plateau=plateau_rule(config),
+        # the loss changes with the exploration: judged once it is off
+        plateau=plateau_rule(config, start=decay if schedule else 0),
     )
     return model, trace
 

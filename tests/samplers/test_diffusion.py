@@ -21,8 +21,18 @@ from bayeswb.samplers.diffusion.annealed import (
     cmcd_simulate,
     probe_step,
 )
-from bayeswb.samplers.diffusion.paths import path_log_weights, simulate
-from bayeswb.samplers.diffusion.samplers import DDS, GFN_TB, PIS, DiffusionConfig, diffusion_cost
+from bayeswb.samplers.diffusion.paths import explored, path_log_weights, simulate
+from bayeswb.samplers.diffusion.samplers import (
+    DDS,
+    GFN_TB,
+    PIS,
+    DiffusionConfig,
+    GFNConfig,
+    build_balanced,
+    diffusion_cost,
+    trajectory_balance_loss,
+)
+from bayeswb.samplers.flows import partition_flow
 
 MEAN, SD, LOG_SCALE = np.array([0.3, -0.2]), np.array([0.8, 0.9]), 0.7
 
@@ -103,6 +113,39 @@ def test_untrained_samplers_are_their_reference_chains():
         n = x.shape[0]
         z = np.concatenate([x.mean(0) * np.sqrt(n), (np.mean(x**2, 0) - 1.0) / np.sqrt(2.0 / n)])
         assert_z_scores(z, f"untrained {name}: N(0, I) ends")
+
+
+def test_explored_training_paths_are_weighted_under_the_model_chain():
+    """Off-policy exploration: the behaviour chain's ends are wider (untrained control:
+    variance 1 + 2^2 at extra sd 2, within MCSE), yet trajectory balance weighs its paths
+    under the model's chain: with a random control, the batch's mean log weight equals
+    the one computed here from the explored paths with the model's Euler steps
+    ``N(x + dt u, dt)`` against Brownian ones ``N(x, dt)`` and the end's ``N(0, 1)``."""
+    dim, n, k = 2, 2000, 10
+    config = GFNConfig(num_steps=k, batch_size=n, hidden_width=8, langevin_control=False)
+    untrained = build_balanced(jax.random.key(0), scaled_gaussian, dim, config)
+    wide = explored(brownian_reference(k), 2.0)
+    ends = simulate(jax.random.key(2), untrained.control, scaled_gaussian, wide, n, dim).ends
+    z = (np.asarray(ends).var(axis=0) - 5.0) / (5.0 * np.sqrt(2.0 / n))
+    assert_z_scores(z, "explored ends' variance")
+
+    control = helpers.perturbed(untrained.control, jax.random.key(1), 0.3)
+    model = eqx.tree_at(lambda m: m.control, untrained, control)
+    params, static = partition_flow(model)
+    loss = eqx.filter_jit(trajectory_balance_loss(GFN_TB, scaled_gaussian, config, dim))
+    _, aux = loss(params, static, jax.random.key(3), jnp.asarray(2.0))
+    paths = simulate(jax.random.key(3), control, scaled_gaussian, wide, n, dim, True)
+    x = np.asarray(paths.positions, np.float64)  # (k + 1, n, dim)
+    dt, times = 1.0 / k, np.arange(k) / k
+    u = np.stack(
+        [np.asarray(jax.vmap(control, (0, None, None))(x[i], times[i], None)) for i in range(k)]
+    )
+    steps = x[1:] - x[:-1]
+    log_ratio = np.sum(-(steps**2) + (steps - dt * u) ** 2, axis=(0, 2)) / (2 * dt)
+    ends = x[-1]
+    log_w = np.asarray(jax.vmap(scaled_gaussian)(jnp.asarray(ends, jnp.float32)), np.float64)
+    log_w += 0.5 * np.sum(ends**2, axis=1) + 0.5 * dim * np.log(2 * np.pi) + log_ratio
+    np.testing.assert_allclose(aux["elbo"], log_w.mean(), rtol=1e-3, atol=1e-3)
 
 
 def test_cost_counts_are_exact():
