@@ -3,21 +3,22 @@ Rezende and Doucet 2022, "Continual Repeated Annealed Flow Transport Monte Carlo
 
 SMC along the geometric path ``pi_k proportional to q^(1 - beta_k) p^beta_k`` from a
 reference q to the target p, where each step first pushes the particles through a learnt
-transport ``T_k`` and weights them by (their Algorithm 1, the annealed flow transport
-step of Arbel, Matthews and Doucet 2021, eq. 6)
+transport ``T_k`` and weights them by (the annealed flow transport step of Arbel,
+Matthews and Doucet 2021, "Annealed Flow Transport Monte Carlo")
 
     w_k(x) = pi_k(T_k(x)) |det J_T_k(x)| / pi_(k-1)(x),
 
 then resamples when the ESS falls below ``ess_threshold`` and moves the particles by an
-MCMC kernel for ``pi_k``. The transports are trained by CRAFT's objective (their eq. 9-10):
+MCMC kernel for ``pi_k``. The transports are trained by CRAFT's objective:
 the sum over k of ``KL(T_k # pi_(k-1) || pi_k)``, estimated at each step by
 ``-sum_i W_i log w_k(x_i)`` over the weighted particles of a full SMC pass (the particles
 and weights held fixed, gradients through ``T_k`` only), one Adam step per pass. Log Z is
-the product of the increments ``sum_i W_i w_k(x_i)``; it is unbiased for any transports
-held fixed (the final run's), so training only decides the variance.
+the product of the increments ``sum_i W_i w_k(x_i)``; for transports held fixed (the
+final run's) it is unbiased but for the step size retuned from the particles (an O(1/N)
+effect, as in smc), so training decides its variance, not its mean.
 
 Here each ``T_k`` is an elementwise affine map ``x -> exp(s_k) x + m_k``, started at the
-identity (then craft is adaptive-free SMC with a fixed schedule); the paper's experiments
+identity (untrained, craft is SMC on a fixed schedule); the paper's experiments
 use affine inverse autoregressive and spline coupling flows, which this transport does not
 have yet. Everything runs in coordinates whitened by the flows' Gaussian pilot
 (:func:`~bayeswb.samplers.importance.pilot.pilot_whitening`), where ``q = N(0, I)``; the
@@ -250,8 +251,8 @@ def run_craft(
     key: Array, target: Target, config: CRAFTConfig, layout: ChainLayout | None = None
 ) -> Draws:
     """Continual repeated annealed flow transport Monte Carlo (Matthews, Arbel, Rezende
-    and Doucet 2022, "Continual Repeated Annealed Flow Transport Monte Carlo", Algorithm 2
-    with elementwise affine transports; see the module docstring): per run, the
+    and Doucet 2022, "Continual Repeated Annealed Flow Transport Monte Carlo", with
+    elementwise affine transports; see the module docstring): per run, the
     transports trained on SMC passes, then one SMC run of ``num_samples`` particles.
 
     Output: weighted particles (``log_weights`` = log Z of the run + normalised log W, as

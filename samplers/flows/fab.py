@@ -3,7 +3,7 @@ and Hernandez-Lobato 2023, "Flow Annealed Importance Sampling Bootstrap", ICLR).
 
 A flow q is trained to minimise the alpha = 2 divergence to the target p, i.e.
 ``log int p^2 / q`` (its minimum, ``2 log Z``, is reached at ``q = p / Z``). Its gradient
-is an expectation under ``p^2 / q`` (their eq. 7-9):
+is an expectation under ``p^2 / q`` (the paper's loss):
 
     grad log int p^2 / q_theta  =  -E_{p^2 / q}[grad log q_theta(x)],
 
@@ -14,7 +14,7 @@ the path ``q^(1 - beta) (p^2 / q)^beta`` (linear by default), ``num_mcmc_steps``
 population. Targeting ``p^2 / q`` puts the AIS where q is too small relative to p, the
 regions a mode-seeking loss never visits: the bootstrap of the paper's title.
 
-The prioritised replay buffer (their section 4.1, Algorithm 2): each training iteration
+The paper's prioritised replay buffer: each training iteration
 runs one AIS of ``num_mc_samples`` particles and adds them to a buffer of the last
 ``buffer_runs`` runs with their log weights ``log w`` (toward ``p^2 / q``) and
 ``log q``; then ``updates_per_ais`` Adam steps each draw ``num_mc_samples`` entries with
@@ -335,8 +335,8 @@ def run_fab(
     key: Array, target: Target, config: FABConfig, layout: ChainLayout | None = None
 ) -> Draws:
     """Flow annealed importance sampling bootstrap (Midgley, Stimper, Simm, Schoelkopf and
-    Hernandez-Lobato 2023, "Flow Annealed Importance Sampling Bootstrap", Algorithm 2,
-    with the prioritised replay buffer; see the module docstring): per run, a flow trained by the
+    Hernandez-Lobato 2023, "Flow Annealed Importance Sampling Bootstrap", with
+    the prioritised replay buffer; see the module docstring): per run, a flow trained by the
     AIS-estimated alpha = 2 divergence, then ``num_samples`` AIS particles from it to the
     target, weighted, with the run's log Z.
 
