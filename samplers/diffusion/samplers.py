@@ -174,8 +174,10 @@ def trajectory_balance_loss(
     """Trajectory balance (Malkin et al. 2022; for diffusion samplers Lahlou et al. 2023
     and Sendera et al. 2024): ``E[(log Z_theta + log q(path) - log
     pi(x_K) - log p_B(path | x_K))^2] = E[(log Z_theta - log w)^2]`` over ``batch_size``
-    paths drawn on-policy and then held fixed (no gradient through the positions: it is
-    an off-policy-capable objective), with ``log Z_theta`` learnt beside the control."""
+    paths held fixed (no gradient through the positions: an off-policy objective), drawn
+    by the model's chain or, with ``exploration > 0`` (the loss's last argument, from
+    the schedule of :func:`train_model`), by a wider one (:func:`~.paths.explored`), and
+    weighted under the model's chain; ``log Z_theta`` is learnt beside the control."""
     reference = brownian_reference(config.num_steps)
 
     def loss(
@@ -443,13 +445,15 @@ def run_gfn_tb(
     "Improved off-policy training of diffusion samplers", NeurIPS):
     PIS's chain (:func:`~.paths.brownian_reference`) with the Brownian bridge as the
     fixed backward policy, its drift and a scalar log Z trained to balance
-    ``log Z + log q(path) = log pi(x_K) + log p_B(path | x_K)`` on on-policy paths
-    held fixed (no gradient through the positions or the target), the Langevin
-    parametrisation by default (their "LP"); then ``num_samples`` paths' ends weighted
-    by the exact path weight. The learnt log Z is in the training curve
-    (``warmup_sample_stats.log_z``); the reported ``log_z`` is the importance-weighted
-    one. Sendera et al.'s off-policy exploration (local search, replay buffer) is not
-    included.
+    ``log Z + log q(path) = log pi(x_K) + log p_B(path | x_K)`` on paths held fixed
+    (no gradient through the positions or the target), the Langevin parametrisation by
+    default (their "LP"); then ``num_samples`` paths' ends weighted by the exact path
+    weight. The training paths come from a wider chain (Sendera et al.'s exploration,
+    ``exploration``, :func:`~.paths.explored`; its level per step is
+    ``warmup_sample_stats.beta``), decayed to on-policy over the first half of training.
+    The learnt log Z is in the training curve (``warmup_sample_stats.log_z``); the
+    reported ``log_z`` is the importance-weighted one. Sendera et al.'s local search and
+    replay buffer are not included.
     Result and cost: as :func:`run_diffusion`'s.
 
     Example:
