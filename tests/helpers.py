@@ -259,3 +259,21 @@ def counted_gaussian(dim):
 
     log_density.defvjp(forward, lambda grad, g: (g * grad,))
     return bw.Target.from_logdensity(log_density, dim=dim, name="counted"), counts
+
+
+def assert_annealed_runs_match(result, mean, var, log_z, label):
+    """Runs of an annealing sampler (weights summing to each run's Z, as smc's) against
+    the truth: every run's weights keep an ESS above half its particles (so that the
+    per-run SEs of :func:`importance_z_scores` hold), then Z, the weighted means and the
+    variances within their MCSE bounds."""
+    import math
+    import types
+
+    log_w = np.asarray(result.log_weights, np.float64)
+    w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+    assert (w.sum(1) ** 2 / (w**2).sum(1) > 0.5 * w.shape[1]).all()
+    # as raw importance weights (mean: the run's Z), times n
+    raw = types.SimpleNamespace(
+        log_weights=log_w + math.log(w.shape[1]), positions=result.positions
+    )
+    assert_z_scores(importance_z_scores(raw, mean, var, log_z), label)

@@ -57,6 +57,7 @@ from bayeswb.core.target import Target
 from bayeswb.core.weights import safe_log_weights
 from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers import register
+from bayeswb.samplers.flows.fitting import PILOT_MC_SAMPLES
 from bayeswb.samplers.flows.training import (
     PlateauTraining,
     plateau_rule,
@@ -65,21 +66,13 @@ from bayeswb.samplers.flows.training import (
     training_status,
 )
 from bayeswb.samplers.importance.pilot import PILOT_INIT_DRAWS, pilot_whitening
-from bayeswb.samplers.smc import Move, ess_resampling, make_move, sweeps
+from bayeswb.samplers.smc import ess_resampling, make_move, sweeps
 from bayeswb.samplers.smc.moves import MCMC_MOVES
+from bayeswb.samplers.smc.settings import move_check
 from bayeswb.samplers.smc.tempering import fixed_schedule
 from bayeswb.samplers.smc.tuning import acceptance_update
 
 Array = jax.Array
-
-PILOT_MC_SAMPLES = 64
-"""Draws per step of the Gaussian pilot that whitens each run (as the flows')."""
-
-
-def _mcmc_move(value: Any) -> str | None:
-    if isinstance(value, Move) or (isinstance(value, str) and value in MCMC_MOVES):
-        return None
-    return f"must be one of {', '.join(map(repr, MCMC_MOVES))} or a smc.Move"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +84,9 @@ class CRAFTConfig(PlateauTraining):
     num_warmup: int = training_cap(1000)
     num_steps: int = option(10, positive_int, "temperatures (one transport each)")
     schedule: str = option("linear", one_of("linear", "geometric"), "temperature schedule")
-    move: Any = option("hmc", _mcmc_move, "MCMC kernel after each transport: name or Move")
+    move: Any = option(
+        "hmc", move_check(MCMC_MOVES), "MCMC kernel after each transport: name or Move"
+    )
     num_mcmc_steps: int = option(2, positive_int, "sweeps of the move per temperature")
     num_integration_steps: int = option(5, positive_int, "leapfrog steps of hmc")
     ess_threshold: float = option(0.5, unit_interval, "resample when ESS < ess_threshold * N")

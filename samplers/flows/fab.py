@@ -83,16 +83,11 @@ from bayeswb.samplers.smc import (
     run_annealing,
 )
 from bayeswb.samplers.smc.annealing import annealing_plan, cost_per_step
-from bayeswb.samplers.smc.moves import MCMC_MOVES, Move
+from bayeswb.samplers.smc.moves import MCMC_MOVES
+from bayeswb.samplers.smc.settings import move_check
 from bayeswb.samplers.smc.tempering import SCHEDULES
 
 Array = jax.Array
-
-
-def _mcmc_move(value: Any) -> str | None:
-    if isinstance(value, Move) or (isinstance(value, str) and value in MCMC_MOVES):
-        return None
-    return f"must be one of {', '.join(map(repr, MCMC_MOVES))} or a smc.Move"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +101,7 @@ class FABConfig(FlowConfig, AnnealingSettings):
 
     num_warmup: int = training_cap(5000)
     num_mc_samples: int = option(64, positive_int, "AIS particles per training iteration")
-    move: Any = option("hmc", _mcmc_move, "MCMC kernel of the AIS: name or smc.Move")
+    move: Any = option("hmc", move_check(MCMC_MOVES), "MCMC kernel of the AIS: name or smc.Move")
     num_steps: int = option(8, positive_int, "AIS temperatures, in training and the final run")
     schedule: str = option(
         "linear", one_of(*(s for s in SCHEDULES if s != "adaptive")), "AIS temperature schedule"

@@ -34,7 +34,9 @@ def _fraction(value: Any) -> str | None:
     return None if ok else "must be a number in (0, 1]"
 
 
-def _move_check(names: tuple[str, ...]) -> Any:
+def move_check(names: tuple[str, ...]) -> Any:
+    """The check of a ``move`` option: one of ``names`` or a :class:`~.moves.Move`."""
+
     def check(value: Any) -> str | None:
         if isinstance(value, Move) or (isinstance(value, str) and value in names):
             return None
@@ -48,7 +50,7 @@ class AnnealingSettings(SamplerConfig):
     """Settings of the annealing loop shared by smc, ais, smc_langevin and smc_flow."""
 
     num_warmup: int = option(0, non_negative_int, "unused by the SMC family")
-    move: Any = option("mala", _move_check(MCMC_MOVES), "MCMC kernel: name or smc.Move")
+    move: Any = option("mala", move_check(MCMC_MOVES), "MCMC kernel: name or smc.Move")
     num_mcmc_steps: int | None = option(
         None,
         optional(positive_int),
@@ -137,7 +139,7 @@ class LangevinTransportSettings(AnnealingSettings):
     resampling; ``num_mcmc_steps`` Langevin steps per temperature (smc_langevin and
     smc_flow)."""
 
-    move: Any = option("ula", _move_check(TRANSPORT_MOVES), "transport: name or Move")
+    move: Any = option("ula", move_check(TRANSPORT_MOVES), "transport: name or Move")
     num_mcmc_steps: int | None = option(
         5,
         optional(positive_int),
