@@ -119,7 +119,9 @@ class Draws(NamedTuple):
     warmup_stats:       dict of (chains, warmup) arrays (empty without warmup)
     path_stats:         dict of (chains, steps) arrays describing the run's path rather than
                         its draws (an SMC temperature ladder, ESS per step, a loss curve);
-                        lands in the ``path_stats`` group of the InferenceData
+                        lands in the ``path_stats`` group of the InferenceData;
+                        those named ``shard_...`` are (chains, shards) arrays, one entry
+                        per data shard of a divide-and-conquer run (dims chain/shard)
     n_grad_evals:       total gradient evaluations of the log density (all chains, warmup
                         included), as the algorithm defines them: a :class:`Count`, or an
                         integer array of events whose entries stay small (never a total

@@ -57,6 +57,10 @@ def combine_log_z(per_run: np.ndarray | None) -> tuple[float | None, float | Non
     return log_z, se
 
 
+# path stats named ``shard_...`` are per data shard (chain, shard), not per step
+PER_SHARD = "shard_"
+
+
 def _dataset(arrays: dict[str, Any], leading: tuple[str, ...] = ("chain", "draw")) -> xr.Dataset:
     data_vars = {}
     for name, value in arrays.items():
@@ -101,7 +105,12 @@ def build_idata(
     if warmup_stats:
         groups["warmup_sample_stats"] = _dataset(warmup_stats)
     if path_stats:
-        groups["path_stats"] = _dataset(path_stats, leading=("chain", "step"))
+        per_step = {k: v for k, v in path_stats.items() if not k.startswith(PER_SHARD)}
+        per_shard = {k: v for k, v in path_stats.items() if k.startswith(PER_SHARD)}
+        dataset = _dataset(per_step, leading=("chain", "step"))
+        if per_shard:
+            dataset = dataset.merge(_dataset(per_shard, leading=("chain", "shard")))
+        groups["path_stats"] = dataset
     return az.InferenceData(**groups)
 
 
