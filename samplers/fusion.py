@@ -31,17 +31,21 @@ the full posterior exactly when every sub-posterior is Gaussian.
   to show it: ``log_q`` (the Gaussian product) beside ``lp`` lets the verdict test how far
   the full posterior is from that Gaussian (PSIS k-hat of ``lp - log_q``, as for
   variational fits).
-- ``fusion``: importance sampling of the full posterior with the product (by default a
-  Student-t of that location and scale) as the proposal: ``log w = sum_s log pi_s(x) -
-  log q(x)``, each shard's term computed where its data are. This is the merge step of
-  divide-and-conquer SMC (Lindsten, Johansen, Naesseth, Kirkpatrick, Schön, Aston and
-  Bouchard-Côté 2017, "Divide-and-conquer with sequential Monte Carlo", JCGS 26(3),
-  Algorithm 2: propose from what the children give, weight by the parent's target over
-  the proposal) for a parameter all shards share, where the children's particles cannot
-  be joined directly and inform the proposal instead. The weights make it exact as the
-  draws grow, whatever the sub-posteriors' shapes, and give ``log Z`` of the full model
-  (``log mean w``, unbiased in ``Z``) and PSIS k-hat: a sub-posterior that mixed badly,
-  or a product far from the posterior, shows as a k-hat above 0.7.
+- ``fusion``: the product (by default a Student-t of that location and scale, for heavier
+  tails than any one fit) is the reference of an adaptive tempered SMC run to the full
+  posterior ``pi(x) ∝ prod_s pi_s(x)``, each shard's term computed where its data are.
+  This is the merge step of divide-and-conquer SMC (Lindsten, Johansen, Naesseth,
+  Kirkpatrick, Schön, Aston and Bouchard-Côté 2017, "Divide-and-conquer with sequential
+  Monte Carlo", JCGS 26(3): propose from what the children give, weight by the parent's
+  target over the proposal, with their annealed merge when one importance step is
+  too far) for a parameter all shards share, where the children's
+  particles cannot be joined directly and inform the reference instead. The tempering,
+  resampling and MCMC moves are smc's (Del Moral, Doucet and Jasra 2006), so the draws
+  are exact as the particles grow, whatever the sub-posteriors' shapes, and each run gives
+  ``log Z`` of the full model (unbiased in ``Z``) and smc's verdict (weight collapse,
+  spread of log Z across runs). A single importance step from the product (the plain
+  merge) was measured first: on logistic_breast_cancer with four shards its k-hat reached
+  1.0 and its ESS fell to 6-42 of 1000, so the annealed merge is the default.
 
 What is not here: the exact Monte Carlo fusion of Dai, Pollock and Roberts (2019) and
 its divide-and-conquer form (Chan, Pollock, Johansen and Roberts 2021), which join the
@@ -384,7 +388,8 @@ def run_consensus(
 def run_fusion(
     key: Array, target: Target, config: FusionConfig, layout: ChainLayout | None = None
 ) -> Draws:
-    """Divide-and-conquer fusion (module docstring): NUTS on each of ``num_shards``
+    """Divide-and-conquer SMC fusion of sub-posteriors (Lindsten et al. 2017, the annealed
+    merge; module docstring): NUTS on each of ``num_shards``
     sub-posteriors, one chain of ``subposterior_draws`` per shard and run; the product
     of the shards' Gaussian fits (Scott et al. 2016's weights), Student-t by default, as
     the reference of an adaptive tempered SMC run (smc's, Del Moral, Doucet and Jasra

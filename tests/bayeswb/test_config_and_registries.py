@@ -79,8 +79,11 @@ def test_every_default_config_saves_and_loads_exactly(name):
 def test_minibatch_samplers_declare_that_they_need_the_interface():
     plain = bw.models.get("gaussian", dim=2)
     needs = {name for name in bw.samplers.names() if bw.samplers.get(name).needs_minibatch}
-    assert needs == {"sgld", "entropy_mcmc", "sghmc", "csgmcmc"}
+    assert needs == {"sgld", "entropy_mcmc", "sghmc", "csgmcmc", "consensus", "fusion"}
     assert not bw.samplers.get("sgld").runs_on(plain)
+    assert not bw.samplers.get("fusion").runs_on(plain)
     assert bw.samplers.get("nuts").runs_on(plain)
     with pytest.raises(ValueError, match="no minibatch interface"):
         bw.sample(plain, "sgld", num_chains=1, num_samples=10)
+    with pytest.raises(ValueError, match="no minibatch interface"):
+        bw.sample(plain, "fusion", num_chains=1, num_samples=10)
