@@ -73,6 +73,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from bayeswb.core.config import (
     SamplerConfig,
+    non_negative_int,
     one_of,
     option,
     positive,
@@ -146,18 +147,31 @@ def nuts_chain(
     key: Array,
     log_density: Callable[[Array], Array],
     position: Array,
-    num_warmup: int,
+    config: ShardedConfig,
     num_draws: int,
-    target_acceptance_rate: float,
 ) -> SubposteriorRun:
-    """``num_draws`` NUTS draws of ``log_density`` after ``num_warmup`` steps of blackjax's
-    window adaptation (step size and diagonal mass matrix) from ``position``."""
+    """``num_draws`` NUTS draws of ``log_density`` from ``position`` after
+    ``config.num_warmup`` steps of blackjax's window adaptation (step size from
+    ``config.step_size``, and a diagonal mass matrix); with ``num_warmup=0`` the step is
+    ``config.step_size`` and the mass matrix the identity."""
     warmup_key, draw_key = jax.random.split(key)
-    adaptation = blackjax.window_adaptation(
-        blackjax.nuts, log_density, target_acceptance_rate=target_acceptance_rate
-    )
-    (state, parameters), warm = adaptation.run(warmup_key, position, num_steps=num_warmup)
-    kernel = blackjax.nuts(log_density, **parameters)
+    if config.num_warmup > 0:
+        adaptation = blackjax.window_adaptation(
+            blackjax.nuts,
+            log_density,
+            initial_step_size=config.step_size,
+            target_acceptance_rate=config.target_acceptance_rate,
+        )
+        (state, parameters), warm = adaptation.run(
+            warmup_key, position, num_steps=config.num_warmup
+        )
+        kernel = blackjax.nuts(log_density, **parameters)
+        warmup_steps = warm.info.num_integration_steps
+    else:
+        identity = jnp.ones_like(position)
+        kernel = blackjax.nuts(log_density, config.step_size, inverse_mass_matrix=identity)
+        state = kernel.init(position)
+        warmup_steps = jnp.zeros((0,), dtype=int)
 
     def one_draw(state: Any, draw_key: Array) -> tuple[Any, tuple[Array, ...]]:
         state, info = kernel.step(draw_key, state)
@@ -166,9 +180,7 @@ def nuts_chain(
 
     keys = jax.random.split(draw_key, num_draws)
     _, (positions, steps, diverging, acceptance) = jax.lax.scan(one_draw, state, keys)
-    return SubposteriorRun(
-        positions, warm.info.num_integration_steps, steps, diverging, acceptance
-    )
+    return SubposteriorRun(positions, warmup_steps, steps, diverging, acceptance)
 
 
 def shard_mesh(layout: ChainLayout | None, num_shards: int) -> Mesh | None:
@@ -239,9 +251,12 @@ def consensus_average(product: GaussianProduct, draws: Array) -> Array:
 class ShardedConfig(SamplerConfig):
     """Sub-posteriors on ``num_shards`` shards of the data, each sampled by NUTS."""
 
-    num_warmup: int = option(500, positive_int, "NUTS warmup steps per sub-posterior")
+    num_warmup: int = option(500, non_negative_int, "NUTS warmup steps per sub-posterior")
     num_shards: int = option(4, positive_int, "shards of the data rows (at most N)")
     target_acceptance_rate: float = option(0.8, unit_interval, "NUTS dual-averaging target")
+    step_size: float = option(
+        1.0, positive, "NUTS initial step size (fixed, unit mass matrix, if num_warmup=0)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,9 +297,8 @@ class ShardedTarget(NamedTuple):
                 chain_key,
                 lambda x: self.log_density(x, shard, mask),
                 self.target.init(init_key),
-                config.num_warmup,
+                config,
                 num_draws,
-                config.target_acceptance_rate,
             )
 
         keys = jax.random.split(key, config.num_shards)
