@@ -403,13 +403,12 @@ def run_fusion(
     key: Array, target: Target, config: FusionConfig, layout: ChainLayout | None = None
 ) -> Draws:
     """Divide-and-conquer SMC fusion of sub-posteriors (Lindsten et al. 2017, the annealed
-    merge; module docstring): NUTS on each of ``num_shards``
-    sub-posteriors, one chain of ``subposterior_draws`` per shard and run; the product
-    of the shards' Gaussian fits (Scott et al. 2016's weights), Student-t by default, as
-    the reference of an adaptive tempered SMC run (smc's, Del Moral, Doucet and Jasra
-    2006) to the full posterior, whose log density is summed over the shards where their
-    data are: the annealed merge of divide-and-conquer SMC (Lindsten et al. 2017). Each
-    run's ``log Z`` is unbiased in ``Z``; ``path_stats`` has smc's path and each shard's
+    merge; module docstring): NUTS on each of ``num_shards`` sub-posteriors, one chain of
+    ``subposterior_draws`` per shard and run; the product of the shards' Gaussian fits
+    (Scott et al. 2016's weights), Student-t by default, as the reference of an adaptive
+    tempered SMC run (smc's, Del Moral, Doucet and Jasra 2006) to the full posterior,
+    whose log density is summed over the shards where their data are. Each run's
+    ``log Z`` is unbiased in ``Z``; ``path_stats`` has smc's path and each shard's
     divergences and acceptance rate.
 
     Example:
