@@ -189,6 +189,11 @@ def shard_mesh(layout: ChainLayout | None, num_shards: int) -> Mesh | None:
     if layout is None or layout.mesh is None:
         return None
     devices = list(layout.mesh.devices.ravel())
+    if any(device.process_index != jax.process_index() for device in devices):
+        raise NotImplementedError(
+            "fusion and consensus shard their data over one process's devices only: "
+            "pass devices=jax.local_devices()"
+        )
     used = math.gcd(num_shards, len(devices))
     return None if used <= 1 else Mesh(np.array(devices[:used]), ("shard",))
 

@@ -232,6 +232,19 @@ def test_cost_counts_are_exact(name):
     assert int(draws.n_logdensity_evals) == counts["value"] + counts["grad"]
 
 
+def test_refuses_devices_of_other_processes():
+    """The shards' data are this process's arrays: a mesh that spans processes (after
+    ``jax.distributed.initialize``) is refused, not half used."""
+    from types import SimpleNamespace
+
+    from bayeswb.samplers.fusion import shard_mesh
+
+    devices = np.array([SimpleNamespace(process_index=jax.process_index() + i) for i in (0, 1)])
+    layout = SimpleNamespace(mesh=SimpleNamespace(devices=devices))
+    with pytest.raises(NotImplementedError, match="jax.local_devices"):
+        shard_mesh(layout, 2)
+
+
 def test_refuses_what_it_cannot_do():
     target, *_ = gaussian_mean()
     with pytest.raises(ValueError, match="num_shards must be between 1 and the 200"):
