@@ -29,17 +29,17 @@ the full posterior exactly when every sub-posterior is Gaussian.
   shards' g-th draws, ``x_g = Lambda^{-1} sum_s W_s x_{s,g}``. Exact for Gaussian
   sub-posteriors (up to the weights' estimation error), biased otherwise, with no weights
   to show it: ``log_q`` (the Gaussian product) beside ``lp`` lets the verdict test how far
-  the full posterior is from that Gaussian (PSIS k-hat of ``lp - log_q``, as for
-  variational fits).
+  the full posterior is from that Gaussian, as for variational fits: PSIS k-hat of
+  ``lp - log_q``, and ``importance_shift``, whether those weights would move the means.
 - ``fusion``: the product (by default a Student-t of that location and scale, for heavier
   tails than any one fit) is the reference of an adaptive tempered SMC run to the full
   posterior ``pi(x) ∝ prod_s pi_s(x)``, each shard's term computed where its data are.
   This is the merge step of divide-and-conquer SMC (Lindsten, Johansen, Naesseth,
   Kirkpatrick, Schön, Aston and Bouchard-Côté 2017, "Divide-and-conquer with sequential
   Monte Carlo", JCGS 26(3): propose from what the children give, weight by the parent's
-  target over the proposal, with their annealed merge when one importance step is
-  too far) for a parameter all shards share, where the children's
-  particles cannot be joined directly and inform the reference instead. The tempering,
+  target over the proposal, with their annealed merge when one importance step is too
+  far) for a parameter all shards share, where the children's particles cannot be joined
+  directly and inform the reference instead. The tempering,
   resampling and MCMC moves are smc's (Del Moral, Doucet and Jasra 2006), so the draws
   are exact as the particles grow, whatever the sub-posteriors' shapes, and each run gives
   ``log Z`` of the full model (unbiased in ``Z``) and smc's verdict (weight collapse,
