@@ -17,6 +17,9 @@ zero), ``nan_to_num`` keeps a NaN or infinity from the previous call out of the 
 XLA keeps the dependency (it does not fold ``0 * x`` for floats). Loops (scan, while) and
 branches (cond) that hold LAPACK calls are ordered inside, and as wholes among the rest;
 calls nested in ``jit``, ``custom_jvp``, ``custom_vjp`` and ``checkpoint`` are inlined.
+Any other primitive that holds LAPACK calls (``custom_linear_solve``, which
+``jnp.linalg.solve`` makes: its triangular solves depend on each other) is ordered as a
+whole.
 
 jaxlib spreads a call over threads only when its batch times its cost estimate reaches
 :data:`SPLIT_WORK` FLOP; below that it runs on the calling thread and cannot hang. Ordering
@@ -194,6 +197,12 @@ def _evaluate(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], token: Any
             body = eqn.params[_INLINED[name]]
             closed = body if isinstance(body, jex.ClosedJaxpr) else jex.ClosedJaxpr(body, ())
             outs, token = _evaluate(closed.jaxpr, closed.consts, values, token)
+        elif holds_lapack:  # another higher-order primitive (custom_linear_solve): a whole
+            with eqn.ctx.manager:
+                params = eqn.primitive.get_bind_params(eqn.params)
+                out = eqn.primitive.bind(*[_tied(x, token) for x in values], **params)
+            outs = out if eqn.primitive.multiple_results else [out]
+            token = _token(outs, token)
         else:
             with eqn.ctx.manager:
                 out = eqn.primitive.bind(*values, **eqn.primitive.get_bind_params(eqn.params))

@@ -9,8 +9,9 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jex
 
-from bayeswb.execution.lapack_order import in_order
+from bayeswb.execution.lapack_order import LAPACK_PRIMITIVES, calls_lapack, in_order
 
 
 def three_independent_calls(a):
@@ -51,6 +52,40 @@ def test_the_same_values_as_the_function_as_written():
 
 def test_without_lapack_the_function_is_unchanged():
     assert float(in_order(lambda x: jnp.sin(x) * 2)(1.0)) == float(jnp.sin(1.0) * 2)
+
+
+def lapack_steps(jaxpr):
+    """The top-level equations of ``jaxpr`` that are or hold LAPACK calls, in order."""
+    return [
+        eqn
+        for eqn in jaxpr.eqns
+        if eqn.primitive.name in LAPACK_PRIMITIVES
+        or any(map(calls_lapack, jex.jaxprs_in_params(eqn.params)))
+    ]
+
+
+def depends_on(jaxpr, later, earlier):
+    """Whether an input of equation ``later`` is computed from an output of ``earlier``."""
+    reached = set(earlier.outvars)
+    for eqn in jaxpr.eqns:
+        if eqn is later:
+            return any(var in reached for var in later.invars if not isinstance(var, jex.Literal))
+        if any(var in reached for var in eqn.invars if not isinstance(var, jex.Literal)):
+            reached.update(eqn.outvars)
+    raise AssertionError("later is not in jaxpr")
+
+
+def test_every_call_waits_for_the_one_before():
+    """Each LAPACK call, and each ``custom_linear_solve`` (``jnp.linalg.solve``) as a whole,
+    takes an input computed from the output of the one before it."""
+    jaxpr = jax.make_jaxpr(in_order(three_independent_calls))(matrices(4)).jaxpr
+    while len(jaxpr.eqns) == 1 and jaxpr.eqns[0].primitive.name in ("jit", "pjit"):
+        jaxpr = jaxpr.eqns[0].params["jaxpr"].jaxpr
+    steps = lapack_steps(jaxpr)  # the calls of jnp.linalg's jitted functions, inlined
+    names = [e.primitive.name for e in steps]
+    assert names == ["qr", "lu", "custom_linear_solve", "cholesky"], names
+    for earlier, later in zip(steps, steps[1:], strict=False):
+        assert depends_on(jaxpr, later, earlier), (earlier.primitive, later.primitive)
 
 
 HANGS_WITHOUT_ORDER = textwrap.dedent(
