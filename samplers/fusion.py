@@ -9,8 +9,11 @@ p(d_i | x)``) splits into ``S`` sub-posteriors, one per shard ``D_s`` of the row
 (Scott et al. 2016, eq. 1). Rows go to shards in turn (row ``i`` to shard ``i mod S``),
 so data sorted by class or time spread over every shard; the last shards are padded with
 masked copies of early rows when ``S`` does not divide ``N``. Each sub-posterior is sampled
-by NUTS (blackjax's ``nuts`` after its ``window_adaptation``), one chain per shard and
-run; the shards run side by side (vmapped), and over devices when the run has several
+by a registered sampler, ``subposterior_sampler`` (default NUTS: blackjax's ``nuts`` after
+its ``window_adaptation``), one chain or run per shard and run, with its own defaults and
+``subposterior_options``; a weighted sampler's draws (smc, is, ...) are resampled to equal
+weights. The sampler's ``run`` is called for a sub-posterior target inside the program, so
+the shards run side by side (vmapped), and over devices when the run has several
 (``bw.sample(..., devices=...)``: the devices the chains would be sharded over hold the
 data shards instead, ``gcd(num_shards, devices)`` of them, through ``jax.shard_map``).
 A shard's data and its sub-posterior chain then stay on its device; only draws (and the
@@ -53,9 +56,10 @@ shards' draws through Brownian bridges and need bounds on ``|grad log pi_s|^2 + 
 log pi_s`` that a general model does not supply.
 
 Cost, in sub-posterior evaluations (each over about ``N / S`` rows; divide by ``S`` for
-full-data equivalents): ``n_grad_evals`` counts the NUTS gradients of every shard (one at
-its start, one per leapfrog step, warmup included); ``n_logdensity_evals`` adds, for
-``fusion`` and for ``lp`` of the reported draws, ``S`` per draw.
+full-data equivalents): the sub-posterior sampler's own exact counts, summed over the
+shards (for NUTS, one gradient at a chain's start and one per leapfrog step, warmup
+included), plus ``S`` per full-data evaluation: ``fusion``'s annealing, and ``lp`` of
+consensus's draws.
 """
 
 from __future__ import annotations
@@ -65,10 +69,10 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
+from blackjax.smc.resampling import systematic
 from jax.sharding import Mesh, PartitionSpec
 
 from bayeswb.core.config import (
@@ -81,7 +85,9 @@ from bayeswb.core.config import (
     unit_interval,
 )
 from bayeswb.core.draws import Count, Draws
+from bayeswb.core.sampler import SAMPLERS, SamplerSpec
 from bayeswb.core.target import MinibatchData, Target
+from bayeswb.core.weights import kish_ess
 from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers import register
 from bayeswb.samplers.importance.proposals import gaussian_or_student_t
@@ -132,55 +138,40 @@ def subposterior_log_density(
     return log_density
 
 
-class SubposteriorRun(NamedTuple):
-    """One shard's NUTS chain: draws ``(n, d)``, leapfrog steps of warmup and of the
-    draws, divergences and acceptance rates of the draws."""
+class SubposteriorDraws(NamedTuple):
+    """One shard's sub-posterior run: ``positions`` ``(n, d)`` equally weighted (a
+    weighted sampler's draws resampled), ``stats`` the shard's ``shard_...`` path stats
+    (scalars), and the run's exact cost counts."""
 
     positions: Array
-    warmup_steps: Array
-    steps: Array
-    diverging: Array
-    acceptance_rate: Array
+    stats: dict[str, Array]
+    grads: Count
+    logdensity_evals: Count
 
 
-def nuts_chain(
-    key: Array,
-    log_density: Callable[[Array], Array],
-    position: Array,
-    config: ShardedConfig,
-    num_draws: int,
-) -> SubposteriorRun:
-    """``num_draws`` NUTS draws of ``log_density`` from ``position`` after
-    ``config.num_warmup`` steps of blackjax's window adaptation (step size from
-    ``config.step_size``, and a diagonal mass matrix); with ``num_warmup=0`` the step is
-    ``config.step_size`` and the mass matrix the identity."""
-    warmup_key, draw_key = jax.random.split(key)
-    if config.num_warmup > 0:
-        adaptation = blackjax.window_adaptation(
-            blackjax.nuts,
-            log_density,
-            initial_step_size=config.step_size,
-            target_acceptance_rate=config.target_acceptance_rate,
-        )
-        (state, parameters), warm = adaptation.run(
-            warmup_key, position, num_steps=config.num_warmup
-        )
-        kernel = blackjax.nuts(log_density, **parameters)
-        warmup_steps = warm.info.num_integration_steps
-    else:
-        identity = jnp.ones_like(position)
-        kernel = blackjax.nuts(log_density, config.step_size, inverse_mass_matrix=identity)
-        state = kernel.init(position)
-        warmup_steps = jnp.zeros((0,), dtype=int)
-
-    def one_draw(state: Any, draw_key: Array) -> tuple[Any, tuple[Array, ...]]:
-        state, info = kernel.step(draw_key, state)
-        record = (info.num_integration_steps, info.is_divergent, info.acceptance_rate)
-        return state, (state.position, *record)
-
-    keys = jax.random.split(draw_key, num_draws)
-    _, (positions, steps, diverging, acceptance) = jax.lax.scan(one_draw, state, keys)
-    return SubposteriorRun(positions, warmup_steps, steps, diverging, acceptance)
+def run_subposterior(
+    key: Array, spec: SamplerSpec, config: SamplerConfig, target: Target
+) -> SubposteriorDraws:
+    """One run of the registered sampler ``spec`` (``config``: one chain or run) on a
+    shard's sub-posterior ``target``. Weighted draws are resampled (systematic) to as many
+    equally weighted ones; ``stats``: the run's divergences and mean acceptance rate where
+    its draws record them, and the Kish ESS of its weights where it has weights."""
+    run_key, resample_key = jax.random.split(key)
+    draws = spec.run(run_key, target, config, None)
+    positions = draws.positions[0]
+    stats: dict[str, Array] = {}
+    if "diverging" in draws.stats:
+        stats["shard_divergences"] = jnp.sum(draws.stats["diverging"][0])
+    if "acceptance_rate" in draws.stats:
+        stats["shard_acceptance_rate"] = jnp.mean(draws.stats["acceptance_rate"][0])
+    if draws.log_weights is not None:
+        log_w = draws.log_weights[0]
+        stats["shard_ess"] = kish_ess(log_w)
+        weights = jax.nn.softmax(jnp.where(jnp.isnan(log_w), -jnp.inf, log_w))
+        positions = positions[systematic(resample_key, weights, positions.shape[0])]
+    return SubposteriorDraws(
+        positions, stats, Count.of(draws.n_grad_evals), Count.of(draws.n_logdensity_evals)
+    )
 
 
 def shard_mesh(layout: ChainLayout | None, num_shards: int) -> Mesh | None:
@@ -252,37 +243,92 @@ def consensus_average(product: GaussianProduct, draws: Array) -> Array:
 # --------------------------------------------------------------------------- the samplers
 
 
+def _option_pairs(value: Any) -> str | None:
+    ok = isinstance(value, tuple) and all(
+        isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str) for pair in value
+    )
+    return None if ok else "must be a dict of option names to values"
+
+
+# what the sharded sampler sets in the sub-posterior sampler's config itself
+_SET_BY_SHARDS = ("num_chains", "num_samples", "num_warmup")
+
+
 @dataclasses.dataclass(frozen=True)
 class ShardedConfig(SamplerConfig):
-    """Sub-posteriors on ``num_shards`` shards of the data, each sampled by NUTS."""
+    """Sub-posteriors on ``num_shards`` shards of the data, each sampled by a registered
+    sampler (``subposterior_sampler``, one chain or run per shard, ``num_warmup`` its
+    warmup, ``subposterior_options`` its other options, e.g. ``{"step_size": 0.1}``)."""
 
-    num_warmup: int = option(500, non_negative_int, "NUTS warmup steps per sub-posterior")
+    num_warmup: int = option(500, non_negative_int, "warmup steps of each sub-posterior run")
     num_shards: int = option(4, positive_int, "shards of the data rows (at most N)")
-    target_acceptance_rate: float = option(0.8, unit_interval, "NUTS dual-averaging target")
-    step_size: float = option(
-        1.0, positive, "NUTS initial step size (fixed, unit mass matrix, if num_warmup=0)"
+    subposterior_sampler: str = option("nuts", None, "registered sampler of each shard")
+    subposterior_options: Any = option(
+        (), _option_pairs, "the sub-posterior sampler's options (a dict)"
     )
+
+    def __post_init__(self) -> None:
+        options = self.subposterior_options
+        if isinstance(options, dict):  # kept as sorted pairs: hashable, saved as given
+            object.__setattr__(self, "subposterior_options", tuple(sorted(options.items())))
+        super().__post_init__()
+        self.subposterior_spec()
+        self.subposterior_config()
+
+    @property
+    def draws_per_shard(self) -> int:
+        """Draws of each shard's sub-posterior run."""
+        return self.num_samples
+
+    def subposterior_spec(self) -> SamplerSpec:
+        """The registered sub-posterior sampler; one that needs a minibatch interface
+        (the shards' targets have none) is a ValueError."""
+        spec = SAMPLERS.get(self.subposterior_sampler)
+        if spec.needs_minibatch:
+            raise ValueError(
+                f"subposterior_sampler {spec.name!r} needs a minibatch interface, which a "
+                "shard's sub-posterior does not have: pick one that runs on a log density"
+            )
+        return spec
+
+    def subposterior_config(self) -> SamplerConfig:
+        """The sub-posterior sampler's config: one chain or run of ``draws_per_shard``
+        draws after ``num_warmup`` warmup steps, with ``subposterior_options``."""
+        options = dict(self.subposterior_options)
+        for name in _SET_BY_SHARDS:
+            if name in options:
+                raise ValueError(
+                    f"subposterior_options cannot set {name!r}: it is set from the "
+                    "sharded run's own options"
+                )
+        options.update(num_chains=1, num_samples=self.draws_per_shard)
+        options.update(num_warmup=self.num_warmup)
+        return self.subposterior_spec().make_config(**options)
 
 
 @dataclasses.dataclass(frozen=True)
 class ConsensusConfig(ShardedConfig):
-    """Consensus Monte Carlo: ``num_samples`` NUTS draws per shard and chain, averaged."""
+    """Consensus Monte Carlo: ``num_samples`` draws per shard and run, averaged."""
 
 
 @dataclasses.dataclass(frozen=True)
 class FusionConfig(ShardedConfig, AnnealingSettings):
-    """Fusion: the shards' NUTS fits give the reference of an SMC run to the full
-    posterior. ``num_warmup`` and ``target_acceptance_rate`` are the sub-posteriors'
-    NUTS settings; the annealing options (``move``, ``num_mcmc_steps``, ...) are smc's,
-    whose step tunes itself to the move's own acceptance target."""
+    """Fusion: the shards' sub-posterior fits give the reference of an SMC run to the full
+    posterior. ``num_warmup`` is the sub-posterior runs' warmup; the annealing options
+    (``move``, ``step_size``, ``num_mcmc_steps``, ...) are smc's, whose step tunes itself
+    to the move's own acceptance target."""
 
-    subposterior_draws: int = option(1000, positive_int, "NUTS draws per shard for its fit")
+    subposterior_draws: int = option(1000, positive_int, "draws per shard for its fit")
     reference_family: str = option(
         "student_t", one_of("gaussian", "student_t"), "the product as Gaussian or Student-t"
     )
     df: float = option(5.0, positive, "Student-t degrees of freedom")
     reference_scale: float = option(1.0, positive, "factor on the product's scale")
     ess_threshold: float = option(0.5, unit_interval, "resample when the ESS falls below this")
+
+    @property
+    def draws_per_shard(self) -> int:
+        return self.subposterior_draws
 
 
 class ShardedTarget(NamedTuple):
@@ -293,18 +339,22 @@ class ShardedTarget(NamedTuple):
     log_density: Callable[[Array, Any, Array], Array]  # (x, shard, mask) -> pi_s(x)
     mesh: Mesh | None
 
-    def subposteriors(self, key: Array, config: ShardedConfig, num_draws: int) -> SubposteriorRun:
-        """Every shard's NUTS chain (leaves with a leading shard axis)."""
+    def shard_target(self, shard: Any, mask: Array) -> Target:
+        """One shard's sub-posterior as a target (no ground truth, no minibatch interface)."""
+        return Target(
+            name=f"{self.target.name} (a shard)",
+            dim=self.target.dim,
+            log_density=lambda x: self.log_density(x, shard, mask),
+            constrain=self.target.constrain,
+            init=self.target.init,
+        )
 
-        def one_shard(shard_key: Array, shard: Any, mask: Array) -> SubposteriorRun:
-            init_key, chain_key = jax.random.split(shard_key)
-            return nuts_chain(
-                chain_key,
-                lambda x: self.log_density(x, shard, mask),
-                self.target.init(init_key),
-                config,
-                num_draws,
-            )
+    def subposteriors(self, key: Array, config: ShardedConfig) -> SubposteriorDraws:
+        """Every shard's sub-posterior run (leaves with a leading shard axis)."""
+        spec, shard_config = config.subposterior_spec(), config.subposterior_config()
+
+        def one_shard(shard_key: Array, shard: Any, mask: Array) -> SubposteriorDraws:
+            return run_subposterior(shard_key, spec, shard_config, self.shard_target(shard, mask))
 
         keys = jax.random.split(key, config.num_shards)
         per_shard = (keys, self.shards.data, self.shards.mask)
@@ -323,7 +373,7 @@ class ShardedTarget(NamedTuple):
 
 
 def sharded_target(
-    target: Target, config: ShardedConfig, num_draws: int, layout: ChainLayout | None
+    target: Target, config: ShardedConfig, layout: ChainLayout | None
 ) -> ShardedTarget:
     """``target``'s rows in ``config.num_shards`` shards; the errors a user can fix."""
     if target.minibatch is None:
@@ -331,6 +381,7 @@ def sharded_target(
             f"target {target.name!r} has no minibatch interface (i.i.d. data rows); "
             "fusion and consensus split the rows into shards"
         )
+    num_draws = config.draws_per_shard
     if num_draws <= target.dim:
         raise ValueError(
             f"{num_draws} draws per shard cannot fit a {target.dim}-d covariance: "
@@ -344,21 +395,6 @@ def sharded_target(
     )
 
 
-def _shard_stats(runs: SubposteriorRun) -> dict[str, Array]:
-    """Per run and shard (path stats ``(runs, S)``, dims chain/shard): the NUTS chain's
-    divergences and mean acceptance rate."""
-    return {
-        "shard_divergences": jnp.sum(runs.diverging, axis=-1),
-        "shard_acceptance_rate": jnp.mean(runs.acceptance_rate, axis=-1),
-    }
-
-
-def _nuts_grads(runs: SubposteriorRun) -> Count:
-    """One gradient at each chain's start, one per leapfrog step (warmup and draws)."""
-    starts = jnp.ones(runs.steps.shape[:-1], dtype=int)
-    return Count.of(starts) + Count.of(runs.warmup_steps) + Count.of(runs.steps)
-
-
 def _runs_layout(layout: ChainLayout | None) -> ChainLayout | None:
     """The runs' layout: batches as given, never sharded (the shards hold the devices)."""
     return None if layout is None else layout._replace(mesh=None)
@@ -368,11 +404,12 @@ def _runs_layout(layout: ChainLayout | None) -> ChainLayout | None:
 def run_consensus(
     key: Array, target: Target, config: ConsensusConfig, layout: ChainLayout | None = None
 ) -> Draws:
-    """Consensus Monte Carlo (Scott et al. 2016, eq. 2; section 2.1's weights): NUTS on
-    each of ``num_shards`` sub-posteriors ``p(x)^{1/S} p(D_s | x)``, one chain per shard and
-    run, and the precision-weighted average of the shards' draws (module docstring).
-    ``stats`` has ``lp`` and ``log_q`` (the shards' Gaussian product) for the verdict's
-    k-hat; ``path_stats`` each shard's divergences and acceptance rate.
+    """Consensus Monte Carlo (Scott et al. 2016, eq. 2; section 2.1's weights):
+    ``subposterior_sampler`` (NUTS) on each of ``num_shards`` sub-posteriors
+    ``p(x)^{1/S} p(D_s | x)``, one chain per shard and run, and the precision-weighted
+    average of the shards' draws (module docstring). ``stats`` has ``lp`` and ``log_q``
+    (the shards' Gaussian product) for the verdict's k-hat; ``path_stats`` each shard's
+    divergences and acceptance rate (or, for a weighted sampler, its weights' ESS).
 
     Example:
         >>> import bayeswb as bw
@@ -381,10 +418,10 @@ def run_consensus(
         >>> r.idata.posterior["coefficients"].shape, r.idata.path_stats["shard_divergences"].shape
         ((2, 200, 30), (2, 4))
     """
-    sharded = sharded_target(target, config, config.num_samples, layout)
+    sharded = sharded_target(target, config, layout)
 
     def one_run(run_key: Array) -> tuple[Any, ...]:
-        runs = sharded.subposteriors(run_key, config, config.num_samples)
+        runs = sharded.subposteriors(run_key, config)
         product = gaussian_product(runs.positions)
         positions = consensus_average(product, runs.positions)
         lp = jax.vmap(sharded.full_log_density)(positions)
@@ -397,9 +434,9 @@ def run_consensus(
     return Draws(
         positions=positions,
         stats={"lp": lp, "log_q": log_q},
-        path_stats=_shard_stats(runs),
-        n_grad_evals=_nuts_grads(runs),
-        n_logdensity_evals=_nuts_grads(runs) + evals,
+        path_stats=runs.stats,
+        n_grad_evals=runs.grads,
+        n_logdensity_evals=runs.logdensity_evals + evals,
     )
 
 
@@ -408,13 +445,13 @@ def run_fusion(
     key: Array, target: Target, config: FusionConfig, layout: ChainLayout | None = None
 ) -> Draws:
     """Divide-and-conquer SMC fusion of sub-posteriors (Lindsten et al. 2017, the annealed
-    merge; module docstring): NUTS on each of ``num_shards`` sub-posteriors, one chain of
-    ``subposterior_draws`` per shard and run; the product of the shards' Gaussian fits
-    (Scott et al. 2016's weights), Student-t by default, as the reference of an adaptive
-    tempered SMC run (smc's, Del Moral, Doucet and Jasra 2006) to the full posterior,
-    whose log density is summed over the shards where their data are. Each run's
-    ``log Z`` is unbiased in ``Z``; ``path_stats`` has smc's path and each shard's
-    divergences and acceptance rate.
+    merge; module docstring): ``subposterior_sampler`` (NUTS) on each of ``num_shards``
+    sub-posteriors, one chain of ``subposterior_draws`` per shard and run; the product of
+    the shards' Gaussian fits (Scott et al. 2016's weights), Student-t by default, as the
+    reference of an adaptive tempered SMC run (smc's, Del Moral, Doucet and Jasra 2006)
+    to the full posterior, whose log density is summed over the shards where their data
+    are. Each run's ``log Z`` is unbiased in ``Z``; ``path_stats`` has smc's path and each shard's
+    divergences and acceptance rate (or its weights' ESS).
 
     Example:
         >>> import bayeswb as bw
@@ -423,11 +460,11 @@ def run_fusion(
         >>> r.log_weights.shape, r.idata.path_stats["shard_divergences"].shape
         ((2, 200), (2, 4))
     """
-    sharded = sharded_target(target, config, config.subposterior_draws, layout)
+    sharded = sharded_target(target, config, layout)
     full = dataclasses.replace(target, log_density=sharded.full_log_density)
 
-    def make_reference(run_key: Array) -> tuple[Reference, SubposteriorRun]:
-        runs = sharded.subposteriors(run_key, config, config.subposterior_draws)
+    def make_reference(run_key: Array) -> tuple[Reference, SubposteriorDraws]:
+        runs = sharded.subposteriors(run_key, config)
         product = gaussian_product(runs.positions)
         scale = config.reference_scale * jnp.linalg.cholesky(product.covariance)
         q = gaussian_or_student_t(product.mean, scale, config.reference_family, config.df)
@@ -445,7 +482,7 @@ def run_fusion(
     # the annealing's full-data evaluations are S sub-posterior evaluations each
     shards = config.num_shards
     return draws._replace(
-        path_stats={**draws.path_stats, **_shard_stats(runs)},
-        n_grad_evals=Count.of(draws.n_grad_evals, each=shards) + _nuts_grads(runs),
-        n_logdensity_evals=Count.of(draws.n_logdensity_evals, each=shards) + _nuts_grads(runs),
+        path_stats={**draws.path_stats, **runs.stats},
+        n_grad_evals=Count.of(draws.n_grad_evals, each=shards) + runs.grads,
+        n_logdensity_evals=Count.of(draws.n_logdensity_evals, each=shards) + runs.logdensity_evals,
     )

@@ -92,7 +92,7 @@ def test_shard_log_densities_sum_to_the_full_log_density():
     eps = np.finfo(np.float32).eps
     for num_shards in (1, 4, 7):
         config = bw.samplers.get("fusion").make_config(num_shards=num_shards)
-        sharded = sharded_target(target, config, 100, None)
+        sharded = sharded_target(target, config, None)
         summed = np.asarray(jax.vmap(sharded.full_log_density)(x))
         bound = 4 * 569 * eps * np.abs(full)
         assert np.all(np.abs(summed - full) <= bound), (num_shards, summed - full, bound)
@@ -142,6 +142,51 @@ def test_fusion_is_exact_on_the_gaussian_mean_model():
     per_run_log_z = r.idata.sample_stats["log_marginal_likelihood"].values.ravel()
     assert_runs_match(np.exp(per_run_log_z - log_z), 1.0, "fusion Z / exact Z")
     assert bw.core.diagnostics.verdict_label(r) == "fine"
+
+
+def test_any_registered_sampler_samples_the_sub_posteriors():
+    """consensus with smc (weighted draws, resampled to equal weights) and fusion with
+    mala on the Gaussian-mean model: the same exact answers as with NUTS."""
+    target, mean, var, log_z = gaussian_mean()
+    r = bw.sample(
+        target, "consensus", seed=0, num_chains=RUNS, subposterior_sampler="smc", progress=False
+    )
+    x = np.asarray(r.positions, np.float64)
+    assert_runs_match(x.mean(axis=1), mean, "consensus (smc) means")
+    assert_runs_match(x.var(axis=1, ddof=1), var, "consensus (smc) variances")
+    assert set(r.idata.path_stats) >= {"shard_ess"}
+    r = bw.sample(
+        target, "fusion", seed=0, num_chains=RUNS, num_samples=500,
+        subposterior_sampler="mala", subposterior_options={"step_size": 0.1}, progress=False,
+    )  # fmt: skip
+    means, variances = weighted_moments(r)
+    assert_runs_match(means, mean, "fusion (mala) means")
+    assert_runs_match(variances, var, "fusion (mala) variances")
+    per_run_log_z = r.idata.sample_stats["log_marginal_likelihood"].values.ravel()
+    assert_runs_match(np.exp(per_run_log_z - log_z), 1.0, "fusion (mala) Z / exact Z")
+
+
+def test_sub_posterior_options_are_checked_and_saved():
+    """The sub-posterior sampler's options are checked when the config is made, and a
+    config with them survives a save and a load."""
+    from bayeswb.core.config import config_from_json, config_to_json
+
+    spec = bw.samplers.get("fusion")
+    config = spec.make_config(subposterior_sampler="mala", subposterior_options={"step_size": 0.1})
+    assert config.subposterior_config().step_size == 0.1
+    assert config.subposterior_config().num_samples == config.subposterior_draws
+    assert config_from_json(spec.config_cls, config_to_json(config)) == config
+    hash(config)  # compiled runs are cached by config
+    with pytest.raises(KeyError, match="unknown sampler 'nutz'"):
+        spec.make_config(subposterior_sampler="nutz")
+    with pytest.raises(ValueError, match="'sgld' needs a minibatch interface"):
+        spec.make_config(subposterior_sampler="sgld")
+    with pytest.raises(ValueError, match="cannot set 'num_chains'"):
+        spec.make_config(subposterior_options={"num_chains": 2})
+    with pytest.raises(ValueError, match="unknown option 'stepsize'"):
+        spec.make_config(subposterior_options={"stepsize": 0.1})
+    with pytest.raises(ValueError, match="step_size must be a positive number"):
+        spec.make_config(subposterior_options={"step_size": -1.0})
 
 
 @pytest.mark.slow
@@ -215,14 +260,19 @@ def counted_minibatch_target():
     return target, counts
 
 
-@pytest.mark.parametrize("name", ["consensus", "fusion"])
-def test_cost_counts_are_exact(name):
+@pytest.mark.parametrize(
+    "name, subposterior_sampler",
+    [("consensus", "nuts"), ("fusion", "nuts"), ("consensus", "smc"), ("fusion", "mala")],
+)
+def test_cost_counts_are_exact(name, subposterior_sampler):
     """One shard and one run: a batched NUTS loop would also run finished lanes'
     callbacks and overcount, so the counts are taken where nothing is batched but the
     particles (whose moves run in step)."""
     target, counts = counted_minibatch_target()
     spec = bw.samplers.get(name)
-    options = dict(subposterior_draws=50) if name == "fusion" else {}
+    options = dict(subposterior_sampler=subposterior_sampler)
+    if name == "fusion":
+        options.update(subposterior_draws=50)
     config = spec.make_config(
         num_chains=1, num_samples=64, num_warmup=30, num_shards=1, **options
     )  # fmt: skip
@@ -280,8 +330,8 @@ for x64, shards in ((False, 8), (False, 4), (True, 8)):
     eps = np.finfo(np.float64 if x64 else np.float32).eps
     for name, extra in [("consensus", {}), ("fusion", dict(subposterior_draws=100))]:
         settings = dict(seed=1, num_chains=2, num_samples=64, num_warmup=0,
-                        step_size=0.05, num_shards=shards, x64=x64, progress=False,
-                        **extra)
+                        subposterior_options={"step_size": 0.05}, num_shards=shards,
+                        x64=x64, progress=False, **extra)
         sharded = bw.sample(target, name, **settings)
         single = bw.sample(target, name, devices=one, **settings)
         assert sharded.cost["n_grad_evals"] == single.cost["n_grad_evals"]
