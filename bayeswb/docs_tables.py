@@ -125,7 +125,7 @@ def returns(spec, target=None) -> str:
     target = target or _probe_target()
     config = spec.make_config()
     try:  # small sizes trace faster; a sampler with constraints on them keeps its defaults
-        warmup = min(2, config.num_warmup)
+        warmup = 2 if config.num_warmup is None else min(2, config.num_warmup)
         config = spec.make_config(num_chains=1, num_samples=8, num_warmup=warmup)
     except ValueError:
         pass

@@ -80,6 +80,7 @@ from bayeswb.core.config import (
     non_negative_int,
     one_of,
     option,
+    optional,
     positive,
     positive_int,
     unit_interval,
@@ -257,10 +258,14 @@ _SET_BY_SHARDS = ("num_chains", "num_samples", "num_warmup")
 @dataclasses.dataclass(frozen=True)
 class ShardedConfig(SamplerConfig):
     """Sub-posteriors on ``num_shards`` shards of the data, each sampled by a registered
-    sampler (``subposterior_sampler``, one chain or run per shard, ``num_warmup`` its
-    warmup, ``subposterior_options`` its other options, e.g. ``{"step_size": 0.1}``)."""
+    sampler (``subposterior_sampler``, one chain or run per shard; ``num_warmup`` its
+    warmup or tuning length, by default the sampler's own; ``subposterior_options`` its
+    other options, e.g. ``{"step_size": 0.1}``)."""
 
-    num_warmup: int = option(500, non_negative_int, "warmup steps of each sub-posterior run")
+    # None here means "the sub-posterior sampler's own default", which only it knows
+    num_warmup: int | None = option(  # type: ignore[assignment]
+        None, optional(non_negative_int), "sub-posterior warmup (None: its sampler's default)"
+    )
     num_shards: int = option(4, positive_int, "shards of the data rows (at most N)")
     subposterior_sampler: str = option("nuts", None, "registered sampler of each shard")
     subposterior_options: Any = option(
@@ -293,7 +298,7 @@ class ShardedConfig(SamplerConfig):
 
     def subposterior_config(self) -> SamplerConfig:
         """The sub-posterior sampler's config: one chain or run of ``draws_per_shard``
-        draws after ``num_warmup`` warmup steps, with ``subposterior_options``."""
+        draws after ``num_warmup`` warmup steps (if set), with ``subposterior_options``."""
         options = dict(self.subposterior_options)
         for name in _SET_BY_SHARDS:
             if name in options:
@@ -302,7 +307,8 @@ class ShardedConfig(SamplerConfig):
                     "sharded run's own options"
                 )
         options.update(num_chains=1, num_samples=self.draws_per_shard)
-        options.update(num_warmup=self.num_warmup)
+        if self.num_warmup is not None:
+            options.update(num_warmup=self.num_warmup)
         return self.subposterior_spec().make_config(**options)
 
 

@@ -175,6 +175,11 @@ def test_sub_posterior_options_are_checked_and_saved():
     config = spec.make_config(subposterior_sampler="mala", subposterior_options={"step_size": 0.1})
     assert config.subposterior_config().step_size == 0.1
     assert config.subposterior_config().num_samples == config.subposterior_draws
+    # warmup: the sub-posterior sampler's own default unless set
+    pathfinder = bw.samplers.get("pathfinder").make_config()
+    config_pf = spec.make_config(subposterior_sampler="pathfinder")
+    assert config_pf.subposterior_config().num_warmup == pathfinder.num_warmup
+    assert spec.make_config(num_warmup=7).subposterior_config().num_warmup == 7
     assert config_from_json(spec.config_cls, config_to_json(config)) == config
     hash(config)  # compiled runs are cached by config
     with pytest.raises(KeyError, match="unknown sampler 'nutz'"):
