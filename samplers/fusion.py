@@ -12,8 +12,8 @@ masked copies of early rows when ``S`` does not divide ``N``. Each sub-posterior
 by a registered sampler, ``subposterior_sampler`` (default NUTS: blackjax's ``nuts`` after
 its ``window_adaptation``), one chain or run per shard and run, with its own defaults and
 ``subposterior_options``; a weighted sampler's draws (smc, is, ...) are resampled to equal
-weights. The sampler's ``run`` is called for a sub-posterior target inside the program, so
-the shards run side by side (vmapped), and over devices when the run has several
+weights. The sampler's ``run`` is called for a sub-posterior target inside the program;
+the shards run in turn on a device (``lax.map``), and over devices when the run has several
 (``bw.sample(..., devices=...)``: the devices the chains would be sharded over hold the
 data shards instead, ``gcd(num_shards, devices)`` of them, through ``jax.shard_map``).
 A shard's data and its sub-posterior chain then stay on its device; only draws (and the
@@ -192,15 +192,24 @@ def shard_mesh(layout: ChainLayout | None, num_shards: int) -> Mesh | None:
 
 def map_shards(fn: Callable[..., Any], mesh: Mesh | None, per_shard: tuple, shared: tuple) -> Any:
     """``fn(*shard_slices, *shared)`` for every shard (leading axis of each ``per_shard``
-    pytree): vmapped, and over ``mesh``'s devices if one is given; outputs keep the shard
-    axis."""
-    in_axes = (0,) * len(per_shard) + (None,) * len(shared)
-    mapped = jax.vmap(fn, in_axes=in_axes)
+    pytree), one shard after another (``lax.map``), on each of ``mesh``'s devices if one is
+    given; outputs keep the shard axis.
+
+    In turn rather than vmapped: a shard's MCMC loop does not wait for the slowest of the
+    others (consensus on logistic_breast_cancer, 4 shards and 4 runs on one CPU device:
+    the same draws, sampled in 2.8 s against 3.5-3.9 s vmapped), and only one shard's
+    working set is live on a device at a time."""
+
+    def in_turn(*sliced: Any) -> Any:
+        return jax.lax.map(
+            lambda args: fn(*args, *sliced[len(per_shard) :]), sliced[: len(per_shard)]
+        )
+
     if mesh is None:
-        return mapped(*per_shard, *shared)
+        return in_turn(*per_shard, *shared)
     specs = (PartitionSpec("shard"),) * len(per_shard) + (PartitionSpec(),) * len(shared)
     sharded = jax.shard_map(
-        mapped, mesh=mesh, in_specs=specs, out_specs=PartitionSpec("shard"), check_vma=False
+        in_turn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec("shard"), check_vma=False
     )
     return sharded(*per_shard, *shared)
 
