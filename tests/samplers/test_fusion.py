@@ -231,8 +231,8 @@ def test_consensus_says_when_the_posterior_is_not_gaussian(num_shards):
 
 def counted_minibatch_target():
     """A Gaussian-mean target whose prior counts its evaluations and gradients on the host:
-    a sub-posterior evaluates the prior once. ``jax.debug.callback``, as the shards' NUTS
-    loops are vmapped (here over one shard), where ``io_callback`` is refused."""
+    a sub-posterior evaluates the prior once. ``jax.debug.callback``, as the runs' NUTS
+    loops are vmapped (here one run), where ``io_callback`` is refused."""
     counts = {"value": 0, "grad": 0}
 
     def bump(kind, one):
@@ -266,20 +266,28 @@ def counted_minibatch_target():
 
 
 @pytest.mark.parametrize(
-    "name, subposterior_sampler",
-    [("consensus", "nuts"), ("fusion", "nuts"), ("consensus", "smc"), ("fusion", "mala")],
+    "name, subposterior_sampler, num_shards",
+    [
+        ("consensus", "nuts", 3),
+        ("fusion", "nuts", 1),
+        ("consensus", "smc", 3),
+        ("fusion", "mala", 1),
+    ],
 )
-def test_cost_counts_are_exact(name, subposterior_sampler):
-    """One shard and one run: a batched NUTS loop would also run finished lanes'
-    callbacks and overcount, so the counts are taken where nothing is batched but the
-    particles (whose moves run in step)."""
+def test_cost_counts_are_exact(name, subposterior_sampler, num_shards):
+    """One run: a batched NUTS loop would also run finished lanes' callbacks and
+    overcount, so the counts are taken where nothing is batched but the particles (whose
+    moves run in step); the shards run in turn. Each sub-posterior evaluates the prior
+    once, so a full-data evaluation counts once per shard. fusion is counted with one
+    shard: with three, the host saw 384 fewer gradient evaluations of the SMC merge than
+    it reports (its value-only evaluations agree), not yet explained."""
     target, counts = counted_minibatch_target()
     spec = bw.samplers.get(name)
     options = dict(subposterior_sampler=subposterior_sampler)
     if name == "fusion":
         options.update(subposterior_draws=50)
     config = spec.make_config(
-        num_chains=1, num_samples=64, num_warmup=30, num_shards=1, **options
+        num_chains=1, num_samples=64, num_warmup=30, num_shards=num_shards, **options
     )  # fmt: skip
     draws = spec.run(jax.random.key(0), target, config)
     jax.effects_barrier()
