@@ -260,6 +260,10 @@ def _option_pairs(value: Any) -> str | None:
     return None if ok else "must be a dict of option names to values"
 
 
+def _sampler_name(value: Any) -> str | None:
+    return None if isinstance(value, str) else "must be the name of a registered sampler"
+
+
 # what the sharded sampler sets in the sub-posterior sampler's config itself
 _SET_BY_SHARDS = ("num_chains", "num_samples", "num_warmup")
 
@@ -276,7 +280,7 @@ class ShardedConfig(SamplerConfig):
         None, optional(non_negative_int), "sub-posterior warmup (None: its sampler's default)"
     )
     num_shards: int = option(4, positive_int, "shards of the data rows (at most N)")
-    subposterior_sampler: str = option("nuts", None, "registered sampler of each shard")
+    subposterior_sampler: str = option("nuts", _sampler_name, "registered sampler of each shard")
     subposterior_options: Any = option(
         (), _option_pairs, "the sub-posterior sampler's options (a dict)"
     )
@@ -286,8 +290,14 @@ class ShardedConfig(SamplerConfig):
         if isinstance(options, dict):  # kept as sorted pairs: hashable, saved as given
             object.__setattr__(self, "subposterior_options", tuple(sorted(options.items())))
         super().__post_init__()
-        self.subposterior_spec()
-        self.subposterior_config()
+        try:
+            spec = self.subposterior_spec()
+        except KeyError as error:  # the registry's unknown-name error, naming this option
+            raise ValueError(f"subposterior_sampler: {error.args[0]}") from None
+        try:
+            self.subposterior_config()
+        except ValueError as error:
+            raise ValueError(f"subposterior_options (for {spec.name}): {error}") from None
 
     @property
     def draws_per_shard(self) -> int:

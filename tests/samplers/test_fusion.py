@@ -182,7 +182,7 @@ def test_sub_posterior_options_are_checked_and_saved():
     assert spec.make_config(num_warmup=7).subposterior_config().num_warmup == 7
     assert config_from_json(spec.config_cls, config_to_json(config)) == config
     hash(config)  # compiled runs are cached by config
-    with pytest.raises(KeyError, match="unknown sampler 'nutz'"):
+    with pytest.raises(ValueError, match="subposterior_sampler: unknown sampler 'nutz'"):
         spec.make_config(subposterior_sampler="nutz")
     with pytest.raises(ValueError, match="'sgld' needs a minibatch interface"):
         spec.make_config(subposterior_sampler="sgld")
