@@ -88,7 +88,7 @@ from bayeswb.core.config import (
 from bayeswb.core.draws import Count, Draws
 from bayeswb.core.sampler import SAMPLERS, SamplerSpec
 from bayeswb.core.target import MinibatchData, Target
-from bayeswb.core.weights import kish_ess
+from bayeswb.core.weights import kish_ess, safe_log_weights
 from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers import register
 from bayeswb.samplers.importance.proposals import gaussian_or_student_t
@@ -168,7 +168,7 @@ def run_subposterior(
     if draws.log_weights is not None:
         log_w = draws.log_weights[0]
         stats["shard_ess"] = kish_ess(log_w)
-        weights = jax.nn.softmax(jnp.where(jnp.isnan(log_w), -jnp.inf, log_w))
+        weights = jax.nn.softmax(safe_log_weights(log_w))
         positions = positions[systematic(resample_key, weights, positions.shape[0])]
     return SubposteriorDraws(
         positions, stats, Count.of(draws.n_grad_evals), Count.of(draws.n_logdensity_evals)
