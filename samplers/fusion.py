@@ -14,10 +14,12 @@ its ``window_adaptation``), one chain or run per shard and run, with its own def
 ``subposterior_options``; a weighted sampler's draws (smc, is, ...) are resampled to equal
 weights. The sampler's ``run`` is called for a sub-posterior target inside the program;
 the shards run in turn on a device (``lax.map``), and over devices when the run has several
-(``bw.sample(..., devices=...)``: the devices the chains would be sharded over hold the
-data shards instead, ``gcd(num_shards, devices)`` of them, through ``jax.shard_map``).
-A shard's data and its sub-posterior chain then stay on its device; only draws (and the
-fusion's per-shard log densities) cross between devices.
+(``bw.sample(..., devices=...)``: the devices the chains would be sharded over run the
+data shards instead, ``gcd(num_shards, devices)`` of them, through ``jax.shard_map``;
+after ``jax.distributed.initialize``, those of every process). A shard's sub-posterior
+chain then stays on its device; only draws (and the fusion's per-shard log densities)
+cross between devices. The rows themselves are constants of the compiled program, held
+whole by every process and device: sharding spreads the work, not the data's memory.
 
 Fusing. Each shard's draws give a Gaussian fit ``N(mu_s, Sigma_s)`` (sample mean and
 covariance); their product is the Gaussian
@@ -104,12 +106,12 @@ class Shards(NamedTuple):
     ``(S, m, ...)``, ``mask`` ``(S, m)`` (False on padding rows)."""
 
     data: Any
-    mask: Array
+    mask: Any
 
 
 def split_rows(data: Any, num_shards: int) -> Shards:
     """Row ``i`` of every leaf of ``data`` to shard ``i mod num_shards``, padded with
-    masked copies of the first rows.
+    masked copies of the first rows (on the host: numpy arrays).
 
     Example:
         >>> shards = split_rows(jnp.arange(5.0), 2)
@@ -123,7 +125,7 @@ def split_rows(data: Any, num_shards: int) -> Shards:
     index = np.arange(rows * num_shards)
     order = (index % num_data).reshape(rows, num_shards).T
     mask = (index < num_data).reshape(rows, num_shards).T
-    return Shards(jax.tree.map(lambda leaf: jnp.asarray(leaf)[order], data), jnp.asarray(mask))
+    return Shards(jax.tree.map(lambda leaf: np.asarray(leaf)[order], data), mask)
 
 
 def subposterior_log_density(
@@ -177,15 +179,11 @@ def run_subposterior(
 
 def shard_mesh(layout: ChainLayout | None, num_shards: int) -> Mesh | None:
     """A one-axis mesh (``"shard"``) over ``gcd(num_shards, devices)`` of the devices the
-    layout would shard the chains over; None (vmap) for one device."""
+    layout would shard the chains over (those of every process after
+    ``jax.distributed.initialize``); None (shards in turn, one device) for one device."""
     if layout is None or layout.mesh is None:
         return None
     devices = list(layout.mesh.devices.ravel())
-    if any(device.process_index != jax.process_index() for device in devices):
-        raise NotImplementedError(
-            "fusion and consensus shard their data over one process's devices only: "
-            "pass devices=jax.local_devices()"
-        )
     used = math.gcd(num_shards, len(devices))
     return None if used <= 1 else Mesh(np.array(devices[:used]), ("shard",))
 

@@ -214,6 +214,29 @@ def gaussian_mean_model(num_data=200, batch=GAUSSIAN_MEAN_BATCH, noise_sd=1.0, p
     return target, mean, precision, noise_var
 
 
+def assert_sharded_draws_match(positions, grads, single, name, num_shards, draws_per_shard,
+                               x64=False):  # fmt: skip
+    """The draws ``positions`` and gradient count ``grads`` of a fusion or consensus run
+    with its shards over several devices (or processes) against the same run on one device
+    (``single``, a Result), at a fixed sub-posterior step (tests/bayeswb/test_devices.py's
+    bound): a draw is within 8 G eps scale of the single-device one after G
+    gradient evaluations on its path, while the transitions do not expand differences (NUTS
+    at a fixed step inside its stability limit on gaussian_mean_model's sub-posteriors) and
+    no accept or tree decision flips. A consensus draw's path: its shard chains' G and the
+    fits' draws; a fused particle's: the shards' chains, the fits, and every gradient of the
+    run per particle (an upper bound on its own path) plus the particles."""
+    assert grads == single.cost["n_grad_evals"]
+    num_runs, num_draws = np.shape(single.positions)[:2]
+    gradients = single.cost["n_grad_evals"] / num_runs / num_shards + draws_per_shard
+    if name == "fusion":
+        gradients += num_draws
+    eps = np.finfo(np.float64 if x64 else np.float32).eps
+    bound = 8 * gradients * eps * np.abs(single.positions).max()
+    diff = np.abs(np.asarray(positions) - np.asarray(single.positions)).max()
+    assert diff <= bound, (name, num_shards, x64, diff, bound)
+    return diff, bound
+
+
 def tuned_steps_and_noise(result, num_warmup: int) -> tuple[np.ndarray, np.ndarray]:
     """A self-tuned stochastic-gradient run's step of the draws per chain, and the mean
     ``gradient_noise`` of its warmup's final window per chain (what caps the step)."""
