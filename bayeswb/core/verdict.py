@@ -631,17 +631,17 @@ def importance_shift(
         )
         return Check("importance_shift", float(z[worst]), bound, False, message, advice)
     if run_flagged.any():
-        run, worst = np.unravel_index(
+        run, coordinate = np.unravel_index(
             np.argmax(np.where(run_flagged, np.abs(shifts) / scale, -1.0)), shifts.shape
         )
         message = (
-            f"importance weights move run {run}'s mean of coordinate {worst} by "
-            f"{abs(shifts[run, worst]) / scale[worst]:.2f} sd (z {run_z[run, worst]:.1f} > "
-            f"{run_bound:.1f}): each run's fit is biased its own way"
+            f"importance weights move run {run}'s mean of coordinate {coordinate} by "
+            f"{abs(shifts[run, coordinate]) / scale[coordinate]:.2f} sd "
+            f"(z {run_z[run, coordinate]:.1f} > {run_bound:.1f}): each run's fit is biased "
+            "its own way"
         )
-        return Check(
-            "importance_shift", float(run_z[run, worst]), run_bound, False, message, advice
-        )
+        value = float(run_z[run, coordinate])
+        return Check("importance_shift", value, run_bound, False, message, advice)
     worst = int(np.argmax(z))
     message = f"importance weights leave the means in place (z {z[worst]:.1f})"
     return Check("importance_shift", float(z[worst]), bound, True, message, advice)
