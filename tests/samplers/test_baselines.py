@@ -1,5 +1,6 @@
 """Baselines against exact answers: MCSE-based bounds, fixed seeds (tests/helpers.py)."""
 
+import jax
 import numpy as np
 import pytest
 from helpers import assert_z_scores, moment_z_scores
@@ -121,3 +122,21 @@ def test_samplers_calling_lapack_finish_at_100_chains():
     assert done.stdout.split("\n")[:4] == [
         f"{name} done" for name in ("pathfinder", "fullrank_vi", "is", "vis")
     ]
+
+
+@pytest.mark.parametrize("dim", [2, 10])
+def test_pathfinder_counts_its_gradients(dim):
+    """One path, not vmapped (batched, L-BFGS's lax.cond runs both branches and its
+    callbacks too): the host-counted gradients equal the reported ones on a Gaussian,
+    where every line search accepts its first trial. (The count was one short before the
+    first iteration's evaluation at the start was counted.)"""
+    from helpers import counted_gaussian
+
+    from bayeswb.samplers.baselines import path_grad_evals, pathfinder_path
+
+    target, counts = counted_gaussian(dim)
+    config = bw.samplers.get("pathfinder").make_config(num_chains=1, num_samples=10)
+    *_, num_iterations = pathfinder_path(jax.random.key(0), target, config)
+    jax.effects_barrier()
+    assert int(num_iterations) > 0
+    assert int(path_grad_evals(num_iterations)) == counts["grad"]
