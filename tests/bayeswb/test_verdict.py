@@ -90,6 +90,24 @@ def test_divergences_ebfmi_tree_depth_and_acceptance_fire():
     assert "r_hat" not in _failed(verdict)
 
 
+def test_energy_error_fires_when_an_unadjusted_chain_leaves_its_tuning():
+    """mclmc-like stats: energy changes of variance 5e-4 per dimension (the tuned target)
+    are fine; one chain with rare huge errors (Var[E]/d 40 times it) fails. On an mclmc
+    run the check runs (and passes on a Gaussian)."""
+    rng = np.random.default_rng(4)
+    positions = rng.normal(size=(4, 1000, 2))
+    energy = rng.normal(scale=np.sqrt(2 * 5e-4), size=(4, 1000))
+    config = {"desired_energy_variance": 5e-4}
+    verdict = diagnose(_chains(positions, energy_change=energy, acceptance_rate=energy), config)
+    assert "energy_error" not in _failed(verdict)
+    energy[2, ::100] = np.sqrt(2 * 5e-4 * 40 * 100)  # 1% of steps: Var[E]/d about 40x
+    verdict = diagnose(_chains(positions, energy_change=energy, acceptance_rate=energy), config)
+    assert "energy_error" in _failed(verdict)
+    r = bw.sample("gaussian", "mclmc", seed=0, num_chains=2, num_samples=2000)
+    assert "energy_error" in [check.name for check in r.diagnostics.checks]
+    assert "energy_error" not in _failed(r.diagnostics)
+
+
 def test_heavy_tailed_weights_fail_k_hat_and_ess():
     rng = np.random.default_rng(3)
     # log weights of N(0, 1) draws for a N(0, 3^2) target: infinite variance, k > 0.7
