@@ -303,8 +303,8 @@ def path_grad_evals(num_iterations: Array) -> Count:
     first iteration, two per iteration.
 
     Example:
-        >>> int(path_grad_evals(jnp.array([0, 5])))
-        14
+        >>> int(path_grad_evals(jnp.array([0, 5])))  # 1, and 1 + 1 + 2 * 5
+        13
     """
     num_paths = int(jnp.size(num_iterations))
     return Count.of(num_iterations, each=2) + Count.of(num_iterations > 0) + num_paths

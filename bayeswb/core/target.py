@@ -70,8 +70,9 @@ def _small_programs_cached() -> Iterator[None]:
     """Write even the quickest compiles to JAX's persistent compilation cache (where one is
     set: :mod:`bayeswb.execution.compile_cache`) for the duration. Building a numpyro
     target runs the model operation by operation, 80 to 150 small programs, each below
-    the cache's usual threshold: cached, a new process builds logistic_breast_cancer in
-    2.8-3.6 s instead of 7.7 s (benchmarks/compile_cache.py's note)."""
+    the cache's usual threshold: cached, a second process builds logistic_breast_cancer in
+    4.0 s against 8.8 s for the first (``python benchmarks/compile_cache.py --jobs
+    numpyro_target``; 11-13 s both times before)."""
     name = "jax_persistent_cache_min_compile_time_secs"
     before = getattr(jax.config, name)
     jax.config.update(name, 0.0)
