@@ -705,10 +705,9 @@ def _mean_error(positions: np.ndarray, weighted_mean: np.ndarray, sd: np.ndarray
 def _run_mcse(positions: np.ndarray) -> np.ndarray:
     """Each run's own Monte Carlo error of its mean (runs, d): its sd over the square root
     of its bulk ESS as one chain."""
-    ess = np.stack(
-        [az.ess(az.convert_to_dataset({"x": run[None]}), method="bulk")["x"].values
-         for run in positions]
-    )  # fmt: skip
+    # one chain of n draws whose variable has the run axis: ESS per run and coordinate
+    per_run = az.convert_to_dataset({"x": np.moveaxis(positions, 1, 0)[None]})
+    ess = az.ess(per_run, method="bulk")["x"].values
     return positions.std(axis=1) / np.sqrt(np.maximum(ess, 1.0))
 
 
