@@ -352,20 +352,20 @@ def run_fbgvi(
                 step_key, state, target.log_density, config.num_mc_samples, config.hessian
             )
             curvature = _largest_curvature(hess_v)
-        else:
-            curvature = jnp.asarray(1.0 / config.step_size, state.mean.dtype)
+        else:  # not used: the step is given
+            curvature = jnp.ones((), state.mean.dtype)
 
         def one_step(
             carry: tuple[FBGVIState, Array], inputs: tuple[Array, Array]
         ) -> tuple[tuple[FBGVIState, Array], tuple[Array, Array]]:
             state, curvature = carry
             step_key, factor = inputs
-            # fixed: curvature is 1 / step_size, and no guard
-            scale = factor * config.step_scale if adaptive else factor
-            largest = scale if adaptive else jnp.inf
-            state_next, info = kernel(step_key, state, scale / curvature, largest)
-            if adaptive:
+            if adaptive:  # step_scale / lambda_k, guarded by this step's own curvature
+                largest = factor * config.step_scale
+                state_next, info = kernel(step_key, state, largest / curvature, largest)
                 curvature = curvature + CURVATURE_AVERAGING * (info.hessian_max - curvature)
+            else:
+                state_next, info = kernel(step_key, state, factor * config.step_size)
             return (state_next, curvature), (info.elbo, info.step_size)
 
         keys = jax.random.split(fit_key, config.num_warmup)
