@@ -51,6 +51,7 @@ def _with_reference(target: Target, name: str, params: dict | None = None) -> Ta
         mean={k: np.asarray(v) for k, v in entry["mean"].items()},
         sd={k: np.asarray(v) for k, v in entry["sd"].items()},
         source=entry["source"],
+        mcse_mean={k: np.asarray(v) for k, v in entry["mcse_mean"].items()},
     )
     note = f"moments of {', '.join(sorted(entry['mean']))} by {entry['source']}"
     if "note" in entry:

@@ -111,7 +111,8 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
 
     - ``log_z_error``, ``abs_delta_log_z`` and ``log_z_error_in_se``: against ``target.log_z``
     - ``mean_z_max``, ``mean_z_rms``: |posterior mean - reference mean| / MCSE over all
-      reference parameters (for a correct sampler roughly standard normal)
+      reference parameters (for a correct sampler roughly standard normal); the MCSE is
+      the run's and the reference's own (``Reference.mcse_mean``) added in quadrature
     - ``abs_mean_error_max``: the largest |mean error| in units of the reference sd
     - ``sd_rel_error_max``: the largest |sd / reference sd - 1|; ``sd_z_max`` in MCSE units
     - ``pareto_k``: the largest PSIS k-hat over runs, for samplers that report one
@@ -153,7 +154,9 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
                 continue
             m = _moments(result, name)
             ref_sd = np.asarray(target.reference.sd[name])
-            z_mean.append(np.ravel((m["mean"] - ref_mean) / m["mcse_mean"]))
+            ref_mcse = (target.reference.mcse_mean or {}).get(name, 0.0)
+            mcse = np.hypot(m["mcse_mean"], ref_mcse)
+            z_mean.append(np.ravel((m["mean"] - ref_mean) / mcse))
             z_sd.append(np.ravel((m["sd"] - ref_sd) / m["mcse_sd"]))
             mean_error.append(np.ravel(np.abs(m["mean"] - ref_mean) / ref_sd))
             sd_error.append(np.ravel(np.abs(m["sd"] / ref_sd - 1.0)))

@@ -21,12 +21,16 @@ Array = jax.Array
 class Reference:
     """Reference moments of the constrained parameters, and where they come from.
 
-    ``mean`` and ``sd`` map a parameter name to an array of that parameter's shape.
+    ``mean`` and ``sd`` map a parameter name to an array of that parameter's shape;
+    ``mcse_mean``, for moments made by Monte Carlo, maps it to the Monte Carlo standard
+    error of ``mean`` (``None``: the moments are exact, or their error is negligible).
+    A score against the reference adds this error to the scored run's own.
     """
 
     mean: dict[str, np.ndarray]
     sd: dict[str, np.ndarray]
     source: str
+    mcse_mean: dict[str, np.ndarray] | None = None
 
 
 class NumpyroModel(NamedTuple):

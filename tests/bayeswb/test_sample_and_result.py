@@ -124,6 +124,30 @@ def test_weighted_output_is_scored_with_its_weights():
     assert frame.loc["x[0]", "ess_weights"] < 4 * 4000
 
 
+def test_a_reference_made_by_monte_carlo_counts_its_own_error_in_the_score():
+    # a reference mean 0.1 off the truth, with a stated Monte Carlo error of 0.05: the
+    # score's z divides by the run's and the reference's errors in quadrature
+    def normal_with(reference):
+        return bw.Target.from_logdensity(
+            lambda x: -0.5 * ((x[0] - 1.0) ** 2), dim=1, name="normal", reference=reference
+        )
+
+    exact = bw.Reference({"x": np.full(1, 1.1)}, {"x": np.ones(1)}, "exact")
+    by_mc = bw.Reference(exact.mean, exact.sd, "a run", mcse_mean={"x": np.full(1, 0.05)})
+    result = weighted_result()
+    row = bw.summary(result).loc["x[0]"]
+    error = abs(row["mean"] - 1.1)
+    np.testing.assert_allclose(
+        bw.score(result, normal_with(exact))["mean_z_max"], error / row["mcse_mean"], rtol=1e-3
+    )
+    np.testing.assert_allclose(
+        bw.score(result, normal_with(by_mc))["mean_z_max"],
+        error / np.hypot(row["mcse_mean"], 0.05),
+        rtol=1e-3,
+    )
+    assert bw.models.get("gp_regression").reference.mcse_mean is not None
+
+
 def test_importance_k_hat_reaches_score_and_summary():
     # a proposal narrower than the target (N(0, 0.5^2) for N(0, 1)): heavy-tailed weights
     target = bw.models.get("gaussian", dim=1)
