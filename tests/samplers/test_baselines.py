@@ -44,6 +44,25 @@ def test_hmc_cost_is_chains_times_steps_times_length(gaussian):
     assert r.cost["n_grad_evals"] == 3 * (1 + (50 + 20) * 7)
 
 
+def test_hmc_step_jitter_breaks_a_periodic_trajectory():
+    """Neal (2011), section 5.4.2.2: a trajectory of one period of the dynamics (16 leapfrog
+    steps of 2 pi / 16 on a standard normal) returns near its start, and the chain barely
+    moves; jittering each transition's step by U(1 -/+ 0.2) breaks the period."""
+    target = bw.models.get("gaussian", dim=1)
+    settings = dict(
+        seed=5, num_chains=4, num_samples=1000, num_warmup=0,
+        step_size=2 * np.pi / 16, num_integration_steps=16,
+    )  # fmt: skip
+    stuck = bw.sample(target, "hmc", step_size_jitter=0.0, **settings)
+    assert "ess_bulk" in [check.name for check in stuck.diagnostics.failed]
+    jittered = bw.sample(target, "hmc", **settings)
+    assert jittered.diagnostics.ok, jittered.diagnostics
+    z = moment_z_scores(jittered, "x", np.zeros(1), np.ones(1))
+    assert_z_scores(np.concatenate([z["mean"], z["var"]]), "jittered hmc mean and variance")
+    steps = jittered.idata.sample_stats["step_size"].values
+    assert 0.8 * settings["step_size"] <= steps.min() < steps.max() <= 1.2 * settings["step_size"]
+
+
 def test_nuts_without_warmup_uses_the_given_step_size(gaussian):
     r = bw.sample(
         gaussian, "nuts", seed=0, num_chains=2, num_samples=50, num_warmup=0, step_size=0.3
