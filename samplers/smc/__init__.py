@@ -119,6 +119,7 @@ from bayeswb.samplers.smc.mutation import (
 from bayeswb.samplers.smc.references import (
     Reference,
     diagonal_gaussian_reference,
+    diagonal_student_t_reference,
     gaussian_reference,
     moment_matched_reference,
     probe_scale,
@@ -189,6 +190,7 @@ __all__ = [
     "anneal",
     "annealing_parts",
     "diagonal_gaussian_reference",
+    "diagonal_student_t_reference",
     "ess_resampling",
     "fixed_schedule",
     "gaussian_reference",

@@ -27,7 +27,7 @@ from bayeswb.samplers.smc.moves import MCMC_MOVES, Move, make_move
 from bayeswb.samplers.smc.mutation import adaptive_sweeps, keep_all, keep_last, sweeps
 from bayeswb.samplers.smc.references import (
     Reference,
-    diagonal_gaussian_reference,
+    diagonal_reference,
     gaussian_reference,
     moment_matched_reference,
     probe_evaluations,
@@ -70,6 +70,7 @@ class Plan(NamedTuple):
     waste_free_chains:        M > 0: the main run is waste-free (its pilots are not)
     fit_reference_particles:  particles of the pilot run that fits the reference (0: none)
     reference_scale:          the fitted reference's fallback sd
+    reference_dof:            the fitted reference is Student-t_dof (None: Gaussian)
     auto_reference:           the reference's scale is probed and the fit widened
     fit_move:                 the move of the reference-fitting pilot (an MCMC move)
     """
@@ -85,6 +86,7 @@ class Plan(NamedTuple):
     reference_scale: float
     auto_reference: bool = False
     fit_move: Move | None = None
+    reference_dof: float | None = None
 
 
 class RunOutput(NamedTuple):
@@ -109,6 +111,7 @@ def annealing_plan(
     auto_reference: bool = False,
     waste_free_chains: int = 0,
     fit_reference_particles: int = 0,
+    reference_dof: float | None = None,
 ) -> Plan:
     """The :class:`Plan` of ``config``'s runs: its move, the initial step size for a
     reference of sd ``reference_scale``, and for the reference-fitting pilot the move
@@ -129,6 +132,7 @@ def annealing_plan(
         reference_scale=reference_scale,
         auto_reference=auto_reference,
         fit_move=fit_move,
+        reference_dof=reference_dof,
     )
 
 
@@ -148,13 +152,14 @@ def fixed_reference(dim: int, scale: float, dof: float | None) -> MakeReference:
     return lambda run_key: (reference, None)
 
 
-def probed_reference(target: Target) -> MakeReference:
-    """Every run starts from ``N(0, s^2 I)`` with s from :func:`~.references.probe_scale`
-    of the target's density (one probe per run, its evaluations counted)."""
+def probed_reference(target: Target, dof: float | None = None) -> MakeReference:
+    """Every run starts from ``N(0, s^2 I)`` (Student-t_dof(0, s^2 I) with ``dof``) with s
+    from :func:`~.references.probe_scale` of the target's density (one probe per run, its
+    evaluations counted)."""
 
     def make(run_key: Array) -> tuple[Reference, Any]:
         scale = probe_scale(run_key, target.log_density, target.dim)
-        reference = diagonal_gaussian_reference(jnp.zeros(target.dim), jnp.full(target.dim, scale))
+        reference = diagonal_reference(jnp.zeros(target.dim), jnp.full(target.dim, scale), dof)
         return reference, None
 
     return make
@@ -267,7 +272,7 @@ def one_run(plan: Plan, make_reference: MakeReference, run_key: Array) -> RunOut
         pilot = anneal_run(fit_plan(plan), fit_key, reference, plan.fit_reference_particles)
         widen = REFERENCE_WIDENING if plan.auto_reference else 1.0
         reference = moment_matched_reference(
-            pilot.positions, pilot.log_weights, plan.reference_scale, widen
+            pilot.positions, pilot.log_weights, plan.reference_scale, widen, plan.reference_dof
         )
         fit_steps, fit_sweeps = pilot.num_steps_taken, pilot.num_sweeps_taken
         fit_path = {f"reference_pilot_{name}": pilot.path[name] for name in FIT_PATH_STATS}
@@ -368,7 +373,8 @@ def run_annealing(
     ``fit_reference_particles = m``, each run first anneals m particles from that
     reference (adaptive tempered SMC with an MCMC move) and then uses
     ``N(mean, diag sd^2)`` of their weighted positions; the pilot is independent of the
-    run's own particles and its cost is counted.
+    run's own particles and its cost is counted. ``reference_dof`` makes every one of
+    these references (fixed, probed, fitted) a Student-t of that location and scale.
 
     ``reference_scale=None`` (the default of smc, ais and smc_langevin) makes the
     reference automatic, from nothing but the target's density: the pilot (of
@@ -389,12 +395,12 @@ def run_annealing(
     scale = 1.0 if reference_scale is None else reference_scale
     if make_reference is None:
         if auto:
-            make_reference = probed_reference(target)
+            make_reference = probed_reference(target, reference_dof)
         else:
             make_reference = fixed_reference(target.dim, scale, reference_dof)
     plan = annealing_plan(
         target, config, resampling, ess_threshold, scale, auto, waste_free_chains,
-        fit_reference_particles,
+        fit_reference_particles, reference_dof,
     )  # fmt: skip
     run = functools.partial(one_run, plan, make_reference)
     out = run_chains(key, config.num_chains, run, layout)

@@ -78,32 +78,58 @@ def student_t_reference(dim: int, scale: float, dof: float) -> Reference:
         >>> round(float(q.log_prob(jnp.zeros(1))), 4)
         -1.1447
     """
+    return diagonal_student_t_reference(jnp.zeros(dim), jnp.full(dim, scale), dof)
+
+
+def diagonal_student_t_reference(mean: Array, scale: Array, dof: float) -> Reference:
+    """The multivariate Student-t ``t_dof(mean, diag(scale^2))``: ``mean + scale z /
+    sqrt(g)``, ``z ~ N(0, I)``, ``g ~ Gamma(dof / 2, rate dof / 2)`` (its covariance is
+    ``diag(scale^2) dof / (dof - 2)`` for ``dof > 2``).
+
+    Example:
+        >>> q = diagonal_student_t_reference(jnp.ones(1), jnp.full(1, 2.0), 1.0)
+        >>> round(float(q.log_prob(jnp.ones(1))), 4)  # Cauchy of scale 2: -log(2 pi)
+        -1.8379
+    """
+    mean, scale = jnp.asarray(mean), jnp.asarray(scale)
+    dim = mean.shape[-1]
     half = 0.5 * (dof + dim)
     constant = (
         math.lgamma(half)
         - math.lgamma(0.5 * dof)
         - 0.5 * dim * math.log(dof * math.pi)
-        - dim * math.log(scale)
+        - jnp.sum(jnp.log(scale))
     )
 
     def sample(key: Array, n: int) -> Array:
         normal_key, gamma_key = jax.random.split(key)
         z = jax.random.normal(normal_key, (n, dim))
         g = jax.random.gamma(gamma_key, 0.5 * dof, (n, 1)) / (0.5 * dof)
-        return scale * z / jnp.sqrt(g)
+        return mean + scale * z / jnp.sqrt(g)
 
     def log_prob(x: Array) -> Array:
-        return constant - half * jnp.log1p(jnp.sum((x / scale) ** 2) / dof)
+        return constant - half * jnp.log1p(jnp.sum(((x - mean) / scale) ** 2) / dof)
 
     return Reference(sample, log_prob)
 
 
+def diagonal_reference(mean: Array, scale: Array, dof: float | None) -> Reference:
+    """``N(mean, diag(scale^2))``, or ``t_dof(mean, diag(scale^2))`` if ``dof`` is set."""
+    if dof is None:
+        return diagonal_gaussian_reference(mean, scale)
+    return diagonal_student_t_reference(mean, scale, dof)
+
+
 def moment_matched_reference(
-    positions: Array, log_weights: Array, fallback_scale: Array | float, widen: float = 1.0
+    positions: Array,
+    log_weights: Array,
+    fallback_scale: Array | float,
+    widen: float = 1.0,
+    dof: float | None = None,
 ) -> Reference:
     """``N(mean, diag (widen sd)^2)`` of weighted particles (normalised ``log_weights``),
     e.g. a pilot run's; ``N(0, fallback_scale^2 I)`` if a moment is not finite or an sd
-    is 0.
+    is 0. With ``dof``, the Student-t ``t_dof`` of that location and scale instead.
 
     Example:
         >>> x = jnp.array([[0.0, 1.0], [2.0, 1.0]])
@@ -117,7 +143,7 @@ def moment_matched_reference(
     ok = jnp.all(jnp.isfinite(mean)) & jnp.all(jnp.isfinite(sd) & (sd > 0))
     mean = jnp.where(ok, mean, 0.0)
     sd = jnp.where(ok, widen * sd, fallback_scale)
-    return diagonal_gaussian_reference(mean, sd)
+    return diagonal_reference(mean, sd, dof)
 
 
 # the ray probe of :func:`probe_scale`: radii 2^-4 ... 2^12 in steps of sqrt(2)

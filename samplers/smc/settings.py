@@ -95,7 +95,10 @@ class _AnnealingConfig(AnnealingSettings):
         "target's density and a pilot run, see run_annealing)",
     )
     reference_dof: float | None = option(
-        None, optional(positive), "None: Gaussian reference; nu: Student-t_nu(0, s^2 I)"
+        None,
+        optional(positive),
+        "None: Gaussian references; nu: every reference (fixed, probed or fitted) a "
+        "Student-t_nu of the same location and scale",
     )
     fit_reference_particles: int | None = option(
         None,

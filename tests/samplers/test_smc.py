@@ -40,6 +40,9 @@ CONFIGS = {
         "smc",
         {"move": "local_hmc", "reference_dof": 4.0, "reference_scale": 2.0, "precondition": False},
     ),
+    # the automatic reference (probed, then fitted to a pilot) as a Student-t: exact only
+    # if the fitted t's location, scale and normaliser are right
+    "smc_auto_student_t": ("smc", {"reference_dof": 5.0}),
     "ais": ("ais", {"num_steps": 30}),
     "smc_langevin": ("smc_langevin", {}),
 }
@@ -282,6 +285,28 @@ def test_sendera2024_logz_figure_quick(tmp_path):
     assert sorted(smc["published"]) == sorted(figure.PUBLISHED_SMC.values())
     paths = figure.plot(tables, tmp_path)
     assert all(path.exists() for path in paths) and {p.suffix for p in paths} == {".png", ".pdf"}
+
+
+def test_a_diagonal_student_t_reference_is_a_normalised_t_and_reaches_every_reference():
+    """The t_nu(mean, diag scale^2) reference integrates to one and has the t's variance
+    scale^2 nu / (nu - 2); ``reference_dof`` reaches the automatic (probed and fitted)
+    reference, which it once left Gaussian without a word."""
+    from bayeswb.samplers.smc import diagonal_student_t_reference
+
+    q = diagonal_student_t_reference(jnp.array([1.0]), jnp.array([2.0]), 10.0)
+    grid = np.linspace(-400.0, 400.0, 400_001)
+    density = np.exp(np.asarray(jax.vmap(q.log_prob)(jnp.asarray(grid)[:, None])))
+    np.testing.assert_allclose(np.trapezoid(density, grid), 1.0, atol=1e-4)
+    n = 200_000
+    draws = np.asarray(q.sample(jax.random.key(0), n), dtype=np.float64)[:, 0]
+    squares = (draws - 1.0) ** 2
+    z_var = (squares.mean() - 4.0 * 10.0 / 8.0) / (squares.std(ddof=1) / math.sqrt(n))
+    z_mean = (draws.mean() - 1.0) / (draws.std(ddof=1) / math.sqrt(n))
+    assert_z_scores(np.array([z_mean, z_var]), "t_10(1, 2^2) draws")
+    settings = dict(seed=0, num_chains=2, num_samples=64)
+    gaussian = bw.sample(GAUSSIAN, "smc", **settings).log_weights
+    student_t = bw.sample(GAUSSIAN, "smc", reference_dof=5.0, **settings).log_weights
+    assert not np.allclose(gaussian, student_t)
 
 
 def test_local_hmc_leaves_the_funnel_invariant():
