@@ -31,7 +31,7 @@ from blackjax.sgmcmc import diffusions
 from blackjax.sgmcmc.gradients import logdensity_estimator
 from blackjax.util import generate_gaussian_noise
 
-from bayeswb.core.config import SamplerConfig, option, optional, positive, positive_int
+from bayeswb.core.config import option, optional, positive, positive_int
 from bayeswb.core.draws import Draws
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout
@@ -45,6 +45,7 @@ from bayeswb.samplers.langevin.stochastic_gradient import (
     full_data_lp,
     minibatch,
     self_tuned,
+    sgld_draw_step,
     sgld_init,
     stochastic_gradient_method,
 )
@@ -268,11 +269,20 @@ def exploration_steps(cycle_length: int, exploration_fraction: float) -> int:
 
 class CyclicalState(NamedTuple):
     """The state of cyclical SGLD: the SGLD state (position, minibatch log-density and
-    gradient estimates) and ``cycle_step``, ``mod(k - 1, L)`` of the next inner step
-    (int32)."""
+    gradient estimates, the fields of blackjax's ``DiffusionState``) and ``cycle_step``,
+    ``mod(k - 1, L)`` of the next inner step (int32)."""
 
-    diffusion: DiffusionState
+    position: Any
+    logdensity: Array
+    logdensity_grad: Any
     cycle_step: Array
+
+    @property
+    def diffusion(self) -> DiffusionState:
+        return DiffusionState(self.position, self.logdensity, self.logdensity_grad)
+
+    def with_diffusion(self, diffusion: DiffusionState) -> CyclicalState:
+        return CyclicalState(*diffusion, self.cycle_step)
 
 
 def csgld_build_kernel(
@@ -342,7 +352,7 @@ def csgld_build_kernel(
         n_steps = cycle_step - state.cycle_step + 1
         next_step = jnp.where(cycle_step + 1 == cycle_length, 0, cycle_step + 1)
         info = StepInfo(diverging | rejected, step_size, n_steps.astype(jnp.int32))
-        return CyclicalState(current, next_step.astype(jnp.int32)), info
+        return CyclicalState(*current, next_step.astype(jnp.int32)), info
 
     return kernel
 
@@ -353,11 +363,19 @@ def _fraction_below_one(value: Any) -> str | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class CSGMCMCConfig(SamplerConfig):
-    """Cyclical SGLD; warmup is ``num_warmup`` discarded transitions on the same schedule."""
+class CSGMCMCConfig(SelfTunedSettings):
+    """Cyclical SGLD. By default (``step_size=None``) the warmup tunes SGLD's step and a
+    diagonal preconditioner (:func:`~.stochastic_gradient.self_tuned`) and the cycle's
+    alpha_0 is set so that the sampling stage's first (largest) step is that step
+    (:func:`csgmcmc_initial_step`); a given ``step_size`` is alpha_0, and the warmup is
+    ``num_warmup`` discarded transitions on the same schedule, unpreconditioned."""
 
-    step_size: float = option(1e-3, positive, "alpha_0, the step at the start of each cycle")
-    batch_size: int = option(32, positive_int, "data points per minibatch (<= N)")
+    step_size: float | None = option(
+        None,
+        optional(positive),
+        "alpha_0, the step at the start of each cycle; None: from SGLD's step tuned in "
+        "warmup with a diagonal preconditioner",
+    )
     cycle_length: int = option(50, positive_int, "inner steps per cycle (ceil(K/M))")
     exploration_fraction: float = option(
         0.5, _fraction_below_one, "beta: the fraction of each cycle run as SGD, not kept"
@@ -379,16 +397,16 @@ def _csgmcmc(target: Target, config: CSGMCMCConfig) -> LangevinMethod:
 
     def init(key: Array, x: Array, estimator: Callable) -> CyclicalState:
         state = sgld_init(key, x, estimator, data, num_data, config.batch_size)
-        return CyclicalState(state, jnp.zeros((), jnp.int32))
+        return CyclicalState(*state, jnp.zeros((), jnp.int32))
 
     def warmup_trace(state: CyclicalState, info: StepInfo, step_size: Array) -> Any:
-        return state.diffusion.position, {"diverging": info.diverging, "n_steps": info.n_steps}
+        return state.position, {"diverging": info.diverging, "n_steps": info.n_steps}
 
     def draw_trace(state: CyclicalState, info: StepInfo, step_size: Array) -> Any:
         stats = {"diverging": info.diverging, "step_size": info.step_size, "n_steps": info.n_steps}
-        return state.diffusion.position, stats
+        return state.position, stats
 
-    return LangevinMethod(
+    method = LangevinMethod(
         init=init,
         kernel=lambda key, state, estimator, step_size: kernel(
             key, state, estimator, data, step_size
@@ -399,6 +417,45 @@ def _csgmcmc(target: Target, config: CSGMCMCConfig) -> LangevinMethod:
         draw_trace=draw_trace,
         position_stats=full_data_lp(target),
     )
+    if config.step_size is not None:
+        return method
+    draw_step = functools.partial(
+        csgmcmc_initial_step, cycle_length=config.cycle_length, num_exploration=num_exploration
+    )
+    tuned = self_tuned(method, target, config, draw_step, {"n_steps": jnp.asarray(2, jnp.int32)})
+    tune = tuned.warmup_kernel
+    assert tune is not None
+
+    def warmup_kernel(key: Array, state: CyclicalState, estimator: Callable, step: Array):
+        # SGLD's tuning steps move the SGLD part of the state; the cycle waits for the draws
+        moved, info = tune(key, state.diffusion, estimator, step)
+        return state.with_diffusion(moved), info
+
+    return tuned._replace(warmup_kernel=warmup_kernel)
+
+
+def csgmcmc_initial_step(
+    tuned_step: Array,
+    gradient_noise: Array,
+    noise_variance_inflation: float,
+    cycle_length: int,
+    num_exploration: int,
+) -> Array:
+    """alpha_0 from the SGLD warmup's tuned step: the cycle's first sampling-stage step,
+    ``alpha_0 [cos(pi e / L) + 1] / 2`` at cycle step ``e = num_exploration`` (eq. 1 of
+    Zhang et al. 2020), equals the step SGLD would draw with
+    (:func:`~.stochastic_gradient.sgld_draw_step`: the tuned step capped by the minibatch
+    noise), so no draw is made at a larger step than SGLD's; the exploration stage (SGD,
+    no draws kept) runs at up to ``2 / [cos(pi e / L) + 1]`` times it (twice for
+    ``beta = 1/2``).
+
+    Example:
+        >>> step = csgmcmc_initial_step(jnp.array(0.1), jnp.array(0.1), 0.03, 50, 25)
+        >>> round(float(step), 6)  # SGLD's 0.1 at cycle step 25 of 50, where cos = 0
+        0.2
+    """
+    draw_step = sgld_draw_step(tuned_step, gradient_noise, noise_variance_inflation)
+    return draw_step / cyclical_step_size(1.0, num_exploration, cycle_length)
 
 
 CSGMCMC_KERNEL = langevin_chain_kernel(_csgmcmc, logdensity_evals_per_step=1, grads_stat="n_steps")
@@ -410,6 +467,14 @@ def run_csgmcmc(
 ) -> Draws:
     """Cyclical SG-MCMC (Zhang et al. 2020) with SGLD in the sampling stage (cSGLD; see
     :func:`csgld_build_kernel`) on a target with the minibatch interface.
+
+    By default the warmup is sgld's self-tuning (step and diagonal preconditioner from
+    minibatch estimates alone, :func:`~.stochastic_gradient.self_tuned`) and alpha_0 is
+    set so that each cycle's first sampling step is the step sgld would draw with
+    (:func:`csgmcmc_initial_step`); the cycles run in the preconditioned coordinates.
+    The cycle length stays an option: a sampling stage much shorter than the chain's
+    relaxation time at these steps leaves its draws near the SGD stage's mode (too
+    narrow), so give cycles that the ESS says are long enough.
 
     The draws: every iterate of every sampling stage, and nothing else. A cycle of
     ``cycle_length`` inner steps explores for its first ``ceil(beta * cycle_length)``

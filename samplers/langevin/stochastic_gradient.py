@@ -23,8 +23,9 @@ in the minibatch) is flagged too; the chain then stays finite but may sit in tha
 Tuning: by default ``sgld`` tunes its step and a diagonal preconditioner in warmup
 from minibatch estimates alone, with the step capped so that the minibatch noise
 inflates the posterior variance by at most ``noise_variance_inflation``
-(:func:`self_tuned`); a given ``step_size`` makes the warmup plain burn-in (so do
-``entropy_mcmc``, ``sghmc`` and ``csgmcmc``, whose steps are fixed options).
+(:func:`self_tuned`); a given ``step_size`` makes the warmup plain burn-in. ``sghmc``
+and ``csgmcmc`` take their steps from the same warmup (:mod:`.sg_hamiltonian`);
+``entropy_mcmc``'s step is a fixed option.
 
 Cost: ``n_grad_evals`` counts minibatch gradient estimates (each costs ``batch_size / N``
 of a full-data gradient); ``n_logdensity_evals`` counts the full-data log densities

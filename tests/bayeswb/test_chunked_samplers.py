@@ -49,14 +49,17 @@ CASES = [
         {"step_size": 0.01, "batch_size": 10, "cycle_length": 10, "exploration_fraction": 0.3},
     ),
     ("entropy_mcmc", _data_target(), {"step_size": 1e-3, "batch_size": 10}),
+    # self-tuned: SGLD's warmup, then the cycles
+    ("csgmcmc", _data_target(), {"batch_size": 10, "cycle_length": 10, "num_warmup": 100}),
 ]
 
 
 @pytest.mark.parametrize("sampler, target, options", CASES, ids=[c[0] for c in CASES])
 def test_chunked_run_equals_whole_run(sampler, target, options):
     assert bw.samplers.get(sampler).kernel is not None
-    whole = bw.sample(target, sampler, **RUN, **options)
-    chunked = bw.sample(target, sampler, chunk_size=CHUNK, **RUN, **options)
+    settings = {**RUN, **options}
+    whole = bw.sample(target, sampler, **settings)
+    chunked = bw.sample(target, sampler, chunk_size=CHUNK, **settings)
     assert chunked.positions.shape == whole.positions.shape == (2, 60, 3)
     np.testing.assert_allclose(chunked.positions, whole.positions, rtol=1e-6, atol=1e-6)
     for name in whole.idata.sample_stats.data_vars:
@@ -75,7 +78,8 @@ def test_interrupted_entropy_mcmc_resumes_to_the_whole_runs_draws(tmp_path, monk
     it must survive a checkpoint, and the resumed run must make the whole run's draws."""
     from bayeswb.execution import long_run
 
-    target, options = CASES[-1][1:]
+    sampler, target, options = CASES[-2]
+    assert sampler == "entropy_mcmc"
     path = str(tmp_path / "run.ckpt")
     save, saves = long_run.save_checkpoint, []
 

@@ -174,3 +174,20 @@ def test_exploration_steps_follow_the_papers_rule():
         CSGMCMCConfig(cycle_length=10, exploration_fraction=0.95)
     with pytest.raises(ValueError, match="exploration_fraction"):
         CSGMCMCConfig(exploration_fraction=1.0)
+
+
+def test_self_tuned_csgmcmc_draws_at_most_at_sglds_tuned_step(gaussian_mean_model):
+    """With ``step_size=None`` csgmcmc runs sgld's self-tuning warmup (same keys, same
+    warmup) and sets alpha_0 so that each cycle's first sampling step is the step sgld
+    draws with: per chain, the largest step of the draws equals sgld's, and every cycle
+    starts there."""
+    target = gaussian_mean_model[0]
+    common = dict(seed=3, num_chains=4, num_samples=200, num_warmup=300, batch_size=BATCH)
+    sgld = bw.sample(target, "sgld", **common)
+    cyclical = bw.sample(target, "csgmcmc", cycle_length=20, **common)
+    sgld_step = sgld.idata.sample_stats["step_size"].values[:, 0]
+    steps = cyclical.idata.sample_stats["step_size"].values.reshape(4, -1, 10)
+    np.testing.assert_allclose(steps[:, :, 0], sgld_step[:, None] * np.ones(20), rtol=1e-6)
+    assert (steps[:, :, 1:] < steps[:, :, :1]).all()
+    # warmup: 2 estimates per tuning step; draws: 1 each, plus 10 SGD steps per cycle
+    assert cyclical.cost["n_grad_evals"] == 4 * (1 + 2 * 300 + 200 + 20 * 10)
