@@ -33,24 +33,31 @@ import optax
 
 from bayeswb.core.result import Result
 from bayeswb.core.target import Target
-from bayeswb.core.verdict import BEST_DRAW_ATTRIBUTE, PEAK_ATTRIBUTE
+from bayeswb.core.verdict import BEST_DRAW_ATTRIBUTE, PEAK_ATTRIBUTE, UNVISITED_PEAK_ATTRIBUTE
+from bayeswb.execution.probe import probe_scale
 
 Array = jax.Array
 
 STARTS = 4
 ITERATIONS = 300
+# climbs from N(0, s^2 I), s the probe's reach of the density (execution/probe.py), and
+# how far (in the draws' sd, RMS over coordinates) a peak must lie from every draw to be
+# a region the run never visited
+FAR_STARTS = 16
+UNVISITED_DISTANCE = 5.0
+COMPARED_DRAWS = 2000
 
 
 def climb(
     log_density: Callable[[Array], Array], iterations: int = ITERATIONS
-) -> Callable[[Array], Array]:
-    """``x0 -> highest log density reached`` by ``iterations`` L-BFGS steps from ``x0``
-    (``+inf`` if the density is unbounded along the way; NaN values are ignored).
+) -> Callable[[Array], tuple[Array, Array]]:
+    """``x0 -> (highest log density reached, where)`` by ``iterations`` L-BFGS steps from
+    ``x0`` (``+inf`` if the density is unbounded along the way; NaN values are ignored).
 
     Example:
-        >>> top = climb(lambda x: -0.5 * jnp.sum((x - 3.0) ** 2), 50)
-        >>> abs(float(top(jnp.zeros(2)))) < 1e-6  # the peak, log density 0 at (3, 3)
-        True
+        >>> top, where = climb(lambda x: -0.5 * jnp.sum((x - 3.0) ** 2), 50)(jnp.zeros(2))
+        >>> abs(float(top)) < 1e-6, [round(float(w), 3) for w in where]  # the peak: 0 at (3, 3)
+        (True, [3.0, 3.0])
     """
 
     def loss(x: Array) -> Array:
@@ -59,22 +66,25 @@ def climb(
     optimiser = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(loss)
 
-    def run(x0: Array) -> Array:
+    def run(x0: Array) -> tuple[Array, Array]:
         def step(carry: tuple, _: None) -> tuple:
-            x, state, best = carry
+            x, state, best, best_x = carry
             value, grad = value_and_grad(x, state=state)
             updates, state = optimiser.update(
                 grad, state, x, value=value, grad=grad, value_fn=loss
             )
-            best = jnp.maximum(best, jnp.where(jnp.isnan(value), -jnp.inf, -value))
+            higher = -value > best  # False for NaN
+            best = jnp.where(higher, -value, best)
+            best_x = jnp.where(higher, x, best_x)
             # a non-finite step (the density blew up) ends the climb where it is
             finite = jnp.all(jnp.isfinite(updates))
             x = jnp.where(finite, optax.apply_updates(x, updates), x)
-            return (x, state, best), None
+            return (x, state, best, best_x), None
 
         start = jnp.nan_to_num(log_density(x0), nan=-jnp.inf)
-        (_, _, best), _ = jax.lax.scan(step, (x0, optimiser.init(x0), start), None, iterations)
-        return best
+        carry = (x0, optimiser.init(x0), start, x0)
+        (_, _, best, best_x), _ = jax.lax.scan(step, carry, None, iterations)
+        return best, best_x
 
     return run
 
@@ -102,33 +112,61 @@ def record_density_peak(result: Result, target: Target) -> Result:
         positions = positions[np.isfinite(np.ravel(log_weights))]
     if positions.shape[0] == 0:
         return result
-    evaluate, search = _programs(target)
+    evaluate, far_starts, search = _programs(target)
     values = jnp.asarray(positions, dtype=jnp.result_type(float))
     try:
         lp = np.asarray(evaluate(values))
         lp = np.where(np.isnan(lp), -np.inf, lp)
         best = np.argsort(-lp)[:STARTS]
-        peaks = search(values[best])
+        starts = jnp.concatenate([values[best], far_starts(jax.random.key(0))])
+        peaks, where = (np.asarray(a) for a in search(starts))
     except Exception as error:  # a density JAX cannot differentiate must not lose the run
         warnings.warn(f"density_peak check skipped: {type(error).__name__}: {error}", stacklevel=3)
         return result
-    group.attrs[PEAK_ATTRIBUTE] = float(np.max(np.asarray(peaks)))
+    group.attrs[PEAK_ATTRIBUTE] = float(np.max(peaks))
     group.attrs[BEST_DRAW_ATTRIBUTE] = float(lp[best[0]])
+    distance = distance_to_draws(where[best.size :], positions)
+    unvisited = (distance > UNVISITED_DISTANCE) & ~np.isnan(peaks[best.size :])
+    far_peaks = peaks[best.size :][unvisited]
+    group.attrs[UNVISITED_PEAK_ATTRIBUTE] = float(np.max(far_peaks, initial=-np.inf))
     return result
 
 
+def distance_to_draws(points: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Each point's distance to its nearest draw, in the draws' own sd per coordinate
+    (root mean square over coordinates), against at most ``COMPARED_DRAWS`` draws.
+
+    Example:
+        >>> draws = np.array([[0.0, 0.0], [2.0, 0.0]])  # sd 1 and 0 (taken as 1)
+        >>> distance_to_draws(np.array([[2.0, 2.0]]), draws).round(3).tolist()
+        [1.414]
+    """
+    positions = positions[:: max(1, positions.shape[0] // COMPARED_DRAWS)]
+    sd = positions.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    z = (points[:, None, :] - positions[None]) / sd
+    return np.sqrt(np.mean(z**2, axis=-1)).min(axis=1)
+
+
 # each target's two jitted programs, so that a repeated run does not trace them again
-_PROGRAMS: weakref.WeakKeyDictionary[Target, tuple[Callable, Callable]] = (
+_PROGRAMS: weakref.WeakKeyDictionary[Target, tuple[Callable, Callable, Callable]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _programs(target: Target) -> tuple[Callable, Callable]:
+def _programs(target: Target) -> tuple[Callable, Callable, Callable]:
     if target not in _PROGRAMS:
         evaluate = jax.jit(lambda x: jax.lax.map(target.log_density, x, batch_size=4096))
+
+        @jax.jit
+        def far_starts(key: Array) -> Array:
+            probe_key, starts_key = jax.random.split(key)
+            scale = probe_scale(probe_key, target.log_density, target.dim)
+            return scale * jax.random.normal(starts_key, (FAR_STARTS, target.dim))
+
         # the starts climb one after another: vmapped, L-BFGS's line-search while loops
         # would run every branch for every start, and took 2-4x longer to trace and up to
         # 1.5x longer to compile (a large share of a small run's cost) for no faster a run
         search = jax.jit(lambda starts: jax.lax.map(climb(target.log_density), starts))
-        _PROGRAMS[target] = (evaluate, search)
+        _PROGRAMS[target] = (evaluate, far_starts, search)
     return _PROGRAMS[target]

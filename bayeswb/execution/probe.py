@@ -1,0 +1,57 @@
+"""A ray probe of a log density's reach: how far from the origin its mass extends,
+read off the density alone. The SMC family's automatic reference starts there
+(:mod:`bayeswb.samplers.smc.references`), and the verdict's peak search climbs from
+points at that scale (:mod:`bayeswb.execution.peak_search`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+# the ray probe of :func:`probe_scale`: radii 2^-4 ... 2^12 in steps of sqrt(2)
+PROBE_RADII = tuple(2.0 ** (k / 2) for k in range(-8, 25))
+PROBE_DIRECTIONS = 64
+
+
+def probe_scale(key: Array, logdensity_fn: Callable[[Array], Array], dim: int) -> Array:
+    """A Gaussian reference scale wide enough for the target, read off its density along
+    ``PROBE_DIRECTIONS`` random rays from the origin at the radii ``PROBE_RADII``
+    (``len(PROBE_RADII) * PROBE_DIRECTIONS + 1`` log-density evaluations).
+
+    Let ``L*`` be the largest log density seen (the origin included) and
+    ``tau = dim / 2 + 3 sqrt(dim / 2)``, the mean plus three sd of ``chi^2_dim / 2``: a
+    Gaussian's typical set lies within ``tau`` of its maximum. ``R`` is the largest radius
+    at which some ray is within ``tau`` of ``L*`` (the reach of the target's mass seen
+    from the origin, every mode the rays pass included), and the scale is
+    ``2 R / sqrt(dim)``: ``R / sqrt(dim)`` is the sd of a Gaussian whose typical set
+    reaches ``R``, doubled so that the reference is wider than the target (then
+    ``q^(1 - beta)`` never confines the tempered path). 1 if nothing is finite.
+
+    Example:
+        >>> s = probe_scale(jax.random.key(0), lambda x: -0.5 * jnp.sum((x / 3) ** 2), 4)
+        >>> 3.0 < float(s) < 12.0
+        True
+    """
+    directions = jax.random.normal(key, (PROBE_DIRECTIONS, dim))
+    directions = directions / jnp.linalg.norm(directions, axis=-1, keepdims=True)
+    radii = jnp.asarray(PROBE_RADII)
+    points = radii[:, None, None] * directions[None]
+    lp = jax.vmap(jax.vmap(logdensity_fn))(points)
+    lp = jnp.where(jnp.isnan(lp), -jnp.inf, lp)
+    best_per_radius = jnp.max(lp, axis=1)
+    top = jnp.maximum(jnp.max(best_per_radius), logdensity_fn(jnp.zeros(dim)))
+    tau = dim / 2 + 3.0 * math.sqrt(dim / 2)
+    within = jnp.isfinite(best_per_radius) & (best_per_radius >= top - tau)
+    reach = jnp.max(jnp.where(within, radii, 0.0))
+    scale = 2.0 * reach / math.sqrt(dim)
+    return jnp.where(jnp.isfinite(top) & (scale > 0), scale, 1.0)
+
+
+def probe_evaluations() -> int:
+    """Log-density evaluations of one :func:`probe_scale`."""
+    return len(PROBE_RADII) * PROBE_DIRECTIONS + 1
