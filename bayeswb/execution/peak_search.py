@@ -34,7 +34,7 @@ import optax
 from bayeswb.core.result import Result
 from bayeswb.core.target import Target
 from bayeswb.core.verdict import BEST_DRAW_ATTRIBUTE, PEAK_ATTRIBUTE, UNVISITED_PEAK_ATTRIBUTE
-from bayeswb.execution.probe import probe_scale
+from bayeswb.execution.probe import probe_points, scale_from_probe
 
 Array = jax.Array
 
@@ -112,13 +112,13 @@ def record_density_peak(result: Result, target: Target) -> Result:
         positions = positions[np.isfinite(np.ravel(log_weights))]
     if positions.shape[0] == 0:
         return result
-    evaluate, far_starts, search = _programs(target)
+    evaluate, search = _programs(target)
     values = jnp.asarray(positions, dtype=jnp.result_type(float))
     try:
-        lp = np.asarray(evaluate(values))
+        lp, far = (np.asarray(a) for a in evaluate(values, jax.random.key(0)))
         lp = np.where(np.isnan(lp), -np.inf, lp)
         best = np.argsort(-lp)[:STARTS]
-        starts = jnp.concatenate([values[best], far_starts(jax.random.key(0))])
+        starts = np.concatenate([positions[best], far]).astype(far.dtype)
         peaks, where = (np.asarray(a) for a in search(starts))
     except Exception as error:  # a density JAX cannot differentiate must not lose the run
         warnings.warn(f"density_peak check skipped: {type(error).__name__}: {error}", stacklevel=3)
@@ -149,24 +149,32 @@ def distance_to_draws(points: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 
 # each target's two jitted programs, so that a repeated run does not trace them again
-_PROGRAMS: weakref.WeakKeyDictionary[Target, tuple[Callable, Callable, Callable]] = (
+_PROGRAMS: weakref.WeakKeyDictionary[Target, tuple[Callable, Callable]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _programs(target: Target) -> tuple[Callable, Callable, Callable]:
+def _programs(target: Target) -> tuple[Callable, Callable]:
     if target not in _PROGRAMS:
-        evaluate = jax.jit(lambda x: jax.lax.map(target.log_density, x, batch_size=4096))
+        dim = target.dim
 
         @jax.jit
-        def far_starts(key: Array) -> Array:
+        def evaluate(values: Array, key: Array) -> tuple[Array, Array]:
+            """The draws' log densities and ``FAR_STARTS`` starts at the probe's scale
+            (the probe's rays and the origin evaluated in the same program)."""
             probe_key, starts_key = jax.random.split(key)
-            scale = probe_scale(probe_key, target.log_density, target.dim)
-            return scale * jax.random.normal(starts_key, (FAR_STARTS, target.dim))
+            rays = probe_points(probe_key, dim).astype(values.dtype)
+            origin = jnp.zeros((1, dim), values.dtype)
+            points = jnp.concatenate([values, rays.reshape(-1, dim), origin])
+            lp = jax.lax.map(target.log_density, points, batch_size=4096)
+            n = values.shape[0]
+            scale = scale_from_probe(lp[n:-1].reshape(rays.shape[:2]), lp[-1], dim)
+            far = scale * jax.random.normal(starts_key, (FAR_STARTS, dim), values.dtype)
+            return lp[:n], far
 
         # the starts climb one after another: vmapped, L-BFGS's line-search while loops
         # would run every branch for every start, and took 2-4x longer to trace and up to
         # 1.5x longer to compile (a large share of a small run's cost) for no faster a run
         search = jax.jit(lambda starts: jax.lax.map(climb(target.log_density), starts))
-        _PROGRAMS[target] = (evaluate, far_starts, search)
+        _PROGRAMS[target] = (evaluate, search)
     return _PROGRAMS[target]

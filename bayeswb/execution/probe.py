@@ -37,17 +37,27 @@ def probe_scale(key: Array, logdensity_fn: Callable[[Array], Array], dim: int) -
         >>> 3.0 < float(s) < 12.0
         True
     """
+    lp = jax.vmap(jax.vmap(logdensity_fn))(probe_points(key, dim))
+    return scale_from_probe(lp, logdensity_fn(jnp.zeros(dim)), dim)
+
+
+def probe_points(key: Array, dim: int) -> Array:
+    """The probe's points: ``PROBE_DIRECTIONS`` random unit directions at each radius of
+    ``PROBE_RADII``, shape ``(radii, directions, dim)``."""
     directions = jax.random.normal(key, (PROBE_DIRECTIONS, dim))
     directions = directions / jnp.linalg.norm(directions, axis=-1, keepdims=True)
-    radii = jnp.asarray(PROBE_RADII)
-    points = radii[:, None, None] * directions[None]
-    lp = jax.vmap(jax.vmap(logdensity_fn))(points)
+    return jnp.asarray(PROBE_RADII)[:, None, None] * directions[None]
+
+
+def scale_from_probe(lp: Array, origin_lp: Array, dim: int) -> Array:
+    """:func:`probe_scale` from the log densities ``lp`` at :func:`probe_points` and
+    ``origin_lp`` at the origin (NaN taken as -inf)."""
     lp = jnp.where(jnp.isnan(lp), -jnp.inf, lp)
     best_per_radius = jnp.max(lp, axis=1)
-    top = jnp.maximum(jnp.max(best_per_radius), logdensity_fn(jnp.zeros(dim)))
+    top = jnp.maximum(jnp.max(best_per_radius), origin_lp)
     tau = dim / 2 + 3.0 * math.sqrt(dim / 2)
     within = jnp.isfinite(best_per_radius) & (best_per_radius >= top - tau)
-    reach = jnp.max(jnp.where(within, radii, 0.0))
+    reach = jnp.max(jnp.where(within, jnp.asarray(PROBE_RADII), 0.0))
     scale = 2.0 * reach / math.sqrt(dim)
     return jnp.where(jnp.isfinite(top) & (scale > 0), scale, 1.0)
 
