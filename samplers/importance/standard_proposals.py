@@ -125,13 +125,30 @@ def _laplace_proposal(key: Array, target: Target, config: Any) -> tuple[Any, Any
     eigenvalues, eigenvectors = jnp.linalg.eigh(precision)
     floor = 1e-8 * jnp.maximum(jnp.max(jnp.abs(eigenvalues)), 1e-30)
     eigenvalues = jnp.maximum(eigenvalues, floor)
-    covariance = (eigenvectors / eigenvalues) @ eigenvectors.T
-    scale_tril = config.proposal_scale * jnp.linalg.cholesky(0.5 * (covariance + covariance.T))
+    scale_tril = config.proposal_scale * covariance_cholesky(eigenvalues, eigenvectors)
     distribution = gaussian_or_student_t(mode, scale_tril, config.proposal_family, config.df)
     # the Hessian is dim forward-over-reverse Hessian-vector products: dim gradients (one
     # run's count, at most num_warmup iterations of line searches: int32 holds it)
     n_grad = evals + target.dim
     return DistributionProposal(distribution), n_grad, n_grad, {}
+
+
+def covariance_cholesky(precision_eigenvalues: Array, eigenvectors: Array) -> Array:
+    """The lower Cholesky factor of the covariance ``V diag(1 / lambda) V^T`` from the
+    precision's eigendecomposition, by a QR decomposition of its square root
+    ``diag(lambda^-1/2) V^T`` (``A^T A = R^T R``), never forming the covariance: with
+    eigenvalues 1e8 apart (a flat direction floored), the Cholesky of the formed matrix is
+    NaN in float32.
+
+    Example:
+        >>> lam, vec = jnp.array([1e-8, 4.0]), jnp.eye(2)
+        >>> [round(float(v), 2) for v in jnp.diag(covariance_cholesky(lam, vec))]
+        [10000.0, 0.5]
+    """
+    root = eigenvectors.T / jnp.sqrt(precision_eigenvalues)[:, None]
+    upper = jnp.linalg.qr(root, mode="r")
+    signs = jnp.where(jnp.diag(upper) < 0, -1.0, 1.0).astype(upper.dtype)
+    return (upper * signs[:, None]).T
 
 
 def _gaussian_vi_proposal(key: Array, target: Target, config: Any) -> tuple[Any, Any, Any, dict]:

@@ -413,3 +413,22 @@ def test_amis_defaults_start_from_the_pilot_and_recover_banana_log_z():
     assert pilot_evaluations(config) == 8 * (200 * 32 + 256)
     assert r.cost["n_logdensity_evals"] == 8 * 2000 + pilot_evaluations(config)
     assert r.cost["n_grad_evals"] == 0
+
+
+def test_a_flat_direction_gives_a_wide_finite_laplace_proposal():
+    """rezende_u2's density is flat along its ridge at the mode (a Hessian eigenvalue of
+    0, floored at 1e-8 of the largest): forming the covariance and taking its Cholesky
+    gave NaN in float32, and every draw of that run was NaN (the defaults sweep). The
+    factor from the precision's eigendecomposition is finite and the run's output too;
+    its weights are then flagged, not its finiteness."""
+    from bayeswb.samplers.importance.standard_proposals import covariance_cholesky
+
+    eigenvalues, eigenvectors = jnp.linalg.eigh(jnp.array([[2.0, 1.0], [1.0, 2.0]]))
+    factor = covariance_cholesky(eigenvalues, eigenvectors)
+    np.testing.assert_allclose(
+        factor @ factor.T, np.linalg.inv([[2.0, 1.0], [1.0, 2.0]]), rtol=1e-5, atol=1e-6
+    )
+    assert float(factor[0, 1]) == 0.0 and (np.diag(factor) > 0).all()
+    result = bw.sample("rezende_u2", "is", seed=0, num_chains=4, num_samples=500)
+    assert np.isfinite(result.positions).all()
+    assert "finite" not in {check.name for check in result.diagnostics.failed}
