@@ -282,7 +282,11 @@ class CyclicalState(NamedTuple):
         return DiffusionState(self.position, self.logdensity, self.logdensity_grad)
 
     def with_diffusion(self, diffusion: DiffusionState) -> CyclicalState:
-        return CyclicalState(*diffusion, self.cycle_step)
+        return self._replace(
+            position=diffusion.position,
+            logdensity=diffusion.logdensity,
+            logdensity_grad=diffusion.logdensity_grad,
+        )
 
 
 def csgld_build_kernel(
@@ -350,9 +354,11 @@ def csgld_build_kernel(
         current, cycle_step, diverging = jax.lax.while_loop(exploring, explore, start)
         current, rejected, step_size = inner_step(sample_key, current, cycle_step, 1.0)
         n_steps = cycle_step - state.cycle_step + 1
-        next_step = jnp.where(cycle_step + 1 == cycle_length, 0, cycle_step + 1)
+        next_step = jnp.where(cycle_step + 1 == cycle_length, 0, cycle_step + 1).astype(jnp.int32)
         info = StepInfo(diverging | rejected, step_size, n_steps.astype(jnp.int32))
-        return CyclicalState(*current, next_step.astype(jnp.int32)), info
+        return CyclicalState(
+            current.position, current.logdensity, current.logdensity_grad, next_step
+        ), info
 
     return kernel
 
@@ -397,7 +403,9 @@ def _csgmcmc(target: Target, config: CSGMCMCConfig) -> LangevinMethod:
 
     def init(key: Array, x: Array, estimator: Callable) -> CyclicalState:
         state = sgld_init(key, x, estimator, data, num_data, config.batch_size)
-        return CyclicalState(*state, jnp.zeros((), jnp.int32))
+        return CyclicalState(
+            state.position, state.logdensity, state.logdensity_grad, jnp.zeros((), jnp.int32)
+        )
 
     def warmup_trace(state: CyclicalState, info: StepInfo, step_size: Array) -> Any:
         return state.position, {"diverging": info.diverging, "n_steps": info.n_steps}
@@ -412,7 +420,8 @@ def _csgmcmc(target: Target, config: CSGMCMCConfig) -> LangevinMethod:
             key, state, estimator, data, step_size
         ),
         trace=warmup_trace,
-        warmup=WarmupPlan(config.num_warmup, config.step_size),
+        # with step_size None, self_tuned below replaces this plan
+        warmup=WarmupPlan(config.num_warmup, config.step_size or 0.0),
         logdensity_fn=logdensity_estimator(log_prior, log_likelihood, num_data),
         draw_trace=draw_trace,
         position_stats=full_data_lp(target),
