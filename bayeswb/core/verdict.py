@@ -118,7 +118,7 @@ the recorded data allow, each with a threshold from the literature:
   draws' sds per coordinate, root mean square, from the nearest) reaches within
   ``d + sqrt(d)`` of the best draw's log density (the bound of ``density_peak``). The
   peaks are climbed by L-BFGS from 16 points of ``N(0, s^2 I)``, ``s`` the reach of the
-  density seen along rays from the origin (:mod:`bayeswb.execution.probe`). A run that
+  density seen along rays from the origin (:mod:`bayeswb.core.probe`). A run that
   collapsed on some of several modes (a variational fit, an importance proposal, chains
   that stayed where they started) passes every other check when its runs collapse
   alike: found by the defaults sweep, vis on gmm25 (one mode of 25, log Z off by

@@ -14,10 +14,16 @@ Cantelli's inequality ``P(gap(X) > d + sqrt(d)) <= 1/2`` for one draw, and at mo
 ``2^-n`` for the best of n independent draws. A larger gap says the target is not
 log-concave and holds density where the run never went: its mass may be missing.
 
-The search costs one log-density evaluation per draw (no gradient) and at most
-``STARTS x ITERATIONS`` L-BFGS iterations; it is a diagnostic, so it is not in the
-sampler's cost counters. Its result is stored in the run's InferenceData (attributes
-of ``unconstrained_posterior``), so a saved and loaded run keeps its check.
+The same climbs from ``FAR_STARTS`` wide starts (``N(0, s^2 I)``, ``s`` the density's
+reach along rays from the origin, :func:`bayeswb.core.probe.probe_scale`) look for the
+peaks of modes the run never visited: the highest one farther than
+``UNVISITED_DISTANCE`` draw sds from every draw feeds the ``unvisited_mode`` check.
+
+The search costs one log-density evaluation per draw and per probe point (no gradient)
+and at most ``(STARTS + FAR_STARTS) x ITERATIONS`` L-BFGS iterations; it is a
+diagnostic, so it is not in the sampler's cost counters. Its result is stored in the
+run's InferenceData (attributes of ``unconstrained_posterior``), so a saved and loaded
+run keeps its check.
 """
 
 from __future__ import annotations
@@ -31,16 +37,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bayeswb.core.probe import probe_points, scale_from_probe
 from bayeswb.core.result import Result
 from bayeswb.core.target import Target
 from bayeswb.core.verdict import BEST_DRAW_ATTRIBUTE, PEAK_ATTRIBUTE, UNVISITED_PEAK_ATTRIBUTE
-from bayeswb.execution.probe import probe_points, scale_from_probe
 
 Array = jax.Array
 
 STARTS = 4
 ITERATIONS = 300
-# climbs from N(0, s^2 I), s the probe's reach of the density (execution/probe.py), and
+# climbs from N(0, s^2 I), s the probe's reach of the density (core/probe.py), and
 # how far (in the draws' sd, RMS over coordinates) a peak must lie from every draw to be
 # a region the run never visited
 FAR_STARTS = 16
@@ -141,6 +147,10 @@ def distance_to_draws(points: np.ndarray, positions: np.ndarray) -> np.ndarray:
         >>> distance_to_draws(np.array([[2.0, 2.0]]), draws).round(3).tolist()
         [1.414]
     """
+    positions = np.asarray(positions, np.float64)  # a diverged run's draws overflow float32
+    positions = positions[np.isfinite(positions).all(axis=1)]
+    if positions.shape[0] == 0:
+        return np.full(points.shape[0], np.inf)
     positions = positions[:: max(1, positions.shape[0] // COMPARED_DRAWS)]
     sd = positions.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)

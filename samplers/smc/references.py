@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from bayeswb.execution.probe import (  # noqa: F401  (the probe's home; re-exported)
+from bayeswb.core.probe import (  # noqa: F401  (the probe's home; re-exported)
     PROBE_DIRECTIONS,
     PROBE_RADII,
     probe_evaluations,
