@@ -53,7 +53,9 @@ class NUTSConfig(SamplerConfig):
 class HMCConfig(SamplerConfig):
     """Static-length HMC with Stan-style window adaptation of step size and mass matrix."""
 
-    step_size: float = option(1.0, positive, "initial step size (fixed if num_warmup=0)")
+    step_size: float = option(
+        1.0, positive, "initial step size (kept if num_warmup=0, times the jitter)"
+    )
     num_integration_steps: int = option(16, positive_int, "leapfrog steps per transition")
     target_acceptance_rate: float = option(0.8, unit_interval, "dual-averaging target")
     dense_mass: bool = option(False, boolean, "adapt a dense rather than diagonal mass matrix")
