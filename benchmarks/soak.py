@@ -55,8 +55,10 @@ CHAINS, SAMPLES, WARMUP = (1, 2, 4), (20, 40, 100), (20, 50)
 QUIET = {"progress_bar": False}
 SMALL: dict[str, dict[str, Any]] = {
     "hmc": {"num_integration_steps": 4}, "nuts": {"max_num_doublings": 5},
-    "smc": {"max_mcmc_steps": 5}, "ais": {"max_mcmc_steps": 5, "num_steps": 20},
-    "smc_langevin": {"num_steps": 20, "pilot_particles": 0},
+    # the annealing samplers have no warmup (a num_warmup other than 0 is an error)
+    "smc": {"max_mcmc_steps": 5, "num_warmup": 0},
+    "ais": {"max_mcmc_steps": 5, "num_steps": 20, "num_warmup": 0},
+    "smc_langevin": {"num_steps": 20, "pilot_particles": 0, "num_warmup": 0},
     "smc_flow": {"num_steps": 20, "pilot_particles": 0, "pilot_steps": 20, "num_layers": 2,
                  **QUIET},
     "flow_is": {"num_layers": 2, "pilot_steps": 20, "num_mc_samples": 8, **QUIET},

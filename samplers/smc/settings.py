@@ -45,11 +45,21 @@ def move_check(names: tuple[str, ...]) -> Any:
     return check
 
 
+def _no_warmup(value: Any) -> str | None:
+    """An annealing run has no warmup to set: a value other than 0 would be ignored."""
+    if value == 0 and not isinstance(value, bool):
+        return None
+    return (
+        "must be 0: smc, ais and smc_langevin have no warmup (they tune themselves in "
+        "pilot runs: pilot_particles, fit_reference_particles)"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class AnnealingSettings(SamplerConfig):
     """Settings of the annealing loop shared by smc, ais, smc_langevin and smc_flow."""
 
-    num_warmup: int = option(0, non_negative_int, "unused by the SMC family")
+    num_warmup: int = option(0, _no_warmup, "none: the family tunes itself in pilot runs")
     move: Any = option("mala", move_check(MCMC_MOVES), "MCMC kernel: name or smc.Move")
     num_mcmc_steps: int | None = option(
         None,

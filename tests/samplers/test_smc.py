@@ -204,6 +204,9 @@ BAD_OPTIONS = [
     ("smc_langevin", "move", "mala"),
     ("smc_langevin", "ess_threshold", -0.1),
     ("smc_langevin", "adapt_step_size", 1),
+    # accepted and ignored before: the family has no warmup
+    ("smc", "num_warmup", 500),
+    ("ais", "num_warmup", 1),
 ]
 
 
