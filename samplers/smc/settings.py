@@ -47,7 +47,7 @@ def move_check(names: tuple[str, ...]) -> Any:
 
 def _no_warmup(value: Any) -> str | None:
     """An annealing run has no warmup to set: a value other than 0 would be ignored."""
-    if value == 0 and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
         return None
     return (
         "must be 0: smc, ais and smc_langevin have no warmup (they tune themselves in "
