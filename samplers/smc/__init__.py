@@ -36,7 +36,7 @@ independent run as a ``lax.while_loop`` of :func:`~.kernel.step` and vmapped ove
 Defaults tune themselves from the target's density and the particles, never from a known
 answer (``reference_scale=None``, ``num_mcmc_steps=None``):
 
-- the reference: a ray probe of log gamma (:func:`~.references.probe_scale`: the largest
+- the reference: a ray probe of log gamma (:func:`~bayeswb.core.probe.probe_scale`: the largest
   radius from the origin at which the density is within a Gaussian typical-set margin of
   the highest value seen, doubled) gives a wide ``N(0, s^2 I)``; an independent pilot
   run (adaptive tempered SMC, 512 particles, an MCMC move) anneals from it, and the main
@@ -92,6 +92,7 @@ parts passed in as functions, :class:`~.kernel.Parts`, and a loop over steps):
   :mod:`.tempered`: the registered smc, ais and smc_langevin
 """
 
+from bayeswb.core.probe import probe_scale
 from bayeswb.samplers.smc.annealing import annealing_parts, run_annealing
 from bayeswb.samplers.smc.kernel import Annealed, Parts, anneal, init, step
 from bayeswb.samplers.smc.moves import (
@@ -122,7 +123,6 @@ from bayeswb.samplers.smc.references import (
     diagonal_student_t_reference,
     gaussian_reference,
     moment_matched_reference,
-    probe_scale,
     student_t_reference,
 )
 from bayeswb.samplers.smc.resampling import (

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from bayeswb.core.draws import Count, Draws
+from bayeswb.core.probe import probe_evaluations, probe_scale
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers.smc.kernel import Annealed, Parts, anneal
@@ -30,8 +31,6 @@ from bayeswb.samplers.smc.references import (
     diagonal_reference,
     gaussian_reference,
     moment_matched_reference,
-    probe_evaluations,
-    probe_scale,
     student_t_reference,
 )
 from bayeswb.samplers.smc.resampling import (
@@ -154,7 +153,7 @@ def fixed_reference(dim: int, scale: float, dof: float | None) -> MakeReference:
 
 def probed_reference(target: Target, dof: float | None = None) -> MakeReference:
     """Every run starts from ``N(0, s^2 I)`` (Student-t_dof(0, s^2 I) with ``dof``) with s
-    from :func:`~.references.probe_scale` of the target's density (one probe per run, its
+    from :func:`~bayeswb.core.probe.probe_scale` of the target's density (one probe per run, its
     evaluations counted)."""
 
     def make(run_key: Array) -> tuple[Reference, Any]:
@@ -379,7 +378,7 @@ def run_annealing(
     ``reference_scale=None`` (the default of smc, ais and smc_langevin) makes the
     reference automatic, from nothing but the target's density: the pilot (of
     ``fit_reference_particles``, None: 512) anneals from ``N(0, s^2 I)`` with s from a
-    ray probe of the density (:func:`~.references.probe_scale`, wider than the target's
+    ray probe of the density (:func:`~bayeswb.core.probe.probe_scale`, wider than the target's
     reach from the origin), and the main run from ``N(mean, diag (2 sd)^2)`` of the
     pilot's weighted particles. The factor 2: the pilot's sd under-estimates the
     target's spread when it misses outlying modes or when its few particles are

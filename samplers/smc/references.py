@@ -13,13 +13,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from bayeswb.core.probe import (  # noqa: F401  (the probe's home; re-exported)
-    PROBE_DIRECTIONS,
-    PROBE_RADII,
-    probe_evaluations,
-    probe_scale,
-)
-
 Array = jax.Array
 
 

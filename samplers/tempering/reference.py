@@ -2,7 +2,7 @@
 
 The automatic reference is the one the SMC family starts its main runs from
 (:func:`bayeswb.samplers.smc.annealing.one_run`): a ray probe of the target's density
-gives a wide ``N(0, s^2 I)`` (:func:`~bayeswb.samplers.smc.references.probe_scale`), an
+gives a wide ``N(0, s^2 I)`` (:func:`~bayeswb.core.probe.probe_scale`), an
 adaptive tempered SMC pilot of 512 particles anneals from it, and the reference is
 ``N(mean, diag (2 sd)^2)`` of the pilot's weighted particles
 (:func:`~bayeswb.samplers.smc.references.moment_matched_reference`). Nothing here is
@@ -19,6 +19,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from bayeswb.core.probe import probe_evaluations
 from bayeswb.core.sampler import StartCost
 from bayeswb.core.target import Target
 from bayeswb.samplers.smc.annealing import (
@@ -32,7 +33,6 @@ from bayeswb.samplers.smc.annealing import (
 from bayeswb.samplers.smc.references import (
     Reference,
     moment_matched_reference,
-    probe_evaluations,
 )
 from bayeswb.samplers.smc.settings import SMCConfig
 from bayeswb.samplers.smc.tuning import Whitening, moment_whitening

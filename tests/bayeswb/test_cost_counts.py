@@ -16,10 +16,10 @@ import pytest
 
 import bayeswb as bw
 from bayeswb.core.draws import Count, Draws, exact_count
+from bayeswb.core.probe import probe_evaluations
 from bayeswb.core.result import Result
 from bayeswb.samplers.smc.annealing import run_cost
 from bayeswb.samplers.smc.moves import mala_move
-from bayeswb.samplers.smc.references import probe_evaluations
 
 INT32_MAX = 2**31 - 1
 TARGET = bw.models.get("gaussian", dim=2)
