@@ -74,6 +74,10 @@ class WarmupPlan(NamedTuple):
                             mass matrix is learnt; ``statistic`` and the target tune
                             only the final window, the step of the draws (None: they
                             tune every step)
+    mass_matrix_from_variance: ``fn(variance) -> inverse mass matrix``, applied to each
+                            window's estimate, for a sampler that knows part of its
+                            target's variance in closed form (entropy_mcmc's guide);
+                            None: the estimate itself
     """
 
     num_steps: int
@@ -83,6 +87,7 @@ class WarmupPlan(NamedTuple):
     adapt_mass_matrix: bool = False
     statistic: Callable[[Any], Array] | None = None
     explore_acceptance_rate: float | None = None
+    mass_matrix_from_variance: Callable[[Array], Array] | None = None
 
 
 # E[exp(-E^2 / (2 s^2))] = 1 / sqrt(1 + Var[E] / s^2) for E ~ N(0, Var[E])
@@ -291,7 +296,10 @@ def run_warmup(
 
     def end_window(carry: tuple) -> tuple:
         state, scale, da_state, mm_state = carry
-        new_scale = jnp.sqrt(mm_final(mm_state).inverse_mass_matrix)
+        inverse_mass_matrix = mm_final(mm_state).inverse_mass_matrix
+        if plan.mass_matrix_from_variance is not None:
+            inverse_mass_matrix = plan.mass_matrix_from_variance(inverse_mass_matrix)
+        new_scale = jnp.sqrt(inverse_mass_matrix)
         return rescale_state(state, scale, new_scale), new_scale, da_state, mm_init(dim)
 
     def step(carry: tuple, inputs: tuple) -> tuple[tuple, Any]:

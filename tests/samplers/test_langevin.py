@@ -565,6 +565,50 @@ def test_entropy_mcmc_matches_its_exact_stationary_law(gaussian_mean_model):
     assert_z_scores(np.concatenate(z), "entropy_mcmc")
 
 
+def test_self_tuned_entropy_mcmc_matches_its_exact_law_at_the_tuned_step():
+    """Default entropy_mcmc runs sgld's self-tuning warmup on the joint z = (x, x_a), the
+    guide's block of the preconditioner in closed form, Var(x_a) = Var(x) + eta. Given a
+    chain's tuned step h and preconditioner S^2 (x's block: Stan's regularised variance of
+    the last slow window's warmup draws, recomputed here), its draws are the linear chain
+    d' = (I - h S^2 L) d + sqrt(2h) S xi + h S^2 eps (L = [[P + 1/eta, -1/eta], [-1/eta,
+    1/eta]] per coordinate, eps the minibatch gradient noise of x alone, variance V):
+    mean exactly (mu, mu), covariance by Lyapunov, per chain. At batches of 5 and a
+    noise inflation of 1.0 the law is told apart from the continuous-time one (x ~
+    N(mu, 1/P), x_a ~ N(mu, 1/P + eta)): that fails with |z| 7.8 (measured when written).
+    The step is at most sgld's cap with the noise of x's half of the coordinates,
+    h V_w / 2 <= 1.0 for V_w twice the mean warmup ``gradient_noise``."""
+    target, mean, precision, noise_var = helpers.gaussian_mean_model(batch=5)
+    eta, warmup, draws, inflation = 0.1, 500, 50_000, 1.0
+    r = bw.sample(
+        target, "entropy_mcmc", seed=4, num_chains=CHAINS, num_samples=draws,
+        num_warmup=warmup, batch_size=5, coupling_variance=eta,
+        noise_variance_inflation=inflation,
+    )  # fmt: skip
+    step, noise = helpers.tuned_steps_and_noise(r, warmup)
+    assert (step <= inflation / noise * (1 + 1e-5)).all()
+    start, stop = mass_matrix_windows(warmup)[-1]
+    x_warmup = r.idata.warmup_posterior["x"].values[:, start:stop]
+    guide = r.idata.sample_stats["auxiliary_position"].values
+    joint_precision = np.array([[precision + 1 / eta, -1 / eta], [-1 / eta, 1 / eta]])
+    z = []
+    for chain in range(CHAINS):
+        x_variance = np.asarray(diagonal_inverse_mass_matrix(jnp.asarray(x_warmup[chain])))
+        h = float(step[chain])
+        for i, v in enumerate(noise_var):
+            s_sq = np.array([x_variance[i], x_variance[i] + eta])
+            transition = np.eye(2) - h * s_sq[:, None] * joint_precision
+            noise_cov = np.diag([2 * h * s_sq[0] + (h * s_sq[0]) ** 2 * v, 2 * h * s_sq[1]])
+            sigma = scipy.linalg.solve_discrete_lyapunov(transition, noise_cov)
+            for values, var in (
+                (r.positions[chain, :, i], sigma[0, 0]),
+                (guide[chain, :, i], sigma[1, 1]),
+            ):
+                for sample, expected in ((values, mean[i]), ((values - mean[i]) ** 2, var)):
+                    mcse = az.mcse(sample[None, :], method="mean")
+                    z.append((sample.mean() - expected) / float(mcse))
+    assert_z_scores(np.array(z), "self-tuned entropy_mcmc")
+
+
 def test_sgld_needs_the_data_interface(gaussian):
     with pytest.raises(ValueError, match="log_likelihood_per_datum"):
         bw.sample(gaussian, "sgld", num_chains=1, num_samples=10)
