@@ -69,6 +69,8 @@ class Move(NamedTuple):
     evals_per_init, evals_per_step:   log-density evaluations, those with a gradient included
     default_step_size:      ``dim -> step size`` for a standard normal target
     target_acceptance_rate: acceptance rate the step size is retuned towards
+    acceptance_quantile:    retune on this weighted quantile of the particles' acceptance
+                            rates (None: on their weighted mean)
     """
 
     init: Callable[[Array, Callable], Any]
@@ -79,6 +81,7 @@ class Move(NamedTuple):
     evals_per_step: int
     default_step_size: Callable[[int], float]
     target_acceptance_rate: float
+    acceptance_quantile: float | None = None
 
 
 def mcmc_move(
@@ -258,6 +261,11 @@ def _ula_log_transition(x: Array, y: Array, grad_x: Array, step_size: Array) -> 
     return -jnp.sum((y - x - step_size * grad_x) ** 2) / (4.0 * step_size)
 
 
+# the unadjusted transport's step is retuned on the particles it moves worst (see
+# ula_transport)
+ULA_ACCEPTANCE_QUANTILE = 0.01
+
+
 def ula_transport() -> Move:
     """One unadjusted Langevin (Euler-Maruyama) step with its exact incremental weight.
 
@@ -274,6 +282,20 @@ def ula_transport() -> Move:
     to 1 and the weights reduce to Jarzynski's (1997) work estimator, which the
     continuous-time SMC of Sequential Boltzmann Generators (Tan et al. 2025) uses; keeping
     the discretisation term makes the log Z estimate exact for every ``h``.
+
+    Exact for every ``h``, but not of the same variance: where a step is too large for
+    the local curvature, the particle overshoots, its weight ``w`` collapses, and the
+    mass it carried is lost to a finite population (the estimate stays unbiased only
+    through rare huge weights). So the step is retuned on the weighted 1% quantile of
+    the would-be acceptance ``min(1, w)``, not on its mean: at most one particle in 100
+    moves with a would-be acceptance below the target 0.9 (the minimum would let a
+    single particle's noise set the step). Measured with defaults on ``banana``, whose
+    arms are curved most: tuned on the mean (4 x 1000, seeds 0 and 1), the arms'
+    particles overshot and the draws' sds were 50% short (means 17 MCSEs off, log Z 5.5
+    SEs) with a verdict of "fine". At 16 x 512 (seeds 4-6) the 5% quantile still left
+    x_2's variance 12-20% short (|z| up to 5.3), the 1% quantile and the minimum did not
+    (|z| at most 1.6 and 2.1); a smaller step moves the particles less, which the
+    weights pay for in ESS, not in bias.
     """
 
     def step(key: Array, state: Any, logdensity_fn: Callable, step_size: Array) -> Any:
@@ -300,6 +322,7 @@ def ula_transport() -> Move:
         default_step_size=lambda dim: 0.5 * dim ** (-1.0 / 3.0),
         # the weights' variance grows with the would-be rejection rate
         target_acceptance_rate=0.9,
+        acceptance_quantile=ULA_ACCEPTANCE_QUANTILE,
     )
 
 

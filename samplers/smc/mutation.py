@@ -78,6 +78,21 @@ def _where_tree(ok: Array, new: Any, old: Any) -> Any:
     return jax.tree.map(select, new, old)
 
 
+def weighted_quantile(values: Array, weights: Array, q: float) -> Array:
+    """The smallest of ``values`` whose weighted share of values at or below it reaches
+    ``q`` (``weights`` need not be normalised).
+
+    Example:
+        >>> values, weights = jnp.array([3.0, 1.0, 2.0]), jnp.array([0.5, 0.25, 0.25])
+        >>> [float(weighted_quantile(values, weights, q)) for q in (0.2, 0.3, 0.6)]
+        [1.0, 2.0, 3.0]
+    """
+    order = jnp.argsort(values)
+    share = jnp.cumsum(weights[order]) / jnp.sum(weights)
+    index = jnp.minimum(jnp.searchsorted(share, q), values.shape[0] - 1)
+    return values[order][index]
+
+
 def _one_sweep(
     move: Move,
     step_size_spread: float,
@@ -101,8 +116,12 @@ def _one_sweep(
         states = _where_tree(ok, new, carry.states)
         increment = jnp.where(ok, info.log_weight_increment, -jnp.inf)
         log_increment = add_log_increment(carry.log_increment, increment)
-        acceptance = jnp.sum(weights * jnp.where(ok, info.acceptance_rate, 0.0))
-        log_step_size = update(carry.log_step_size, acceptance)
+        rates = jnp.where(ok, info.acceptance_rate, 0.0)
+        acceptance = jnp.sum(weights * rates)
+        tuned_on = acceptance
+        if move.acceptance_quantile is not None:
+            tuned_on = weighted_quantile(rates, weights, move.acceptance_quantile)
+        log_step_size = update(carry.log_step_size, tuned_on)
         trace = _SweepTrace(states.position, log_increment, acceptance)
         return _SweepCarry(states, log_step_size, log_increment), trace
 
@@ -118,7 +137,8 @@ def sweeps(move: Move, num_sweeps: int, step_size_spread: float = 0.0) -> Mutate
     size at each sweep as ``h exp(-s U)``, ``U ~ U(0, 1)``, independently of its state: a
     mixture of pi-invariant kernels, which reaches regions of very different scales (a
     funnel's neck and mouth) with one adapted ``h``. After each sweep
-    ``log h = update(log h, acceptance)``, acceptance averaged with ``weights``.
+    ``log h = update(log h, acceptance)``, acceptance averaged with ``weights`` (or their
+    ``move.acceptance_quantile``: :func:`weighted_quantile`).
 
     Example:
         >>> from bayeswb.samplers.smc.moves import mala_move

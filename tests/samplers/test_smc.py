@@ -357,3 +357,20 @@ def test_default_smc_is_right_without_settings(model):
     z = (result.log_z - target.log_z) / result.log_z_se
     assert abs(z) < 3.0, f"{model}: log Z {result.log_z:.4f}, z = {z:.2f}"
     assert_z_scores(across_run_z_scores(result, mean, var), f"{model}: default smc moments")
+
+
+def test_default_smc_langevin_is_right_on_a_curved_target():
+    """Default smc_langevin on banana (sd 10 along the bend): log Z within three
+    across-run standard errors, weighted means and variances within the family-wise
+    bound. Its unadjusted step, retuned on the mean would-be acceptance, overshot in the
+    banana's arms, where the curvature is highest: the draws' sds were 50% short with a
+    verdict of "fine" (4 x 1000, seeds 0 and 1); here it failed with log Z z = -3.8, and
+    retuned on the 5% quantile of the would-be acceptance with moments |z| 4.6 (measured
+    when written). Retuned on the 1% quantile (the default) it passes."""
+    target = bw.models.get("banana")
+    mean = np.asarray(target.reference.mean["x"])
+    var = np.asarray(target.reference.sd["x"]) ** 2
+    result = bw.sample(target, "smc_langevin", seed=4, num_chains=16, num_samples=512)
+    z = (result.log_z - target.log_z) / result.log_z_se
+    assert abs(z) < 3.0, f"log Z {result.log_z:.4f}, z = {z:.2f}"
+    assert_z_scores(across_run_z_scores(result, mean, var), "default smc_langevin moments")
