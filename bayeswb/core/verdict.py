@@ -754,8 +754,7 @@ def _weight_shift(
     against, where the two differ (a variance: squares about the weighted and about the
     plain mean); None: ``values``."""
     runs, n, dim = values.shape
-    weights = np.exp(log_ratios - log_ratios.max(axis=1, keepdims=True))
-    weights /= weights.sum(axis=1, keepdims=True)
+    weights = _run_weights(log_ratios)
     weighted_mean = np.einsum("rn,rnd->rd", weights, values)
     shifts = weighted_mean - (values if plain is None else plain).mean(axis=1)
     # delta method: the shift is sum_i (w_i - 1/n) (x_i - mu) in each run
@@ -773,6 +772,12 @@ def _weight_shift(
     if run_flagged.any():
         run_flagged &= np.abs(shifts) > run_bound * _run_mcse(values)
     return _Shift(pooled, z, bound, flagged, shifts, run_z, run_bound, run_flagged)
+
+
+def _run_weights(log_ratios: np.ndarray) -> np.ndarray:
+    """``exp(log_ratios)`` (runs, n) normalised within each run."""
+    weights = np.exp(log_ratios - log_ratios.max(axis=1, keepdims=True))
+    return weights / weights.sum(axis=1, keepdims=True)
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -833,9 +838,7 @@ def variance_shift(log_ratios: np.ndarray, positions: np.ndarray, each_run: bool
     (weighted) and from its plain mean (plain): whether the weights move the draws'
     variances (module docstring, ``variance_shift``).
     Shifts are shown as a share of the draws' variance."""
-    weights = np.exp(log_ratios - log_ratios.max(axis=1, keepdims=True))
-    weights /= weights.sum(axis=1, keepdims=True)
-    weighted_mean = np.einsum("rn,rnd->rd", weights, positions)
+    weighted_mean = np.einsum("rn,rnd->rd", _run_weights(log_ratios), positions)
     squares = (positions - weighted_mean[:, None]) ** 2
     plain = (positions - positions.mean(axis=1, keepdims=True)) ** 2
     shift = _weight_shift(log_ratios, squares, each_run, plain)
