@@ -382,9 +382,12 @@ def test_a_density_nan_or_infinite_where_the_run_goes_is_flagged(sampler, region
         return jnp.where(x[0] > 2, jnp.inf, base)
 
     target = bw.Target.from_logdensity(log_density, dim=3, name="broken")
+    # smc_langevin's default step (tuned on the particles it moves worst) rarely reaches
+    # the NaN region; a fixed step of 0.5 (whitened) sends particles there
+    options = {"adapt_step_size": False, "step_size": 0.5} if sampler == "smc_langevin" else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreliableRunWarning)
-        result = bw.sample(target, sampler, num_chains=2, num_samples=400)
+        result = bw.sample(target, sampler, num_chains=2, num_samples=400, **options)
     log_weights = np.asarray(result.log_weights)  # -inf is a weight of zero, NaN is not
     escaped = not (
         np.all(np.isfinite(result.positions))
@@ -413,14 +416,20 @@ def _cut_normal(value):
 @pytest.mark.parametrize("value", [float("nan"), -float("inf")])
 def test_unadjusted_moves_out_of_the_support_fail_support_and_adjusted_ones_do_not(value):
     """smc_langevin's Gaussian backward kernel puts mass where the density is zero, so its
-    log Z is biased (about -0.23 here); smc's Metropolis moves reject such proposals."""
+    log Z is biased (about -0.16 here, at a fixed step of 0.5 in whitened units); smc's
+    Metropolis moves reject such proposals. (At smc_langevin's default step, tuned on
+    the particles it moves worst, the moves killed about 0.01 of the mass, within the
+    SE of 0.025, and the check passed: measured when written.)"""
     from scipy.stats import norm
 
     target = _cut_normal(value)
     true_log_z = np.log(2 * np.pi * norm.cdf(2.0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreliableRunWarning)
-        langevin = bw.sample(target, "smc_langevin", num_chains=4, num_samples=400)
+        langevin = bw.sample(
+            target, "smc_langevin", num_chains=4, num_samples=400, adapt_step_size=False,
+            step_size=0.5,
+        )  # fmt: skip
         adjusted = bw.sample(target, "smc", num_chains=4, num_samples=400)
     for result in (langevin, adjusted):
         assert np.all(np.isfinite(result.positions)) and np.isfinite(result.log_z)
