@@ -745,16 +745,15 @@ class _Shift(NamedTuple):
 
 
 def _weight_shift(
-    log_ratios: np.ndarray, values: np.ndarray, each_run: bool, plain: np.ndarray | None = None
+    weights: np.ndarray, values: np.ndarray, each_run: bool, plain: np.ndarray | None = None
 ) -> _Shift:
-    """Whether importance weights ``exp(log_ratios)`` (runs, n) move the mean of the
+    """Whether importance weights (runs, n; normalised in each run) move the mean of the
     unweighted ``values`` (runs, n, d) beyond chance and beyond the draws' own MCSE,
     pooled and (``each_run``) in each run alone; module docstring, ``importance_shift``.
     ``plain``: the feature whose plain mean the weighted mean of ``values`` is set
     against, where the two differ (a variance: squares about the weighted and about the
     plain mean); None: ``values``."""
     runs, n, dim = values.shape
-    weights = _run_weights(log_ratios)
     weighted_mean = np.einsum("rn,rnd->rd", weights, values)
     shifts = weighted_mean - (values if plain is None else plain).mean(axis=1)
     # delta method: the shift is sum_i (w_i - 1/n) (x_i - mu) in each run
@@ -828,7 +827,7 @@ def importance_shift(
     own MCSE: pooled over runs (a bias the runs share), or, if ``each_run``, in one run
     (fits that each miss in their own direction, which pooling would average away);
     module docstring, ``importance_shift``. Shifts are shown in sds of the draws."""
-    shift = _weight_shift(log_ratios, positions, each_run)
+    shift = _weight_shift(_run_weights(log_ratios), positions, each_run)
     sd = positions.reshape(-1, positions.shape[-1]).std(axis=0)
     return _shift_check("importance_shift", shift, sd, "mean", "sd")
 
@@ -838,10 +837,11 @@ def variance_shift(log_ratios: np.ndarray, positions: np.ndarray, each_run: bool
     (weighted) and from its plain mean (plain): whether the weights move the draws'
     variances (module docstring, ``variance_shift``).
     Shifts are shown as a share of the draws' variance."""
-    weighted_mean = np.einsum("rn,rnd->rd", _run_weights(log_ratios), positions)
+    weights = _run_weights(log_ratios)
+    weighted_mean = np.einsum("rn,rnd->rd", weights, positions)
     squares = (positions - weighted_mean[:, None]) ** 2
     plain = (positions - positions.mean(axis=1, keepdims=True)) ** 2
-    shift = _weight_shift(log_ratios, squares, each_run, plain)
+    shift = _weight_shift(weights, squares, each_run, plain)
     variance = plain.reshape(-1, plain.shape[-1]).mean(axis=0)
     return _shift_check("variance_shift", shift, variance, "variance", "of it")
 
