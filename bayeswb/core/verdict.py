@@ -115,14 +115,15 @@ the recorded data allow, each with a threshold from the literature:
   delta-method SE of the pooled estimate and the SE of the mean of the per-run log Z
   within a factor 2 of each other, and the per-run log Z within sd 1 (beyond that the
   pooled mean is dominated by a few runs, and its SE is not to be believed).
-- ``training``: a flow's training stopped by its plateau rule, not its step cap, in
-  every run (where the flow recorded it); for a fit run a fixed number of steps (a flow's
-  ``loss``, the ``elbo`` of the variational samplers, a chi^2 fit's ``log_mean_w2``), the
-  loss had stopped improving: the mean over the last tenth of training is not below the
-  tenth before it by more than 3 standard errors (a one-sided z-test: 0.13% false alarms
-  per converged run with independent noise; measured on the defaults of meanfield_vi,
-  fullrank_vi and fbgvi, 4 runs each on gaussian, banana, eight_schools_noncentered and
-  logistic_breast_cancer, seeds 0 and 1: worst z per run group 2.88, none above 3).
+- ``training``: a flow's training stopped by its plateau rule, not its step cap, in every run
+  (where the flow recorded it), and the Laplace proposal's search found a mode (a small Newton
+  decrement, see ``is``; a density without a maximum has none); for a fit run a fixed number of
+  steps (a flow's ``loss``, the ``elbo`` of the variational samplers, a chi^2 fit's
+  ``log_mean_w2``), the loss had stopped improving: the mean over the last tenth of training is not
+  below the tenth before it by more than 3 standard errors (a one-sided z-test: 0.13% false alarms
+  per converged run with independent noise; measured on the defaults of meanfield_vi, fullrank_vi
+  and fbgvi, 4 runs each on gaussian, banana, eight_schools_noncentered and logistic_breast_cancer,
+  seeds 0 and 1: worst z per run group 2.88, none above 3).
 - ``density_peak``: no region of far higher density than any draw came near: the log
   density an L-BFGS climb from the best draws reaches (recorded by ``bw.sample``, see
   :mod:`bayeswb.execution.peak_search`) exceeds the best draw's by at most
@@ -1041,11 +1042,13 @@ def _unvisited_mode(idata: az.InferenceData) -> Check | None:
 
 
 def _plateau_flags(idata: az.InferenceData) -> np.ndarray | None:
-    """Per run, whether a flow's training stopped by its plateau rule (the flows record
+    """Per run, whether a fit converged: a flow's training stopped by its plateau rule, or
+    the Laplace proposal's mode search by its gradient test (recorded as
     ``training_converged`` per run or ``plateau`` per step), where the run used one."""
-    path = _group(idata, "path_stats")
-    if path is not None and "training_converged" in path:
-        return np.asarray(path["training_converged"].values, bool).reshape(-1)
+    for group in ("path_stats", "warmup_sample_stats"):
+        data = _group(idata, group)
+        if data is not None and "training_converged" in data:
+            return np.asarray(data["training_converged"].values, bool).reshape(-1)
     for group in ("warmup_sample_stats", "path_stats"):
         data = _group(idata, group)
         if data is not None and "plateau" in data:
@@ -1061,11 +1064,12 @@ def _plateau_reached(converged: np.ndarray) -> Check:
         missed,
         0,
         missed == 0,
-        "flow training converged"
+        "training converged"
         if missed == 0
-        else f"flow training hit its step cap before levelling off in {missed} of "
-        f"{converged.size} runs",
-        "a larger num_warmup (the training cap)",
+        else f"training did not converge (or the Laplace fit found no mode of finite "
+        f"curvature) in {missed} of {converged.size} runs",
+        "a larger num_warmup (the training cap); a Laplace fit without a mode may mean the "
+        "density has no maximum (as a funnel's neck: reparameterise the model)",
     )
 
 

@@ -35,8 +35,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from bayeswb.core.climb import lbfgs_climb
 from bayeswb.core.probe import probe_points, scale_from_probe
 from bayeswb.core.result import Result
 from bayeswb.core.target import Target
@@ -52,47 +52,6 @@ ITERATIONS = 300
 FAR_STARTS = 16
 UNVISITED_DISTANCE = 5.0
 COMPARED_DRAWS = 2000
-
-
-def climb(
-    log_density: Callable[[Array], Array], iterations: int = ITERATIONS
-) -> Callable[[Array], tuple[Array, Array]]:
-    """``x0 -> (highest log density reached, where)`` by ``iterations`` L-BFGS steps from
-    ``x0`` (``+inf`` if the density is unbounded along the way; NaN values are ignored).
-
-    Example:
-        >>> top, where = climb(lambda x: -0.5 * jnp.sum((x - 3.0) ** 2), 50)(jnp.zeros(2))
-        >>> abs(float(top)) < 1e-6, [round(float(w), 3) for w in where]  # the peak: 0 at (3, 3)
-        (True, [3.0, 3.0])
-    """
-
-    def loss(x: Array) -> Array:
-        return -log_density(x)
-
-    optimiser = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(loss)
-
-    def run(x0: Array) -> tuple[Array, Array]:
-        def step(carry: tuple, _: None) -> tuple:
-            x, state, best, best_x = carry
-            value, grad = value_and_grad(x, state=state)
-            updates, state = optimiser.update(
-                grad, state, x, value=value, grad=grad, value_fn=loss
-            )
-            higher = -value > best  # False for NaN
-            best = jnp.where(higher, -value, best)
-            best_x = jnp.where(higher, x, best_x)
-            # a non-finite step (the density blew up) ends the climb where it is
-            finite = jnp.all(jnp.isfinite(updates))
-            x = jnp.where(finite, optax.apply_updates(x, updates), x)
-            return (x, state, best, best_x), None
-
-        start = jnp.nan_to_num(log_density(x0), nan=-jnp.inf)
-        carry = (x0, optimiser.init(x0), start, x0)
-        (_, _, best, best_x), _ = jax.lax.scan(step, carry, None, iterations)
-        return best, best_x
-
-    return run
 
 
 def record_density_peak(result: Result, target: Target) -> Result:
@@ -185,6 +144,10 @@ def _programs(target: Target) -> tuple[Callable, Callable]:
         # the starts climb one after another: vmapped, L-BFGS's line-search while loops
         # would run every branch for every start, and took 2-4x longer to trace and up to
         # 1.5x longer to compile (a large share of a small run's cost) for no faster a run
-        search = jax.jit(lambda starts: jax.lax.map(climb(target.log_density), starts))
+        def climb(start: Array) -> tuple[Array, Array]:
+            reached = lbfgs_climb(target.log_density, start, ITERATIONS)
+            return reached.top, reached.where
+
+        search = jax.jit(lambda starts: jax.lax.map(climb, starts))
         _PROGRAMS[target] = (evaluate, search)
     return _PROGRAMS[target]

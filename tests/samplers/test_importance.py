@@ -432,3 +432,28 @@ def test_a_flat_direction_gives_a_wide_finite_laplace_proposal():
     result = bw.sample("rezende_u2", "is", seed=0, num_chains=4, num_samples=500)
     assert np.isfinite(result.positions).all()
     assert "finite" not in {check.name for check in result.diagnostics.failed}
+
+
+def test_a_density_without_a_mode_gives_a_finite_laplace_fit_that_is_flagged():
+    """eight_schools_centered's log density grows without bound as its scale goes to 0,
+    so it has no mode. L-BFGS wandered off: its last iterate had a log density far
+    below its start or was NaN (in a session with JAX's default compiler options, one of 4
+    runs of ``is`` with defaults, seed 0, gave 1000 NaN draws, flagged as a density that
+    is not finite). The climb keeps its highest
+    point, so the fit is finite, and the Newton decrement there says it is no mode."""
+    from bayeswb.core.climb import lbfgs_climb
+
+    centered = bw.models.get("eight_schools_centered")
+    climb = jax.jit(lbfgs_climb, static_argnums=(0, 2))
+    for key in jax.random.split(jax.random.key(0), 4):
+        start = centered.init(key)
+        reached = climb(centered.log_density, start, 1000)
+        assert np.isfinite(reached.where).all()
+        assert float(reached.top) >= float(jax.jit(centered.log_density)(start))
+
+    result = bw.sample(centered, "is", seed=0, num_chains=4)
+    assert np.isfinite(result.positions).all()
+    training = {check.name: check for check in result.diagnostics.checks}["training"]
+    assert not training.ok and "Laplace" in training.message
+    healthy = bw.sample("eight_schools_noncentered", "is", seed=0, num_chains=4)
+    assert {check.name: check for check in healthy.diagnostics.checks}["training"].ok
