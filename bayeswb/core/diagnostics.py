@@ -8,6 +8,8 @@ summed over the particle families an SMC run records
 
 from __future__ import annotations
 
+import functools
+
 import arviz as az
 import jax
 import jax.numpy as jnp
@@ -84,6 +86,17 @@ def _equal_weight_positions(result: Result, n: int, key: jax.Array) -> np.ndarra
     return positions[evenly]
 
 
+def _exact_samples(target: Target, keys: list[jax.Array], n: int) -> list[np.ndarray]:
+    """``target.sample_exact(key, n)`` for each key: one compiled program where the sampler
+    traces (op by op, a funnel's exact draws were about ten small programs, compiled anew
+    in every process), else called as it is."""
+    try:
+        batched = jax.jit(jax.vmap(target.sample_exact, (0, None)), static_argnums=1)
+        return list(np.asarray(batched(jnp.stack(keys), n)))
+    except TypeError:  # a sampler that does not trace (numpy inside): jax's errors are TypeErrors
+        return [np.asarray(target.sample_exact(key, n)) for key in keys]
+
+
 def sliced_wasserstein(
     x: np.ndarray, y: np.ndarray, key: jax.Array, num_projections: int = 128
 ) -> float:
@@ -97,11 +110,17 @@ def sliced_wasserstein(
         >>> 0.5 < sliced_wasserstein(x, y, jax.random.key(0)) < 1.5
         True
     """
-    directions = jax.random.normal(key, (num_projections, x.shape[1]))
+    return float(_sliced_w1(jnp.asarray(x), jnp.asarray(y), key, num_projections))
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _sliced_w1(x: jax.Array, y: jax.Array, key: jax.Array, num_projections: int) -> jax.Array:
+    # one program (op by op it was about ten small ones, compiled anew in every process)
+    directions = jax.random.normal(key, (num_projections, x.shape[1]), x.dtype)
     directions = directions / jnp.linalg.norm(directions, axis=1, keepdims=True)
-    px = jnp.sort(jnp.asarray(x) @ directions.T, axis=0)
-    py = jnp.sort(jnp.asarray(y) @ directions.T, axis=0)
-    return float(jnp.mean(jnp.abs(px - py)))
+    px = jnp.sort(x @ directions.T, axis=0)
+    py = jnp.sort(y @ directions.T, axis=0)
+    return jnp.mean(jnp.abs(px - py))
 
 
 def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000) -> dict:
@@ -171,8 +190,7 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
         key_draws, key_exact, key_exact2, key_proj = jax.random.split(jax.random.key(seed), 4)
         n = min(max_points, result.positions.shape[0] * result.positions.shape[1])
         draws = _equal_weight_positions(result, n, key_draws)
-        exact = np.asarray(target.sample_exact(key_exact, n))
-        exact2 = np.asarray(target.sample_exact(key_exact2, n))
+        exact, exact2 = _exact_samples(target, [key_exact, key_exact2], n)
         out["sliced_wasserstein"] = sliced_wasserstein(draws, exact, key_proj)
         out["sliced_wasserstein_exact"] = sliced_wasserstein(exact2, exact, key_proj)
     out["verdict"] = verdict_label(result)

@@ -124,6 +124,25 @@ def test_weighted_output_is_scored_with_its_weights():
     assert frame.loc["x[0]", "ess_weights"] < 4 * 4000
 
 
+def test_an_exact_sampler_that_does_not_trace_is_still_scored():
+    # score compiles the exact sampler where it traces; one written with numpy is called
+    # as it is, and both give the same kind of distance
+    def numpy_sampler(key, n):
+        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+        return 1.0 + np.random.default_rng(seed).standard_normal((n, 1))
+
+    def normal_with(sample_exact):
+        return bw.Target.from_logdensity(
+            lambda x: -0.5 * ((x[0] - 1.0) ** 2), dim=1, name="normal", sample_exact=sample_exact
+        )
+
+    result = weighted_result()
+    traced = bw.score(result, normal_with(lambda key, n: 1.0 + jax.random.normal(key, (n, 1))))
+    untraced = bw.score(result, normal_with(numpy_sampler))
+    for scores in (traced, untraced):
+        assert 0.0 < scores["sliced_wasserstein"] < 5 * scores["sliced_wasserstein_exact"]
+
+
 def test_a_reference_made_by_monte_carlo_counts_its_own_error_in_the_score():
     # a reference mean 0.1 off the truth, with a stated Monte Carlo error of 0.05: the
     # score's z divides by the run's and the reference's errors in quadrature
