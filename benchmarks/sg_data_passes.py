@@ -35,8 +35,8 @@ of the negative Hessian): sgld and csgmcmc ``h = 0.1 * 2 / lambda_max`` (a tenth
 Euler stability limit; csgmcmc's cycle starts there); sghmc ``h = 0.1 * 2 /
 sqrt(lambda_max)`` (a tenth of the leapfrog limit), trajectories of length ``1 /
 sqrt(lambda_min)`` (the widest posterior sd) and friction its inverse or ``2 h
-lambda_max`` if larger (blackjax's discretisation needs ``C > h lambda_max`` to be
-stable, see ``sghmc_build_kernel``); mala ``h = 1 / lambda_max`` with an identity mass
+lambda_max`` if larger (chosen when the kernel took blackjax's order, which needs
+``C > h lambda_max`` to be stable; see ``sghmc_build_kernel``); mala ``h = 1 / lambda_max`` with an identity mass
 matrix. Minibatches of 1% of the data.
 
 Run: ``python benchmarks/sg_data_passes.py [--quick] [--seed 0] [--num-data N]

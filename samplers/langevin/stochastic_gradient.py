@@ -104,7 +104,7 @@ def subset_rows(key: Array, num_data: int, batch_size: int) -> Array:
     ``jax.random.choice(replace=False)``, but the work is ``O(n^2)`` and nothing of size N
     is made: ``choice`` permutes all N rows, which at N = 1e5 cost 50 times a full-data
     gradient. The order within the subset is not uniform; a minibatch estimate sums over
-    its rows, so order does not matter.
+    its rows, so order does not matter. A batch of all ``N`` rows is ``range(N)``.
 
     Example:
         >>> rows = subset_rows(jax.random.key(0), 10, 4)
@@ -112,6 +112,8 @@ def subset_rows(key: Array, num_data: int, batch_size: int) -> Array:
         ((4,), 4, True)
     """
     position = jnp.arange(batch_size)
+    if batch_size == num_data:  # every row: nothing to draw
+        return position
     highest = num_data - batch_size + position  # the j of each step
     draws = jax.random.randint(key, (batch_size,), 0, highest + 1)
 
