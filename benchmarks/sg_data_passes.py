@@ -36,8 +36,8 @@ Euler stability limit; csgmcmc's cycle starts there); sghmc ``h = 0.1 * 2 /
 sqrt(lambda_max)`` (a tenth of the leapfrog limit), trajectories of length ``1 /
 sqrt(lambda_min)`` (the widest posterior sd) and friction its inverse or ``2 h
 lambda_max`` if larger (chosen when the kernel took blackjax's order, which needs
-``C > h lambda_max`` to be stable; see ``sghmc_build_kernel``); mala ``h = 1 / lambda_max`` with an identity mass
-matrix. Minibatches of 1% of the data.
+``C > h lambda_max`` to be stable; see ``sghmc_build_kernel``); mala
+``h = 1 / lambda_max`` with an identity mass matrix. Minibatches of 1% of the data.
 
 Run: ``python benchmarks/sg_data_passes.py [--quick] [--seed 0] [--num-data N]
 [--max-passes B]``. Wall time includes the full-data ``lp`` of every draw (the quick mode
