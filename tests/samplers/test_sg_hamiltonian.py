@@ -15,9 +15,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import arviz as az
-import jax.numpy as jnp
-
 import helpers
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
