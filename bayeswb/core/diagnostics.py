@@ -9,6 +9,7 @@ summed over the particle families an SMC run records
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import arviz as az
 import jax
@@ -86,15 +87,17 @@ def _equal_weight_positions(result: Result, n: int, key: jax.Array) -> np.ndarra
     return positions[evenly]
 
 
-def _exact_samples(target: Target, keys: list[jax.Array], n: int) -> list[np.ndarray]:
-    """``target.sample_exact(key, n)`` for each key: one compiled program where the sampler
-    traces (op by op, a funnel's exact draws were about ten small programs, compiled anew
-    in every process), else called as it is."""
+def _exact_samples(
+    sample_exact: Callable[[jax.Array, int], jax.Array], keys: list[jax.Array], n: int
+) -> list[np.ndarray]:
+    """``sample_exact(key, n)`` for each key: one compiled program where the sampler traces
+    (op by op, a funnel's exact draws were about ten small programs, compiled anew in
+    every process), else called as it is."""
     try:
-        batched = jax.jit(jax.vmap(target.sample_exact, (0, None)), static_argnums=1)
+        batched = jax.jit(jax.vmap(sample_exact, (0, None)), static_argnums=1)
         return list(np.asarray(batched(jnp.stack(keys), n)))
     except TypeError:  # a sampler that does not trace (numpy inside): jax's errors are TypeErrors
-        return [np.asarray(target.sample_exact(key, n)) for key in keys]
+        return [np.asarray(sample_exact(key, n)) for key in keys]
 
 
 def sliced_wasserstein(
@@ -190,7 +193,7 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
         key_draws, key_exact, key_exact2, key_proj = jax.random.split(jax.random.key(seed), 4)
         n = min(max_points, result.positions.shape[0] * result.positions.shape[1])
         draws = _equal_weight_positions(result, n, key_draws)
-        exact, exact2 = _exact_samples(target, [key_exact, key_exact2], n)
+        exact, exact2 = _exact_samples(target.sample_exact, [key_exact, key_exact2], n)
         out["sliced_wasserstein"] = sliced_wasserstein(draws, exact, key_proj)
         out["sliced_wasserstein_exact"] = sliced_wasserstein(exact2, exact, key_proj)
     out["verdict"] = verdict_label(result)
