@@ -1043,7 +1043,7 @@ def _unvisited_mode(idata: az.InferenceData) -> Check | None:
 
 def _plateau_flags(idata: az.InferenceData) -> np.ndarray | None:
     """Per run, whether a fit converged: a flow's training stopped by its plateau rule, or
-    the Laplace proposal's mode search by its gradient test (recorded as
+    the Laplace proposal's search found a mode (its Newton decrement; recorded as
     ``training_converged`` per run or ``plateau`` per step), where the run used one."""
     for group in ("path_stats", "warmup_sample_stats"):
         data = _group(idata, group)
