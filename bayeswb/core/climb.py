@@ -23,11 +23,13 @@ Array = jax.Array
 
 class Climb(NamedTuple):
     """Where an L-BFGS climb ended: the highest log density it reached (``+inf`` if the
-    density was unbounded along the way), where, and the exact number of
-    value-and-gradient evaluations it made."""
+    density was unbounded along the way), where, the gradient of the log density there
+    (from the climb's own evaluations), and the exact number of value-and-gradient
+    evaluations it made."""
 
     top: Array
     where: Array
+    gradient: Array
     evaluations: Array
 
 
@@ -62,26 +64,30 @@ def lbfgs_climb(
         return jnp.max(jnp.abs(grad)) < tolerance * (1.0 + jnp.abs(value))
 
     def not_done(carry: tuple) -> Array:
-        _, state, iteration, _, _, _, finite = carry
+        _, state, iteration, _, finite = carry
         return (iteration < max_iterations) & ~(converged(state) & (iteration > 0)) & finite
 
+    def keep_higher(best: Climb, value: Array, x: Array, grad: Array) -> Climb:
+        higher = -value > best.top  # False for NaN
+        pick = lambda new, old: jnp.where(higher, new, old)  # noqa: E731
+        return best._replace(top=pick(-value, best.top), where=pick(x, best.where),
+                             gradient=pick(-grad, best.gradient))  # fmt: skip
+
     def step(carry: tuple) -> tuple:
-        x, state, iteration, evaluations, top, where, _ = carry
+        x, state, iteration, best, _ = carry
         value, grad = value_and_grad(x, state=state)
-        higher = -value > top  # False for NaN
-        top = jnp.where(higher, -value, top)
-        where = jnp.where(higher, x, where)
+        best = keep_higher(best, value, x, grad)
         updates, state = optimiser.update(grad, state, x, value=value, grad=grad, value_fn=loss)
-        evaluations = evaluations + optax.tree.get(state, "num_linesearch_steps")
+        evaluations = best.evaluations + optax.tree.get(state, "num_linesearch_steps")
         finite = jnp.all(jnp.isfinite(updates))
         x = jnp.where(finite, optax.apply_updates(x, updates), x)
-        return x, state, iteration + 1, evaluations, top, where, finite
+        return x, state, iteration + 1, best._replace(evaluations=evaluations), finite
 
-    # the first step evaluates x0, so the climb starts below everything
-    lowest = jnp.asarray(-jnp.inf, x0.dtype)
-    carry = (x0, optimiser.init(x0), jnp.asarray(0), jnp.asarray(1), lowest, x0, jnp.asarray(True))
-    x, state, _, evaluations, top, where, finite = jax.lax.while_loop(not_done, step, carry)
-    # the last step's point was evaluated by its line search (its value is in the state)
-    last = -optax.tree.get(state, "value")
-    higher = finite & (last > top)
-    return Climb(jnp.where(higher, last, top), jnp.where(higher, x, where), evaluations)
+    # the first step evaluates x0 (one evaluation), so the climb starts below everything
+    lowest = Climb(jnp.asarray(-jnp.inf, x0.dtype), x0, jnp.zeros_like(x0), jnp.asarray(1))
+    carry = (x0, optimiser.init(x0), jnp.asarray(0), lowest, jnp.asarray(True))
+    x, state, _, best, finite = jax.lax.while_loop(not_done, step, carry)
+    # the last step's point was evaluated by its line search (its value and gradient are
+    # in the state); a non-finite last step was not taken
+    value = jnp.where(finite, optax.tree.get(state, "value"), jnp.nan)
+    return keep_higher(best, value, x, optax.tree.get(state, "grad"))

@@ -110,14 +110,14 @@ def _laplace_proposal(key: Array, target: Target, config: Any) -> tuple[Any, Any
     # a mode: the Hessian negative definite and the Newton step left short
     curved = jnp.all(eigenvalues > floor)
     eigenvalues = jnp.maximum(eigenvalues, floor)
-    rotated_gradient = eigenvectors.T @ jax.grad(target.log_density)(mode)
+    rotated_gradient = eigenvectors.T @ climb.gradient
     newton_decrement = jnp.sqrt(jnp.sum(rotated_gradient**2 / eigenvalues))
     scale_tril = config.proposal_scale * covariance_cholesky(eigenvalues, eigenvectors)
     distribution = gaussian_or_student_t(mode, scale_tril, config.proposal_family, config.df)
-    # the Hessian is dim forward-over-reverse Hessian-vector products: dim gradients, and
-    # one gradient for the decrement (one run's count, at most num_warmup iterations of
-    # line searches: int32 holds it)
-    n_grad = evals + target.dim + 1
+    # the Hessian is dim forward-over-reverse Hessian-vector products: dim gradients (the
+    # decrement's gradient is the climb's own; one run's count, at most num_warmup
+    # iterations of line searches: int32 holds it)
+    n_grad = evals + target.dim
     # per run, as the flows record theirs: the verdict's ``training`` check reads it
     fit = {"training_converged": (curved & (newton_decrement < MODE_TOLERANCE))[None]}
     return DistributionProposal(distribution), n_grad, n_grad, fit
