@@ -158,7 +158,8 @@ def importance_z_scores(result, mean: np.ndarray, var: np.ndarray, log_z: float)
 def weighted_result(seed=0, n=4000, chains=4):
     """Importance sampling N(1, 1) with a N(0, 2^2) proposal: exact weights, log Z = 0."""
     import bayeswb as bw
-    from bayeswb.core.result import build_idata, combine_log_z
+    from bayeswb.core.log_evidence import combine_log_z
+    from bayeswb.core.result import build_idata
 
     rng = np.random.default_rng(seed)
     x = rng.normal(0.0, 2.0, size=(chains, n, 1))

@@ -115,6 +115,8 @@ class Draws(NamedTuple):
     log_weights:        (chains, draws) unnormalised log importance weights, or None for
                         equally weighted draws
     log_z:              (chains,) one log-evidence estimate per independent run, or None
+    log_z_relative_variance: (chains,) each run's own estimate of ``Var(Z_hat) / Z**2``
+                        (an SMC run's from its genealogy), or None
     warmup_positions:   (chains, warmup, dim) or None
     warmup_stats:       dict of (chains, warmup) arrays (empty without warmup)
     path_stats:         dict of (chains, steps) arrays describing the run's path rather than
@@ -134,6 +136,7 @@ class Draws(NamedTuple):
     stats: dict[str, Array]
     log_weights: Array | None = None
     log_z: Array | None = None
+    log_z_relative_variance: Array | None = None
     warmup_positions: Array | None = None
     warmup_stats: dict[str, Array] = {}
     path_stats: dict[str, Array] = {}

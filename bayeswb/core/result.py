@@ -13,48 +13,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 from typing import Any
 
 import arviz as az
 import numpy as np
 import xarray as xr
-from scipy.special import logsumexp
 
 from bayeswb.core.draws import Draws, exact_count
 from bayeswb.core.equal_weights import equal_weight_posterior
 from bayeswb.core.files import atomic_path, is_same_file
+from bayeswb.core.log_evidence import combine_log_z
 from bayeswb.core.provenance import stored_manifest
 from bayeswb.core.verdict import Verdict, diagnose
 
 # the posterior group attribute that holds a saved run's metadata (JSON)
 RESULT_ATTRIBUTE = "bayeswb"
-
-
-def combine_log_z(per_run: np.ndarray | None) -> tuple[float | None, float | None]:
-    """Pool independent log-evidence estimates: log of the mean of ``Z_i``.
-
-    The standard error is the delta-method one on the natural scale,
-    ``sd(Z_i) / (sqrt(n) mean(Z_i))`` (computed with max-subtracted exponentials); it is
-    None with a single run.
-
-    Example:
-        >>> combine_log_z(np.array([0.0, 0.0]))
-        (0.0, 0.0)
-    """
-    if per_run is None:
-        return None, None
-    per_run = np.asarray(per_run, dtype=np.float64).ravel()
-    n = per_run.size
-    finite = np.isfinite(per_run)
-    if not finite.any():
-        return -math.inf, None
-    log_z = float(logsumexp(np.where(finite, per_run, -np.inf)) - math.log(n))
-    if n < 2:
-        return log_z, None
-    scaled = np.exp(np.where(finite, per_run, -np.inf) - np.max(per_run[finite]))
-    se = float(np.std(scaled, ddof=1) / math.sqrt(n) / np.mean(scaled))
-    return log_z, se
 
 
 # path stats named ``shard_...`` are per data shard (chain, shard), not per step
@@ -80,6 +53,7 @@ def build_idata(
     stats: dict[str, Any],
     log_weights: Any | None = None,
     log_z_per_run: Any | None = None,
+    log_z_relative_variance: Any | None = None,
     warmup_posterior: dict[str, Any] | None = None,
     warmup_stats: dict[str, Any] | None = None,
     path_stats: dict[str, Any] | None = None,
@@ -98,7 +72,10 @@ def build_idata(
     if sample_stats:
         groups["sample_stats"] = _dataset(sample_stats)
     if log_z_per_run is not None:
-        per_run = _dataset({"log_marginal_likelihood": log_z_per_run}, leading=("chain",))
+        columns = {"log_marginal_likelihood": log_z_per_run}
+        if log_z_relative_variance is not None:
+            columns["log_z_relative_variance"] = log_z_relative_variance
+        per_run = _dataset(columns, leading=("chain",))
         groups["sample_stats"] = groups.get("sample_stats", xr.Dataset()).merge(per_run)
     if warmup_posterior:
         groups["warmup_posterior"] = _dataset(warmup_posterior)
@@ -122,7 +99,8 @@ class Result:
                chain/draw dims; equally weighted draws, so ArviZ reads them right),
                ``unconstrained_posterior`` (``position``), ``sample_stats`` (ArviZ's
                names; ``log_weight`` and per-run ``log_marginal_likelihood`` for weighted
-               output), ``warmup_*`` groups and ``path_stats`` (per-step quantities of a
+               output, with ``log_z_relative_variance`` where the runs estimate their
+               own), ``warmup_*`` groups and ``path_stats`` (per-step quantities of a
                run, dims chain/step). A weighted run's particles are in
                ``weighted_posterior`` (constrained) and ``unconstrained_posterior``, aligned
                with ``log_weight``; its ``posterior`` is resampled from them, run by run
@@ -131,6 +109,7 @@ class Result:
     config:    the sampler's config as a dict
     cost:      ``n_grad_evals``, ``n_logdensity_evals``, ``compile_s``, ``sample_s``
     log_z, log_z_se: pooled log-evidence estimate and its standard error, or None
+               (:func:`~bayeswb.core.log_evidence.combine_log_z`)
     partial:   True when a chunked run was interrupted (Ctrl-C) and holds only the draws
                finished before it
     diagnostics: the run's :class:`~bayeswb.core.verdict.Verdict` (computed on first use)
@@ -241,15 +220,19 @@ class Result:
     ) -> Result:
         """A Result from a run's host :class:`~bayeswb.core.draws.Draws` and its constrained
         draws (dicts of (chain, draw, ...) arrays); ``timings`` are ``compile_s`` and
-        ``sample_s``; log Z is pooled over runs (:func:`combine_log_z`)."""
+        ``sample_s``; log Z is pooled over runs, with each run's own variance where it
+        gives one (:func:`~bayeswb.core.log_evidence.combine_log_z`)."""
         log_z_per_run = None if draws.log_z is None else np.asarray(draws.log_z)
-        log_z, log_z_se = combine_log_z(log_z_per_run)
+        variance = draws.log_z_relative_variance
+        own = None if variance is None else np.asarray(variance)
+        log_z, log_z_se = combine_log_z(log_z_per_run, own)
         idata = build_idata(
             posterior=posterior,
             positions=draws.positions,
             stats=draws.stats,
             log_weights=draws.log_weights,
             log_z_per_run=log_z_per_run,
+            log_z_relative_variance=own,
             warmup_posterior=warmup_posterior,
             warmup_stats=draws.warmup_stats,
             path_stats=draws.path_stats,

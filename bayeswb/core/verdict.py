@@ -571,7 +571,9 @@ def _weight_checks(
             )
         )
     if log_z_per_run is not None:
-        checks += _log_z_spread(log_z_per_run)
+        stats = _group(idata, "sample_stats")
+        own = stats.get("log_z_relative_variance")
+        checks += _log_z_spread(log_z_per_run, None if own is None else own.values)
     positions = _group(idata, "unconstrained_posterior")
     if positions is not None and runs >= 2:
         family = families(idata)
@@ -670,7 +672,13 @@ def _support(killed: np.ndarray, log_z_per_run: np.ndarray | None) -> Check:
     )
 
 
-def _log_z_spread(log_z_per_run: np.ndarray) -> list[Check]:
+# the between-runs variance of log Z may exceed each run's own (genealogy) estimate of
+# it by this factor times the chi-square bound: that estimate measured 1.2-2.1 times low
+# (bayeswb.samplers.smc.genealogy)
+OWN_SPREAD_FACTOR = 2.0
+
+
+def _log_z_spread(log_z_per_run: np.ndarray, own_variance: np.ndarray | None) -> list[Check]:
     values = np.asarray(log_z_per_run, dtype=np.float64).ravel()
     if values.size < 2:
         return []
@@ -694,6 +702,13 @@ def _log_z_spread(log_z_per_run: np.ndarray) -> list[Check]:
     message = f"per-run log Z sd {sd:.2f}"
     if not ok:
         message += " (runs disagree; the log Z and its SE are not reliable)"
+    if own_variance is not None:
+        own_sd = math.sqrt(float(np.mean(np.maximum(own_variance, 0.0))))
+        bound = OWN_SPREAD_FACTOR * chi2.ppf(0.99, values.size - 1) / (values.size - 1)
+        message += f", {own_sd:.2g} by each run's own estimate"
+        if sd > math.sqrt(bound) * own_sd + 1e-6:
+            ok = False
+            message += " (runs disagree beyond the variance each reports: some runs miss mass)"
     return [
         Check(
             "log_z_spread",

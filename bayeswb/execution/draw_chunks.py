@@ -21,7 +21,8 @@ import numpy as np
 
 from bayeswb.core.config import SamplerConfig
 from bayeswb.core.draws import Draws, exact_count
-from bayeswb.core.result import Result, combine_log_z, run_metadata
+from bayeswb.core.log_evidence import combine_log_z
+from bayeswb.core.result import Result, run_metadata
 from bayeswb.core.sampler import SamplerSpec
 from bayeswb.core.target import Target
 from bayeswb.execution.checkpoint import flat, unflat

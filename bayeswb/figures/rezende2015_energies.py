@@ -147,8 +147,8 @@ def compute(quick: bool = False, seed: int = 0) -> dict[str, pd.DataFrame]:
     log_z_error, train_steps) and ``densities`` (target, method, x1, x2, density on the
     plot grid, ``method == "true"`` for ``exp(-U) / Z``)."""
     import bayeswb as bw
+    from bayeswb.core.log_evidence import combine_log_z
     from bayeswb.core.progress import tqdm
-    from bayeswb.core.result import combine_log_z
 
     s = _settings(quick)
     rows, densities = [], []

@@ -63,7 +63,10 @@ run whose particles all die has ``log_z = -inf``, never NaN.
 
 Output (``Draws``): positions (runs, particles, dim) at beta = 1; ``log_weights`` =
 ``log Z_r + log W_{r,i}`` (unnormalised: pooled over runs they weight each run by its
-evidence, as raw importance weights do); ``log_z`` (runs,); ``stats["lp"]`` = log gamma.
+evidence, as raw importance weights do); ``log_z`` (runs,); ``log_z_relative_variance``
+(runs,), each run's own estimate of ``Var(Z_hat) / Z**2`` from its particles' genealogy
+(:mod:`.genealogy`; None for waste-free SMC); ``stats["lp"]`` = log gamma,
+``stats["family"]`` each particle's initial ancestor.
 ``path_stats`` (runs, num_steps), entry t describing step t (padding value after a run's
 last step: NaN for floats, False for ``resampled``):
 
@@ -89,7 +92,8 @@ parts passed in as functions, :class:`~.kernel.Parts`, and a loop over steps):
   move's sweeps and which states are kept (waste-free keeps all)
 - :mod:`.moves`: the moves; :mod:`.references`: the references q
 - :mod:`.settings`: the configs; :mod:`.annealing`: run_annealing (pilots, cost);
-  :mod:`.tempered`: the registered smc, ais and smc_langevin
+  :mod:`.tempered`: the registered smc, ais and smc_langevin; :mod:`.genealogy`: a
+  run's own variance of its log Z
 """
 
 from bayeswb.core.probe import probe_scale

@@ -23,6 +23,7 @@ from bayeswb.core.draws import Count, Draws
 from bayeswb.core.probe import probe_evaluations, probe_scale
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout, run_chains
+from bayeswb.samplers.smc.genealogy import relative_variance
 from bayeswb.samplers.smc.kernel import Annealed, Parts, anneal
 from bayeswb.samplers.smc.moves import MCMC_MOVES, Move, make_move
 from bayeswb.samplers.smc.mutation import adaptive_sweeps, keep_all, keep_last, sweeps
@@ -339,11 +340,16 @@ def assemble(plan: Plan, out: RunOutput) -> Draws:
         evals += run_evals + config.num_chains * n
     if plan.auto_reference:
         evals += config.num_chains * probe_evaluations()
+    log_z_variance = None
+    if not plan.waste_free_chains:  # waste-free particles are not drawn independently
+        resamplings = jnp.sum(main.path["resampled"], axis=1)
+        log_z_variance = jax.vmap(relative_variance)(main.log_weights, main.family, resamplings)
     return Draws(
         positions=main.positions,
         stats={"lp": main.lp, "family": main.family},
         log_weights=main.log_z[:, None] + main.log_weights,
         log_z=main.log_z,
+        log_z_relative_variance=log_z_variance,
         path_stats={**main.path, **out.fit_path},
         n_grad_evals=grads,
         n_logdensity_evals=evals,

@@ -36,7 +36,8 @@ class State(NamedTuple):
     family:         (N,) int, the initial draw each particle descends from through the
                     resamplings (its "Eve"; Chan and Lai 2013, Lee and Whiteley 2018):
                     particles of one family are correlated, which the weights' ESS
-                    ignores and :func:`bayeswb.core.weights.weighted_mean_variance` uses
+                    ignores and :func:`bayeswb.core.verdict.weighted_mean_variance` and
+                    :mod:`.genealogy` use
     """
 
     steps_taken: Array

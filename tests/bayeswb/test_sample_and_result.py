@@ -7,7 +7,7 @@ from helpers import weighted_result
 from scipy.stats import norm
 
 import bayeswb as bw
-from bayeswb.core.result import combine_log_z
+from bayeswb.core.log_evidence import combine_log_z
 
 
 def counting_target(dim=3):
