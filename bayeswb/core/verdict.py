@@ -101,8 +101,9 @@ the recorded data allow, each with a threshold from the literature:
   Del Moral, Doucet and Jasra (2006, eq. 31) no longer integrate to one over the support:
   log Z is biased down by about the weighted fraction of particles lost, summed over the
   path (measured on a standard normal cut at x0 > 2: bias 0.23, fraction 0.22), and the
-  draws are biased near the boundary. It fails when that sum exceeds the standard error
-  of log Z (or is above zero, for a single run).
+  draws are biased near the boundary. It fails when that sum exceeds the reported standard
+  error of log Z (:func:`~bayeswb.core.log_evidence.combine_log_z`; or is above zero where
+  there is none).
 - ``runs_agree``: independent runs' weighted means agree within the standard errors each
   run reports (between-run variance against squared MCSE, by particle families for SMC;
   see :func:`weighted_mean_variance`): the weighted analogue of R-hat over independent
@@ -170,6 +171,8 @@ import numpy as np
 import xarray as xr
 from scipy.special import logsumexp
 from scipy.stats import chi2, norm
+
+from bayeswb.core.log_evidence import combine_log_z
 
 
 class UnreliableRunWarning(UserWarning):
@@ -557,13 +560,16 @@ def _weight_checks(
             "more particles (num_samples), or a proposal closer to the target",
         )
     ]
+    own = _group(idata, "sample_stats").get("log_z_relative_variance")
+    own_variance = None if own is None else own.values
     path = _group(idata, "path_stats")
     if path is not None and "pareto_k" in path:
         checks.append(_k_hat(float(np.nanmax(path["pareto_k"].values)), per_run))
     if path is not None and "temperature" in path:
         checks.append(_smc_path(path, per_run))
     if path is not None and "killed" in path and np.nansum(path["killed"].values) > 0:
-        checks.append(_support(path["killed"].values, log_z_per_run))
+        log_z_se = combine_log_z(log_z_per_run, own_variance)[1]
+        checks.append(_support(path["killed"].values, log_z_se or 0.0))
     if path is not None and "acceptance_rate" in path:
         mean = float(np.nanmean(path["acceptance_rate"].values))
         checks.append(
@@ -577,9 +583,7 @@ def _weight_checks(
             )
         )
     if log_z_per_run is not None:
-        stats = _group(idata, "sample_stats")
-        own = stats.get("log_z_relative_variance")
-        checks += _log_z_spread(log_z_per_run, None if own is None else own.values)
+        checks += _log_z_spread(log_z_per_run, own_variance)
     positions = _group(idata, "unconstrained_posterior")
     if positions is not None and runs >= 2:
         family = families(idata)
@@ -657,13 +661,11 @@ def _smc_path(path: Any, particles: int) -> Check:
     return Check("smc_path", lowest, 0.01, ok, message, advice)
 
 
-def _support(killed: np.ndarray, log_z_per_run: np.ndarray | None) -> Check:
+def _support(killed: np.ndarray, se: float) -> Check:
     """The ``support`` check from the per-step fractions of particles killed by a move
-    (recorded in ``path_stats``; the check applies when some move killed one)."""
+    (recorded in ``path_stats``; the check applies when some move killed one), against
+    the standard error ``se`` of the pooled log Z (0 where there is none)."""
     bias = float(np.mean(np.nansum(killed, axis=-1)))
-    per_run = np.asarray([] if log_z_per_run is None else log_z_per_run, dtype=np.float64)
-    finite = per_run[np.isfinite(per_run)]
-    se = float(np.std(finite, ddof=1) / math.sqrt(finite.size)) if finite.size >= 2 else 0.0
     ok = bool(bias <= se)
     message = f"moves into zero or NaN density: log Z biased by about -{bias:.3g}"
     message += "" if ok else f" (more than its SE {se:.2g})"
