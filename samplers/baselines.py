@@ -212,7 +212,11 @@ def _run_gaussian_vi(
     log_q_fn: Callable[[Any], Callable[[Array], Array]],
     layout: ChainLayout | None = None,
 ) -> Draws:
-    optimizer = optax.adam(config.learning_rate)
+    # a step whose ELBO gradient is not finite (a draw where the density overflows) is
+    # skipped rather than written into the fit: one such draw used to turn the whole fit
+    # to NaN (fullrank_vi on stochastic_volatility); the skipped steps' ELBO stays NaN in
+    # the trace
+    optimizer = optax.apply_if_finite(optax.adam(config.learning_rate), config.num_warmup)
     algorithm = family(
         target.log_density,
         optimizer,
