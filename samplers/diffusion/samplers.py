@@ -370,7 +370,8 @@ def run_diffusion(
         return jnp.where(good[:, None], positions, 0.0), log_weights, lp, trace
 
     positions, log_weights, lp, trace = run_chains(key, config.num_chains, one_run, layout)
-    log_z, reported, diagnostics = weighted_output(log_weights, config.psis)
+    out = weighted_output(log_weights, config.psis)
+    diagnostics = out.diagnostics
     diagnostics["elbo"] = jnp.mean(log_weights, axis=1, keepdims=True)
     steps_trained, converged = training_status(trace)
     diagnostics["training_steps"] = steps_trained[:, None]
@@ -379,8 +380,9 @@ def run_diffusion(
     return Draws(
         positions=positions,
         stats={"lp": lp},
-        log_weights=reported,
-        log_z=log_z,
+        log_weights=out.log_weights,
+        log_z=out.log_z,
+        log_z_relative_variance=out.relative_variance,
         warmup_stats={} if config.num_warmup == 0 else trace,
         path_stats=diagnostics,
         n_grad_evals=n_grad,

@@ -66,7 +66,8 @@ def _run_weighted_flow(
         return positions, log_weights, lp, trace
 
     positions, log_weights, lp, trace = run_chains(key, config.num_chains, one_run, layout)
-    log_z, reported, diagnostics = weighted_output(log_weights, config.psis)
+    out = weighted_output(log_weights, config.psis)
+    diagnostics = out.diagnostics
     # the ELBO of the trained flow, E_q[log p - log q], estimated on the final draws
     diagnostics["elbo"] = jnp.mean(log_weights, axis=1, keepdims=True)
     curves = {} if config.num_warmup == 0 else trace
@@ -79,8 +80,9 @@ def _run_weighted_flow(
     return Draws(
         positions=positions,
         stats={"lp": lp, "log_q": jnp.where(jnp.isfinite(lp), lp - log_weights, -jnp.inf)},
-        log_weights=reported,
-        log_z=log_z,
+        log_weights=out.log_weights,
+        log_z=out.log_z,
+        log_z_relative_variance=out.relative_variance,
         warmup_stats=curves,
         path_stats=diagnostics,
         n_grad_evals=n_grad,

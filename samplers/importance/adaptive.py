@@ -184,7 +184,10 @@ def run_amis(
     sizes = AMISSizes(config.num_warmup, per_iteration, per_iteration // 2, target.dim)
     one_run = functools.partial(_one_run, target=target, config=config, sizes=sizes)
     out = run_chains(key, config.num_chains, one_run, layout)
-    _, reported, diagnostics = weighted_output(out.log_w, config.psis)
+    # AMIS's log Z is its own (all iterations' draws, deterministic-mixture weights),
+    # and those draws are not independent: no per-run variance is claimed for it
+    weighted = weighted_output(out.log_w, config.psis)
+    reported, diagnostics = weighted.log_weights, weighted.diagnostics
     stats = {"lp": out.log_p}
     if config.control_variates:
         stats["proposal_score"] = out.score

@@ -16,6 +16,7 @@ Every weighted sampler (``is``, ``amis``, ``vis``, the flows) ends with
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -76,24 +77,43 @@ def pareto_smooth(log_weights: Array) -> tuple[Array, Array]:
     return jax.pure_callback(_psislw_host, shapes, log_weights, vmap_method="broadcast_all")
 
 
-def weighted_output(log_weights: Array, psis: bool) -> tuple[Array, Array, dict[str, Array]]:
-    """Per-run log Z, the log weights to report and the per-run diagnostics.
+class WeightedOutput(NamedTuple):
+    """A weighted run's output (each entry per run, ``runs`` first): ``log_z`` (runs,),
+    the ``log_weights`` to report (runs, n), ``diagnostics`` (``pareto_k`` and ``ess``,
+    each (runs, 1), for ``Draws.path_stats``) and ``relative_variance`` (runs,), each
+    run's own estimate of ``Var(Z_hat) / Z**2`` (``Draws.log_z_relative_variance``)."""
+
+    log_z: Array
+    log_weights: Array
+    diagnostics: dict[str, Array]
+    relative_variance: Array
+
+
+def weighted_output(log_weights: Array, psis: bool) -> WeightedOutput:
+    """Per-run log Z, the log weights to report, the per-run diagnostics and variance.
 
     ``log_weights`` is (runs, n). ``log Z`` is always the raw, unbiased estimate
     ``log mean w`` per run; with ``psis`` the reported log weights are the smoothed ones
     (lower-variance, slightly biased moments, Vehtari et al. 2024 section 4). The
-    diagnostics are ``pareto_k`` and ``ess`` (Kish, of the raw weights), each (runs, 1)
-    for ``Draws.path_stats``.
+    relative variance of ``Z_hat = mean w`` over n independent draws is estimated by the
+    weights' sample variance over ``n mean(w)**2``, which is ``(n / ESS - 1) / (n - 1)``
+    with Kish's ESS (Owen 2013, "Monte Carlo theory, methods and examples", eq. 9.3):
+    finite only where the weights have a variance, which PSIS's k-hat < 0.7 vouches for.
 
     Example:
         >>> import jax.numpy as jnp
         >>> lw = jnp.log(jnp.array([[1.0, 3.0], [2.0, 2.0]]))
-        >>> log_z, reported, diagnostics = weighted_output(lw, psis=False)
-        >>> [round(float(z), 4) for z in jnp.exp(log_z)], diagnostics["ess"].shape
+        >>> out = weighted_output(lw, psis=False)
+        >>> [round(float(z), 4) for z in jnp.exp(out.log_z)], out.diagnostics["ess"].shape
         ([2.0, 2.0], (2, 1))
+        >>> [round(float(v), 4) for v in out.relative_variance]  # var 2 / (2 * 2**2)
+        [0.25, 0.0]
     """
     log_weights = safe_log_weights(log_weights)
     log_z = log_mean_exp(log_weights)
     smoothed, pareto_k = pareto_smooth(log_weights)
-    diagnostics = {"pareto_k": pareto_k[:, None], "ess": kish_ess(log_weights)[:, None]}
-    return log_z, (smoothed if psis else log_weights), diagnostics
+    ess = kish_ess(log_weights)
+    n = log_weights.shape[-1]
+    relative_variance = (n / ess - 1.0) / max(n - 1, 1)
+    diagnostics = {"pareto_k": pareto_k[:, None], "ess": ess[:, None]}
+    return WeightedOutput(log_z, smoothed if psis else log_weights, diagnostics, relative_variance)

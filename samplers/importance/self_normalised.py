@@ -133,14 +133,15 @@ def run_with_proposal(
     positions, log_weights, stats, n_grad, n_evals, curves = run_chains(
         key, config.num_chains, one_run, layout
     )
-    log_z, reported, diagnostics = weighted_output(log_weights, config.psis)
+    out = weighted_output(log_weights, config.psis)
     return Draws(
         positions=positions,
         stats=stats,
-        log_weights=reported,
-        log_z=log_z,
+        log_weights=out.log_weights,
+        log_z=out.log_z,
+        log_z_relative_variance=out.relative_variance,
         warmup_stats=curves,
-        path_stats=diagnostics,
+        path_stats=out.diagnostics,
         # each run's fit cost (a Count, or an int array per run), totalled on the host
         n_grad_evals=Count.of(n_grad),
         n_logdensity_evals=Count.of(n_evals) + config.num_chains * config.num_samples,
