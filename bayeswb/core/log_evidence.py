@@ -8,7 +8,8 @@ from two estimates of the same variance, and the larger is reported:
   times too small (a run of smc_langevin on rezende_u3 reported 0.0038 where the runs'
   sd said 0.017);
 - each run's own estimate of ``Var(Z_i) / Z**2`` where the sampler gives one (an SMC
-  run's genealogy, :mod:`bayeswb.samplers.smc.genealogy`), pooled as
+  run's genealogy, :mod:`bayeswb.samplers.smc.genealogy`; an importance sampler's
+  weights, :func:`bayeswb.samplers.importance.output.weighted_output`), pooled as
   ``sum_i (Z_i / sum_j Z_j)**2 v_i``: stable from run to run, but it misses the
   variance that a run's own adaptations add (it measured 1.1-1.44 times low).
 """
