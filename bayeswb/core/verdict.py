@@ -124,9 +124,8 @@ the recorded data allow, each with a threshold from the literature:
   runs: smc, ais and smc_langevin, 74 groups over gaussian, banana, gmm25, rezende_u3,
   eight_schools_noncentered and funnel, none fired; is and vis, 24 groups over gaussian,
   banana, logistic_breast_cancer and eight_schools_noncentered, none fired (one failed
-  the sd bound above); flow_is on
-  rezende_u1, 1 of 4 fired, where one run's log Z was 0.48 below the other three's (its
-  k-hat 0.84).
+  the sd bound above); flow_is on rezende_u1, 1 of 4 fired, where one run's log Z was
+  0.48 below the other three's (its k-hat 0.84).
 - ``training``: a flow's training stopped by its plateau rule, not its step cap, in every run
   (where the flow recorded it), and the Laplace proposal's search found a mode (a small Newton
   decrement, see ``is``; a density without a maximum has none); for a fit run a fixed number of
