@@ -315,16 +315,18 @@ class Target:
             raise ValueError(
                 f"target {self.name!r}: init returned shape {x.shape}, expected ({self.dim},)"
             )
-        x = np.asarray(self.init(key))
+        # one program for the points, one for the density: eager calls would compile a
+        # small program for each operation, in every new process
+        points = np.asarray(jax.jit(self._check_points)(key))
+        x = points[0]
         if not np.all(np.isfinite(x)):
             raise ValueError(f"target {self.name!r}: init returned a non-finite position {x}")
         point = np.array2string(x, threshold=6, precision=4, separator=", ")
-        fixed = jnp.stack([self.init(jax.random.key(k)) for k in range(FINGERPRINT_POINTS)])
         try:
             shape = jax.eval_shape(self.log_density, x).shape
             if shape == ():
-                points = jnp.concatenate([jnp.asarray(x)[None], fixed.astype(x.dtype)])
                 values, grads = jax.jit(jax.vmap(self.log_density_and_grad))(points)
+                values, grads = np.asarray(values), np.asarray(grads)
         except Exception as error:
             raise ValueError(
                 f"target {self.name!r}: log_density raised at the initial point {point}: "
@@ -346,6 +348,13 @@ class Target:
                 f"initial point {point}"
             )
         return np.asarray(values[1:], dtype=np.float64)
+
+    def _check_points(self, key: Array) -> Array:
+        """``init(key)`` and the fingerprint's fixed points ``init(jax.random.key(k))``,
+        k < FINGERPRINT_POINTS, stacked: (1 + FINGERPRINT_POINTS, dim)."""
+        x = self.init(key)
+        keys = jax.vmap(jax.random.key)(jnp.arange(FINGERPRINT_POINTS))
+        return jnp.concatenate([x[None], jax.vmap(self.init)(keys).astype(x.dtype)])
 
     def log_density_and_grad(self, x: Array) -> tuple[Array, Array]:
         return jax.value_and_grad(self.log_density)(x)
