@@ -88,16 +88,19 @@ def _equal_weight_positions(result: Result, n: int, key: jax.Array) -> np.ndarra
 
 
 def _exact_samples(
-    sample_exact: Callable[[jax.Array, int], jax.Array], keys: list[jax.Array], n: int
+    sample_exact: Callable[[jax.Array, int], jax.Array], key: jax.Array, count: int, n: int
 ) -> list[np.ndarray]:
-    """``sample_exact(key, n)`` for each key: one compiled program where the sampler traces
-    (op by op, a funnel's exact draws were about ten small programs, compiled anew in
-    every process), else called as it is."""
+    """``count`` samples ``sample_exact(k, n)``, one per key ``k`` of ``split(key, count)``:
+    one compiled program where the sampler traces (op by op, a funnel's exact draws were
+    about ten small programs, compiled anew in every process), else called as it is."""
+
+    def samples(key: jax.Array) -> jax.Array:
+        return jax.vmap(sample_exact, (0, None))(jax.random.split(key, count), n)
+
     try:
-        batched = jax.jit(jax.vmap(sample_exact, (0, None)), static_argnums=1)
-        return list(np.asarray(batched(jnp.stack(keys), n)))
+        return list(np.asarray(jax.jit(samples)(key)))
     except TypeError:  # a sampler that does not trace (numpy inside): jax's errors are TypeErrors
-        return [np.asarray(sample_exact(key, n)) for key in keys]
+        return [np.asarray(sample_exact(k, n)) for k in jax.random.split(key, count)]
 
 
 def sliced_wasserstein(
@@ -113,7 +116,7 @@ def sliced_wasserstein(
         >>> 0.5 < sliced_wasserstein(x, y, jax.random.key(0)) < 1.5
         True
     """
-    return float(_sliced_w1(jnp.asarray(x), jnp.asarray(y), key, num_projections))
+    return float(_sliced_w1(np.asarray(x), np.asarray(y), key, num_projections))
 
 
 @functools.partial(jax.jit, static_argnums=3)
@@ -190,10 +193,12 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
             out["sd_z_max"] = float(np.max(np.abs(np.concatenate(z_sd))))
             out["sd_rel_error_max"] = float(np.max(np.concatenate(sd_error)))
     if target.sample_exact is not None:
-        key_draws, key_exact, key_exact2, key_proj = jax.random.split(jax.random.key(seed), 4)
+        # keys by fold_in, whose program the run itself has compiled (split would add two)
+        base = jax.random.key(seed)
+        key_draws, key_exact, key_proj = (jax.random.fold_in(base, i) for i in range(3))
         n = min(max_points, result.positions.shape[0] * result.positions.shape[1])
         draws = _equal_weight_positions(result, n, key_draws)
-        exact, exact2 = _exact_samples(target.sample_exact, [key_exact, key_exact2], n)
+        exact, exact2 = _exact_samples(target.sample_exact, key_exact, 2, n)
         out["sliced_wasserstein"] = sliced_wasserstein(draws, exact, key_proj)
         out["sliced_wasserstein_exact"] = sliced_wasserstein(exact2, exact, key_proj)
     out["verdict"] = verdict_label(result)
