@@ -684,8 +684,9 @@ def _support(killed: np.ndarray, se: float) -> Check:
     )
 
 
-# the between-runs variance of log Z may exceed each run's own (genealogy) estimate of
-# it by this factor times the chi-square bound: that estimate measured 1.2-2.1 times low
+# the between-runs variance of log Z may exceed the mean of the runs' own estimates of it
+# (an SMC run's genealogy, an importance run's weights) by this factor times the
+# chi-square bound: the genealogy estimate measured 1.2-2.1 times low in variance
 # (bayeswb.samplers.smc.genealogy)
 OWN_SPREAD_FACTOR = 2.0
 
