@@ -94,13 +94,23 @@ def _exact_samples(
     one compiled program where the sampler traces (op by op, a funnel's exact draws were
     about ten small programs, compiled anew in every process), else called as it is."""
 
+    try:
+        return list(np.asarray(_exact_program(sample_exact, count, n)(key)))
+    except TypeError:  # a sampler that does not trace (numpy inside): jax's errors are TypeErrors
+        return [np.asarray(sample_exact(k, n)) for k in jax.random.split(key, count)]
+
+
+@functools.lru_cache(maxsize=32)
+def _exact_program(
+    sample_exact: Callable[[jax.Array, int], jax.Array], count: int, n: int
+) -> Callable[[jax.Array], jax.Array]:
+    """The jitted program of :func:`_exact_samples`, kept per sampler and size, so that
+    scoring runs of one target again in a process does not trace it again."""
+
     def samples(key: jax.Array) -> jax.Array:
         return jax.vmap(sample_exact, (0, None))(jax.random.split(key, count), n)
 
-    try:
-        return list(np.asarray(jax.jit(samples)(key)))
-    except TypeError:  # a sampler that does not trace (numpy inside): jax's errors are TypeErrors
-        return [np.asarray(sample_exact(k, n)) for k in jax.random.split(key, count)]
+    return jax.jit(samples)
 
 
 def sliced_wasserstein(
