@@ -4,7 +4,8 @@ start to the target, and the exact weight of each path corrects what training le
 - ``pis`` (Zhang and Chen 2022) and ``dds`` (Vargas, Grathwohl and Doucet 2023), trained by
   the reverse KL of the path laws, on a Brownian and an Ornstein-Uhlenbeck reference;
 - ``gfn_tb`` (Lahlou et al. 2023; Sendera et al. 2024), PIS's chain trained by trajectory
-  balance with a learnt log Z;
+  balance with a learnt log Z, exploration, local search and a replay buffer
+  (:mod:`.balance`);
 - ``cmcd`` (Vargas, Padhy, Blessing and Nuesken 2024), annealed Langevin kernels forward
   and backward with a shared learnt control (:mod:`.annealed`).
 
@@ -14,6 +15,7 @@ and the registered samplers, whose output is weighted like the flows' (log Z, ES
 PSIS k-hat, the training's convergence).
 """
 
+from bayeswb.samplers.diffusion.balance import GFNConfig
 from bayeswb.samplers.diffusion.paths import (
     Control,
     Reference,
@@ -21,7 +23,7 @@ from bayeswb.samplers.diffusion.paths import (
     ornstein_uhlenbeck_reference,
     simulate,
 )
-from bayeswb.samplers.diffusion.samplers import DiffusionConfig, GFNConfig
+from bayeswb.samplers.diffusion.samplers import DiffusionConfig
 
 __all__ = [
     "Control",

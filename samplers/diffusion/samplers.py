@@ -1,7 +1,7 @@
-"""The diffusion samplers ``pis``, ``dds`` and ``gfn_tb``, and the run that ``cmcd``
-(:mod:`.annealed`) shares with them: per run, a control trained on paths (of :mod:`.paths`
-or of the annealed kernels), then ``num_samples`` paths whose ends are importance
-weighted.
+"""The diffusion samplers ``pis`` and ``dds``, and the run that ``gfn_tb``
+(:mod:`.balance`) and ``cmcd`` (:mod:`.annealed`) share with them: per run, a control
+trained on paths (of :mod:`.paths` or of the annealed kernels), then ``num_samples``
+paths whose ends are importance weighted.
 
 Trust by default: each run first fits the flows' Gaussian pilot (a widened, mass-covering
 forward-chi^2 fit, :func:`~bayeswb.samplers.importance.pilot.gaussian_pilot`) and runs its
@@ -26,7 +26,6 @@ import optax
 
 from bayeswb.core.config import (
     boolean,
-    non_negative,
     non_negative_int,
     option,
     positive,
@@ -41,10 +40,7 @@ from bayeswb.samplers.diffusion.paths import (
     Paths,
     Reference,
     brownian_reference,
-    end_log_prob,
-    explored,
     ornstein_uhlenbeck_reference,
-    path_log_weights,
     simulate,
 )
 from bayeswb.samplers.flows.fitting import PILOT_MC_SAMPLES
@@ -92,38 +88,9 @@ class DiffusionConfig(PlateauTraining):
     progress_bar: bool = option(True, boolean, "tqdm bar with the loss while training")
 
 
-# gfn_tb's default exploration: extra noise sd per unit time of the training chain. The
-# coordinates are whitened by the pilot, where the target spreads about 1 per coordinate:
-# sd 1 doubles the variance of the training paths' ends, wide enough to reach mass the
-# on-policy chain misses, and it decays to 0. The one value tried, measured after it was
-# chosen (gmm25, defaults, 8 runs, seed 0): |delta log Z| 1.93 on-policy, 0.91 with it.
-EXPLORATION = 1.0
-
-
-@dataclasses.dataclass(frozen=True)
-class GFNConfig(DiffusionConfig):
-    """A diffusion sampler trained by trajectory balance, with its learnt log Z."""
-
-    log_z_learning_rate: float = option(0.1, positive, "Adam learning rate of the learnt log Z")
-    exploration: float = option(
-        EXPLORATION,
-        non_negative,
-        "off-policy exploration: extra noise sd per unit time of the chain that draws the "
-        "training paths, decayed linearly to 0 over the first half of training (0: "
-        "on-policy)",
-    )
-
-
 def whitening(key: Array, target: Target, config: DiffusionConfig) -> Whitening:
     """The pilot's loc and (widened) scale, or loc 0 and scale 1 with ``pilot_steps=0``."""
     return pilot_whitening(key, target, config.pilot_steps, PILOT_MC_SAMPLES)
-
-
-class TrajectoryBalanceModel(eqx.Module):
-    """What trajectory balance trains: the control and the scalar ``log_z``."""
-
-    control: Control
-    log_z: Array
 
 
 class DiffusionMethod(NamedTuple):
@@ -133,22 +100,29 @@ class DiffusionMethod(NamedTuple):
                trainable module (for the run's whitened density)
     simulate:  ``simulate(key, model, logdensity_fn, config, n, dim, keep) -> Paths``
     loss:      ``loss(method, logdensity_fn, config, dim) -> loss_fn`` for ``train_flow``
+               (None: the method has its own ``train``)
     path_cost: ``path_cost(config) -> (training, sampling)``: target gradients of one
                training path and of one sampled path
     end_evaluations: target densities of a training path not counted as gradients
                (trajectory balance evaluates the end without back-propagating it)
     learns_log_z: the model carries a log Z with its own learning rate
     start_grads: ``start_grads(config) -> int``, target gradients ``build`` spends per run
+    train:     ``train(key, logdensity_fn, dim, config, method) -> (model, trace)``, the
+               method's own training loop (None: :func:`train_model`'s optax loop)
+    step_grads: ``step_grads(config) -> int``, target gradients of a training step
+               besides its ``batch_size`` paths (gfn_tb's local search and replayed paths)
     """
 
     name: str
     build: Callable[[Array, Callable, int, Any], Any]
     simulate: Callable[..., Paths]
-    loss: Callable[[Any, Callable, Any, int], LossFn]
+    loss: Callable[[Any, Callable, Any, int], LossFn] | None
     path_cost: Callable[[Any], tuple[int, int]]
     end_evaluations: int = 0
     learns_log_z: bool = False
     start_grads: Callable[[Any], int] = lambda config: 0
+    train: Callable[..., tuple[Any, dict[str, Array]]] | None = None
+    step_grads: Callable[[Any], int] = lambda config: 0
 
 
 def reverse_kl_loss(
@@ -168,56 +142,11 @@ def reverse_kl_loss(
     return loss
 
 
-def trajectory_balance_loss(
-    method: DiffusionMethod, logdensity_fn: Callable, config: DiffusionConfig, dim: int
-) -> LossFn:
-    """Trajectory balance (Malkin et al. 2022; for diffusion samplers Lahlou et al. 2023
-    and Sendera et al. 2024): ``E[(log Z_theta + log q(path) - log
-    pi(x_K) - log p_B(path | x_K))^2] = E[(log Z_theta - log w)^2]`` over ``batch_size``
-    paths held fixed (no gradient through the positions: an off-policy objective), drawn
-    by the model's chain or, with ``exploration > 0`` (the loss's last argument, from
-    the schedule of :func:`train_model`), by a wider one (:func:`~.paths.explored`), and
-    weighted under the model's chain; ``log Z_theta`` is learnt beside the control."""
-    reference = brownian_reference(config.num_steps)
-
-    def loss(
-        params: Any, static: Any, key: Array, exploration: Array | float = 0.0
-    ) -> tuple[Array, dict[str, Array]]:
-        model = eqx.combine(params, static)
-        frozen = eqx.combine(jax.lax.stop_gradient(params), static)
-        off = isinstance(exploration, float) and exploration == 0.0
-        behaviour = reference if off else explored(reference, exploration)
-        n = config.batch_size
-        paths = simulate(key, frozen.control, logdensity_fn, behaviour, n, dim, True)
-        assert paths.positions is not None
-        # the weights under the model's own chain, whichever chain drew the paths
-        terminal = paths.terminal_lp - end_log_prob(reference, paths.ends)
-        log_w = path_log_weights(
-            model.control,
-            reference,
-            jax.lax.stop_gradient(paths.positions),
-            None if paths.scores is None else jax.lax.stop_gradient(paths.scores),
-            jax.lax.stop_gradient(terminal),
-        )
-        residual = model.log_z - log_w
-        return jnp.mean(residual**2), {"elbo": jnp.mean(log_w), "log_z": model.log_z}
-
-    return loss
-
-
 def build_control(
     key: Array, logdensity_fn: Callable, dim: int, config: DiffusionConfig
 ) -> Control:
     """The untrained control (u = 0: the reference chain)."""
     return Control(key, dim, config.hidden_width, config.hidden_depth, config.langevin_control)
-
-
-def build_balanced(
-    key: Array, logdensity_fn: Callable, dim: int, config: DiffusionConfig
-) -> TrajectoryBalanceModel:
-    """The untrained control and ``log_z = 0``."""
-    control = build_control(key, logdensity_fn, dim, config)
-    return TrajectoryBalanceModel(control, jnp.zeros(()))
 
 
 def on_reference(reference: Callable[[int], Reference]) -> Callable[..., Paths]:
@@ -227,7 +156,7 @@ def on_reference(reference: Callable[[int], Reference]) -> Callable[..., Paths]:
         key: Array, model: Any, logdensity_fn: Callable, config: Any, n: int, dim: int,
         keep: bool = False,
     ) -> Paths:  # fmt: skip
-        control = model.control if isinstance(model, TrajectoryBalanceModel) else model
+        control = getattr(model, "control", model)  # a control, or a model holding one
         return simulate(key, control, logdensity_fn, reference(config.num_steps), n, dim, keep)
 
     return run
@@ -240,26 +169,11 @@ def score_cost(config: DiffusionConfig) -> tuple[int, int]:
     return per_path + 1, per_path
 
 
-def balanced_cost(config: DiffusionConfig) -> tuple[int, int]:
-    """As :func:`score_cost`, but the end is only evaluated (``end_evaluations``)."""
-    training, sampling = score_cost(config)
-    return training - 1, sampling
-
-
 PIS = DiffusionMethod(
     "pis", build_control, on_reference(brownian_reference), reverse_kl_loss, score_cost
 )
 DDS = DiffusionMethod(
     "dds", build_control, on_reference(ornstein_uhlenbeck_reference), reverse_kl_loss, score_cost
-)
-GFN_TB = DiffusionMethod(
-    "gfn_tb",
-    build_balanced,
-    on_reference(brownian_reference),
-    trajectory_balance_loss,
-    balanced_cost,
-    end_evaluations=1,
-    learns_log_z=True,
 )
 
 
@@ -269,7 +183,6 @@ def optimizer(config: DiffusionConfig, method: DiffusionMethod) -> optax.Gradien
     step, and log Z starts at 0, often tens of units from its value)."""
     adam = optax.adam(config.learning_rate)
     if method.learns_log_z:
-        assert isinstance(config, GFNConfig)
 
         def labels(params: Any) -> Any:
             names = jax.tree.map(lambda _: "control", params)
@@ -284,24 +197,19 @@ def optimizer(config: DiffusionConfig, method: DiffusionMethod) -> optax.Gradien
 def train_model(
     key: Array, logdensity_fn: Callable, dim: int, config: DiffusionConfig, method: DiffusionMethod
 ) -> tuple[Any, dict[str, Array]]:
-    """Build and train one method's model on the (whitened) density; returns it and the
-    training trace (``loss``, ``elbo``, ``log_z`` for trajectory balance, ``skipped``,
-    and with the plateau rule ``trained`` and ``plateau``)."""
+    """Build and train one method's model on the (whitened) density by ``method.loss``;
+    returns it and the training trace (``loss``, ``elbo``, ``skipped``, and with the
+    plateau rule ``trained`` and ``plateau``)."""
+    assert method.loss is not None, f"{method.name} trains by its own loop"
     init_key, train_key = jax.random.split(key)
-    exploration, decay = getattr(config, "exploration", 0.0), config.num_warmup // 2
-    schedule = None
-    if exploration > 0 and decay > 0:
-        schedule = lambda step: exploration * jnp.maximum(1.0 - step / decay, 0.0)
     model, _, trace = train_flow(
         train_key,
         method.build(init_key, logdensity_fn, dim, config),
         method.loss(method, logdensity_fn, config, dim),
         config.num_warmup,
         optimizer(config, method),
-        beta_schedule=schedule,
         progress=method.name if config.progress_bar else None,
-        # the loss changes with the exploration: judged once it is off
-        plateau=plateau_rule(config, start=decay if schedule else 0),
+        plateau=plateau_rule(config),
     )
     return model, trace
 
@@ -312,7 +220,8 @@ def diffusion_cost(
     """``(n_grad_evals, n_logdensity_evals)`` of a whole run, all runs, exact.
 
     A path costs the gradients of ``method.path_cost`` (training, sampling) and a
-    training path ``method.end_evaluations`` densities more; a run's start
+    training path ``method.end_evaluations`` densities more; a training step
+    ``method.step_grads`` gradients besides its paths; a run's start
     ``method.start_grads``. Every gradient also
     evaluates the density; the pilot's evaluations and one per weighted draw are added.
 
@@ -324,7 +233,8 @@ def diffusion_cost(
     """
     training, sampling = method.path_cost(config)
     draws = config.num_chains * config.num_samples
-    grads = Count.of(steps_trained, each=config.batch_size * training)
+    per_step = config.batch_size * training + method.step_grads(config)
+    grads = Count.of(steps_trained, each=per_step)
     grads = grads + Count.of(draws * sampling)
     grads = grads + Count.of(config.num_chains * method.start_grads(config))
     evals = grads + Count.of(draws)
@@ -359,7 +269,8 @@ def run_diffusion(
         pilot_key, train_key, draw_key = jax.random.split(run_key, 3)
         frame = whitening(pilot_key, target, config)
         logdensity_fn = frame.log_density(target.log_density)
-        model, trace = train_model(train_key, logdensity_fn, target.dim, config, method)
+        train = method.train or train_model
+        model, trace = train(train_key, logdensity_fn, target.dim, config, method)
         paths = method.simulate(
             draw_key, model, logdensity_fn, config, config.num_samples, target.dim
         )
@@ -436,33 +347,3 @@ def run_dds(
         (2, 50)
     """
     return run_diffusion(key, target, config, DDS, layout)
-
-
-@register("gfn_tb", GFNConfig, family="flow")
-def run_gfn_tb(
-    key: Array, target: Target, config: GFNConfig, layout: ChainLayout | None = None
-) -> Draws:
-    """A GFlowNet diffusion sampler trained by trajectory balance (Lahlou et al. 2023,
-    "A theory of continuous generative flow networks", ICML; Sendera et al. 2024,
-    "Improved off-policy training of diffusion samplers", NeurIPS):
-    PIS's chain (:func:`~.paths.brownian_reference`) with the Brownian bridge as the
-    fixed backward policy, its drift and a scalar log Z trained to balance
-    ``log Z + log q(path) = log pi(x_K) + log p_B(path | x_K)`` on paths held fixed
-    (no gradient through the positions or the target), the Langevin parametrisation by
-    default (their "LP"); then ``num_samples`` paths' ends weighted by the exact path
-    weight. The training paths come from a wider chain (Sendera et al.'s exploration,
-    ``exploration``, :func:`~.paths.explored`; its level per step is
-    ``warmup_sample_stats.beta``), decayed to on-policy over the first half of training.
-    The learnt log Z is in the training curve (``warmup_sample_stats.log_z``); the
-    reported ``log_z`` is the importance-weighted one. Sendera et al.'s local search and
-    replay buffer are not included.
-    Result and cost: as :func:`run_diffusion`'s.
-
-    Example:
-        >>> import bayeswb as bw
-        >>> r = bw.sample("banana", "gfn_tb", num_chains=2, num_samples=50, num_warmup=5,
-        ...               num_steps=10, hidden_width=8, batch_size=8, pilot_steps=10)
-        >>> r.idata.warmup_sample_stats["log_z"].shape
-        (2, 5)
-    """
-    return run_diffusion(key, target, config, GFN_TB, layout)

@@ -51,6 +51,35 @@ def all_finite(loss: Array, grads: Any) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
+def guarded_update(
+    carry: Any,
+    loss: Array,
+    grads: Any,
+    optimizer: optax.GradientTransformation,
+    index: Array,
+    num_steps: int,
+    progress: str | None,
+) -> tuple[Any, Array]:
+    """One optax step of ``carry`` (a :class:`TrainingCarry`, or any NamedTuple with its
+    fields) by ``grads``, kept only when ``loss`` and ``grads`` are finite; the smoothed
+    loss and the ``progress`` bar follow. Returns the new carry and whether it was kept."""
+    updates, new_opt_state = optimizer.update(grads, carry.opt_state, carry.params)
+    new_params = eqx.apply_updates(carry.params, updates)
+    finite = all_finite(loss, grads)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    smoothed = carry.smoothed_loss
+    average = jnp.where(index == 0, loss, 0.95 * smoothed + 0.05 * loss)
+    smoothed = jnp.where(finite, average, smoothed).astype(smoothed.dtype)
+    if progress is not None:
+        report_progress(progress, index, num_steps, smoothed)
+    carry = carry._replace(
+        params=keep(new_params, carry.params),
+        opt_state=keep(new_opt_state, carry.opt_state),
+        smoothed_loss=smoothed,
+    )
+    return carry, finite
+
+
 class PlateauRule(NamedTuple):
     """When flow training stops before its step budget: the loss has plateaued.
 
@@ -262,18 +291,7 @@ def train_flow(
         if beta_schedule is not None:
             extra = {"beta": beta_schedule(index)}
         (loss, aux), grads = value_and_grad(carry.params, static, step_key, *extra.values())
-        updates, new_opt_state = optimizer.update(grads, carry.opt_state, carry.params)
-        new_params = eqx.apply_updates(carry.params, updates)
-        finite = all_finite(loss, grads)
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-        smoothed = carry.smoothed_loss
-        average = jnp.where(index == 0, loss, 0.95 * smoothed + 0.05 * loss)
-        smoothed = jnp.where(finite, average, smoothed).astype(smoothed.dtype)
-        if progress is not None:
-            report_progress(progress, index, num_steps, smoothed)
-        carry = TrainingCarry(
-            keep(new_params, carry.params), keep(new_opt_state, carry.opt_state), smoothed
-        )
+        carry, finite = guarded_update(carry, loss, grads, optimizer, index, num_steps, progress)
         return carry, {**aux, **extra, "loss": loss, "skipped": ~finite}
 
     carry = TrainingCarry(params, opt_state, jnp.zeros((), dtype=jnp.result_type(float)))

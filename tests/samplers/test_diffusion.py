@@ -21,17 +21,20 @@ from bayeswb.samplers.diffusion.annealed import (
     cmcd_simulate,
     probe_step,
 )
-from bayeswb.samplers.diffusion.paths import explored, path_log_weights, simulate
-from bayeswb.samplers.diffusion.samplers import (
-    DDS,
+from bayeswb.samplers.diffusion.balance import (
     GFN_TB,
-    PIS,
-    DiffusionConfig,
+    SEARCH_LENGTH,
     GFNConfig,
+    ReplayBuffer,
+    SearchChains,
+    balance_loss,
+    bridge_paths,
     build_balanced,
-    diffusion_cost,
-    trajectory_balance_loss,
+    forward_batch,
+    local_search,
 )
+from bayeswb.samplers.diffusion.paths import explored, path_log_weights, simulate
+from bayeswb.samplers.diffusion.samplers import DDS, PIS, DiffusionConfig, diffusion_cost
 from bayeswb.samplers.flows import partition_flow
 
 MEAN, SD, LOG_SCALE = np.array([0.3, -0.2]), np.array([0.8, 0.9]), 0.7
@@ -132,10 +135,10 @@ def test_explored_training_paths_are_weighted_under_the_model_chain():
     control = helpers.perturbed(untrained.control, jax.random.key(1), 0.3)
     model = eqx.tree_at(lambda m: m.control, untrained, control)
     params, static = partition_flow(model)
-    loss = eqx.filter_jit(trajectory_balance_loss(GFN_TB, scaled_gaussian, config, dim))
-    _, aux = loss(params, static, jax.random.key(3), jnp.asarray(2.0))
-    paths = simulate(jax.random.key(3), control, scaled_gaussian, wide, n, dim, True)
-    x = np.asarray(paths.positions, np.float64)  # (k + 1, n, dim)
+    reference = brownian_reference(k)
+    batch, _ = forward_batch(jax.random.key(3), control, scaled_gaussian, reference, 2.0, n, dim)
+    _, aux = eqx.filter_jit(balance_loss)(params, static, reference, (batch,))
+    x = np.asarray(batch.positions, np.float64)  # (k + 1, n, dim)
     dt, times = 1.0 / k, np.arange(k) / k
     u = np.stack(
         [np.asarray(jax.vmap(control, (0, None, None))(x[i], times[i], None)) for i in range(k)]
@@ -162,6 +165,12 @@ def test_cost_counts_are_exact():
     grads, evals = diffusion_cost(CMCDConfig(**vars(config)), CMCD, steps)
     probe = 2 * 64 * 13  # each run's step probe
     assert int(grads) == 10 * 4 * 6 + 20 * 6 + probe and int(evals) == int(grads) + 20 + pilot
+    # gfn_tb's local search: per step 4 chains x (2 iterations + their start) and 4
+    # replayed paths x 5 steps, besides the 4 forward paths' 5 steps and end densities
+    balanced = GFNConfig(**vars(config))
+    grads, evals = diffusion_cost(balanced, GFN_TB, steps)
+    assert int(grads) == 10 * (4 * 5 + 4 * 3 + 4 * 5) + 20 * 5
+    assert int(evals) == int(grads) + 20 + pilot + 10 * 4
     plain = DiffusionConfig(num_chains=2, num_samples=10, langevin_control=False, pilot_steps=0)
     grads, evals = diffusion_cost(plain, PIS, steps)
     assert (int(grads), int(evals)) == (10 * 64, 10 * 64 + 20)
@@ -199,3 +208,44 @@ def test_samplers_are_registered_in_the_flow_family():
         bw.samplers.get("pis").make_config(num_steps=0)
     with pytest.raises(ValueError, match="log_z_learning_rate"):
         bw.samplers.get("gfn_tb").make_config(log_z_learning_rate=-1.0)
+
+
+def test_bridge_paths_from_the_reference_end_have_the_reference_law():
+    """Ends drawn from the Brownian reference's end N(0, I), taken back by the bridge:
+    the paths are Brownian motion from 0, so x_k has variance k / K and the increments
+    are uncorrelated with variance 1 / K (20000 paths, K = 5, 2-d; z-scores of each
+    step's variance and of the covariance of successive increments)."""
+    k, n, dim = 5, 20_000, 2
+    ends = jax.random.normal(jax.random.key(0), (n, dim))
+    x = np.asarray(bridge_paths(jax.random.key(1), brownian_reference(k), ends), np.float64)
+    assert np.all(x[0] == 0.0) and np.array_equal(x[-1], np.asarray(ends, np.float64))
+    steps = np.diff(x, axis=0)  # (k, n, dim)
+    z = [(steps.var(axis=1) - 1 / k) / ((1 / k) * np.sqrt(2 / n))]
+    products = steps[1:] * steps[:-1]
+    z.append(products.mean(axis=1) / (products.std(axis=1) / np.sqrt(n)))
+    assert_z_scores(np.concatenate([a.ravel() for a in z]), "bridge paths' increments")
+
+
+def test_local_search_leaves_the_target_invariant():
+    """MALA chains started from exact draws of N(MEAN, diag SD^2) (none due to restart)
+    are still its draws after 20 iterations with the step adapted: z-scores of the mean
+    and the variance over 20000 chains; the chains moved (acceptance well above 0)."""
+    n, dim = 20_000, 2
+    x = MEAN + SD * np.asarray(jax.random.normal(jax.random.key(0), (n, dim)))
+    chains = SearchChains(
+        jnp.asarray(x, jnp.float32),
+        jax.vmap(scaled_gaussian)(jnp.asarray(x, jnp.float32)),
+        jnp.zeros(n, int),
+        jnp.log(jnp.asarray(0.5, jnp.float32)),
+    )
+    empty = ReplayBuffer(jnp.zeros((4, dim)), jnp.full(4, -jnp.inf), jnp.asarray(0))
+    search = eqx.filter_jit(local_search)  # iterations, a Python int, is static
+    out, acceptance = search(jax.random.key(1), chains, scaled_gaussian, empty, iterations=20)
+    y = np.asarray(out.positions, np.float64)
+    assert 0.3 < float(acceptance) and np.all(np.asarray(out.age) == 20)
+    assert np.mean(np.any(y != x, axis=1)) > 0.9
+    z = np.concatenate(
+        [(y.mean(0) - MEAN) / (SD / np.sqrt(n)), (y.var(0) - SD**2) / (SD**2 * np.sqrt(2 / n))]
+    )
+    assert_z_scores(z, "local search's draws")
+    assert SEARCH_LENGTH > 20  # no chain restarted from the (empty) buffer
