@@ -374,7 +374,7 @@ def train_balanced(
     assert isinstance(config, GFNConfig)
     init_key, train_key = jax.random.split(key)
     params, static = partition_flow(method.build(init_key, logdensity_fn, dim, config))
-    adam = optimizer(config, method)
+    adam = optimizer(config, config.log_z_learning_rate)
     value_and_grad = eqx.filter_value_and_grad(balance_loss, has_aux=True)
     n, num_steps, decay = config.batch_size, config.num_warmup, config.num_warmup // 2
     reference = brownian_reference(config.num_steps)
@@ -389,7 +389,8 @@ def train_balanced(
         batch, ends_lp = forward_batch(
             paths_key, control, logdensity_fn, reference, extra_sd, n, dim
         )
-        batches, record = (batch,), {"beta": extra_sd}
+        batches: tuple[Batch, ...] = (batch,)
+        record = {"beta": extra_sd}
         if config.local_search:
             ends = add_batch(carry.ends, batch.positions[-1], ends_lp)
             chains, record["search_acceptance"] = local_search(
@@ -428,7 +429,6 @@ GFN_TB = DiffusionMethod(
     None,
     balanced_cost,
     end_evaluations=1,
-    learns_log_z=True,
     train=train_balanced,
     step_grads=search_cost,
 )

@@ -105,7 +105,6 @@ class DiffusionMethod(NamedTuple):
                training path and of one sampled path
     end_evaluations: target densities of a training path not counted as gradients
                (trajectory balance evaluates the end without back-propagating it)
-    learns_log_z: the model carries a log Z with its own learning rate
     start_grads: ``start_grads(config) -> int``, target gradients ``build`` spends per run
     train:     ``train(key, logdensity_fn, dim, config, method) -> (model, trace)``, the
                method's own training loop (None: :func:`train_model`'s optax loop)
@@ -119,7 +118,6 @@ class DiffusionMethod(NamedTuple):
     loss: Callable[[Any, Callable, Any, int], LossFn] | None
     path_cost: Callable[[Any], tuple[int, int]]
     end_evaluations: int = 0
-    learns_log_z: bool = False
     start_grads: Callable[[Any], int] = lambda config: 0
     train: Callable[..., tuple[Any, dict[str, Array]]] | None = None
     step_grads: Callable[[Any], int] = lambda config: 0
@@ -177,19 +175,22 @@ DDS = DiffusionMethod(
 )
 
 
-def optimizer(config: DiffusionConfig, method: DiffusionMethod) -> optax.GradientTransformation:
-    """Clipped Adam; trajectory balance's log Z has its own learning rate
-    (``log_z_learning_rate``, 0.1: Adam moves a parameter by about its learning rate per
-    step, and log Z starts at 0, often tens of units from its value)."""
+def optimizer(
+    config: DiffusionConfig, log_z_learning_rate: float | None = None
+) -> optax.GradientTransformation:
+    """Clipped Adam; a model with a learnt ``log_z`` (trajectory balance) gives it its own
+    learning rate (gfn_tb's ``log_z_learning_rate``, 0.1: Adam moves a parameter by about
+    its learning rate per step, and log Z starts at 0, often tens of units from its
+    value)."""
     adam = optax.adam(config.learning_rate)
-    if method.learns_log_z:
+    if log_z_learning_rate is not None:
 
         def labels(params: Any) -> Any:
             names = jax.tree.map(lambda _: "control", params)
             return eqx.tree_at(lambda m: m.log_z, names, "log_z")
 
         adam = optax.multi_transform(
-            {"control": adam, "log_z": optax.adam(config.log_z_learning_rate)}, labels
+            {"control": adam, "log_z": optax.adam(log_z_learning_rate)}, labels
         )
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam)
 
@@ -207,7 +208,7 @@ def train_model(
         method.build(init_key, logdensity_fn, dim, config),
         method.loss(method, logdensity_fn, config, dim),
         config.num_warmup,
-        optimizer(config, method),
+        optimizer(config),
         progress=method.name if config.progress_bar else None,
         plateau=plateau_rule(config),
     )
