@@ -85,11 +85,24 @@ def _settings(quick: bool) -> dict:
     }
 
 
+def warmup_for(sampler: str, settings: dict) -> int | None:
+    """The run's warmup: the settings' (None: the sampler's default), capped at the
+    sampler's default; None where the default is None (fusion and consensus: each shard's
+    sampler takes its own).
+
+    Example:
+        >>> warmup_for("nuts", {"warmup": 200}), warmup_for("fusion", {"warmup": None})
+        (200, None)
+    """
+    default = bw.samplers.get(sampler).make_config().num_warmup
+    if default is None:
+        return settings["warmup"]
+    return default if settings["warmup"] is None else min(settings["warmup"], default)
+
+
 def _run_pair(target, sampler: str, settings: dict, seed: int) -> dict:
     spec = bw.samplers.get(sampler)
-    default_warmup = spec.make_config().num_warmup
-    warmup = default_warmup if settings["warmup"] is None else settings["warmup"]
-    warmup = min(warmup, default_warmup)
+    warmup = warmup_for(sampler, settings)
     row = {
         "model": target.name,
         "dim": target.dim,

@@ -185,6 +185,22 @@ def test_posteriordb_table_quick(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
+def test_posteriordb_table_full_settings_resolve_every_samplers_warmup():
+    """Full mode runs every registered sampler: each gets a warmup (an int, or None where
+    the sampler's own default is None: fusion and consensus take their shard sampler's)
+    that its config accepts. A full run once failed after 46 minutes on fusion's None."""
+    import bayeswb as bw
+    from bayeswb.figures import posteriordb_table
+
+    settings = posteriordb_table._settings(quick=False)
+    assert set(settings["samplers"]) == set(bw.samplers.names())
+    for sampler in settings["samplers"]:
+        warmup = posteriordb_table.warmup_for(sampler, settings)
+        default = bw.samplers.get(sampler).make_config().num_warmup
+        assert warmup == default, sampler
+        bw.samplers.get(sampler).make_config(num_warmup=warmup)  # accepted
+
+
 def test_defaults_matrix_outcomes():
     from bayeswb.figures.defaults_matrix import outcome
 
