@@ -59,14 +59,15 @@ cmcd          1.57 flagged   0.30 flagged
 
 All trained by reverse KL or trajectory balance, they collapse onto a few of
 gmm25's modes (k-hat 1.2-4.2) and miss part of the funnel's neck (k-hat 0.8-1.0); the
-verdict flags every cell where it was recorded. (``cmcd``'s funnel cell was run before its step probe, its
-gmm25 cell after it (1.50 before); with the fixed step 0.05 it gave |delta log Z| of
-about 1500 on manywell, flagged, which the probe was added for.) ``gfn_tb``'s gmm25
-cell is with its defaults as they are now: off-policy exploration and Sendera et al.'s
-local search with replay buffers of 1000 batches (mean 0.27, SE 0.07 over the 8 runs;
-5.9e7 gradient evaluations per run, training included; the verdict was not recorded).
-Before: 0.89 with buffers of 200 batches, 0.91 with exploration alone, 1.93 on-policy.
-Its funnel cell was run on-policy, before exploration and local search were added.
+verdict flags every cell where it was recorded. (``cmcd``'s funnel cell was run before
+its step probe, its gmm25 cell after it (1.50 before); with the fixed step 0.05 it gave
+|delta log Z| of about 1500 on manywell, flagged, which the probe was added for.)
+``gfn_tb``'s gmm25 cell is with its defaults as they are now: off-policy exploration and
+Sendera et al.'s local search with replay buffers of 1000 batches (mean 0.27, SE 0.07
+over the 8 runs; 5.9e7 gradient evaluations per run, training included; the verdict was
+not recorded). Before: 0.89 with buffers of 200 batches, 0.91 with exploration alone,
+1.93 on-policy. Its funnel cell was run on-policy, before exploration and local search
+were added.
 
 The learnt transports ``fab`` (prioritised replay buffer) and ``craft`` (per-temperature
 affine transports), defaults, 8 runs, seed 0 (same script):
