@@ -42,9 +42,9 @@ Two estimates of ``E[hess V(X)]`` (config ``hessian``):
 
 The control variate (config ``control_variate``, on by default; not in the paper). With
 one draw per iteration, the noise of ``grad V(X)`` limits the mean: for a Gaussian target
-it is ``A S^{1/2} z``, and the averaged iterates of ``n`` steps are at best about
-``1 / sqrt(n)`` posterior sds off (0.05-0.08 sd on ``gaussian``, 10-d, with defaults:
-flagged by the verdict's ``importance_shift``, z 9-12, seeds 0-2). The estimate is
+it is ``A S^{1/2} z``, and even the average of ``n`` iterates is about ``1 / sqrt(n)``
+posterior sds off (``gaussian``, 10-d, defaults, seeds 0-2: the verdict's
+``importance_shift`` flagged pooled shifts of 0.05-0.08 sd, z 9-12). The estimate is
 instead the mean of ``grad V(X) - H (X - m)`` with ``H`` the previous step's estimate of
 ``E[hess V]``: ``H`` is drawn before ``X``, so ``E[H (X - m)] = 0`` and the expectation is
 unchanged, and for a Gaussian target, once ``H = A``, the estimate is exactly ``A (m -
@@ -94,8 +94,7 @@ of fullrank_vi's at the same budget (-55.66 against -55.59; at 32,000, -55.54 ag
 but one fit in five went to NaN (and with 8 draws and a step fixed at the start, one
 seed of two, at both step_scale 0.5 and 0.2): its noise, of relative size about
 ``sqrt(d / num_mc_samples)``, can give ``M_k`` an eigenvalue far above 1 before the step
-adapts. Without decay the exact version ended
-0.3 to 2 nats lower.
+adapts. Without decay the exact version ended 0.3 to 2 nats lower.
 
 Example:
     >>> import bayeswb as bw
