@@ -10,7 +10,8 @@ the registry when ``compute`` runs, so references added later are picked up. Eac
 ``abs_mean_error_max`` (largest |posterior mean - reference mean| in reference sds),
 ``sd_rel_error_max`` (largest |sd / reference sd - 1|), and the same errors in the run's own
 Monte Carlo standard errors (``mean_z_max``, ``mean_z_rms``, ``sd_z_max``; roughly standard
-normal for an exact sampler, so large values flag bias rather than noise). A pair that
+normal for an exact sampler, so large values flag bias rather than noise), beside the
+run's own ``verdict`` (``Result.diagnostics``, made without the reference). A pair that
 cannot run (for example a minibatch sampler on a model without a minibatch interface) or
 gives NaN scores is a row whose ``error`` column says why. The figure is a heatmap of the
 two reference-sd errors, models by samplers.
@@ -44,7 +45,7 @@ FULL_RUNTIME = (
 
 SCORES = ["abs_mean_error_max", "sd_rel_error_max", "mean_z_max", "mean_z_rms", "sd_z_max"]
 COLUMNS = ["model", "dim", "sampler", "family", "num_chains", "num_samples", "num_warmup"]
-COLUMNS += ["n_grad_evals", "n_logdensity_evals", *SCORES, "pareto_k", "error"]
+COLUMNS += ["n_grad_evals", "n_logdensity_evals", *SCORES, "pareto_k", "verdict", "error"]
 PLOTTED = {
     "abs_mean_error_max": "max |mean error| / reference sd",
     "sd_rel_error_max": "max |sd / reference sd - 1|",
@@ -155,6 +156,7 @@ def _run_pair(target, sampler: str, settings: dict, seed: int) -> dict:
     row["n_grad_evals"] = result.cost["n_grad_evals"]
     row["n_logdensity_evals"] = result.cost["n_logdensity_evals"]
     row.update({k: scores.get(k, np.nan) for k in [*SCORES, "pareto_k"]})
+    row["verdict"] = scores.get("verdict", "")
     missing = [k for k in SCORES if not math.isfinite(row[k])]
     if missing:
         row["error"] = f"non-finite scores: {', '.join(missing)}"
