@@ -97,6 +97,12 @@ class PlateauRule(NamedTuple):
     is an independent estimate, so the window mean is an unbiased, held-out-like
     estimate of the current objective).
 
+    Training also stops, unconverged, at the end of a window (any window, judged or not)
+    in which no step had a finite loss and gradient: every step of it was skipped, the
+    parameters did not move, and more steps of the same would not move them (a density
+    that is NaN or +inf where the training draws land). The run's ``plateau`` flags stay
+    False, so its verdict says that training did not converge.
+
     Why these defaults: a window of 200 steps averages 200 independent loss estimates;
     a real improvement grows with the window while its standard error shrinks as
     1/sqrt(window), and at 100 steps the slow late gains of Adam at rate 1e-3 (about
@@ -156,24 +162,28 @@ class _WhileState(NamedTuple):
     best: Array  # best window mean loss so far
     stale: Array  # windows in a row without improvement
     done: Array  # the plateau rule has fired
+    broken: Array  # a whole window had no finite loss
 
 
-def _window_update(state: _WhileState, rule: PlateauRule) -> tuple[Array, Array]:
-    """(best, stale) after the step just taken: updated only at the end of a window."""
-    at_end = (state.num_taken % rule.window == 0) & (state.num_taken - rule.window >= rule.start)
+def _window_update(state: _WhileState, rule: PlateauRule) -> tuple[Array, Array, Array]:
+    """(best, stale, broken) after the step just taken: updated only at the end of a
+    window; ``broken`` when that window had no finite loss and skipped every update."""
+    at_end = state.num_taken % rule.window == 0
+    judged = at_end & (state.num_taken - rule.window >= rule.start)
     start = jnp.maximum(state.num_taken - rule.window, 0)
     # a budget shorter than a window is never judged; the slice must still fit
     size = min(rule.window, state.trace["loss"].shape[0])
     losses = jax.lax.dynamic_slice_in_dim(state.trace["loss"], start, size)
+    skipped = jax.lax.dynamic_slice_in_dim(state.trace["skipped"], start, size)
     finite = jnp.isfinite(losses)
     count = jnp.maximum(jnp.sum(finite), 1)
     mean = jnp.sum(jnp.where(finite, losses, 0.0)) / count
     variance = jnp.sum(jnp.where(finite, (losses - mean) ** 2, 0.0)) / jnp.maximum(count - 1, 1)
     standard_error = jnp.sqrt(variance / count)
     improved = jnp.any(finite) & (mean < state.best - rule.threshold * standard_error)
-    best = jnp.where(at_end & improved, mean, state.best)
-    stale = jnp.where(at_end, jnp.where(improved, 0, state.stale + 1), state.stale)
-    return best, stale
+    best = jnp.where(judged & improved, mean, state.best)
+    stale = jnp.where(judged, jnp.where(improved, 0, state.stale + 1), state.stale)
+    return best, stale, at_end & ~jnp.any(finite) & jnp.all(skipped)
 
 
 def train_until_plateau(
@@ -185,7 +195,8 @@ def train_until_plateau(
 ) -> tuple[Any, dict[str, Array]]:
     """``step(carry, (key, index)) -> (carry, record)`` in a ``lax.while_loop`` until
     ``num_steps`` or the plateau ``rule`` fires on ``record["loss"]``; the trace buffers
-    keep NaN (False for flags) after the last step taken. ``carry`` is a
+    keep NaN (False for flags) after the last step taken; ``record`` has ``loss`` and
+    ``skipped`` (True for an update not applied). ``carry`` is a
     :class:`TrainingCarry`, or any NamedTuple with its ``smoothed_loss`` (fab's carries
     a replay buffer too)."""
     _, record = jax.eval_shape(step, carry, (keys[0], jnp.asarray(0)))
@@ -205,6 +216,7 @@ def train_until_plateau(
         jnp.asarray(jnp.inf, dtype),
         jnp.asarray(0),
         jnp.asarray(False),
+        jnp.asarray(False),
     )
 
     def body(state: _WhileState) -> _WhileState:
@@ -212,13 +224,15 @@ def train_until_plateau(
         record = {**record, "trained": jnp.asarray(True), "plateau": jnp.asarray(False)}
         trace = jax.tree.map(lambda b, r: b.at[state.num_taken].set(r), state.trace, record)
         state = state._replace(carry=carry, num_taken=state.num_taken + 1, trace=trace)
-        best, stale = _window_update(state, rule)
+        best, stale, broken = _window_update(state, rule)
         done = stale >= rule.patience
         trace["plateau"] = trace["plateau"].at[state.num_taken - 1].set(done)
-        return state._replace(trace=trace, best=best.astype(dtype), stale=stale, done=done)
+        return state._replace(
+            trace=trace, best=best.astype(dtype), stale=stale, done=done, broken=broken
+        )
 
     def keep_going(state: _WhileState) -> Array:
-        return (state.num_taken < num_steps) & ~state.done
+        return (state.num_taken < num_steps) & ~state.done & ~state.broken
 
     state = jax.lax.while_loop(keep_going, body, state)
     return state.carry, state.trace

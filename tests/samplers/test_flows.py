@@ -431,6 +431,26 @@ def test_plateau_rule_stops_early_and_takes_the_same_steps_as_the_fixed_loop():
     )
 
 
+def test_training_stops_unconverged_after_a_window_whose_every_update_was_skipped():
+    # a density that is NaN on a half-space where the flow's draws land: every loss is
+    # NaN, no update is applied; training stops at the first window's end (judged or not:
+    # start is past the cap), marked unconverged. The same training on the finite
+    # density runs to its cap.
+    flow = make_flow(jax.random.key(0), 2, "affine_coupling", num_layers=2, hidden_width=8)
+    rule = PlateauRule(window=50, patience=2, start=10_000)
+
+    def trace_of(log_density):
+        loss = reverse_kl_loss(log_density, 8, stl_estimator=False)
+        return train_flow(jax.random.key(1), flow, loss, 400, optax.adam(1e-2), plateau=rule)[2]
+
+    broken = trace_of(lambda x: jnp.where(x[0] > 0.0, jnp.nan, -0.5 * x @ x))
+    steps, converged = map(int, training_status(broken))
+    assert (steps, converged) == (50, 0)
+    assert np.all(np.asarray(broken["skipped"][:50]))
+    healthy = trace_of(lambda x: -0.5 * x @ x)
+    assert tuple(map(int, training_status(healthy))) == (400, 0)  # cap; the rule never judged
+
+
 def test_flow_is_counts_only_the_training_steps_taken_and_records_convergence():
     target = bw.models.get("gaussian", dim=2, condition_number=4.0)
     options = dict(
