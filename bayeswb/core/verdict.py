@@ -386,7 +386,7 @@ def _markov_checks(idata: az.InferenceData, config: dict[str, Any]) -> list[Chec
                 ess,
                 need,
                 bool(ess >= need),
-                f"ess_{method} {math.floor(ess)}" + ("" if ess >= need else f" < {need:.0f}"),
+                f"ess_{method} {_whole(ess)}" + ("" if ess >= need else f" < {need:.0f}"),
                 "more draws (num_samples) or more chains",
             )
         )
@@ -558,7 +558,7 @@ def _weight_checks(
             ess,
             need,
             bool(ess >= need),
-            f"weights' ess {math.floor(ess)}"
+            f"weights' ess {_whole(ess)}"
             + ("" if ess >= need else f" < {need:.0f}")
             + (" (collapsed)" if ess < 0.01 * log_weights.size else ""),
             "more particles (num_samples), or a proposal closer to the target",
@@ -1122,6 +1122,17 @@ def _optional(check: Check | None) -> list[Check]:
 
 def _max_over(dataset: Any) -> float:
     return _reduce(dataset, np.nanmax, -math.inf)
+
+
+def _whole(count: float) -> str:
+    """An effective sample size as printed: its whole part, or ``nan`` where it is
+    undefined (draws that are NaN or never moved).
+
+    Example:
+        >>> _whole(199.7), _whole(math.nan)
+        ('199', 'nan')
+    """
+    return str(math.floor(count)) if math.isfinite(count) else "nan"
 
 
 def _min_over(dataset: Any) -> float:
