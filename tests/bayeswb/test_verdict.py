@@ -70,7 +70,6 @@ def test_sticky_chains_fail_ess():
     assert {"ess_bulk", "ess_tail"} <= _failed(verdict)
 
 
-
 def test_nan_draws_give_a_verdict_not_an_exception():
     # nrpt on a density that is +inf on a half-space: every draw NaN, so ArviZ's ESS is
     # NaN; printing it once raised "cannot convert float NaN to integer" from bw.sample
@@ -78,6 +77,7 @@ def test_nan_draws_give_a_verdict_not_an_exception():
     verdict = diagnose(_chains(positions, acceptance_rate=np.zeros((2, 400))), {})
     assert {"finite", "ess_bulk", "ess_tail"} <= _failed(verdict), str(verdict)
     assert "ess_bulk nan" in str(verdict)
+
 
 def test_divergences_ebfmi_tree_depth_and_acceptance_fire():
     rng = np.random.default_rng(2)
