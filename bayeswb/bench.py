@@ -110,6 +110,11 @@ def bench(
     seed is then one run (at most ``max_samples`` draws per chain), scored by
     :func:`bayeswb.score` against the target's truth.
 
+    A sampler whose warmup alone costs more than the budget (a flow's or a diffusion
+    sampler's training, to its plateau or its cap) still runs, with ``pilot_samples``
+    draws: its ``budget_used`` column (evaluations made / ``budget``) says by how much
+    it overspent, rather than its row passing as a run at the budget.
+
     Example:
         >>> df = bench(["gaussian"], ["nuts"], budget=2e4, seeds=[0], num_chains=2,
         ...            pilot_samples=50, max_samples=100)
@@ -169,6 +174,7 @@ def bench(
                     stats = getattr(result.idata, "sample_stats", None)
                     row.update(
                         n_grad_evals=result.cost["n_grad_evals"],
+                        budget_used=grads / budget,
                         log_z_se=result.log_z_se,
                         ess_per_grad=ess / grads,
                         ess_per_second=ess / max(result.cost["sample_s"], 1e-9),

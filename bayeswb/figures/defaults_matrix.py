@@ -5,7 +5,10 @@ Every registered sampler runs on every registry model that carries ground truth 
 log Z, exact samples or reference moments) and that it can run on (the minibatch samplers
 need a model with a minibatch interface), with default options only, at (about) the same
 budget of gradient evaluations (:func:`bayeswb.bench.bench` sizes the draws from two pilot
-runs), for several seeds. Each cell is scored against the truth and compared with the
+runs), for several seeds. The draws are all a budget can size: a trained sampler's
+default training runs to its plateau or cap whatever the budget, so those cells spend
+more (pis, measured: 135-225 times the budget of 2e5); the results' ``budget_used``
+column says how much. Each cell is scored against the truth and compared with the
 verdict the run gave of itself, without the truth (``Result.diagnostics``):
 
 - ``accurate``: every posterior mean within 5 Monte Carlo standard errors of the truth

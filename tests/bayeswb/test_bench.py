@@ -23,6 +23,7 @@ def test_bench_scores_pairs_at_an_equal_budget_and_reports_failures(tmp_path):
     hmc = ok[ok["sampler"] == "hmc"]
     # the budget is met to within one draw's cost per chain
     assert (abs(hmc["n_grad_evals"] - 3e4) <= 2 * 16 + 2).all()
+    assert (abs(hmc["budget_used"] - 1.0) <= (2 * 16 + 2) / 3e4).all()
     assert (ok["sliced_wasserstein"] > 0).all() and (ok["ess_per_grad"] > 0).all()
     assert frame[frame["model"] == "broken"]["error"].str.contains("cannot be evaluated").all()
     written = write_report(frame, tmp_path)
