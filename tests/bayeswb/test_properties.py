@@ -35,7 +35,9 @@ import decimal
 import fractions
 import functools
 import math
+import os
 import re
+import traceback
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -334,9 +336,12 @@ def check_result(result: bw.Result, inside: Callable[[np.ndarray], np.ndarray] |
         )
 
 
+VERDICT_MODULE = os.path.join("bayeswb", "core", "verdict.py")
+
+
 def sample_or_error(target: bw.Target, sampler: str, **options: Any) -> Any:
     """``bw.sample(...)``, or the ValueError or KeyError refusing it (other exceptions
-    propagate: a crash)."""
+    propagate: a crash; so does a ValueError raised by the verdict)."""
     with warnings.catch_warnings():
         # a float option that is finite in double precision but overflows single
         # precision (1e300) is an infinite step size, say; numpy warns on the cast.
@@ -345,6 +350,11 @@ def sample_or_error(target: bw.Target, sampler: str, **options: Any) -> Any:
         try:
             return bw.sample(target, sampler, seed=0, **RUN_SIZES, **options)
         except (ValueError, KeyError) as error:
+            # a refusal comes before the run; the verdict on a finished run never raises
+            # (it once did: "cannot convert float NaN to integer" on NaN draws)
+            frames = traceback.extract_tb(error.__traceback__)
+            judged = [f for f in frames if f.filename.endswith(VERDICT_MODULE)]
+            assert not judged, f"the verdict raised {error!r} at {judged[-1]}"
             return error
 
 
