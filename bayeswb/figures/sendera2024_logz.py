@@ -17,6 +17,12 @@ signed error of the runs pooled (log of the mean of Z_r). The sliced Wasserstein
 50 random projections) is shown with the same distance between two exact samples, its
 noise floor. Gradient evaluations are per run, training of the flows included.
 
+Every tuned cell also runs at 1/16 and 1/4 of its budget (``BUDGET_FRACTIONS``; its
+particles and a flow's training cap scaled, :func:`at_budget`), and the plot draws each
+tuned sampler as a line through its three budgets: |delta log Z| against gradient
+evaluations, so that a reader sees which method to pick at which budget. The auto rows
+(the diffusion samplers, fab and craft have only those) are one point each.
+
 Every sampler also runs with its default options (``options = "auto"`` rows, only the
 number of runs set): the samplers tune themselves (smc, ais and smc_langevin fit their
 reference from a pilot run started wider than a ray probe of the density says the target
@@ -134,7 +140,9 @@ FULL_RUNTIME = (
     "quiet machine; the other samplers about 8 min, measured on a loaded one), plus the "
     "diffusion samplers' auto rows: 65 min on gmm25 and the funnel (two runs sharing the "
     "2 cores), manywell longer (not timed to the end), and fab's and craft's: 19 min "
-    "(measured on a loaded machine)"
+    "(measured on a loaded machine); the budget curves run the tuned cells again at 1/16 "
+    "and 1/4 of their particles, about a third more of their time (estimated from the "
+    "fractions, not timed whole)"
 )
 
 TARGETS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -298,6 +306,27 @@ QUICK_RUNS = {"num_chains": 4, "num_samples": 128}
 # smc_flow run the same cell code (run_one) and have their own tests (test_smc.py,
 # test_smc_flow.py), and smc_flow alone took a fifth of the quick run's time, compiling
 QUICK_GMM25_SAMPLERS = ("smc", "ais", "flow_is")
+# budget curves: every tuned cell also runs at these fractions of its budget (its
+# particles and, for a flow, its training cap scaled), so that the plot draws
+# |delta log Z| against gradient evaluations as one line per sampler and target
+BUDGET_FRACTIONS = (1 / 16, 1 / 4)
+QUICK_BUDGET_FRACTIONS = (1 / 4,)  # quick mode: smc on gmm25 alone
+
+
+def at_budget(options: dict[str, Any], fraction: float) -> dict[str, Any]:
+    """A tuned cell's options at ``fraction`` of its budget: ``num_samples`` (particles
+    per run) and a trained sampler's ``num_warmup`` (its training cap) times
+    ``fraction``, at least 16 particles and 1 training step; everything else as tuned.
+
+    Example:
+        >>> at_budget({"num_samples": 4096, "num_warmup": 1000, "num_chains": 8}, 1 / 16)
+        {'num_samples': 256, 'num_warmup': 62, 'num_chains': 8}
+    """
+    scaled = dict(options)
+    scaled["num_samples"] = max(16, int(options["num_samples"] * fraction))
+    if "num_warmup" in options:
+        scaled["num_warmup"] = max(1, int(options["num_warmup"] * fraction))
+    return scaled
 
 
 def settings(quick: bool) -> dict[str, dict[str, dict[str, Any]]]:
@@ -402,34 +431,48 @@ def published_table(results: pd.DataFrame) -> pd.DataFrame:
 def compute(
     quick: bool = False, seed: int = 0, samplers: tuple[str, ...] | None = None
 ) -> dict[str, pd.DataFrame]:
-    """Run every (target, sampler) cell (``samplers`` restricts the set); tables
-    ``results`` (one row per cell) and ``published``."""
+    """Run every (target, sampler) cell (``samplers`` restricts the set), each tuned cell
+    also at the :data:`BUDGET_FRACTIONS` of its budget (:func:`at_budget`); tables
+    ``results`` (one row per cell and budget; ``budget_fraction``) and ``published`` (the
+    full budgets only)."""
     from bayeswb.core.progress import tqdm
 
-    cells = [
-        (target, sampler, "tuned", options)
+    tuned = [
+        (target, sampler, options)
         for target, by_sampler in settings(quick).items()
         for sampler, options in by_sampler.items()
         if samplers is None or sampler in samplers
     ]
+    cells = [(target, sampler, "tuned", options, 1.0) for target, sampler, options in tuned]
+    fractions = QUICK_BUDGET_FRACTIONS if quick else BUDGET_FRACTIONS
     cells += [
-        (target, sampler, "auto", options)
+        (target, sampler, "tuned", at_budget(options, fraction), fraction)
+        for target, sampler, options in tuned
+        if not quick or (target, sampler) == ("gmm25", "smc")
+        for fraction in fractions
+    ]
+    cells += [
+        (target, sampler, "auto", options, 1.0)
         for target, by_sampler in auto_settings(quick).items()
         for sampler, options in by_sampler.items()
         if samplers is None or sampler in samplers
     ]
     rows = []
-    for target, sampler, kind, options in tqdm(cells, desc="sendera2024_logz", disable=None):
+    for target, sampler, kind, options, fraction in tqdm(
+        cells, desc="sendera2024_logz", disable=None
+    ):
         row = run_one(target, sampler, options, seed)
         how = "defaults" if kind == "auto" else HOW_FOUND[target][sampler]
-        rows.append({**row, "options": kind, "how_found": how})
+        rows.append({**row, "options": kind, "how_found": how, "budget_fraction": fraction})
     results = pd.DataFrame(rows)
-    return {"results": results, "published": published_table(results)}
+    full_budget = results[results["budget_fraction"] == 1.0]
+    return {"results": results, "published": published_table(full_budget)}
 
 
 def plot(tables: dict[str, pd.DataFrame], out_dir: pathlib.Path) -> list[pathlib.Path]:
     """One panel per target: |delta log Z| (mean +- SE over runs, log scale) per sampler
-    against gradient evaluations per run, with the paper's SMC and best as lines.
+    against gradient evaluations per run, a line through each tuned sampler's budgets (the
+    auto rows: one point each), with the paper's SMC and best as lines.
     Writes sendera2024_logz.png and .pdf."""
     import matplotlib
 
@@ -444,18 +487,21 @@ def plot(tables: dict[str, pd.DataFrame], out_dir: pathlib.Path) -> list[pathlib
     palette = matplotlib.color_sequences["tab20"]
     names = sorted(set(results["sampler"]))
     colours = {name: palette[i % len(palette)] for i, name in enumerate(names)}
+    if "options" not in results:
+        results = results.assign(options="tuned")
     for ax, target in zip(axes[0], targets, strict=True):
         group = results[results["target"] == target]
-        for _, row in group.iterrows():
-            auto = row.get("options", "tuned") == "auto"
+        for (sampler, kind), line in group.groupby(["sampler", "options"], sort=False):
+            line = line.sort_values("grad_evals_per_run")
+            auto = kind == "auto"
             ax.errorbar(
-                row["grad_evals_per_run"],
-                max(row["abs_delta_log_z_mean"], 1e-4),
-                yerr=row["abs_delta_log_z_se"],
-                fmt="s" if auto else "o",
+                line["grad_evals_per_run"],
+                np.maximum(line["abs_delta_log_z_mean"], 1e-4),
+                yerr=line["abs_delta_log_z_se"],
+                fmt="s" if auto else "o-",
                 mfc="none" if auto else None,
-                color=colours[row["sampler"]],
-                label=f"{row['sampler']} (auto)" if auto else row["sampler"],
+                color=colours[sampler],
+                label=f"{sampler} (auto)" if auto else sampler,
                 capsize=3,
             )
         ax.axhline(PUBLISHED_SMC[target], color="grey", ls="--", label="paper: SMC")

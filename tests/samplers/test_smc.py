@@ -286,6 +286,14 @@ def test_sendera2024_logz_figure_quick(tmp_path):
     assert list(published.columns) == ["setting", "metric", "ours", "published", "difference"]
     smc = published[published["setting"].str.contains("our smc vs their SMC")]
     assert sorted(smc["published"]) == sorted(figure.PUBLISHED_SMC.values())
+    # the budget curve: smc's tuned gmm25 cell again at a quarter of its particles, fewer
+    # gradient evaluations; the published table keeps the full budgets alone (above)
+    curve = results[(results["sampler"] == "smc") & (results["options"] == "tuned")]
+    curve = curve[curve["target"] == "gmm25"].sort_values("budget_fraction")
+    assert curve["budget_fraction"].tolist() == [0.25, 1.0]
+    assert curve["particles"].tolist() == [32, 128]
+    small, full = curve["grad_evals_per_run"]
+    assert small < full
     paths = figure.plot(tables, tmp_path)
     assert all(path.exists() for path in paths) and {p.suffix for p in paths} == {".png", ".pdf"}
 
