@@ -162,7 +162,7 @@ class _WhileState(NamedTuple):
     best: Array  # best window mean loss so far
     stale: Array  # windows in a row without improvement
     done: Array  # the plateau rule has fired
-    broken: Array  # a whole window had no finite loss
+    broken: Array  # a whole window had no finite loss and applied no update
 
 
 def _window_update(state: _WhileState, rule: PlateauRule) -> tuple[Array, Array, Array]:
