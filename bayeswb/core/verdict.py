@@ -95,6 +95,8 @@ the recorded data allow, each with a threshold from the literature:
   to 400 in all, as ``ess_bulk`` for chains (weight collapse otherwise).
 - ``smc_path``: the tempering path reached temperature 1, and its ESS never fell below 1%
   of the particles (weight collapse between two resamplings).
+- ``path_ess``: the same for paths resampled along the way (cmcd): their weights' ESS
+  after any step never below 1% of them.
 - ``support``: no particle was moved where the density is zero or NaN by an unadjusted
   transport (smc_langevin, smc_flow). Such a move gets weight zero, but the transport's
   backward kernel (a Gaussian step) also puts mass there, so the incremental weights of
@@ -571,6 +573,8 @@ def _weight_checks(
         checks.append(_k_hat(float(np.nanmax(path["pareto_k"].values)), per_run))
     if path is not None and "temperature" in path:
         checks.append(_smc_path(path, per_run))
+    if path is not None and "lowest_path_ess" in path:
+        checks.append(_resampled_paths(path, per_run))
     if path is not None and "killed" in path and np.nansum(path["killed"].values) > 0:
         log_z_se = combine_log_z(log_z_per_run, own_variance)[1]
         checks.append(_support(path["killed"].values, log_z_se or 0.0))
@@ -663,6 +667,18 @@ def _smc_path(path: Any, particles: int) -> Check:
         message += "" if ok else " (weight collapse)"
         advice = "more tempering steps or more MCMC moves per step"
     return Check("smc_path", lowest, 0.01, ok, message, advice)
+
+
+def _resampled_paths(path: Any, particles: int) -> Check:
+    """Paths resampled along the way (cmcd): as ``smc_path``, the weights' ESS never
+    below 1% of the paths between two resamplings."""
+    lowest = float(np.nanmin(path["lowest_path_ess"].values)) / particles
+    ok = bool(lowest >= 0.01)
+    resamplings = int(np.max(path["resamplings"].values))
+    message = f"{resamplings} resamplings, lowest ess {100 * lowest:.1f}% of paths"
+    message += "" if ok else " (weight collapse)"
+    advice = "more steps (num_steps), longer training, or more paths (num_samples)"
+    return Check("path_ess", lowest, 0.01, ok, message, advice)
 
 
 def _support(killed: np.ndarray, se: float) -> Check:

@@ -25,23 +25,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from bayeswb.core.config import option, positive
+from bayeswb.core.config import closed_unit_interval, option, positive
 from bayeswb.core.draws import Draws
 from bayeswb.core.target import Target
+from bayeswb.core.weights import kish_ess, log_mean_exp, safe_log_weights
 from bayeswb.execution.driver import ChainLayout
 from bayeswb.samplers import register
-from bayeswb.samplers.diffusion.paths import Control, Paths, clip_score
+from bayeswb.samplers.diffusion.paths import Control, Paths, Resampling, clip_score
 from bayeswb.samplers.diffusion.samplers import (
     DiffusionConfig,
     DiffusionMethod,
     reverse_kl_loss,
     run_diffusion,
 )
+from bayeswb.samplers.smc.resampling import ess_resampling
 
 Array = jax.Array
 
@@ -55,6 +58,13 @@ class CMCDConfig(DiffusionConfig):
         positive,
         "the largest initial step d of the Langevin kernels: halved until a probe's MALA "
         "acceptance reaches 0.8 (then learnt, as log d)",
+    )
+    resample_ess: float = option(
+        0.5,
+        closed_unit_interval,
+        "when drawing the sample (not in training), resample the paths after any step "
+        "where their weights' ESS falls below this fraction of them (an SMC sampler with "
+        "the trained kernels); 0: never (plain importance weights of whole paths)",
     )
 
 
@@ -128,14 +138,25 @@ def cmcd_simulate(
     num_paths: int,
     dim: int,
     keep: bool = False,
+    resample_ess: float = 0.0,
 ) -> Paths:
     """``num_paths`` CMCD paths (one ``lax.scan`` over the K steps, paths vectorised) and
     their log weights; one target gradient at each of the K + 1 points of a path. The
-    control at ``x_{k+1}`` serves both ``B_k`` and the next ``F_{k+1}``."""
+    control at ``x_{k+1}`` serves both ``B_k`` and the next ``F_{k+1}``.
+
+    With ``resample_ess`` > 0 the paths are the particles of an SMC sampler with these
+    forward and backward kernels (Del Moral, Doucet and Jasra 2006, eq. 31's incremental
+    weights): a path's weight after step k is ``pi_k(x_k) / N(x_0; 0, I)`` times its
+    kernels' ratio so far, and after any step but the last where that weight's ESS is
+    below ``resample_ess`` of the paths, they are resampled (systematic) and each takes
+    the mean weight (folded into its kernels' ratio), so that the final ``log mean w``
+    is the SMC estimate of log Z, unbiased in Z. Resampling moves no gradient: a path's
+    value, score and control go with it."""
     num_steps = config.num_steps
     step = jnp.exp(model.log_step)
     evaluate = _value_and_clipped_score(logdensity_fn)
     control = jax.vmap(model.control, (0, None, None))
+    resample = ess_resampling("systematic", resample_ess) if resample_ess > 0.0 else None
     start_key, key = jax.random.split(key)
     x = jax.random.normal(start_key, (num_paths, dim))
     value, score = evaluate(x)
@@ -146,9 +167,26 @@ def cmcd_simulate(
         beta = (k / num_steps).astype(x.dtype)
         return (1.0 - beta) * (-x) + beta * score
 
-    def one_step(carry: tuple, inputs: tuple[Array, Array]) -> tuple[tuple, None]:
-        x, value, score, u, log_ratio = carry
-        step_key, k = inputs
+    def resample_paths(carry: tuple, key: Array, k: Array) -> tuple[tuple, tuple]:
+        """After step k - 1 (the paths at x_k): resample if the weights' ESS is low."""
+        assert resample is not None
+        x, value, score, u, log_ratio, log_start, family = carry
+        beta = (k / num_steps).astype(x.dtype)
+        # log pi_k(x_k) - log N(x_0; 0, I) + kernels' ratio, up to a constant in k
+        log_w = -(1.0 - beta) * 0.5 * jnp.sum(x**2, axis=1) + beta * value - log_start
+        log_w = safe_log_weights(log_w + log_ratio)
+        ess = kish_ess(log_w)
+        normalised = log_w - jax.scipy.special.logsumexp(log_w)
+        out = resample(key, x, normalised, jnp.where(k < num_steps, ess, jnp.inf))
+        p = out.parents
+        mean_weight = log_mean_exp(log_w)
+        log_ratio = jnp.where(out.resampled, log_ratio[p] + mean_weight - log_w[p], log_ratio)
+        carry = (out.positions, value[p], score[p], u[p], log_ratio, log_start[p], family[p])
+        return carry, (ess, out.resampled)
+
+    def one_step(carry: tuple, inputs: tuple) -> tuple[tuple, Any]:
+        x, value, score, u, log_ratio, *genealogy = carry
+        step_key, resample_key, k = inputs
         forward_mean = x + step * (annealed_score(x, score, k) + u)
         noise = jax.random.normal(step_key, x.shape, x.dtype)
         new = forward_mean + jnp.sqrt(2.0 * step) * noise
@@ -159,13 +197,40 @@ def cmcd_simulate(
         backward = jnp.sum((x - backward_mean) ** 2, axis=1)
         forward = jnp.sum((new - forward_mean) ** 2, axis=1)
         log_ratio = log_ratio + (forward - backward) / (4.0 * step)
-        return (new, new_value, new_score, new_u, log_ratio), None
+        carry = (new, new_value, new_score, new_u, log_ratio, *genealogy)
+        if resample is None:
+            return carry, None
+        return resample_paths(carry, resample_key, k + 1)
 
     keys = jax.random.split(key, num_steps)
-    carry = (x, value, score, u, jnp.zeros(num_paths, x.dtype))
-    (ends, lp, _, _, log_ratio), _ = jax.lax.scan(one_step, carry, (keys, jnp.arange(num_steps)))
+    resample_keys = jax.random.split(jax.random.fold_in(key, 1), num_steps)
+    genealogy: tuple[Array, ...] = ()
+    if resample is not None:
+        genealogy = (log_start, jnp.arange(num_paths))
+    carry = (x, value, score, u, jnp.zeros(num_paths, x.dtype), *genealogy)
+    inputs = (keys, resample_keys, jnp.arange(num_steps))
+    carry, trace = jax.lax.scan(one_step, carry, inputs)
+    ends, lp, _, _, log_ratio, *genealogy_end = carry
+    resampling = None
+    if resample is not None:
+        log_start, family = genealogy_end
+        resampling = Resampling(trace[0], trace[1], family)
     terminal = lp + 0.5 * dim * jnp.log(2.0 * jnp.pi) - log_start
-    return Paths(ends, terminal + log_ratio, lp, terminal, None, None)
+    return Paths(ends, terminal + log_ratio, lp, terminal, None, None, resampling)
+
+
+def cmcd_sample(
+    key: Array,
+    model: CMCDModel,
+    logdensity_fn: Callable[[Array], Array],
+    config: CMCDConfig,
+    num_paths: int,
+    dim: int,
+) -> Paths:
+    """The draw's paths: :func:`cmcd_simulate`, resampled at ``config.resample_ess``."""
+    return cmcd_simulate(
+        key, model, logdensity_fn, config, num_paths, dim, resample_ess=config.resample_ess
+    )
 
 
 def cmcd_cost(config: CMCDConfig) -> tuple[int, int]:
@@ -181,6 +246,7 @@ CMCD = DiffusionMethod(
     reverse_kl_loss,
     cmcd_cost,
     start_grads=lambda config: STEP_PROBE_DRAWS * (STEP_PROBE_HALVINGS + 1),
+    sample=cmcd_sample,
 )
 
 
@@ -193,7 +259,9 @@ def run_cmcd(
     annealed Langevin kernels from N(0, I) to the target, forward and backward sharing
     a learnt control (see this module), trained with the step by the reverse KL of the
     path laws (reparametrised), then ``num_samples`` paths' ends weighted
-    by the exact path weight. ``hidden_*``: the control network; ``langevin_control``
+    by the exact path weight, the paths resampled after any step where their weights'
+    ESS falls below ``resample_ess`` of them (:func:`cmcd_simulate`; the verdict's
+    ``path_ess`` reads the lowest ESS). ``hidden_*``: the control network; ``langevin_control``
     is not used (the annealed score is in both kernels).
     Result and cost: as :func:`~.samplers.run_diffusion`'s.
 

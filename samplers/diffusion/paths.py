@@ -172,11 +172,23 @@ def clipped_score(logdensity_fn: LogDensity) -> Callable[[Array], Array]:
     return lambda x: clip_score(jax.grad(logdensity_fn)(x))
 
 
+class Resampling(NamedTuple):
+    """What resampling along the paths did (cmcd with ``resample_ess``): ``ess`` (K,)
+    the weights' Kish ESS after each step, before any resampling there; ``resampled``
+    (K,) whether the paths were resampled after that step; ``family`` (n,) each final
+    path's ancestor among the n starts (for Lee and Whiteley's variance of log Z)."""
+
+    ess: Array
+    resampled: Array
+    family: Array
+
+
 class Paths(NamedTuple):
     """A batch of paths: ``ends`` (n, dim) = x_K, ``log_weights`` (n,), their terms
     ``terminal_lp`` (log pi(x_K)) and ``terminal`` (log pi(x_K) - log N(x_K; 0,
     terminal_variance I)), and with ``keep=True`` the positions (K + 1, n, dim) and the
-    scores (K, n, dim) along them (None otherwise, or without a Langevin term)."""
+    scores (K, n, dim) along them (None otherwise, or without a Langevin term);
+    ``resampling`` when the paths were resampled along the way (None otherwise)."""
 
     ends: Array
     log_weights: Array
@@ -184,6 +196,7 @@ class Paths(NamedTuple):
     terminal: Array
     positions: Array | None
     scores: Array | None
+    resampling: Resampling | None = None
 
 
 def _step_log_ratio(

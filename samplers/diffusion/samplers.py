@@ -56,6 +56,7 @@ from bayeswb.samplers.importance.pilot import (
     Whitening,
     pilot_whitening,
 )
+from bayeswb.samplers.smc.genealogy import relative_variance as relative_variance_of_smc
 
 Array = jax.Array
 LossFn = Callable[..., tuple[Array, dict[str, Array]]]
@@ -110,6 +111,8 @@ class DiffusionMethod(NamedTuple):
                method's own training loop (None: :func:`train_model`'s optax loop)
     step_grads: ``step_grads(config) -> int``, target gradients of a training step
                besides its ``batch_size`` paths (gfn_tb's local search and replayed paths)
+    sample:    ``sample(key, model, logdensity_fn, config, n, dim) -> Paths``, the
+               drawn sample's paths when they are not ``simulate``'s (cmcd resamples)
     """
 
     name: str
@@ -121,6 +124,7 @@ class DiffusionMethod(NamedTuple):
     start_grads: Callable[[Any], int] = lambda config: 0
     train: Callable[..., tuple[Any, dict[str, Array]]] | None = None
     step_grads: Callable[[Any], int] = lambda config: 0
+    sample: Callable[..., Paths] | None = None
 
 
 def reverse_kl_loss(
@@ -261,7 +265,10 @@ def run_diffusion(
     log mean w`` (unbiased for Z), pooled with a standard error by Result; ``path_stats``
     holds per run ``elbo`` (mean log w), ``ess``, ``pareto_k`` (PSIS k-hat, < 0.7 reads
     as reliable), ``training_steps`` and ``training_converged`` (False: the
-    ``num_warmup`` cap came before the plateau rule); ``warmup_sample_stats`` the
+    ``num_warmup`` cap came before the plateau rule), and where the paths were
+    resampled (cmcd) ``lowest_path_ess`` (the weights' lowest ESS after any step) and
+    ``resamplings``, with log Z's variance from the paths' genealogy (Lee and
+    Whiteley); ``warmup_sample_stats`` the
     training curve per step; ``sample_stats.lp`` the target's log density per draw.
     Cost (:func:`diffusion_cost`): exact target gradients and evaluations.
     """
@@ -272,18 +279,28 @@ def run_diffusion(
         logdensity_fn = frame.log_density(target.log_density)
         train = method.train or train_model
         model, trace = train(train_key, logdensity_fn, target.dim, config, method)
-        paths = method.simulate(
-            draw_key, model, logdensity_fn, config, config.num_samples, target.dim
-        )
+        sample = method.sample or method.simulate
+        paths = sample(draw_key, model, logdensity_fn, config, config.num_samples, target.dim)
         positions = frame.loc + frame.scale * paths.ends
         good = jnp.isfinite(paths.log_weights) & jnp.all(jnp.isfinite(positions), axis=1)
         log_weights = jnp.where(good, paths.log_weights, -jnp.inf)
         lp = jnp.where(good, paths.terminal_lp - jnp.sum(jnp.log(frame.scale)), -jnp.inf)
-        return jnp.where(good[:, None], positions, 0.0), log_weights, lp, trace
+        positions = jnp.where(good[:, None], positions, 0.0)
+        return positions, log_weights, lp, trace, paths.resampling
 
-    positions, log_weights, lp, trace = run_chains(key, config.num_chains, one_run, layout)
+    positions, log_weights, lp, trace, resampling = run_chains(
+        key, config.num_chains, one_run, layout
+    )
     out = weighted_output(log_weights, config.psis)
     diagnostics = out.diagnostics
+    relative_variance = out.relative_variance
+    if resampling is not None:  # the weights of resampled paths are not independent
+        resamplings = jnp.sum(resampling.resampled, axis=1)
+        diagnostics["lowest_path_ess"] = jnp.min(resampling.ess, axis=1, keepdims=True)
+        diagnostics["resamplings"] = resamplings[:, None]
+        relative_variance = jax.vmap(relative_variance_of_smc)(
+            log_weights, resampling.family, resamplings
+        )
     diagnostics["elbo"] = jnp.mean(log_weights, axis=1, keepdims=True)
     steps_trained, converged = training_status(trace)
     diagnostics["training_steps"] = steps_trained[:, None]
@@ -294,7 +311,7 @@ def run_diffusion(
         stats={"lp": lp},
         log_weights=out.log_weights,
         log_z=out.log_z,
-        log_z_relative_variance=out.relative_variance,
+        log_z_relative_variance=relative_variance,
         warmup_stats={} if config.num_warmup == 0 else trace,
         path_stats=diagnostics,
         n_grad_evals=n_grad,

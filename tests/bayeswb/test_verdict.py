@@ -171,6 +171,23 @@ def test_weight_collapse_smc_path_and_log_z_spread_fire():
     assert {"weights_ess", "smc_path", "move_acceptance", "log_z_spread"} <= failed
 
 
+def test_path_ess_fires_on_paths_whose_weights_collapsed_between_resamplings():
+    x = np.random.default_rng(7).normal(size=(4, 1000, 1))
+    for lowest, fires in ((3.0, True), (300.0, False)):
+        idata = build_idata(
+            {"x": x},
+            x,
+            {},
+            log_weights=np.zeros((4, 1000)),
+            log_z_per_run=np.zeros(4),
+            path_stats={
+                "lowest_path_ess": np.array([[900.0], [lowest], [800.0], [700.0]]),
+                "resamplings": np.full((4, 1), 5),
+            },
+        )
+        assert ("path_ess" in _failed(diagnose(idata, {}))) == fires, lowest
+
+
 def test_unconverged_flow_training_fires_and_plateau_does_not():
     rng = np.random.default_rng(6)
     x = rng.normal(size=(2, 500, 1))
