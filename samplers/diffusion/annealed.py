@@ -177,7 +177,8 @@ def cmcd_simulate(
         log_w = safe_log_weights(log_w + log_ratio)
         ess = kish_ess(log_w)
         normalised = log_w - jax.scipy.special.logsumexp(log_w)
-        out = resample(key, x, normalised, jnp.where(k < num_steps, ess, jnp.inf))
+        # never after the last step, nor when every weight is zero (nothing to draw from)
+        out = resample(key, x, normalised, jnp.where((k < num_steps) & (ess > 0), ess, jnp.inf))
         p = out.parents
         mean_weight = log_mean_exp(log_w)
         log_ratio = jnp.where(out.resampled, log_ratio[p] + mean_weight - log_w[p], log_ratio)
