@@ -336,12 +336,16 @@ def check_result(result: bw.Result, inside: Callable[[np.ndarray], np.ndarray] |
         )
 
 
-VERDICT_MODULE = os.path.join("bayeswb", "core", "verdict.py")
+# where a finished run's output is read: an error raised there is a crash, not a refusal
+AFTER_THE_RUN = tuple(
+    os.path.join("bayeswb", "core", name) for name in ("verdict.py", "result.py", "diagnostics.py")
+)
 
 
 def sample_or_error(target: bw.Target, sampler: str, **options: Any) -> Any:
     """``bw.sample(...)``, or the ValueError or KeyError refusing it (other exceptions
-    propagate: a crash; so does a ValueError raised by the verdict)."""
+    propagate: a crash; so does one raised where the finished run's output is read:
+    the result, its diagnostics and the verdict)."""
     with warnings.catch_warnings():
         # a float option that is finite in double precision but overflows single
         # precision (1e300) is an infinite step size, say; numpy warns on the cast.
@@ -350,11 +354,11 @@ def sample_or_error(target: bw.Target, sampler: str, **options: Any) -> Any:
         try:
             return bw.sample(target, sampler, seed=0, **RUN_SIZES, **options)
         except (ValueError, KeyError) as error:
-            # a refusal comes before the run; the verdict on a finished run never raises
-            # (it once did: "cannot convert float NaN to integer" on NaN draws)
+            # a refusal comes before the run; reading a finished run never raises (the
+            # verdict once did: "cannot convert float NaN to integer" on NaN draws)
             frames = traceback.extract_tb(error.__traceback__)
-            judged = [f for f in frames if f.filename.endswith(VERDICT_MODULE)]
-            assert not judged, f"the verdict raised {error!r} at {judged[-1]}"
+            after = [f for f in frames if f.filename.endswith(AFTER_THE_RUN)]
+            assert not after, f"reading the finished run raised {error!r} at {after[-1]}"
             return error
 
 
