@@ -61,7 +61,11 @@ Cost, in sub-posterior evaluations (each over about ``N / S`` rows; divide by ``
 full-data equivalents): the sub-posterior sampler's own exact counts, summed over the
 shards (for NUTS, one gradient at a chain's start and one per leapfrog step, warmup
 included), plus ``S`` per full-data evaluation: ``fusion``'s annealing, and ``lp`` of
-consensus's draws.
+consensus's draws. Where the annealing differentiates the full log density, JAX runs
+the prior term, the same in every shard, once rather than ``S`` times (it moves the
+loop-invariant term out of the loop over shards); the count is of the shards' data
+terms, each evaluated ``S`` times as reported (tests/samplers/test_fusion.py counts
+the rows each shard evaluates).
 """
 
 from __future__ import annotations
