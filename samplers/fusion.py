@@ -61,11 +61,11 @@ Cost, in sub-posterior evaluations (each over about ``N / S`` rows; divide by ``
 full-data equivalents): the sub-posterior sampler's own exact counts, summed over the
 shards (for NUTS, one gradient at a chain's start and one per leapfrog step, warmup
 included), plus ``S`` per full-data evaluation: ``fusion``'s annealing, and ``lp`` of
-consensus's draws. Where the annealing differentiates the full log density, JAX runs
-the prior term, the same in every shard, once rather than ``S`` times (it moves the
-loop-invariant term out of the loop over shards); the count is of the shards' data
-terms, each evaluated ``S`` times as reported (tests/samplers/test_fusion.py counts
-the rows each shard evaluates).
+consensus's draws. These counts are exact for the shards' data terms
+(tests/samplers/test_fusion.py counts the rows each shard evaluates). Where the
+annealing differentiates the full log density, the prior term, the same in every
+shard, runs once rather than ``S`` times (JAX moves a loop-invariant term out of the
+loop over shards), so for a model whose prior is costly the count overstates that part.
 """
 
 from __future__ import annotations
