@@ -98,7 +98,9 @@ All trained by reverse KL or trajectory balance, they collapse onto a few of
 gmm25's modes (k-hat 1.2-4.2) and miss part of the funnel's neck (k-hat 0.8-1.0); the
 verdict flags every cell where it was recorded. (``cmcd``'s funnel cell was run before
 its step probe, its gmm25 cell after it (1.50 before); with the fixed step 0.05 it gave
-|delta log Z| of about 1500 on manywell, flagged, which the probe was added for.)
+|delta log Z| of about 1500 on manywell, flagged, which the probe was added for. Its
+paths resampled along the way, ``resample_ess=0.5``: 1.52 on gmm25, flagged only by the
+runs' disagreement, and 0.26 on the funnel; see ``samplers/diffusion/annealed.py``.)
 ``gfn_tb``'s gmm25 cell is with its defaults as they are now: off-policy exploration and
 Sendera et al.'s local search with replay buffers of 1000 batches (mean 0.27, SE 0.07
 over the 8 runs; 5.9e7 gradient evaluations per run, training included; rerun, the same

@@ -183,10 +183,9 @@ def test_trained_runs_recover_log_z_and_moments(name):
     mean and the variance against the truth within their MCSE (from each run's weights,
     valid as k-hat < 0.5); the cost is what the run reports of the steps it took."""
     target = bw.models.get("gaussian", dim=3, condition_number=4.0, rotation=0)
-    plain = {"resample_ess": 0.0} if name == "cmcd" else {}  # whole paths' weights
     r = bw.sample(
         target, name, seed=0, num_chains=8, num_samples=1000, num_warmup=300,
-        num_steps=20, hidden_width=32, batch_size=32, pilot_steps=100, **plain,
+        num_steps=20, hidden_width=32, batch_size=32, pilot_steps=100,
     )  # fmt: skip
     assert (r.idata.path_stats["pareto_k"].values < 0.5).all()  # the SEs below hold
     variance = np.asarray(target.reference.sd["x"]) ** 2
@@ -204,8 +203,8 @@ def test_trained_runs_recover_log_z_and_moments(name):
 
 
 def test_cmcd_resampled_along_the_paths_recovers_log_z_and_moments():
-    """cmcd's default draw, an SMC sampler over the trained kernels, here resampling
-    after every step but the last (``resample_ess=1``), on a correlated 3-d Gaussian
+    """cmcd's draw as an SMC sampler over the trained kernels, here resampling after
+    every step but the last (``resample_ess=1``), on a correlated 3-d Gaussian
     after short training (so that the weights differ): 32 independent runs, whose Z_r / Z
     (unbiased), weighted means and variances are checked against the truth by
     t-statistics across the runs (a resampled run's draws share ancestors, so its own
