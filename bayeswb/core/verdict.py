@@ -654,10 +654,15 @@ def _k_hat(k_hat: float, draws_per_run: int) -> Check:
     )
 
 
+# the lowest ESS, as a fraction of the particles, that a resampled path may reach
+# between two resamplings (smc_path, path_ess)
+LOWEST_PATH_ESS = 0.01
+
+
 def _smc_path(path: Any, particles: int) -> Check:
     final = float(np.nanmin(np.nanmax(path["temperature"].values, axis=-1)))
     lowest = float(np.nanmin(path["ess"].values)) / particles
-    ok = bool(final >= 1.0 - 1e-6 and lowest >= 0.01)
+    ok = bool(final >= 1.0 - 1e-6 and lowest >= LOWEST_PATH_ESS)
     if final < 1.0 - 1e-6:
         message = f"tempering stopped at temperature {final:.3g} < 1"
         advice = "more tempering steps (num_steps)"
@@ -666,19 +671,19 @@ def _smc_path(path: Any, particles: int) -> Check:
         message = f"{steps} tempering steps, lowest ess {100 * lowest:.1f}% of particles"
         message += "" if ok else " (weight collapse)"
         advice = "more tempering steps or more MCMC moves per step"
-    return Check("smc_path", lowest, 0.01, ok, message, advice)
+    return Check("smc_path", lowest, LOWEST_PATH_ESS, ok, message, advice)
 
 
 def _resampled_paths(path: Any, particles: int) -> Check:
     """Paths resampled along the way (cmcd): as ``smc_path``, the weights' ESS never
     below 1% of the paths between two resamplings."""
     lowest = float(np.nanmin(path["lowest_path_ess"].values)) / particles
-    ok = bool(lowest >= 0.01)
+    ok = bool(lowest >= LOWEST_PATH_ESS)
     resamplings = int(np.max(path["resamplings"].values))
     message = f"{resamplings} resamplings, lowest ess {100 * lowest:.1f}% of paths"
     message += "" if ok else " (weight collapse)"
     advice = "more steps (num_steps), longer training, or more paths (num_samples)"
-    return Check("path_ess", lowest, 0.01, ok, message, advice)
+    return Check("path_ess", lowest, LOWEST_PATH_ESS, ok, message, advice)
 
 
 def _support(killed: np.ndarray, se: float) -> Check:
