@@ -38,8 +38,9 @@ CASES = [
     ("mala", GAUSSIAN, {}),
     ("kinetic_langevin", GAUSSIAN, {"integrator": "obabo", "metropolize": True}),
     ("randomized_midpoint", GAUSSIAN, {}),
-    ("mclmc", GAUSSIAN, {}),
-    ("mams", GAUSSIAN, {}),
+    # these two drift apart under the tests' legacy emitters (tests/conftest.py)
+    pytest.param("mclmc", GAUSSIAN, {}, marks=pytest.mark.production_codegen, id="mclmc"),
+    pytest.param("mams", GAUSSIAN, {}, marks=pytest.mark.production_codegen, id="mams"),
     ("nrpt", GAUSSIAN, {"num_temperatures": 4, "reference_scale": 2.0, "num_tuning_rounds": 2}),
     ("sgld", _data_target(), {"step_size": 1e-3, "batch_size": 10}),
     ("sghmc", _data_target(), {"step_size": 0.01, "batch_size": 10, "num_integration_steps": 3}),
@@ -54,7 +55,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("sampler, target, options", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    "sampler, target, options", CASES, ids=[getattr(c, "id", None) or c[0] for c in CASES]
+)
 def test_chunked_run_equals_whole_run(sampler, target, options):
     assert bw.samplers.get(sampler).kernel is not None
     settings = {**RUN, **options}

@@ -38,6 +38,9 @@ def regression_run():
     return target, bw.sample(target, "nuts", seed=0, num_chains=2, num_samples=200), x, y
 
 
+# az.loo warns of a Pareto k above its threshold (0.62 at 400 draws) on some runs'
+# draws; both estimates read the same draws, so the comparison holds either way
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto:UserWarning")
 def test_a_numpyro_run_has_its_data_with_plate_dims_and_loo_agrees_with_numpyro(regression_run):
     target, result, x, y = regression_run
     idata = result.idata
