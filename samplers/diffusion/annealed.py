@@ -50,7 +50,7 @@ from bayeswb.core.target import Target
 from bayeswb.core.weights import kish_ess, log_mean_exp, safe_log_weights
 from bayeswb.execution.driver import ChainLayout
 from bayeswb.samplers import register
-from bayeswb.samplers.diffusion.paths import Control, Paths, Resampling, clip_score
+from bayeswb.samplers.diffusion.paths import Control, Moves, Paths, Resampling, clip_score
 from bayeswb.samplers.diffusion.samplers import (
     DiffusionConfig,
     DiffusionMethod,
@@ -144,6 +144,32 @@ def _value_and_clipped_score(logdensity_fn: Callable[[Array], Array]) -> Callabl
     return jax.vmap(evaluate)
 
 
+def annealed_score(x: Array, score: Array, beta: Array) -> Array:
+    """``grad log pi_k = (1 - beta_k) (-x) + beta_k grad log pi`` (score clipped); ``beta``
+    has the shape of ``x``'s leading axes but the last (or is a scalar)."""
+    beta = jnp.asarray(beta)[..., None]
+    return (1.0 - beta) * (-x) + beta * score
+
+
+def annealed_log_density(x: Array, value: Array, beta: Array) -> Array:
+    """``log pi_k(x)`` up to a constant in k: ``-(1 - beta_k) |x|^2 / 2 + beta_k log pi``
+    (the N(0, I) constant cancels with the start's)."""
+    return -(1.0 - beta) * 0.5 * jnp.sum(x**2, axis=-1) + beta * value
+
+
+def kernel_log_ratio(step: Array, moves: Moves, u: Array, new_u: Array, beta, new_beta) -> Array:
+    """``log B_k(x | new) - log F_k(new | x)`` per path, for the steps in ``moves`` (their
+    leading axes broadcast with ``beta``'s): equal variances ``2 d``, so the Gaussian
+    normalisers cancel."""
+    forward_mean = moves.x + step * (annealed_score(moves.x, moves.score, beta) + u)
+    backward_mean = moves.new + step * (
+        annealed_score(moves.new, moves.new_score, new_beta) - new_u
+    )
+    backward = jnp.sum((moves.x - backward_mean) ** 2, axis=-1)
+    forward = jnp.sum((moves.new - forward_mean) ** 2, axis=-1)
+    return (forward - backward) / (4.0 * step)
+
+
 def cmcd_simulate(
     key: Array,
     model: CMCDModel,
@@ -153,19 +179,22 @@ def cmcd_simulate(
     dim: int,
     keep: bool = False,
     resample_ess: float = 0.0,
+    every: int = 1,
 ) -> Paths:
     """``num_paths`` CMCD paths (one ``lax.scan`` over the K steps, paths vectorised) and
     their log weights; one target gradient at each of the K + 1 points of a path. The
-    control at ``x_{k+1}`` serves both ``B_k`` and the next ``F_{k+1}``.
+    control at ``x_{k+1}`` serves both ``B_k`` and the next ``F_{k+1}``. With ``keep``
+    the result's ``moves`` hold every step's pair of points (:class:`~.paths.Moves`).
 
     With ``resample_ess`` > 0 the paths are the particles of an SMC sampler with these
     forward and backward kernels (Del Moral, Doucet and Jasra 2006, eq. 31's incremental
     weights): a path's weight after step k is ``pi_k(x_k) / N(x_0; 0, I)`` times its
     kernels' ratio so far, and after any step but the last where that weight's ESS is
-    below ``resample_ess`` of the paths, they are resampled (systematic) and each takes
-    the mean weight (folded into its kernels' ratio), so that the final ``log mean w``
-    is the SMC estimate of log Z, unbiased in Z. Resampling moves no gradient: a path's
-    value, score and control go with it."""
+    below ``resample_ess`` of the paths (only after every ``every``-th step: scld's
+    segment ends), they are resampled (systematic) and each takes the mean weight
+    (folded into its kernels' ratio), so that the final ``log mean w`` is the SMC
+    estimate of log Z, unbiased in Z. Resampling moves no gradient: a path's value,
+    score and control go with it."""
     num_steps = config.num_steps
     step = jnp.exp(model.log_step)
     evaluate = _value_and_clipped_score(logdensity_fn)
@@ -177,22 +206,22 @@ def cmcd_simulate(
     u = control(x, jnp.zeros((), x.dtype), None)
     log_start = -0.5 * jnp.sum(x**2, axis=1)  # the N(0, I) constant cancels with pi_0's
 
-    def annealed_score(x: Array, score: Array, k: Array) -> Array:
-        beta = (k / num_steps).astype(x.dtype)
-        return (1.0 - beta) * (-x) + beta * score
+    def beta_at(k: Array) -> Array:
+        return (k / num_steps).astype(x.dtype)
 
     def resample_paths(carry: tuple, key: Array, k: Array) -> tuple[tuple, tuple]:
         """After step k - 1 (the paths at x_k): resample if the weights' ESS is low."""
         assert resample is not None
         x, value, score, u, log_ratio, log_start, family = carry
-        beta = (k / num_steps).astype(x.dtype)
         # log pi_k(x_k) - log N(x_0; 0, I) + kernels' ratio, up to a constant in k
-        log_w = -(1.0 - beta) * 0.5 * jnp.sum(x**2, axis=1) + beta * value - log_start
+        log_w = annealed_log_density(x, value, beta_at(k)) - log_start
         log_w = safe_log_weights(log_w + log_ratio)
         ess = kish_ess(log_w)
         normalised = log_w - jax.scipy.special.logsumexp(log_w)
-        # never after the last step, nor when every weight is zero (nothing to draw from)
-        out = resample(key, x, normalised, jnp.where((k < num_steps) & (ess > 0), ess, jnp.inf))
+        # never after the last step, nor off a segment's end, nor when every weight is
+        # zero (nothing to draw from)
+        allowed = (k < num_steps) & (k % every == 0) & (ess > 0)
+        out = resample(key, x, normalised, jnp.where(allowed, ess, jnp.inf))
         p = out.parents
         mean_weight = log_mean_exp(log_w)
         log_ratio = jnp.where(out.resampled, log_ratio[p] + mean_weight - log_w[p], log_ratio)
@@ -202,20 +231,19 @@ def cmcd_simulate(
     def one_step(carry: tuple, inputs: tuple) -> tuple[tuple, Any]:
         x, value, score, u, log_ratio, *genealogy = carry
         step_key, resample_key, k = inputs
-        forward_mean = x + step * (annealed_score(x, score, k) + u)
+        forward_mean = x + step * (annealed_score(x, score, beta_at(k)) + u)
         noise = jax.random.normal(step_key, x.shape, x.dtype)
         new = forward_mean + jnp.sqrt(2.0 * step) * noise
         new_value, new_score = evaluate(new)
-        new_u = control(new, ((k + 1) / num_steps).astype(x.dtype), None)
-        backward_mean = new + step * (annealed_score(new, new_score, k + 1) - new_u)
-        # log B_k - log F_k (equal variances: the normalisers cancel)
-        backward = jnp.sum((x - backward_mean) ** 2, axis=1)
-        forward = jnp.sum((new - forward_mean) ** 2, axis=1)
-        log_ratio = log_ratio + (forward - backward) / (4.0 * step)
+        new_u = control(new, beta_at(k + 1), None)
+        moves = Moves(x, new, value, new_value, score, new_score)
+        log_ratio = log_ratio + kernel_log_ratio(step, moves, u, new_u, beta_at(k), beta_at(k + 1))
         carry = (new, new_value, new_score, new_u, log_ratio, *genealogy)
+        kept = moves if keep else None
         if resample is None:
-            return carry, None
-        return resample_paths(carry, resample_key, k + 1)
+            return carry, (None, kept)
+        carry, resampling = resample_paths(carry, resample_key, k + 1)
+        return carry, (resampling, kept)
 
     keys = jax.random.split(key, num_steps)
     resample_keys = jax.random.split(jax.random.fold_in(key, 1), num_steps)
@@ -224,14 +252,14 @@ def cmcd_simulate(
         genealogy = (log_start, jnp.arange(num_paths))
     carry = (x, value, score, u, jnp.zeros(num_paths, x.dtype), *genealogy)
     inputs = (keys, resample_keys, jnp.arange(num_steps))
-    carry, trace = jax.lax.scan(one_step, carry, inputs)
+    carry, (trace, moves) = jax.lax.scan(one_step, carry, inputs)
     ends, lp, _, _, log_ratio, *genealogy_end = carry
     resampling = None
     if resample is not None:
         log_start, family = genealogy_end
         resampling = Resampling(trace[0], trace[1], family)
     terminal = lp + 0.5 * dim * jnp.log(2.0 * jnp.pi) - log_start
-    return Paths(ends, terminal + log_ratio, lp, terminal, None, None, resampling)
+    return Paths(ends, terminal + log_ratio, lp, terminal, None, None, resampling, moves)
 
 
 def cmcd_sample(

@@ -183,12 +183,27 @@ class Resampling(NamedTuple):
     family: Array
 
 
+class Moves(NamedTuple):
+    """Every step of resampled paths (cmcd's and scld's kernels), each (K, n, ...): the
+    step's start ``x`` (after any resampling before it) and its end ``new``, with the
+    target's log density and clipped score at both. Resampling breaks a path's history,
+    so a step is kept as its own pair of points."""
+
+    x: Array
+    new: Array
+    value: Array
+    new_value: Array
+    score: Array
+    new_score: Array
+
+
 class Paths(NamedTuple):
     """A batch of paths: ``ends`` (n, dim) = x_K, ``log_weights`` (n,), their terms
     ``terminal_lp`` (log pi(x_K)) and ``terminal`` (log pi(x_K) - log N(x_K; 0,
     terminal_variance I)), and with ``keep=True`` the positions (K + 1, n, dim) and the
     scores (K, n, dim) along them (None otherwise, or without a Langevin term);
-    ``resampling`` when the paths were resampled along the way (None otherwise)."""
+    ``resampling`` when the paths were resampled along the way (None otherwise);
+    ``moves``, every step's pair of points, where the annealed kernels keep them."""
 
     ends: Array
     log_weights: Array
@@ -197,6 +212,7 @@ class Paths(NamedTuple):
     positions: Array | None
     scores: Array | None
     resampling: Resampling | None = None
+    moves: Moves | None = None
 
 
 def _step_log_ratio(

@@ -1,6 +1,6 @@
-"""The diffusion samplers pis, dds, gfn_tb and cmcd: exact path weights for any control, the
-trajectory-balance weights equal to the simulated ones, exact cost counts, and trained
-runs against exact log Z and moments."""
+"""The diffusion samplers pis, dds, gfn_tb, cmcd and scld: exact path weights for any
+control, the trajectory-balance and segment weights equal to the simulated ones, exact cost
+counts, and trained runs against exact log Z and moments."""
 
 from __future__ import annotations
 
@@ -35,7 +35,20 @@ from bayeswb.samplers.diffusion.balance import (
     local_search,
 )
 from bayeswb.samplers.diffusion.paths import explored, path_log_weights, simulate
-from bayeswb.samplers.diffusion.samplers import DDS, PIS, DiffusionConfig, diffusion_cost
+from bayeswb.samplers.diffusion.samplers import (
+    DDS,
+    PIS,
+    DiffusionConfig,
+    diffusion_cost,
+    train_model,
+)
+from bayeswb.samplers.diffusion.sequential import (
+    SCLD,
+    SCLDConfig,
+    log_variance_loss,
+    segment_log_weights,
+    segment_simulate,
+)
 from bayeswb.samplers.flows import partition_flow
 
 MEAN, SD, LOG_SCALE = np.array([0.3, -0.2]), np.array([0.8, 0.9]), 0.7
@@ -202,22 +215,24 @@ def test_trained_runs_recover_log_z_and_moments(name):
     assert r.cost["n_logdensity_evals"] == int(evals)
 
 
-def test_cmcd_resampled_along_the_paths_recovers_log_z_and_moments():
-    """cmcd's draw as an SMC sampler over the trained kernels, here resampling after
-    every step but the last (``resample_ess=1``), on a correlated 3-d Gaussian
-    after short training (so that the weights differ): 32 independent runs, whose Z_r / Z
+@pytest.mark.parametrize(("name", "every"), [("cmcd", 1), ("scld", 5)])
+def test_resampled_along_the_paths_recovers_log_z_and_moments(name, every):
+    """cmcd's and scld's draws as SMC samplers over the trained kernels, here resampling
+    at every chance but the last (``resample_ess=1``: after every step for cmcd, at the
+    ends of scld's 4 segments of 5 steps), on a correlated 3-d Gaussian after short
+    training (so that the weights differ): 32 independent runs, whose Z_r / Z
     (unbiased), weighted means and variances are checked against the truth by
     t-statistics across the runs (a resampled run's draws share ancestors, so its own
     weights give no standard error), Bonferroni over the 7 statistics."""
     target = bw.models.get("gaussian", dim=3, condition_number=4.0, rotation=0)
     runs, steps = 32, 20
     r = bw.sample(
-        target, "cmcd", seed=0, num_chains=runs, num_samples=500, num_warmup=100,
+        target, name, seed=0, num_chains=runs, num_samples=500, num_warmup=100,
         plateau_window=0, num_steps=steps, hidden_width=16, batch_size=32,
         pilot_steps=100, resample_ess=1.0, progress_bar=False,
     )  # fmt: skip
     path = r.idata.path_stats
-    assert (path["resamplings"].values == steps - 1).all()
+    assert (path["resamplings"].values == steps // every - 1).all()
     assert (path["lowest_path_ess"].values < 500).all()  # the weights did differ
     log_w = np.asarray(r.log_weights, np.float64)
     x = np.asarray(r.positions, np.float64)
@@ -235,8 +250,41 @@ def test_cmcd_resampled_along_the_paths_recovers_log_z_and_moments():
     assert (np.abs(t) < bound).all(), (np.round(t, 2), bound)
 
 
+def test_scld_segment_weights_sum_to_the_path_weight_and_training_lowers_their_variance():
+    """Without resampling, a path's segment log weights (recomputed at its fixed points
+    from the control) add up to its simulated log weight, whatever the control; and 300
+    steps of the log-variance loss on a 2-d Gaussian lower the segments' variance."""
+    config = SCLDConfig(num_steps=12, num_segments=3, resample_ess=0.0, hidden_width=8)
+    dim = 2
+    model = SCLD.build(jax.random.key(0), scaled_gaussian, dim, config)
+    # a control that is not zero: perturb every array leaf
+    leaves, tree = jax.tree.flatten(eqx.filter(model, eqx.is_array))
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    noisy = [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    model = eqx.combine(jax.tree.unflatten(tree, noisy), model)
+    paths = segment_simulate(jax.random.key(2), model, scaled_gaussian, config, 64, dim, True)
+    log_g = segment_log_weights(model, paths, config)
+    assert log_g.shape == (3, 64)
+    np.testing.assert_allclose(
+        np.sum(log_g, axis=0) + 0.5 * dim * np.log(2 * np.pi), paths.log_weights, rtol=1e-4,
+        atol=1e-3,
+    )  # fmt: skip
+    config = SCLDConfig(
+        num_steps=12, num_segments=3, hidden_width=16, batch_size=64, num_warmup=300,
+        plateau_window=0, progress_bar=False,
+    )  # fmt: skip
+    objective = log_variance_loss(SCLD, scaled_gaussian, config, dim)
+    loss = eqx.filter_jit(lambda m, key: objective(*eqx.partition(m, eqx.is_array), key)[0])
+    untrained = SCLD.build(jax.random.key(0), scaled_gaussian, dim, config)
+    trained, _ = train_model(jax.random.key(0), scaled_gaussian, dim, config, SCLD)
+    keys = jax.random.split(jax.random.key(3), 20)
+    before = np.mean([loss(untrained, k) for k in keys])
+    after = np.mean([loss(trained, k) for k in keys])
+    assert after < 0.5 * before, (before, after)
+
+
 def test_samplers_are_registered_in_the_flow_family():
-    for name in ("pis", "dds", "gfn_tb", "cmcd"):
+    for name in ("pis", "dds", "gfn_tb", "cmcd", "scld"):
         assert bw.samplers.get(name).family == "flow"
     with pytest.raises(ValueError, match="num_steps"):
         bw.samplers.get("pis").make_config(num_steps=0)
