@@ -7,7 +7,10 @@ start to the target, and the exact weight of each path corrects what training le
   balance with a learnt log Z, exploration, local search and a replay buffer
   (:mod:`.balance`);
 - ``cmcd`` (Vargas, Padhy, Blessing and Nuesken 2024), annealed Langevin kernels forward
-  and backward with a shared learnt control (:mod:`.annealed`).
+  and backward with a shared learnt control (:mod:`.annealed`);
+- ``scld`` (Chen, Richter, Berner, Blessing, Neumann and Anandkumar 2025), cmcd's kernels
+  trained by each segment's log-variance on paths resampled between segments, and drawn
+  as an SMC sampler over them (:mod:`.sequential`).
 
 :mod:`.paths` holds the reference chains, the control network and the path weights;
 :mod:`.samplers` the configs, losses, training (the flows' optax loop and plateau rule)

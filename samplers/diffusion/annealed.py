@@ -22,9 +22,8 @@ in both kernels, so the weights stay exact).
 
 With ``resample_ess`` the drawn sample resamples the paths along the way where their
 weights degenerate: an SMC sampler whose kernels are the trained ones, as
-smc_langevin's are untrained ones, and the sampling half of sequential controlled
-Langevin diffusions (Chen, Vargas, Padhy, Blessing, Nuesken and Berner 2025, which also
-trains through the resampled segments; here training uses whole paths).
+smc_langevin's are untrained ones; cmcd's training uses whole paths. ``scld``
+(:mod:`.sequential`) is the sampler that also trains through resampled segments.
 
 It is off by default. Measured with ``resample_ess=0.5`` (defaults otherwise, 8 runs,
 seed 0, the sendera2024_logz targets): mean |delta log Z| 1.52 on gmm25 (1.57 without)
