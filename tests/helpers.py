@@ -251,7 +251,9 @@ def tuned_steps_and_noise(result, num_warmup: int) -> tuple[np.ndarray, np.ndarr
 def counted_gaussian(dim):
     """N(0, I) whose log density counts its own evaluations and gradients on the host
     (one count per point under vmap; a batched loop also runs finished lanes' callbacks,
-    so count single runs). Returns the Target and the counts dict it fills."""
+    so count single runs; under reverse-mode differentiation through a ``lax.scan`` the
+    callbacks do not run, so count programs that do not differentiate through the
+    target). Returns the Target and the counts dict it fills."""
     import functools
 
     import jax

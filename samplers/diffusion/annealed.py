@@ -287,6 +287,7 @@ CMCD = DiffusionMethod(
     cmcd_simulate,
     reverse_kl_loss,
     cmcd_cost,
+    draw_end_evaluations=0,
     start_grads=lambda config: STEP_PROBE_DRAWS * (STEP_PROBE_HALVINGS + 1),
     sample=cmcd_sample,
 )

@@ -52,8 +52,8 @@ from bayeswb.samplers.flows.training import (
 )
 from bayeswb.samplers.importance import weighted_output
 from bayeswb.samplers.importance.pilot import (
-    PILOT_INIT_DRAWS,
     Whitening,
+    pilot_evaluations_of,
     pilot_whitening,
 )
 from bayeswb.samplers.smc.genealogy import relative_variance as relative_variance_of_smc
@@ -106,6 +106,8 @@ class DiffusionMethod(NamedTuple):
                training path and of one sampled path
     end_evaluations: target densities of a training path not counted as gradients
                (trajectory balance evaluates the end without back-propagating it)
+    draw_end_evaluations: target densities of a drawn path not counted as gradients:
+               1, its end's, unless its gradients include the end (cmcd, scld: 0)
     start_grads: ``start_grads(config) -> int``, target gradients ``build`` spends per run
     train:     ``train(key, logdensity_fn, dim, config, method) -> (model, trace)``, the
                method's own training loop (None: :func:`train_model`'s optax loop)
@@ -121,6 +123,7 @@ class DiffusionMethod(NamedTuple):
     loss: Callable[[Any, Callable, Any, int], LossFn] | None
     path_cost: Callable[[Any], tuple[int, int]]
     end_evaluations: int = 0
+    draw_end_evaluations: int = 1
     start_grads: Callable[[Any], int] = lambda config: 0
     train: Callable[..., tuple[Any, dict[str, Array]]] | None = None
     step_grads: Callable[[Any], int] = lambda config: 0
@@ -224,17 +227,18 @@ def diffusion_cost(
 ) -> tuple[Count, Count]:
     """``(n_grad_evals, n_logdensity_evals)`` of a whole run, all runs, exact.
 
-    A path costs the gradients of ``method.path_cost`` (training, sampling) and a
-    training path ``method.end_evaluations`` densities more; a training step
-    ``method.step_grads`` gradients besides its paths; a run's start
-    ``method.start_grads``. Every gradient also
-    evaluates the density; the pilot's evaluations and one per weighted draw are added.
+    A path costs the gradients of ``method.path_cost`` (training, sampling), a
+    training path ``method.end_evaluations`` densities more and a drawn one
+    ``method.draw_end_evaluations``; a training step ``method.step_grads`` gradients
+    besides its paths; a run's start ``method.start_grads``. Every gradient also
+    evaluates the density; the pilot's evaluations are added (none for its
+    ``target.init`` draws).
 
     Example:
         >>> config = DiffusionConfig(num_chains=2, num_samples=10, num_steps=5, batch_size=4)
         >>> grads, evals = diffusion_cost(config, PIS, jnp.array([3, 3]))
         >>> int(grads), int(evals) - int(grads)
-        (244, 38932)
+        (244, 38420)
     """
     training, sampling = method.path_cost(config)
     draws = config.num_chains * config.num_samples
@@ -242,11 +246,11 @@ def diffusion_cost(
     grads = Count.of(steps_trained, each=per_step)
     grads = grads + Count.of(draws * sampling)
     grads = grads + Count.of(config.num_chains * method.start_grads(config))
-    evals = grads + Count.of(draws)
+    evals = grads + Count.of(draws * method.draw_end_evaluations)
     if method.end_evaluations:
         evals = evals + Count.of(steps_trained, each=config.batch_size * method.end_evaluations)
     if config.pilot_steps > 0:
-        pilot = config.num_chains * (config.pilot_steps * PILOT_MC_SAMPLES + PILOT_INIT_DRAWS)
+        pilot = pilot_evaluations_of(config.num_chains, config.pilot_steps, PILOT_MC_SAMPLES)
         evals = evals + Count.of(pilot)
     return grads, evals
 

@@ -159,6 +159,7 @@ SCLD = DiffusionMethod(
     segment_simulate,
     log_variance_loss,
     cmcd_cost,
+    draw_end_evaluations=0,
     start_grads=lambda config: STEP_PROBE_DRAWS * (STEP_PROBE_HALVINGS + 1),
 )
 

@@ -65,7 +65,7 @@ from bayeswb.samplers.flows.training import (
     training_cap,
     training_status,
 )
-from bayeswb.samplers.importance.pilot import PILOT_INIT_DRAWS, pilot_whitening
+from bayeswb.samplers.importance.pilot import pilot_evaluations_of, pilot_whitening
 from bayeswb.samplers.smc import ess_resampling, make_move, sweeps
 from bayeswb.samplers.smc.moves import MCMC_MOVES
 from bayeswb.samplers.smc.settings import move_check
@@ -233,7 +233,7 @@ def craft_cost(config: CRAFTConfig, passes_trained: Array | int) -> tuple[Count,
     final = config.num_chains * config.num_samples * k
     pilot = 0
     if config.pilot_steps:
-        pilot = config.num_chains * (config.pilot_steps * PILOT_MC_SAMPLES + PILOT_INIT_DRAWS)
+        pilot = pilot_evaluations_of(config.num_chains, config.pilot_steps, PILOT_MC_SAMPLES)
     grads = train_grads + Count.of(final * move_grads)
     evals = train_evals + Count.of(
         final * (2 + move_evals) + config.num_chains * config.num_samples + pilot

@@ -39,10 +39,10 @@ from bayeswb.samplers.flows.losses import (
 )
 from bayeswb.samplers.flows.training import PlateauTraining, plateau_rule, train_flow
 from bayeswb.samplers.importance.pilot import (
-    PILOT_INIT_DRAWS,
     GaussianPilot,
     gaussian_pilot,
     moments_pilot,
+    pilot_evaluations_of,
 )
 
 Array = jax.Array
@@ -178,18 +178,19 @@ def flow_pilot(key: Array, target: Target, config: FlowConfig) -> GaussianPilot:
 
 def pilot_evaluations(config: FlowConfig) -> int:
     """Target log densities of the pilots of all ``num_chains`` runs (no gradients): the
-    chi^2 pilot's draws and its ``target.init`` draws, when ``init_scale`` is None, there
-    is no ``flow_path`` and the objective is not forward KL (whose pilot uses exact draws).
+    chi^2 pilot's draws (its ``target.init`` draws evaluate nothing), when ``init_scale``
+    is None, there is no ``flow_path`` and the objective is not forward KL (whose pilot
+    uses exact draws).
 
     Example:
         >>> import bayeswb as bw
         >>> pilot_evaluations(bw.samplers.get("flow_vi").make_config(num_chains=2))
-        38912
+        38400
     """
     forward = getattr(config, "objective", None) == "forward_kl"
     if config.init_scale is not None or config.flow_path is not None or forward:
         return 0
-    return config.num_chains * (config.pilot_steps * PILOT_MC_SAMPLES + PILOT_INIT_DRAWS)
+    return pilot_evaluations_of(config.num_chains, config.pilot_steps, PILOT_MC_SAMPLES)
 
 
 def anneal_steps(config: FlowConfig) -> int:

@@ -28,7 +28,7 @@ from bayeswb.samplers.importance.mixtures import (
     mixture_log_prob,
 )
 from bayeswb.samplers.importance.output import weighted_output
-from bayeswb.samplers.importance.pilot import PILOT_INIT_DRAWS, gaussian_pilot
+from bayeswb.samplers.importance.pilot import gaussian_pilot, pilot_evaluations_of
 
 Array = jax.Array
 
@@ -237,11 +237,11 @@ def pilot_evaluations(config: AMISConfig) -> int:
     Example:
         >>> default, fixed = AMISConfig(num_chains=2), AMISConfig(init_scale=3.0)
         >>> pilot_evaluations(default), pilot_evaluations(fixed)
-        (13312, 0)
+        (12800, 0)
     """
     if config.init_scale is not None:
         return 0
-    return config.num_chains * (config.pilot_steps * PILOT_MC_SAMPLES + PILOT_INIT_DRAWS)
+    return pilot_evaluations_of(config.num_chains, config.pilot_steps, PILOT_MC_SAMPLES)
 
 
 def _initial_proposal(key: Array, target: Target, config: AMISConfig) -> MixtureParams:

@@ -55,7 +55,8 @@ def gaussian_pilot(
     target gives unbounded weights (Owen 2013, "Monte Carlo theory, methods and
     examples", section 9.7). A fit that is not finite falls back to ``N(0, I)``.
 
-    Cost: ``num_steps * num_mc_samples + 256`` target log densities, no gradients.
+    Cost: ``num_steps * num_mc_samples`` target log densities, no gradients (the
+    ``target.init`` draws evaluate nothing).
 
     Example:
         >>> import bayeswb as bw
@@ -106,6 +107,18 @@ def fit_meanfield_chi2(
 
 PILOT_INIT_DRAWS = 256
 """``target.init`` draws whose spread is the pilot's smallest scale."""
+
+
+def pilot_evaluations_of(num_chains: int, pilot_steps: int, mc_samples: int) -> int:
+    """Target log densities of the Gaussian pilots of ``num_chains`` runs,
+    ``pilot_steps * mc_samples`` each; no gradients, and the ``target.init`` draws
+    evaluate nothing.
+
+    Example:
+        >>> pilot_evaluations_of(2, 300, 64)
+        38400
+    """
+    return num_chains * pilot_steps * mc_samples
 
 
 def moments_pilot(draws: Array, widen: float = 1.5) -> GaussianPilot:

@@ -167,18 +167,25 @@ def test_explored_training_paths_are_weighted_under_the_model_chain():
 
 def test_cost_counts_are_exact():
     """Gradients: per training path one per step with the Langevin control plus the end's
-    (reverse KL), per draw one per step; densities add the pilot's, one per draw, and
-    trajectory balance's end per training path."""
+    (reverse KL), per draw one per step; densities add the pilot's, one per draw (cmcd,
+    scld: none, their gradients include the end), and trajectory balance's end per
+    training path."""
     config = DiffusionConfig(num_chains=2, num_samples=10, num_steps=5, batch_size=4)
     steps = jnp.array([3, 7])
-    pilot = 2 * (300 * 64 + 256)
+    pilot = 2 * 300 * 64  # the pilot's draws; its target.init draws evaluate nothing
     for method, per_path, end_grad in ((PIS, 5, 1), (DDS, 5, 1), (GFN_TB, 5, 0)):
         grads, evals = diffusion_cost(config, method, steps)
         assert int(grads) == 10 * 4 * (per_path + end_grad) + 20 * per_path
         assert int(evals) == int(grads) + 20 + pilot + (0 if end_grad else 10 * 4)
-    grads, evals = diffusion_cost(CMCDConfig(**vars(config)), CMCD, steps)
     probe = 2 * 64 * 13  # each run's step probe
-    assert int(grads) == 10 * 4 * 6 + 20 * 6 + probe and int(evals) == int(grads) + 20 + pilot
+    annealed = (
+        (CMCD, CMCDConfig(**vars(config))),
+        (SCLD, SCLDConfig(**vars(config), num_segments=5)),
+    )
+    for method, method_config in annealed:
+        grads, evals = diffusion_cost(method_config, method, steps)
+        # a drawn path's end is one of its K + 1 gradient points: no extra density
+        assert int(grads) == 10 * 4 * 6 + 20 * 6 + probe and int(evals) == int(grads) + pilot
     # gfn_tb's local search: per step 4 chains x (2 iterations + their start) and 4
     # replayed paths x 5 steps, besides the 4 forward paths' 5 steps and end densities
     balanced = GFNConfig(**vars(config))
@@ -190,7 +197,25 @@ def test_cost_counts_are_exact():
     assert (int(grads), int(evals)) == (10 * 64, 10 * 64 + 20)
 
 
-@pytest.mark.parametrize("name", ["pis", "dds", "gfn_tb", "cmcd"])
+@pytest.mark.parametrize("name", ["scld", "gfn_tb"])
+def test_counted_evaluations_equal_the_reported_cost(name):
+    """Every target gradient and density of a run (pilot, step probe, training, draw),
+    counted by the target itself, equals the run's report. For the samplers whose training
+    holds its paths fixed: under reverse-mode differentiation through ``lax.scan`` (pis,
+    dds and cmcd train through their paths) the counting callbacks do not run."""
+    target, counts = helpers.counted_gaussian(2)
+    config = bw.samplers.get(name).make_config(
+        num_chains=1, num_samples=16, num_warmup=3, plateau_window=0, num_steps=4,
+        batch_size=4, pilot_steps=2, hidden_width=8, progress_bar=False,
+        **({"num_segments": 2} if name == "scld" else {}),
+    )  # fmt: skip
+    draws = bw.samplers.get(name).run(jax.random.key(0), target, config)
+    jax.effects_barrier()
+    assert int(draws.n_grad_evals) == counts["grad"] > 0
+    assert int(draws.n_logdensity_evals) == counts["value"] + counts["grad"]
+
+
+@pytest.mark.parametrize("name", ["pis", "dds", "gfn_tb", "cmcd", "scld"])
 def test_trained_runs_recover_log_z_and_moments(name):
     """Eight runs on a correlated 3-d Gaussian (pilot, short training): Z, the weighted
     mean and the variance against the truth within their MCSE (from each run's weights,
@@ -201,6 +226,8 @@ def test_trained_runs_recover_log_z_and_moments(name):
         num_steps=20, hidden_width=32, batch_size=32, pilot_steps=100,
     )  # fmt: skip
     assert (r.idata.path_stats["pareto_k"].values < 0.5).all()  # the SEs below hold
+    if "resamplings" in r.idata.path_stats:  # and the weights are independent (scld)
+        assert (r.idata.path_stats["resamplings"].values == 0).all()
     variance = np.asarray(target.reference.sd["x"]) ** 2
     z = importance_z_scores(r, np.zeros(3), variance, target.log_z)
     assert_z_scores(z, f"{name} on a 3-d Gaussian")
@@ -209,7 +236,7 @@ def test_trained_runs_recover_log_z_and_moments(name):
         num_chains=8, num_samples=1000, num_warmup=300, num_steps=20, hidden_width=32,
         batch_size=32, pilot_steps=100,
     )  # fmt: skip
-    method = {"pis": PIS, "dds": DDS, "gfn_tb": GFN_TB, "cmcd": CMCD}[name]
+    method = {"pis": PIS, "dds": DDS, "gfn_tb": GFN_TB, "cmcd": CMCD, "scld": SCLD}[name]
     grads, evals = diffusion_cost(config, method, jnp.asarray(steps))
     assert r.cost["n_grad_evals"] == int(grads)
     assert r.cost["n_logdensity_evals"] == int(evals)
