@@ -9,6 +9,8 @@ run at its full size through its counting code and its traced program (running i
 take minutes).
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -228,3 +230,41 @@ def test_the_issues_ais_program_counts_exactly():
     evals = exact_count(_fill_ais_events(draws.n_logdensity_evals, steps, sweeps))
     assert grads == n * steps * (1 + sweeps) == 2_244_000_000
     assert evals == n + grads + n * steps
+
+
+# --------------------------------------------------------------------------- counted by the target
+
+# small options that every sampler below accepts where it has them (one run: a batched
+# loop would also run the counting callbacks of finished lanes)
+COUNTED_OPTIONS = {
+    "num_chains": 1, "num_samples": 16, "num_warmup": 10, "plateau_window": 0,
+    "progress_bar": False, "num_steps": 4, "pilot_steps": 2, "hidden_width": 8,
+    "num_layers": 2, "num_mc_samples": 4,
+}  # fmt: skip
+# the samplers whose runs the counting target can see whole: not those that
+# differentiate through the target inside a lax.scan (pis, dds, cmcd, snf, craft: the
+# callbacks do not run there), nor those with a vmapped while loop over the target (nuts,
+# mams, nrpt, ais, smc and the SMC family: callbacks are refused), nor is and pathfinder
+# (a vmapped cond); fbgvi counts a Hessian-vector product as a gradient (its docstring)
+COUNTED_SAMPLERS = (
+    "amis", "flow_is", "flow_mcmc", "flow_vi", "fullrank_vi", "hmc", "kinetic_langevin",
+    "mala", "mclmc", "meanfield_vi", "randomized_midpoint", "ula", "vis",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", COUNTED_SAMPLERS)
+def test_a_counting_target_sees_what_the_run_reports(name):
+    """Every target gradient and density of a small run, counted by the target itself,
+    equals the run's report (the sampler's pure run, not bw.sample's diagnostics)."""
+    from helpers import counted_gaussian
+
+    target, counts = counted_gaussian(2)
+    spec = bw.samplers.get(name)
+    fields = {field.name for field in dataclasses.fields(spec.config_cls)}
+    options = {key: value for key, value in COUNTED_OPTIONS.items() if key in fields}
+    if name == "amis":  # num_samples must be a multiple of 2 * num_warmup
+        options["num_warmup"] = 4
+    draws = spec.run(jax.random.key(0), target, spec.make_config(**options))
+    jax.effects_barrier()
+    assert int(draws.n_grad_evals) == counts["grad"]
+    assert int(draws.n_logdensity_evals) == counts["value"] + counts["grad"] > 0
