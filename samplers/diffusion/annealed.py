@@ -156,7 +156,9 @@ def annealed_log_density(x: Array, value: Array, beta: Array) -> Array:
     return -(1.0 - beta) * 0.5 * jnp.sum(x**2, axis=-1) + beta * value
 
 
-def kernel_log_ratio(step: Array, moves: Moves, u: Array, new_u: Array, beta, new_beta) -> Array:
+def kernel_log_ratio(
+    step: Array, moves: Moves, u: Array, new_u: Array, beta: Array, new_beta: Array
+) -> Array:
     """``log B_k(x | new) - log F_k(new | x)`` per path, for the steps in ``moves`` (their
     leading axes broadcast with ``beta``'s): equal variances ``2 d``, so the Gaussian
     normalisers cancel."""
