@@ -95,7 +95,7 @@ the recorded data allow, each with a threshold from the literature:
   to 400 in all, as ``ess_bulk`` for chains (weight collapse otherwise).
 - ``smc_path``: the tempering path reached temperature 1, and its ESS never fell below 1%
   of the particles (weight collapse between two resamplings).
-- ``path_ess``: the same for paths resampled along the way (cmcd): their weights' ESS
+- ``path_ess``: the same for paths resampled along the way (cmcd, scld): their weights' ESS
   after any step never below 1% of them.
 - ``support``: no particle was moved where the density is zero or NaN by an unadjusted
   transport (smc_langevin, smc_flow). Such a move gets weight zero, but the transport's
