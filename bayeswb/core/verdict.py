@@ -675,7 +675,7 @@ def _smc_path(path: Any, particles: int) -> Check:
 
 
 def _resampled_paths(path: Any, particles: int) -> Check:
-    """Paths resampled along the way (cmcd): as ``smc_path``, the weights' ESS never
+    """Paths resampled along the way (cmcd, scld): as ``smc_path``, the weights' ESS never
     below 1% of the paths between two resamplings."""
     lowest = float(np.nanmin(path["lowest_path_ess"].values)) / particles
     ok = bool(lowest >= LOWEST_PATH_ESS)
