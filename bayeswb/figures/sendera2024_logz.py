@@ -128,7 +128,10 @@ on the funnel (1.0-1.4e3 steps) its weights collapsed (k-hat 0.5-0.9, lowest pat
 0.4% in three runs) where cmcd's gave 0.30. Resampling at every end of 20 segments
 (``num_segments=20, resample_ess=1``, 1.35e7 gradients per run) gave 1.33 on gmm25: the
 resampled paths' ESS stayed above 86% and k-hat below 0.7 in 6 of 8 runs, so only the
-runs' disagreement (216 times their variance) flags the missing modes.
+runs' disagreement (216 times their variance) flags the missing modes. On manywell its
+defaults gave 166, flagged: per run 0.25 to 922, k-hat up to 37, the paths' ESS down to
+one path, training not converged in 5 of 8 runs at the 5000-step cap (2.3e7 gradients
+per run, 20 min for the 8 runs on one core).
 ``gfn_tb``'s gmm25 cell is with its defaults as they are now: off-policy exploration and
 Sendera et al.'s local search with replay buffers of 1000 batches (mean 0.27, SE 0.07
 over the 8 runs; 5.9e7 gradient evaluations per run, training included; rerun, the same
