@@ -57,13 +57,10 @@ from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout
 from bayeswb.samplers import register
 from bayeswb.samplers.diffusion.annealed import (
-    STEP_PROBE_DRAWS,
-    STEP_PROBE_HALVINGS,
+    CMCD,
     CMCDConfig,
     CMCDModel,
     annealed_log_density,
-    build_cmcd,
-    cmcd_cost,
     cmcd_simulate,
     kernel_log_ratio,
 )
@@ -121,12 +118,13 @@ def segment_log_weights(model: CMCDModel, paths: Paths, config: SCLDConfig) -> A
     assert moves is not None, "simulate with keep=True"
     num_steps = config.num_steps
     k = jnp.arange(num_steps)
-    beta = (k / num_steps).astype(moves.x.dtype)[:, None]
-    new_beta = ((k + 1) / num_steps).astype(moves.x.dtype)[:, None]
+    beta = (k / num_steps).astype(moves.x.dtype)  # (K,), pi_k of each step's start
+    new_beta = ((k + 1) / num_steps).astype(moves.x.dtype)
     control = jax.vmap(jax.vmap(model.control, (0, None, None)), (0, 0, None))
-    u = control(moves.x, beta[:, 0], None)
-    new_u = control(moves.new, new_beta[:, 0], None)
+    u = control(moves.x, beta, None)
+    new_u = control(moves.new, new_beta, None)
     step = jnp.exp(model.log_step)
+    beta, new_beta = beta[:, None], new_beta[:, None]  # against the (K, n) terms
     increments = kernel_log_ratio(step, moves, u, new_u, beta, new_beta)
     increments += annealed_log_density(moves.new, moves.new_value, new_beta)
     increments -= annealed_log_density(moves.x, moves.value, beta)
@@ -153,15 +151,9 @@ def log_variance_loss(
     return loss
 
 
-SCLD = DiffusionMethod(
-    "scld",
-    build_cmcd,
-    segment_simulate,
-    log_variance_loss,
-    cmcd_cost,
-    draw_end_evaluations=0,
-    start_grads=lambda config: STEP_PROBE_DRAWS * (STEP_PROBE_HALVINGS + 1),
-)
+# cmcd's model, costs and step probe; its own paths (resampled at segment ends), loss and
+# draw (the same resampled paths)
+SCLD = CMCD._replace(name="scld", simulate=segment_simulate, loss=log_variance_loss, sample=None)
 
 
 @register("scld", SCLDConfig, family="flow")
