@@ -21,38 +21,52 @@ CACHE_VAR = "BAYESWB_CACHE_DIR"
 # 10.3 s against 11.5 s, so bayeswb itself leaves the flag alone). Set before JAX starts,
 # appended to any flags of the caller's, and inherited by the processes tests start.
 #
-# The elemental emitters round differently in differently shaped programs: two runs that
-# must agree to float32 round-off as separately compiled programs (a chunked run and its
-# whole run, a sampler's warmup reused by another) can drift apart under them (mclmc by
-# 2e-6, mams by 1e-3, csgmcmc's tuned step by 20%, where the default emitters agree).
-# Such a test is marked ``production_codegen`` and runs in a child pytest process with
-# the code generation a user gets (``LEGACY_EMITTERS`` left out), at its full strictness.
+# Two kinds of test run instead in a child pytest process with other code generation:
+# - ``default_emitters``: two runs that must agree to float32 round-off as separately
+#   compiled programs (a chunked run and its whole run). The elemental emitters round
+#   differently in differently shaped programs, and such runs drift apart under them
+#   (mclmc by 2e-6, mams by 1e-3, csgmcmc's tuned step by 20%) where the default emitters
+#   agree; the child leaves out ``LEGACY_EMITTERS`` only. (With none of the flags,
+#   mclmc's chunked run differed from its whole run by 7.6e-6, 3e-5 relative, in 2 of its
+#   120 values: the warmup's adaptation amplifies rounding, as in
+#   tests/bayeswb/test_devices.py.)
+# - ``production_codegen``: the few tests whose time goes into running their programs,
+#   not compiling them, get the code a user gets (none of the flags): the unoptimised code
+#   runs up to four times slower. Measured on 2 cores, two workers (call time, fast flags
+#   / production code generation, the child's start-up of about 5 s left out): fusion on
+#   logistic_breast_cancer 142 s / 71 s, the two-layer VAE's test log-likelihood 71 / 25,
+#   fab's trained runs 63 / 38, NUTS's short run on horseshoe_diabetes 50 / 27, sghmc on
+#   logistic_breast_cancer 24 / 9. Tests that compile more than they run went the other
+#   way (smc's sendera2024 quick figure 26 / 73).
 LEGACY_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
 FAST_COMPILE_FLAGS = (
     "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
     + LEGACY_EMITTERS
 )
-CHILD_VAR = "BAYESWB_TEST_PRODUCTION_CODEGEN"
-if os.environ.get(CHILD_VAR):
-    os.environ["XLA_FLAGS"] = os.environ["XLA_FLAGS"].replace(LEGACY_EMITTERS, "").strip()
+CHILD_VAR = "BAYESWB_TEST_CODEGEN"
+LEFT_OUT = {"default_emitters": LEGACY_EMITTERS, "production_codegen": FAST_COMPILE_FLAGS}
+if os.environ.get(CHILD_VAR) in LEFT_OUT:
+    flags = os.environ["XLA_FLAGS"].replace(LEFT_OUT[os.environ[CHILD_VAR]], "")
+    os.environ["XLA_FLAGS"] = " ".join(flags.split())
 else:
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAGS}".strip()
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem):
-    """A ``production_codegen`` test runs in a child pytest process without the legacy
-    emitters; its output is shown if it fails."""
-    if pyfuncitem.get_closest_marker("production_codegen") is None or os.environ.get(CHILD_VAR):
+    """A ``default_emitters`` or ``production_codegen`` test runs in a child pytest process
+    with that code generation; its output is shown if it fails."""
+    marked = [name for name in LEFT_OUT if pyfuncitem.get_closest_marker(name) is not None]
+    if not marked or os.environ.get(CHILD_VAR):
         return None
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
     done = subprocess.run(
-        [*command, pyfuncitem.nodeid], cwd=root, env={**os.environ, CHILD_VAR: "1"},
+        [*command, pyfuncitem.nodeid], cwd=root, env={**os.environ, CHILD_VAR: marked[0]},
         capture_output=True, text=True,
     )  # fmt: skip
     if done.returncode != 0:
-        pytest.fail(f"in a child process with production code generation:\n{done.stdout[-4000:]}")
+        pytest.fail(f"in a child process ({marked[0]}):\n{done.stdout[-4000:]}")
     return True
 
 

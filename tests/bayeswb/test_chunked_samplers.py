@@ -39,8 +39,8 @@ CASES = [
     ("kinetic_langevin", GAUSSIAN, {"integrator": "obabo", "metropolize": True}),
     ("randomized_midpoint", GAUSSIAN, {}),
     # these two drift apart under the tests' legacy emitters (tests/conftest.py)
-    pytest.param("mclmc", GAUSSIAN, {}, marks=pytest.mark.production_codegen, id="mclmc"),
-    pytest.param("mams", GAUSSIAN, {}, marks=pytest.mark.production_codegen, id="mams"),
+    pytest.param("mclmc", GAUSSIAN, {}, marks=pytest.mark.default_emitters, id="mclmc"),
+    pytest.param("mams", GAUSSIAN, {}, marks=pytest.mark.default_emitters, id="mams"),
     ("nrpt", GAUSSIAN, {"num_temperatures": 4, "reference_scale": 2.0, "num_tuning_rounds": 2}),
     ("sgld", _data_target(), {"step_size": 1e-3, "batch_size": 10}),
     ("sghmc", _data_target(), {"step_size": 0.01, "batch_size": 10, "num_integration_steps": 3}),

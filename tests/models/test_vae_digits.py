@@ -93,6 +93,7 @@ def test_two_layer_weights_are_unbiased_for_quadrature_marginal(two_layer):
     assert_weights_unbiased(model, params, "two layers: E[p_hat(x)] / p(x) - 1")
 
 
+@pytest.mark.production_codegen  # runs more than it compiles (tests/conftest.py)
 def test_two_layer_test_log_likelihood_matches_larger_k(two_layer):
     """test_log_likelihood (k = 5000) against k = 50000 on the same 300 images: the mean
     paired difference equals its first-order bias -(v / 2)(1 / k - 1 / K) (delta method,

@@ -66,6 +66,7 @@ def test_replay_buffer_weights_follow_the_flow():
         assert current[filled].any() and not current[filled].all()
 
 
+@pytest.mark.production_codegen  # runs more than it compiles (tests/conftest.py)
 def test_trained_runs_recover_log_z_and_moments():
     """Eight runs on a correlated 3-d Gaussian (pilot, 300 training steps): Z, the
     weighted means and variances against the truth within their MCSE, from each run's

@@ -195,6 +195,7 @@ def test_sub_posterior_options_are_checked_and_saved():
 
 
 @pytest.mark.slow
+@pytest.mark.production_codegen  # runs more than it compiles (tests/conftest.py)
 def test_fusion_matches_the_reference_posterior_of_logistic_breast_cancer():
     """Defaults (4 shards of the 569 rows): the 31 posterior means of 16 runs against the
     stored NUTS reference, whose own MCSE widens each standard error."""
@@ -329,7 +330,8 @@ def test_refuses_what_it_cannot_do():
 
 DEVICES_SCRIPT = """
 import os, sys
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+# the suite's code generation (tests/conftest.py): it compiles 12 programs and runs little
+os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
 import jax
 import numpy as np
 import bayeswb as bw

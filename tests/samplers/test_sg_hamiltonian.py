@@ -217,7 +217,7 @@ def test_exploration_steps_follow_the_papers_rule():
         CSGMCMCConfig(exploration_fraction=1.0)
 
 
-@pytest.mark.production_codegen  # sgld's and csgmcmc's programs: tests/conftest.py
+@pytest.mark.default_emitters  # sgld's and csgmcmc's programs: tests/conftest.py
 def test_self_tuned_csgmcmc_draws_at_most_at_sglds_tuned_step(gaussian_mean_model):
     """With ``step_size=None`` csgmcmc runs sgld's self-tuning warmup (same keys, same
     warmup) and sets alpha_0 so that each cycle's first sampling step is the step sgld
