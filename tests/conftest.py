@@ -86,3 +86,9 @@ def pytest_unconfigure(config):
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
         os.environ.pop(CACHE_VAR, None)
+
+
+def pytest_collection_modifyitems(items):
+    """The ``slow`` tests first (in their order), so that the two xdist workers share them
+    from the start rather than one of them running a long test at the end alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
