@@ -36,8 +36,10 @@ CACHE_VAR = "BAYESWB_CACHE_DIR"
 #   / production code generation, the child's start-up of about 5 s left out): fusion on
 #   logistic_breast_cancer 142 s / 71 s, the two-layer VAE's test log-likelihood 71 / 25,
 #   fab's trained runs 63 / 38, NUTS's short run on horseshoe_diabetes 50 / 27, sghmc on
-#   logistic_breast_cancer 24 / 9. Tests that compile more than they run went the other
-#   way (smc's sendera2024 quick figure 26 / 73).
+#   logistic_breast_cancer 24 / 9, sgld through the numpyro minibatch interface 19 / 8.
+#   Tests that compile more than they run went the other way (smc's sendera2024 quick
+#   figure 26 / 73, fusion's doctest 29 / 44; gfn_tb's trained runs, 63 / 57, gain about
+#   the child's start-up).
 LEGACY_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
 FAST_COMPILE_FLAGS = (
     "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "

@@ -201,6 +201,7 @@ SGLD_BATCH_SIZE = 256
 SGLD_MEAN_BIAS = 0.25
 
 
+@pytest.mark.production_codegen  # runs more than it compiles (tests/conftest.py)
 def test_sgld_on_logistic_breast_cancer_finds_the_reference_mean():
     import arviz as az
     from helpers import z_bound
