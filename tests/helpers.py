@@ -303,3 +303,18 @@ def assert_annealed_runs_match(result, mean, var, log_z, label):
         log_weights=log_w + math.log(w.shape[1]), positions=result.positions
     )
     assert_z_scores(importance_z_scores(raw, mean, var, log_z), label)
+
+
+def run_bound(cases, chosen) -> list:
+    """``cases`` for ``pytest.mark.parametrize``, those in ``chosen`` marked
+    ``production_codegen``: they run more than they compile, so they run in a child
+    process with the code a user gets (tests/conftest.py)."""
+    import pytest
+
+    mark = pytest.mark.production_codegen
+    return [
+        pytest.param(*(case if isinstance(case, tuple) else (case,)), marks=mark)
+        if case in chosen
+        else case
+        for case in cases
+    ]

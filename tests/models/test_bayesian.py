@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import pytest
-from helpers import assert_z_scores
+from helpers import assert_z_scores, run_bound
 from scipy.stats import multivariate_normal
 
 import bayeswb as bw
@@ -101,18 +101,8 @@ def test_horseshoe_marginal_model_is_the_dense_gaussian():
         np.testing.assert_allclose(value["coefficients_var"], np.diag(posterior_cov), rtol=1e-3)
 
 
-# runs more than it compiles: optimised code (tests/conftest.py)
-RUN_BOUND = {"horseshoe_diabetes"}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.production_codegen) if name in RUN_BOUND else name
-        for name in REFERENCE_MODELS
-    ],
-)
+@pytest.mark.parametrize("name", run_bound(REFERENCE_MODELS, {"horseshoe_diabetes"}))
 def test_short_nuts_run_reproduces_the_reference(name):
     params, target_accept = SHORT_RUN.get(name, ({}, 0.8))
     target = bw.models.get(name, **params)

@@ -70,7 +70,7 @@ from __future__ import annotations
 import arviz as az
 import numpy as np
 import pytest
-from helpers import z_bound
+from helpers import run_bound, z_bound
 
 import bayeswb as bw
 from bayeswb.models.bayesian import stored_references
@@ -117,16 +117,8 @@ CASES = {
 }
 
 
-# runs more than it compiles: optimised code (tests/conftest.py)
-RUN_BOUND = {("logistic_breast_cancer", "sghmc")}
-
-
 @pytest.mark.parametrize(
-    ("model", "sampler"),
-    [
-        pytest.param(*case, marks=pytest.mark.production_codegen) if case in RUN_BOUND else case
-        for case in sorted(CASES)
-    ],
+    ("model", "sampler"), run_bound(sorted(CASES), {("logistic_breast_cancer", "sghmc")})
 )
 def test_posterior_means_within_the_measured_step_bias(model, sampler):
     options, allowance, sd_allowance = CASES[(model, sampler)]
