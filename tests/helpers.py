@@ -7,8 +7,11 @@ family-wise false-alarm rate ``alpha`` (Bonferroni): ``z_bound(K)``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.stats import norm
+from scipy.stats import t as t_distribution
 
 FALSE_ALARM_RATE = 1e-3
 
@@ -28,6 +31,36 @@ def assert_z_scores(z: np.ndarray, what: str, alpha: float = FALSE_ALARM_RATE) -
         f"{what}: |z| = {abs(z[worst]):.2f} at index {worst} exceeds {bound:.2f} "
         f"(family-wise false-alarm rate {alpha}, {z.size} tests); all z = {np.round(z, 2)}"
     )
+
+
+def t_bound(num_tests: int, runs: int) -> float:
+    """Two-sided Bonferroni bound for ``num_tests`` t-statistics of ``runs - 1`` df."""
+    return float(t_distribution.ppf(1.0 - FALSE_ALARM_RATE / (2.0 * num_tests), runs - 1))
+
+
+def assert_runs_match(per_run: np.ndarray, truth: np.ndarray, what: str, truth_se=0.0):
+    """The mean over runs (axis 0) of ``per_run`` (one estimate per independent run)
+    against ``truth``: t-statistics of ``runs - 1`` degrees of freedom, bounded by
+    :func:`t_bound`; ``truth_se`` (the truth's own Monte Carlo error, if it has one)
+    widens the standard error."""
+    per_run = np.asarray(per_run, np.float64)
+    runs = per_run.shape[0]
+    se = np.hypot(per_run.std(axis=0, ddof=1) / math.sqrt(runs), truth_se)
+    t = np.ravel((per_run.mean(axis=0) - truth) / se)
+    bound = t_bound(t.size, runs)
+    assert np.all(np.abs(t) < bound), (
+        f"{what}: |t| up to {np.abs(t).max():.2f} >= {bound:.2f}; t = {np.round(t, 2)}"
+    )
+
+
+def weighted_moments(result) -> tuple[np.ndarray, np.ndarray]:
+    """Each run's self-normalised mean and variance of every coordinate, ``(runs, d)``."""
+    log_w = np.asarray(result.log_weights, np.float64)
+    w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    x = np.asarray(result.positions, np.float64)
+    mean = np.einsum("rn,rnd->rd", w, x)
+    return mean, np.einsum("rn,rnd->rd", w, (x - mean[:, None]) ** 2)
 
 
 def moment_z_scores(result, name: str, mean: np.ndarray, sd: np.ndarray) -> dict:

@@ -2,10 +2,9 @@
 answers on a model whose sub-posteriors are Gaussian, the reference posterior of
 ``logistic_breast_cancer``, exact cost counts, and the refusals.
 
-Statistical checks compare independent runs: each run gives one estimate (its weighted
-mean, its variance, its Z), and the mean of R runs against the truth is a t-statistic with
-R - 1 degrees of freedom, bounded by the Student-t quantile at the family-wise false-alarm
-rate of ``tests/helpers.py`` (Bonferroni over the K statistics). Within-run standard
+Statistical checks compare independent runs (``helpers.assert_runs_match``): each run
+gives one estimate (its weighted mean, its variance, its Z), and the mean of R runs
+against the truth is a t-statistic with R - 1 degrees of freedom. Within-run standard
 errors are not used: NUTS draws are autocorrelated and SMC particles share ancestors.
 """
 
@@ -18,42 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import FALSE_ALARM_RATE, gaussian_mean_model
-from scipy.stats import t as student_t
+from helpers import assert_runs_match, gaussian_mean_model, weighted_moments
 
 import bayeswb as bw
 from bayeswb.models.bayesian import stored_references
 from bayeswb.samplers.fusion import consensus_average, gaussian_product, sharded_target, split_rows
 
 RUNS = 16
-
-
-def t_bound(num_tests: int, runs: int) -> float:
-    """Two-sided Bonferroni bound for ``num_tests`` t-statistics of ``runs - 1`` df."""
-    return float(student_t.ppf(1.0 - FALSE_ALARM_RATE / (2.0 * num_tests), runs - 1))
-
-
-def assert_runs_match(per_run: np.ndarray, truth: np.ndarray, what: str, truth_se=0.0):
-    """The mean over runs (axis 0) of ``per_run`` against ``truth``; ``truth_se`` (the
-    truth's own Monte Carlo error, if it has one) widens the standard error."""
-    per_run = np.asarray(per_run, np.float64)
-    runs = per_run.shape[0]
-    se = np.hypot(per_run.std(axis=0, ddof=1) / math.sqrt(runs), truth_se)
-    t = np.ravel((per_run.mean(axis=0) - truth) / se)
-    bound = t_bound(t.size, runs)
-    assert np.all(np.abs(t) < bound), (
-        f"{what}: |t| up to {np.abs(t).max():.2f} >= {bound:.2f}; t = {np.round(t, 2)}"
-    )
-
-
-def weighted_moments(result) -> tuple[np.ndarray, np.ndarray]:
-    """Each run's self-normalised mean and variance of every coordinate, ``(runs, d)``."""
-    log_w = np.asarray(result.log_weights, np.float64)
-    w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
-    w /= w.sum(axis=1, keepdims=True)
-    x = np.asarray(result.positions, np.float64)
-    mean = np.einsum("rn,rnd->rd", w, x)
-    return mean, np.einsum("rn,rnd->rd", w, (x - mean[:, None]) ** 2)
 
 
 @functools.cache
