@@ -52,10 +52,9 @@ the full posterior exactly when every sub-posterior is Gaussian.
   merge) was measured first: on logistic_breast_cancer with four shards its k-hat reached
   1.0 and its ESS fell to 6-42 of 1000, so the annealed merge is the default.
 
-What is not here: the exact Monte Carlo fusion of Dai, Pollock and Roberts (2019) and
-its divide-and-conquer form (Chan, Pollock, Johansen and Roberts 2021), which join the
-shards' draws through Brownian bridges and need bounds on ``|grad log pi_s|^2 + Laplacian
-log pi_s`` that a general model does not supply.
+The Monte Carlo fusion of Dai, Pollock and Roberts (2019), which joins the shards' draws
+through Brownian bridges, is ``mc_fusion`` (:mod:`samplers.mc_fusion`): exact for any
+sub-posterior shapes, but only for a few parameters.
 
 Cost, in sub-posterior evaluations (each over about ``N / S`` rows; divide by ``S`` for
 full-data equivalents): the sub-posterior sampler's own exact counts, summed over the

@@ -79,7 +79,15 @@ def test_every_default_config_saves_and_loads_exactly(name):
 def test_minibatch_samplers_declare_that_they_need_the_interface():
     plain = bw.models.get("gaussian", dim=2)
     needs = {name for name in bw.samplers.names() if bw.samplers.get(name).needs_minibatch}
-    assert needs == {"sgld", "entropy_mcmc", "sghmc", "csgmcmc", "consensus", "fusion"}
+    assert needs == {
+        "sgld",
+        "entropy_mcmc",
+        "sghmc",
+        "csgmcmc",
+        "consensus",
+        "fusion",
+        "mc_fusion",
+    }
     assert not bw.samplers.get("sgld").runs_on(plain)
     assert not bw.samplers.get("fusion").runs_on(plain)
     assert bw.samplers.get("nuts").runs_on(plain)
