@@ -1,4 +1,5 @@
-"""fusion and consensus against full-data NUTS on logistic_breast_cancer, by number of shards.
+"""fusion, consensus and mc_fusion against full-data NUTS on logistic_breast_cancer, by number
+of shards.
 
 Every row is a default run (no option but ``num_shards``) scored against the stored
 reference posterior (``bw.models.get("logistic_breast_cancer").reference``): the largest
@@ -8,9 +9,11 @@ gradient reads about N / S of the N rows, so ``n_grad_evals / S`` in total, and
 ``n_grad_evals / S^2`` on each device when every shard has its own. Wall time is compile
 plus sampling of this process's run (all shards on this machine's CPU, so it does not
 show the speed-up of one shard per device). fusion's log Z (one estimate per run, pooled)
-should agree across S: the model is the same.
+should agree across S: the model is the same. mc_fusion is exact for a few parameters;
+its rows show what its weights do with 31.
 
     python benchmarks/fusion_shards.py [--quick] [--shards 2 4 8] [--runs 4] [--seed 0]
+        [--samplers consensus fusion mc_fusion]
 """
 
 from __future__ import annotations
@@ -71,12 +74,13 @@ def main() -> None:
     parser.add_argument("--shards", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--runs", type=int, default=4, help="chains (nuts) or runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samplers", nargs="+", default=["consensus", "fusion", "mc_fusion"])
     args = parser.parse_args()
     shards, runs = ([2, 4], 2) if args.quick else (args.shards, args.runs)
     target = bw.models.get(MODEL)
     rows = [row(target, "nuts", 1, runs, args.seed)]
     for count in shards:
-        rows += [row(target, name, count, runs, args.seed) for name in ("consensus", "fusion")]
+        rows += [row(target, name, count, runs, args.seed) for name in args.samplers]
     columns = list(rows[0])
     print(f"{MODEL}: default settings, {runs} chains or runs, seed {args.seed}")
     print("| " + " | ".join(columns) + " |")
