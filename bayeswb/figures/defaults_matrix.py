@@ -20,7 +20,9 @@ A cell whose score is bad and whose verdict is ``fine`` is a **silent failure**,
 defect of a sampling workbench; the goal is none. ``accurate and fine`` cells are the
 defaults that work; ``accurate but flagged`` are false alarms or honest caution (too few
 effective draws for the budget); ``bad and flagged`` is a failure the user is told about.
-The figure is a heat map of the worst outcome over seeds, models by samplers.
+A run with neither score (no moments to compare and no log Z, as MCMC on a model whose
+only truth is log Z) is ``unscored``, not counted as accurate. The figure is a heat map
+of the worst outcome over seeds, models by samplers.
 """
 
 from __future__ import annotations
@@ -43,8 +45,17 @@ PAPER = (
 )
 FULL_RUNTIME = "several hours on 2 CPU cores (about 400 model x sampler cells x 2 seeds)"
 
-# the outcomes, best first; a cell's colour is its worst outcome over seeds
-OUTCOMES = ("accurate, fine", "accurate, flagged", "bad, flagged", "error", "SILENT FAILURE")
+# the outcomes, best first after "unscored"; a cell's colour is its worst outcome over seeds.
+# "unscored": the run gave nothing the model's truth can score (an MCMC run on vae_digits,
+# whose only truth is log Z), so it is no evidence either way and ranks below every other
+OUTCOMES = (
+    "unscored",
+    "accurate, fine",
+    "accurate, flagged",
+    "bad, flagged",
+    "error",
+    "SILENT FAILURE",
+)
 MEAN_Z_BAD = 5.0
 LOG_Z_SE_BAD = 5.0
 BUDGET = 2e5
@@ -72,6 +83,9 @@ def outcome(row: pd.Series) -> str:
     """
     if row.get("error", ""):
         return "error"
+    scores = (_number(row.get("mean_z_max")), _number(row.get("log_z_error_in_se")))
+    if all(np.isnan(score) for score in scores):
+        return "unscored"
     bad = _worse(row.get("mean_z_max"), MEAN_Z_BAD)
     bad = bad or _worse(abs(_number(row.get("log_z_error_in_se"))), LOG_Z_SE_BAD)
     fine = row.get("verdict") == "fine"
@@ -170,10 +184,16 @@ def plot(tables: dict[str, pd.DataFrame], out_dir: pathlib.Path) -> list[pathlib
         lambda column: column.map(lambda o: np.nan if o is None else OUTCOMES.index(o))
     )
     values = codes.to_numpy(dtype=float)
-    colours = ListedColormap(["#1a9850", "#a6d96a", "#fdae61", "#bdbdbd", "#d73027"])
+    colours = ListedColormap(["#f0f0f0", "#1a9850", "#a6d96a", "#fdae61", "#bdbdbd", "#d73027"])
     fig = Figure(figsize=(2.5 + 0.45 * grid.shape[1], 2.0 + 0.4 * grid.shape[0]))
     axis = fig.subplots()
-    axis.imshow(np.ma.masked_invalid(values), cmap=colours, vmin=-0.5, vmax=4.5, aspect="auto")
+    axis.imshow(
+        np.ma.masked_invalid(values),
+        cmap=colours,
+        vmin=-0.5,
+        vmax=len(OUTCOMES) - 0.5,
+        aspect="auto",
+    )
     for (i, j), value in np.ndenumerate(values):
         if np.isfinite(value) and OUTCOMES[int(value)] == "SILENT FAILURE":
             axis.text(j, i, "!", ha="center", va="center", fontsize=9, color="w")

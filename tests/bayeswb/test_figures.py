@@ -213,6 +213,10 @@ def test_defaults_matrix_outcomes():
     assert outcome(row(mean_z_max=1.0, log_z_error_in_se=-7.0)) == "SILENT FAILURE"
     assert outcome(row(mean_z_max=np.inf, verdict="unreliable: r_hat")) == "bad, flagged"
     assert outcome(row(error="ValueError: no minibatch interface")) == "error"
+    # nothing to score against: no evidence either way, never "accurate"
+    assert outcome(row(mean_z_max=np.nan, log_z_error_in_se=np.nan)) == "unscored"
+    assert outcome(row()) == "unscored"
+    assert outcome(row(log_z_error_in_se=2.0)) == "accurate, fine"
 
 
 def test_defaults_matrix_quick_has_no_silent_failure(tmp_path):
