@@ -123,7 +123,8 @@ class Draws(NamedTuple):
                         its draws (an SMC temperature ladder, ESS per step, a loss curve);
                         lands in the ``path_stats`` group of the InferenceData;
                         those named ``shard_...`` are (chains, shards) arrays, one entry
-                        per data shard of a divide-and-conquer run (dims chain/shard)
+                        per data shard of a divide-and-conquer run (dims chain/shard), and
+                        ``fusion_...`` (chains, fusions), one per fusion (chain/fusion)
     n_grad_evals:       total gradient evaluations of the log density (all chains, warmup
                         included), as the algorithm defines them: a :class:`Count`, or an
                         integer array of events whose entries stay small (never a total

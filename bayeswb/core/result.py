@@ -30,8 +30,9 @@ from bayeswb.core.verdict import Verdict, diagnose
 RESULT_ATTRIBUTE = "bayeswb"
 
 
-# path stats named ``shard_...`` are per data shard (chain, shard), not per step
-PER_SHARD = "shard_"
+# path stats named ``shard_...`` are per data shard (chain, shard), and ``fusion_...`` per
+# fusion of a divide-and-conquer run (chain, fusion), not per step
+PER_UNIT = {"shard_": "shard", "fusion_": "fusion"}
 
 
 def _dataset(arrays: dict[str, Any], leading: tuple[str, ...] = ("chain", "draw")) -> xr.Dataset:
@@ -82,11 +83,12 @@ def build_idata(
     if warmup_stats:
         groups["warmup_sample_stats"] = _dataset(warmup_stats)
     if path_stats:
-        per_step = {k: v for k, v in path_stats.items() if not k.startswith(PER_SHARD)}
-        per_shard = {k: v for k, v in path_stats.items() if k.startswith(PER_SHARD)}
+        per_step = {k: v for k, v in path_stats.items() if not k.startswith(tuple(PER_UNIT))}
         dataset = _dataset(per_step, leading=("chain", "step"))
-        if per_shard:
-            dataset = dataset.merge(_dataset(per_shard, leading=("chain", "shard")))
+        for prefix, dim in PER_UNIT.items():
+            per_unit = {k: v for k, v in path_stats.items() if k.startswith(prefix)}
+            if per_unit:
+                dataset = dataset.merge(_dataset(per_unit, leading=("chain", dim)))
         groups["path_stats"] = dataset
     return az.InferenceData(**groups)
 

@@ -109,7 +109,8 @@ the recorded data allow, each with a threshold from the literature:
 - ``bridge_estimates``: for Monte Carlo fusion (mc_fusion), the weight set to zero where a
   Poisson estimate of a bridge expectation came out negative (its bound, read from a
   pilot bridge, was exceeded) is a small share of all the weight: mean share over runs at
-  most ``NEGATIVE_WEIGHT_SHARE / sqrt(ESS)`` for the weights' pooled ESS. Dropping a
+  most ``NEGATIVE_WEIGHT_SHARE / sqrt(ESS)`` for the weights' pooled ESS (the share of
+  each run's worst fusion, averaged over the runs). Dropping a
   share ``p`` of the weight moves a weighted mean by about ``p`` times the distance of
   the dropped draws from it, so at a few sds that is a bias below a fraction of the
   Monte Carlo error ``sd / sqrt(ESS)``; and no Poisson count exceeded the points
@@ -588,7 +589,7 @@ def _weight_checks(
     if path is not None and "killed" in path and np.nansum(path["killed"].values) > 0:
         log_z_se = combine_log_z(log_z_per_run, own_variance)[1]
         checks.append(_support(path["killed"].values, log_z_se or 0.0))
-    if path is not None and "negative_weight" in path:
+    if path is not None and "fusion_negative_weight" in path:
         checks.append(_bridge_estimates(path, ess))
     if path is not None and "acceptance_rate" in path:
         mean = float(np.nanmean(path["acceptance_rate"].values))
@@ -618,8 +619,9 @@ NEGATIVE_WEIGHT_SHARE = 0.25
 
 
 def _bridge_estimates(path: Any, ess: float) -> Check:
-    lost = float(np.nanmean(path["negative_weight"].values))
-    truncated = int(np.nansum(path["truncated"].values)) if "truncated" in path else 0
+    # the worst fusion of each run (a tree has several), averaged over the runs
+    lost = float(np.nanmean(np.nanmax(path["fusion_negative_weight"].values, axis=-1)))
+    truncated = int(np.nansum(path["fusion_truncated"].values))
     bound = NEGATIVE_WEIGHT_SHARE / math.sqrt(max(ess, 1.0))
     ok = bool(lost <= bound and truncated == 0)
     message = f"{100 * lost:.2g}% of the weight lost to negative bridge estimates"

@@ -25,7 +25,7 @@ from bayeswb.samplers.mc_fusion import (
     PILOT_POINTS,
     TIME_CANDIDATES,
     brownian_bridge,
-    poisson_estimate,
+    poisson_estimates,
 )
 
 RUNS = 16
@@ -76,12 +76,16 @@ def test_poisson_estimate_is_unbiased_for_levys_formula(duration):
     """``phi = |x|^2`` is unbounded, so the pilot's bound may be exceeded and an estimate
     come out negative: the signed estimates are unbiased all the same."""
     start, end = jnp.array([0.5, 0.0]), jnp.array([-1.0, 0.3])
-    keys = jax.random.split(jax.random.key(1), 40000)
 
-    def one(key):
-        return poisson_estimate(key, lambda x: x @ x, start, end, duration, 32)
-
-    out = jax.vmap(one)(keys)
+    num = 40000
+    out = poisson_estimates(
+        jax.random.key(1),
+        lambda x: jnp.sum(x**2, axis=-1),
+        jnp.broadcast_to(start, (num, 2)),
+        jnp.broadcast_to(end, (num, 2)),
+        jnp.full(num, duration),
+        32,
+    )
     values = np.where(out.negative, -1.0, 1.0) * np.exp(np.asarray(out.log_abs, np.float64))
     assert not np.any(out.truncated)
     truth = levy(start, end, duration)
@@ -150,10 +154,12 @@ def test_bridge_estimates_fail_when_too_few_points_let_estimates_go_negative():
 
 def test_cost_counts_add_the_bridges_to_the_sub_posterior_runs():
     """The sub-posterior runs' counts are consensus's with the same options (MALA: a
-    fixed number of gradients, whatever the key); each bridge estimate evaluates ``phi``
-    ``2 + PILOT_POINTS + max_poisson_points`` times at ``1 + d`` gradients each, for every
-    proposal and shard, and the time pilot for ``len(TIME_CANDIDATES)`` times
-    ``PILOT_PAIRS`` more."""
+    fixed number of gradients, whatever the key); each bridge estimate evaluates every
+    shard under its child ``2 + PILOT_POINTS + max_poisson_points`` times at ``1 + d``
+    gradients each, for every proposal of every fusion, and the time pilot for
+    ``len(TIME_CANDIDATES)`` times ``PILOT_PAIRS`` more. Three shards: fork_join evaluates
+    each once per proposal; balanced_binary fuses shards 0 and 1, then that with shard 2,
+    five shard evaluations per proposal."""
     target, *_ = gaussian_mean_model()
     settings = dict(
         num_chains=1, num_samples=300, num_warmup=50, num_shards=3, subposterior_sampler="mala"
@@ -162,13 +168,17 @@ def test_cost_counts_add_the_bridges_to_the_sub_posterior_runs():
     base = sub.run(jax.random.key(0), target, sub.make_config(**settings))
     spec = bw.samplers.get("mc_fusion")
     per_estimate = (2 + PILOT_POINTS + 8) * (1 + target.dim)
-    for fusion_time, proposals in ((0.5, 300), (None, 300 + len(TIME_CANDIDATES) * PILOT_PAIRS)):
-        config = spec.make_config(**settings, max_poisson_points=8, fusion_time=fusion_time)
-        draws = spec.run(jax.random.key(0), target, config)
-        bridges = 3 * proposals * per_estimate
-        assert int(draws.n_grad_evals) == int(base.n_grad_evals) + bridges
-        # consensus evaluates its averaged draws' lp, as mc_fusion its fused draws'
-        assert int(draws.n_logdensity_evals) == int(base.n_logdensity_evals) + bridges
+    pilot = len(TIME_CANDIDATES) * PILOT_PAIRS
+    for tree, shards in (("fork_join", 3), ("balanced_binary", 5)):
+        for fusion_time, proposals in ((0.5, 300), (None, 300 + pilot)):
+            config = spec.make_config(
+                **settings, max_poisson_points=8, fusion_time=fusion_time, tree=tree
+            )
+            draws = spec.run(jax.random.key(0), target, config)
+            bridges = shards * proposals * per_estimate
+            assert int(draws.n_grad_evals) == int(base.n_grad_evals) + bridges
+            # consensus evaluates its averaged draws' lp, as mc_fusion its fused draws'
+            assert int(draws.n_logdensity_evals) == int(base.n_logdensity_evals) + bridges
 
 
 def test_the_verdict_flags_a_model_too_large_for_the_method():
