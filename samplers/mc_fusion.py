@@ -289,6 +289,11 @@ class MCFusionConfig(ShardedConfig):
         "balanced_binary", one_of("balanced_binary", "fork_join"), "the order of the fusions"
     )
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_shards < 2:
+            raise ValueError("num_shards: mc_fusion fuses at least 2 shards")
+
 
 class Fused(NamedTuple):
     """One level's fusions ``(F, ...)``: ``positions`` (F, n, d), ``log_weights`` (F, n)

@@ -114,9 +114,10 @@ the recorded data allow, each with a threshold from the literature:
   share ``p`` of the weight moves a weighted mean by about ``p`` times the distance of
   the dropped draws from it, so at a few sds that is a bias below a fraction of the
   Monte Carlo error ``sd / sqrt(ESS)``; and no Poisson count exceeded the points
-  computed. Measured with the defaults (8 runs of 1000): 0.01% of the weight (ESS about
-  900) on a model with skewed sub-posteriors, none on Gaussian ones; with a bound margin
-  of 2 instead of 8, 1.1%, which fails.
+  computed. Measured with the defaults (balanced binary tree, 8 runs of 1000): 0.05% of
+  the weight (the bound 0.48%) on a model with skewed sub-posteriors, none on Gaussian
+  ones; with all shards fused at once and a bound margin of 2 instead of 8, 1.1%, which
+  fails.
 - ``runs_agree``: independent runs' weighted means agree within the standard errors each
   run reports (between-run variance against squared MCSE, by particle families for SMC;
   see :func:`weighted_mean_variance`): the weighted analogue of R-hat over independent

@@ -181,6 +181,12 @@ def test_cost_counts_add_the_bridges_to_the_sub_posterior_runs():
             assert int(draws.n_logdensity_evals) == int(base.n_logdensity_evals) + bridges
 
 
+def test_refuses_a_single_shard():
+    target, *_ = gaussian_mean_model()
+    with pytest.raises(ValueError, match="fuses at least 2 shards"):
+        bw.sample(target, "mc_fusion", num_chains=1, num_shards=1)
+
+
 def test_the_verdict_flags_a_model_too_large_for_the_method():
     """31 parameters, four shards: the weights collapse (module docstring: the spread
     grows with the dimension), and the verdict says so. A fixed time and few bridge
