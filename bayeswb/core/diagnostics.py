@@ -145,6 +145,8 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
     Keys (each present only when it applies):
 
     - ``log_z_error``, ``abs_delta_log_z`` and ``log_z_error_in_se``: against ``target.log_z``
+      (the standard error is the run's and, where ``log_z`` is an estimate, its own,
+      ``target.metadata["log_z_se"]``, added in quadrature)
     - ``mean_z_max``, ``mean_z_rms``: |posterior mean - reference mean| / MCSE over all
       reference parameters (for a correct sampler roughly standard normal); the MCSE is
       the run's and the reference's own (``Reference.mcse_mean``) added in quadrature
@@ -180,8 +182,10 @@ def score(result: Result, target: Target, seed: int = 0, max_points: int = 4000)
         error = result.log_z - target.log_z
         out["log_z_error"] = error
         out["abs_delta_log_z"] = abs(error)
-        if result.log_z_se:
-            out["log_z_error_in_se"] = error / result.log_z_se
+        # where the truth's log Z is itself an estimate, its standard error counts too
+        se = float(np.hypot(result.log_z_se or 0.0, target.metadata.get("log_z_se", 0.0)))
+        if se:
+            out["log_z_error_in_se"] = error / se
     if target.reference is not None:
         z_mean, z_sd, mean_error, sd_error = [], [], [], []
         for name, ref_mean in target.reference.mean.items():

@@ -132,7 +132,9 @@ class Target:
     interfaces that samplers may use: ``numpyro`` (the model it was built from, see
     :class:`NumpyroModel`) and ``minibatch`` (per-datum log likelihood and data, see
     :class:`MinibatchData`). ``metadata`` holds model-specific extras for the model's own
-    users (mixture means, a trained network); no sampler reads it. ``parameters`` are the
+    users (mixture means, a trained network); no sampler reads it. Where ``log_z`` is an
+    estimate rather than exact, ``metadata["log_z_se"]`` is its standard error, which
+    :func:`bayeswb.score` counts. ``parameters`` are the
     registry parameters a registered model was built with (empty for a user's target).
     Targets compare and hash by identity, so a compiled run can be reused.
 

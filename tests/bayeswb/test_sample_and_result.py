@@ -1,5 +1,7 @@
 """bw.sample end to end: one compilation, ArviZ groups, cost, save/load, score, summary."""
 
+import math
+
 import jax
 import numpy as np
 import pytest
@@ -165,6 +167,27 @@ def test_a_reference_made_by_monte_carlo_counts_its_own_error_in_the_score():
         rtol=1e-3,
     )
     assert bw.models.get("gp_regression").reference.mcse_mean is not None
+
+
+def test_a_log_z_made_by_monte_carlo_counts_its_own_error_in_the_score():
+    # a true log Z given as 0.1 (the run's normaliser is 0) with a stated standard error
+    # of 0.05: the score's z divides by the run's and the truth's errors in quadrature
+    def normal_with(**metadata):
+        return bw.Target.from_logdensity(
+            lambda x: -0.5 * ((x[0] - 1.0) ** 2) - 0.5 * math.log(2 * math.pi),
+            dim=1,
+            name="normal",
+            log_z=0.1,
+            metadata=metadata,
+        )
+
+    result = weighted_result()
+    error = result.log_z - 0.1
+    exact = bw.score(result, normal_with())["log_z_error_in_se"]
+    np.testing.assert_allclose(exact, error / result.log_z_se, rtol=1e-6)
+    estimated = bw.score(result, normal_with(log_z_se=0.05))["log_z_error_in_se"]
+    np.testing.assert_allclose(estimated, error / math.hypot(result.log_z_se, 0.05), rtol=1e-6)
+    assert bw.models.get("vae_digits").metadata["log_z_se"] > 0
 
 
 def test_importance_k_hat_reaches_score_and_summary():
