@@ -169,16 +169,17 @@ def test_cost_counts_add_the_bridges_to_the_sub_posterior_runs():
     spec = bw.samplers.get("mc_fusion")
     per_estimate = (2 + PILOT_POINTS + 8) * (1 + target.dim)
     pilot = len(TIME_CANDIDATES) * PILOT_PAIRS
-    for tree, shards in (("fork_join", 3), ("balanced_binary", 5)):
-        for fusion_time, proposals in ((0.5, 300), (None, 300 + pilot)):
-            config = spec.make_config(
-                **settings, max_poisson_points=8, fusion_time=fusion_time, tree=tree
-            )
-            draws = spec.run(jax.random.key(0), target, config)
-            bridges = shards * proposals * per_estimate
-            assert int(draws.n_grad_evals) == int(base.n_grad_evals) + bridges
-            # consensus evaluates its averaged draws' lp, as mc_fusion its fused draws'
-            assert int(draws.n_logdensity_evals) == int(base.n_logdensity_evals) + bridges
+    cases = [("fork_join", 3, 0.5, 300), ("fork_join", 3, None, 300 + pilot)]
+    cases += [("balanced_binary", 5, 0.5, 300)]
+    for tree, shards, fusion_time, proposals in cases:
+        config = spec.make_config(
+            **settings, max_poisson_points=8, fusion_time=fusion_time, tree=tree
+        )
+        draws = spec.run(jax.random.key(0), target, config)
+        bridges = shards * proposals * per_estimate
+        assert int(draws.n_grad_evals) == int(base.n_grad_evals) + bridges
+        # consensus evaluates its averaged draws' lp, as mc_fusion its fused draws'
+        assert int(draws.n_logdensity_evals) == int(base.n_logdensity_evals) + bridges
 
 
 def test_refuses_a_single_shard():
