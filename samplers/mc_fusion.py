@@ -39,7 +39,8 @@ value, and ``lambda = c - mean``; where that would make ``lambda T`` more than a
 ``max_poisson_points``, ``lambda`` is that quarter and ``c = mean + lambda`` (not below
 the largest value). A wider margin and more
 points both cut the negative estimates and raised the weights' ESS, measured on the two
-low-dimensional models of tests/samplers/test_mc_fusion.py (8 runs of 1000, 4 shards;
+low-dimensional models of tests/samplers/test_mc_fusion.py (8 runs of 1000, 4 shards
+fused at once;
 weight share lost on the skewed model, mean ESS per run on it and on the Gaussian one):
 margin 2 with 64 points 1.1%, ESS 101 and 108; margin 4 with 32, 0.2%, 101 and 123;
 margin 4 with 64, 0.3%, 107 and 126; margin 8 with 64 (the defaults) 0.01%, 112 and 133;
@@ -74,7 +75,7 @@ against ``Q``, which wants a short one. By default each fusion picks it from
 
 Dimension. The weights' spread grows with the dimension and the number of children: for
 Gaussian children with unit covariance, ``log rho_0`` alone has a standard deviation of
-about ``C sqrt((C - 1) d / 2) / (2 T)``, and ``int phi`` grows with ``d`` too. It is the
+about ``sqrt((C - 1) d / 2) / T``, and ``int phi`` grows with ``d`` too. It is the
 exact method for a few parameters; for many, ``fusion`` (the annealed merge) is the one
 to use, and the verdict's weights ESS, k-hat and (for a tree) the lowest ESS of the
 intermediate fusions say when this one has failed.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 from typing import Any
 
 import jax
@@ -52,22 +53,28 @@ def progress_bar(show: bool | None, total: int, initial: int, unit: str) -> Any:
 
 
 _BARS: dict[str, Any] = {}
+# host callbacks may run on several threads at once: once in a full test run, scld's
+# training failed with a KeyError where a bar it had just read was deleted before its own
+# `del`; so the bars are opened, moved and closed under one lock, and closed with `pop`
+_BARS_LOCK = threading.Lock()
 
 
 def _progress_host(label: str, total: int, first: int, done: Any, loss: Any) -> None:
     # one bar per training run; vmapped runs report one after another at each chunk, so
     # a bar opens at the first chunk, follows the furthest step and closes at the end
-    done, bar = int(done), _BARS.get(label)
-    if bar is None:
-        if done > first:
-            return
-        watched = sys.stderr.isatty() or in_notebook()
-        bar = _BARS[label] = tqdm(total=total, desc=label, disable=not watched, leave=False)
-    bar.update(max(0, done - bar.n))
-    bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
-    if done >= total:
-        bar.close()
-        del _BARS[label]
+    done = int(done)
+    with _BARS_LOCK:
+        bar = _BARS.get(label)
+        if bar is None:
+            if done > first:
+                return
+            watched = sys.stderr.isatty() or in_notebook()
+            bar = _BARS[label] = tqdm(total=total, desc=label, disable=not watched, leave=False)
+        bar.update(max(0, done - bar.n))
+        bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
+        if done >= total:
+            bar.close()
+            _BARS.pop(label, None)
 
 
 def report_progress(label: str, step: Array, num_steps: int, loss: Array) -> None:

@@ -8,7 +8,10 @@ Samplers (registered on import):
 - ``amis`` :mod:`~bayeswb.samplers.importance.adaptive`: adaptive multiple importance
   sampling with a mixture proposal (:mod:`~bayeswb.samplers.importance.mixtures`);
 - ``vis``  :mod:`~bayeswb.samplers.importance.variational`: a Gaussian proposal fitted by
-  forward chi^2 or reverse KL (:mod:`~bayeswb.samplers.importance.gaussian_fits`).
+  forward chi^2 or reverse KL (:mod:`~bayeswb.samplers.importance.gaussian_fits`);
+- ``mc_fusion`` (:mod:`samplers.mc_fusion`, beside fusion, whose shards it shares): data
+  shards' sub-posterior draws joined through Brownian bridges and weighted, without a
+  log Z (the sub-posteriors' normalisers are unknown).
 
 Shared parts: :mod:`~bayeswb.samplers.importance.proposals` (the proposal interface, the
 draw-and-weight step and the proposal registry), :mod:`~bayeswb.samplers.importance.output`
@@ -21,7 +24,7 @@ scale.
 Example:
     >>> import bayeswb as bw
     >>> sorted(n for n in bw.samplers.names() if bw.samplers.get(n).family == "importance")
-    ['amis', 'is', 'vis']
+    ['amis', 'is', 'mc_fusion', 'vis']
 """
 
 from bayeswb.core.weights import log_mean_exp

@@ -4,6 +4,7 @@ mode coverage of flow_mcmc against MALA at equal cost, save/load, option checks.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import warnings
 
 import arviz as az
@@ -315,6 +316,38 @@ def test_progress_bar_opens_and_closes_once_per_training_run():
             progress_module._progress_host("test bar", 100, 2, done, 1.0)
             assert ("test bar" in progress_module._BARS) == (done < 100)
     assert "test bar" not in progress_module._BARS
+
+
+def test_progress_bar_closes_once_when_runs_report_from_several_threads():
+    # host callbacks may arrive on several threads: runs that report their last step at
+    # once close the bar once, and none fails (a KeyError once failed scld's training)
+    def finish(start, errors):
+        start.wait()
+        try:
+            progress_module._progress_host("threads", 100, 2, 100, 1.0)
+        except Exception as error:  # noqa: BLE001  (what a callback would raise)
+            errors.append(error)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often: the race shows without the lock
+    try:
+        _race_to_close(finish)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def _race_to_close(finish):
+    import threading
+
+    for _ in range(20):
+        progress_module._progress_host("threads", 100, 2, 2, 1.0)
+        start, errors = threading.Barrier(8), []
+        threads = [threading.Thread(target=finish, args=(start, errors)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors and "threads" not in progress_module._BARS
 
 
 def test_annealed_reverse_kl_uses_the_temperature_schedule():
