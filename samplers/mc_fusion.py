@@ -247,13 +247,14 @@ def fusion_tree(num_shards: int, tree: str) -> list[list[tuple[int, ...]]]:
 
 
 class Level(NamedTuple):
-    """One level of the tree, all static: ``fusions`` the node groups fused (all of one
-    size ``C``), ``waiting`` the nodes passed on, and for the shards under the fusions
+    """One level of the tree, all static: ``groups`` every group of nodes (one node of the
+    next level each), ``fusions`` those fused (all of one size ``C``), and for the shards
+    under the fusions
     (``shards``, in order) the fusion (``fusion_of``) and the child (``child_of``, counted
     over all fusions: ``fusion * C + c``) each belongs to."""
 
+    groups: list[tuple[int, ...]]
     fusions: list[tuple[int, ...]]
-    waiting: list[int]
     shards: np.ndarray
     fusion_of: np.ndarray
     child_of: np.ndarray
@@ -271,8 +272,7 @@ def tree_levels(num_shards: int, tree: str) -> list[Level]:
                 shards += members[node]
                 fusion_of += [f] * len(members[node])
                 child_of += [f * len(group) + c] * len(members[node])
-        waiting = [group[0] for group in groups if len(group) == 1]
-        levels.append(Level(fusions, waiting, *map(np.asarray, (shards, fusion_of, child_of))))
+        levels.append(Level(groups, fusions, *map(np.asarray, (shards, fusion_of, child_of))))
         members = [sum((members[node] for node in group), []) for group in groups]
     return levels
 
@@ -456,11 +456,10 @@ def fuse_tree(key: Array, sharded: ShardedTarget, draws: Array, config: MCFusion
 
         resampled = jax.vmap(resample)(resample_keys, fused.positions, fused.log_weights)
         # the next level's nodes in order: each group's fusion, or its waiting node
-        order, waiting = [], iter(level.waiting)
-        fusions = iter(range(len(level.fusions)))
-        for group in fusion_tree(config.num_shards, config.tree)[index]:
-            order.append(("fused", next(fusions)) if len(group) > 1 else ("wait", next(waiting)))
-        nodes = jnp.stack([resampled[i] if kind == "fused" else nodes[i] for kind, i in order])
+        fusion_index = {group: f for f, group in enumerate(level.fusions)}
+        nodes = jnp.stack(
+            [resampled[fusion_index[g]] if len(g) > 1 else nodes[g[0]] for g in level.groups]
+        )
     per_fusion = {
         f"fusion_{name}": jnp.concatenate([getattr(f, name) for f in stats])
         for name in ("negative_weight", "truncated", "ess", "time")
