@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_runs_match, gaussian_mean_model, weighted_moments
+from helpers import assert_runs_match, gaussian_mean_model, host_tick, weighted_moments
 
 import bayeswb as bw
 from bayeswb.models.bayesian import stored_references
@@ -205,22 +205,19 @@ COUNTED_ROWS = 20
 
 def counting(base, counts):
     """``base`` with its evaluations (``value``) and differentiations (``grad``) counted on
-    the host, one per point under vmap. ``jax.debug.callback``, as the runs' NUTS loops
-    are vmapped (here one run), where ``io_callback`` is refused."""
+    the host, one per point under vmap (:func:`helpers.host_tick`: ``io_callback`` is
+    refused in the runs' vmapped NUTS loops, here one run)."""
 
-    def bump(kind, one):
-        counts[kind] += int(np.size(one))
-
-    def one(*args):  # depends on every argument: one callback entry per point
+    def one(*args):  # depends on every argument: one entry per point under vmap
         return (sum(jnp.ravel(a)[0] * 0.0 for a in args) + 1.0).astype(jnp.int32)
 
     @jax.custom_vjp
     def counted(*args):
-        jax.debug.callback(functools.partial(bump, "value"), one(*args))
+        host_tick(counts, "value", one(*args))
         return base(*args)
 
     def forward(*args):
-        jax.debug.callback(functools.partial(bump, "grad"), one(*args))
+        host_tick(counts, "grad", one(*args))
         return jax.value_and_grad(base, argnums=tuple(range(len(args))))(*args)
 
     counted.defvjp(forward, lambda grads, g: tuple(g * d for d in grads))
