@@ -12,7 +12,7 @@ import pathlib
 import time
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import arviz as az
 import numpy as np
@@ -41,25 +41,56 @@ METRICS = [
 ]
 
 
-def _cost_per_sample(
-    target: Target, sampler: str, num_chains: int, pilot: int, options: dict
-) -> tuple[float, float]:
-    """Cost as ``intercept + slope * num_samples`` from two pilot runs.
+class _Run(NamedTuple):
+    """One run of a pair and its wall time, compilation included."""
 
-    Counted in gradient evaluations; in log-density evaluations for a sampler whose
-    gradient cost does not grow with the draws (Pathfinder and VI draw for free).
-    """
+    result: Result
+    seconds: float
+    num_samples: int
+
+
+def _timed_run(
+    target: Target, sampler: str, seed: int, num_chains: int, num_samples: int, options: dict
+) -> _Run:
+    start = time.perf_counter()
     with warnings.catch_warnings():
-        # pilots are deliberately too short to be believed; only their cost is used
+        # the verdict is a column of the row (score's "verdict"); a pilot's is not read
         warnings.simplefilter("ignore", UnreliableRunWarning)
-        runs = [
-            sample(target, sampler, seed=10_000, num_chains=num_chains, num_samples=n, **options)
-            for n in (pilot, 2 * pilot)
-        ]
+        result = sample(
+            target, sampler, seed=seed, num_chains=num_chains, num_samples=num_samples, **options
+        )
+    return _Run(result, time.perf_counter() - start, num_samples)
+
+
+def _spent(result: Result) -> float:
+    """A run's cost as the budget counts it: gradient evaluations, or log-density
+    evaluations for a gradient-free sampler."""
+    return result.cost["n_grad_evals"] or result.cost["n_logdensity_evals"]
+
+
+def _sized_draws(
+    target: Target, sampler: str, num_chains: int, pilot: int, options: dict, budget: float,
+    seed: int,
+) -> tuple[int, list[_Run]]:  # fmt: skip
+    """Draws per chain that spend about ``budget``, from pilot runs at ``seed`` (the
+    pair's first seed), and the pilots.
+
+    Cost is fitted as ``intercept + slope * num_samples`` from pilots of ``pilot`` and
+    ``2 * pilot`` draws, in gradient evaluations, or in log-density evaluations for a
+    sampler whose gradient cost does not grow with the draws (Pathfinder and VI draw for
+    free). A first pilot that already spent the budget (a trained sampler's training) fixes
+    the draws at ``pilot`` whatever the slope, so the second is not run.
+    """
+    runs = [_timed_run(target, sampler, seed, num_chains, pilot, options)]
+    if _spent(runs[0].result) >= budget:
+        return pilot, runs
+    runs.append(_timed_run(target, sampler, seed, num_chains, 2 * pilot, options))
+    first, second = (run.result.cost for run in runs)
     for counter in ("n_grad_evals", "n_logdensity_evals"):
-        slope = (runs[1].cost[counter] - runs[0].cost[counter]) / pilot
+        slope = (second[counter] - first[counter]) / pilot
         if slope > 0:
-            return runs[0].cost[counter] - slope * pilot, slope
+            affordable = int((budget - first[counter]) / slope + pilot)
+            return max(affordable, pilot), runs
     raise ValueError(f"{sampler}'s cost does not grow with the number of draws")
 
 
@@ -104,16 +135,18 @@ def bench(
 ) -> pd.DataFrame:
     """Run every model x sampler pair at (about) ``budget`` gradient evaluations per run.
 
-    The number of draws per chain is chosen from two pilot runs (``pilot_samples`` and
-    twice that), fitting cost = intercept + slope x draws, so warmup and per-draw costs
-    both count; gradient-free samplers are budgeted in log-density evaluations. Each
-    seed is then one run (at most ``max_samples`` draws per chain), scored by
-    :func:`bayeswb.score` against the target's truth.
+    The number of draws per chain is chosen from two pilot runs at the first seed
+    (``pilot_samples`` and twice that), fitting cost = intercept + slope x draws, so
+    warmup and per-draw costs both count; gradient-free samplers are budgeted in
+    log-density evaluations. Each seed is then one run (at most ``max_samples`` draws per
+    chain), scored by :func:`bayeswb.score` against the target's truth; a pilot of the
+    chosen size is the first seed's run, not run again.
 
     A sampler whose warmup alone costs more than the budget (a flow's or a diffusion
     sampler's training, to its plateau or its cap) still runs, with ``pilot_samples``
     draws: its ``budget_used`` column (evaluations made / ``budget``) says by how much
-    it overspent, rather than its row passing as a run at the budget.
+    it overspent, rather than its row passing as a run at the budget. Its first pilot
+    already shows that, so it trains twice for two seeds, not four times.
 
     Example:
         >>> df = bench(["gaussian"], ["nuts"], budget=2e4, seeds=[0], num_chains=2,
@@ -139,35 +172,28 @@ def bench(
             extra = options.get(sampler, {})
             base = {"model": target.name, "sampler": sampler}
             try:
-                intercept, slope = _cost_per_sample(
-                    target, sampler, num_chains, pilot_samples, extra
+                num_samples, pilots = _sized_draws(
+                    target, sampler, num_chains, pilot_samples, extra, budget, seeds[0]
                 )
-                affordable = int((budget - intercept) / slope)
-                num_samples = min(max(affordable, pilot_samples), max_samples)
                 config = SAMPLERS.get(sampler).make_config(num_chains=num_chains, **extra)
-                num_samples = config.valid_num_samples(num_samples)
+                num_samples = config.valid_num_samples(min(num_samples, max_samples))
             except Exception as error:  # a failing pair is a row, not a crashed sweep
                 rows += [
                     {**base, "seed": s, "error": f"{type(error).__name__}: {error}"} for s in seeds
                 ]
                 bar.update(1)
                 continue
+            # a pilot of the scored size at the first seed is that seed's run: a trained
+            # sampler's cell trains twice (one pilot, one more seed) rather than four times
+            same_size = [run for run in pilots if run.num_samples == num_samples]
+            reused = {seeds[0]: same_size[0]} if same_size else {}
             for seed in seeds:
                 row: dict[str, Any] = {**base, "seed": seed, "num_samples": num_samples}
                 try:
-                    start = time.perf_counter()
-                    with warnings.catch_warnings():
-                        # the verdict is a column of the row (score's "verdict")
-                        warnings.simplefilter("ignore", UnreliableRunWarning)
-                        result = sample(
-                            target,
-                            sampler,
-                            seed=seed,
-                            num_chains=num_chains,
-                            num_samples=num_samples,
-                            **extra,
-                        )
-                    seconds = time.perf_counter() - start
+                    run = reused.get(seed) or _timed_run(
+                        target, sampler, seed, num_chains, num_samples, extra
+                    )
+                    result, seconds = run.result, run.seconds
                     grads = result.cost["n_grad_evals"] or result.cost["n_logdensity_evals"]
                     row.update(score(result, target))
                     ess = _min_ess(result)

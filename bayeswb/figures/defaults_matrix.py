@@ -117,9 +117,9 @@ def compute(
 
     ``quick`` runs a handful of cells (``QUICK_MODELS`` x ``QUICK_SAMPLERS``, one seed,
     a small budget), as CI does; ``models`` and ``samplers`` restrict the full sweep.
-    Quick mode caps the draws at the second pilot run's (``2 * pilot``): a cell's scored
-    run then reuses that pilot's compiled program (same config, another seed), so a cell
-    compiles twice instead of three times; compiling is most of a quick run's time.
+    Quick mode caps the draws at the second pilot run's (``2 * pilot``): that pilot, run
+    at the cell's seed, is then the scored run itself, so a cell compiles and runs twice
+    instead of three times; compiling is most of a quick run's time.
     """
     if quick:
         models = models or list(QUICK_MODELS)
