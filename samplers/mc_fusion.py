@@ -173,7 +173,7 @@ def poisson_estimates(
     for ``B`` Brownian bridges from ``starts`` (B, d) to ``ends`` (B, d) over
     ``durations`` (B,), each bound from an independent pilot bridge. Unbiased (signed).
     ``phi_points`` maps points ``(B, m, d)`` to ``phi`` at them ``(B, m)``; it is called
-    on ``2 + PILOT_POINTS`` and on ``max_points`` points per bridge.
+    once, on ``2 + PILOT_POINTS + max_points`` points per bridge.
 
     Example (Levy's formula: for the bridge from 0 to 0 over ``T``,
     ``E exp(-int b_t^2 dt) = (sqrt(2) T / sinh(sqrt(2) T))^(1/2)``, 0.8549 at ``T = 1``):
@@ -190,17 +190,20 @@ def poisson_estimates(
     pilot_times = durations[:, None] * (jnp.arange(PILOT_POINTS) + 0.5) / PILOT_POINTS
     pilot_keys = jax.random.split(pilot_key, num_bridges)
     pilot = bridges(pilot_keys, starts, ends, durations, pilot_times)
-    values = phi_points(jnp.concatenate([starts[:, None], ends[:, None], pilot], axis=1))
+    uniforms = jax.random.uniform(times_key, (num_bridges, max_points), starts.dtype)
+    path_keys = jax.random.split(path_key, num_bridges)
+    path = bridges(path_keys, starts, ends, durations, durations[:, None] * uniforms)
+    # the estimator's points do not depend on the pilot's phi: one evaluation of both
+    # (each call of phi_points is a copy of the shards' gradient and Laplacian to compile)
+    values = phi_points(jnp.concatenate([starts[:, None], ends[:, None], pilot, path], axis=1))
+    values, path_values = values[:, : 2 + PILOT_POINTS], values[:, 2 + PILOT_POINTS :]
     high, typical = jnp.max(values, axis=-1), jnp.mean(values, axis=-1)
     width = jnp.maximum(high - jnp.min(values, axis=-1), 1.0 / durations)
     most = max_points / (4 * durations)  # the largest rate: counts stay within the points
     bound = jnp.maximum(high, jnp.minimum(high + BOUND_MARGIN * width, typical + most))
     rate = jnp.minimum(bound - typical, most)
     count = jax.random.poisson(count_key, rate * durations)
-    uniforms = jax.random.uniform(times_key, (num_bridges, max_points), starts.dtype)
-    path_keys = jax.random.split(path_key, num_bridges)
-    path = bridges(path_keys, starts, ends, durations, durations[:, None] * uniforms)
-    factors = (bound[:, None] - phi_points(path)) / rate[:, None]
+    factors = (bound[:, None] - path_values) / rate[:, None]
     used = jnp.arange(max_points) < count[:, None]
     logs = jnp.sum(jnp.where(used, jnp.log(jnp.abs(factors)), 0.0), axis=-1)
     negatives = jnp.sum(used & (factors < 0), axis=-1)
