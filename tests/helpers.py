@@ -283,33 +283,14 @@ def tuned_steps_and_noise(result, num_warmup: int) -> tuple[np.ndarray, np.ndarr
 
 def host_tick(counts, kind, one):
     """Add ``np.size(one)`` to ``counts[kind]`` on the host when the program runs: one
-    per point under any number of vmaps, through one ``jax.debug.callback`` per call site.
-    (``jax.debug.callback`` alone unrolls a vmap into one callback per lane: consensus over
-    smc with 64 particles grew from 6,800 lines of StableHLO to 38,000 and compiled for
-    59 s instead of 2 s; ``custom_vmap`` hands it the whole batch instead.)
-
-    Example:
-        >>> import jax, jax.numpy as jnp
-        >>> counts = {"value": 0}
-        >>> f = jax.jit(jax.vmap(jax.vmap(lambda x: host_tick(counts, "value", x))))
-        >>> _ = f(jnp.ones((3, 5), jnp.int32)); jax.effects_barrier(); counts["value"]
-        15
-    """
-    import jax
+    per point under any number of vmaps, in one callback per call site
+    (:func:`bayeswb.core.progress.batched_callback`)."""
+    from bayeswb.core.progress import batched_callback
 
     def bump(seen):
         counts[kind] += int(np.size(seen))
 
-    @jax.custom_batching.custom_vmap
-    def tick(one):
-        jax.debug.callback(bump, one)
-        return one
-
-    @tick.def_vmap
-    def _(axis_size, in_batched, one):
-        return tick(one), in_batched[0]
-
-    return tick(one)
+    batched_callback(bump, one)
 
 
 def counted_gaussian(dim):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -78,27 +79,42 @@ def _progress_host(label: str, total: int, first: int, done: Any, loss: Any) -> 
             _BARS.pop(label, None)
 
 
+def batched_callback(host: Callable[..., None], *args: Array) -> None:
+    """``jax.debug.callback(host, *args)``, one call per call site however many vmaps
+    surround it: under vmap ``host`` gets the whole batch (a leading axis on the batched
+    arguments). JAX unrolls a vmapped ``jax.debug.callback`` into one callback per lane
+    (flow_is's program for 16 chains had 35 callbacks; a host counter under 64 vmapped
+    particles grew consensus over smc's program from 6,800 lines to 38,000).
+
+    Example:
+        >>> seen = []
+        >>> f = jax.jit(jax.vmap(jax.vmap(lambda x: batched_callback(seen.append, x))))
+        >>> f(jax.numpy.ones((3, 5))); jax.effects_barrier()
+        >>> [a.shape for a in seen]
+        [(3, 5)]
+    """
+
+    @jax.custom_batching.custom_vmap
+    def call(*values: Array) -> Array:
+        jax.debug.callback(host, *values)
+        return values[0]
+
+    @call.def_vmap
+    def _(axis_size: int, in_batched: list[bool], *values: Array) -> Any:
+        return call(*values), in_batched[0]
+
+    call(*args)
+
+
 def report_progress(label: str, step: Array, num_steps: int, loss: Array) -> None:
     """Inside a compiled loop over ``num_steps`` steps (``step`` counts from 0): every
     ~2% of the steps, hand ``loss`` to a host-side tqdm bar named ``label`` through
-    ``jax.debug.callback``. The bar is silent when stderr is not a terminal; runs with
-    fewer than 2 reports show none. Under vmap the runs report in one callback (JAX would
-    unroll a vmapped ``jax.debug.callback`` into one per run: 35 callbacks in flow_is's
-    program for 16 chains)."""
+    :func:`batched_callback` (vmapped runs report together). The bar is silent when stderr
+    is not a terminal; runs with fewer than 2 reports show none."""
     every = max(1, num_steps // 50)
     if num_steps < 2 * every:
         return
     host = functools.partial(_progress_host, label, num_steps, every)
-
-    @jax.custom_batching.custom_vmap
-    def report_now(done: Array, loss: Array) -> Array:
-        jax.debug.callback(host, done, loss)
-        return done
-
-    @report_now.def_vmap
-    def _(axis_size: int, in_batched: list[bool], done: Array, loss: Array) -> Any:
-        return report_now(done, loss), in_batched[0]
-
     done = step + 1
     report = (done % every == 0) | (done == num_steps)
-    jax.lax.cond(report, lambda: report_now(done, loss), lambda: done)
+    jax.lax.cond(report, lambda: batched_callback(host, done, loss), lambda: None)
