@@ -194,7 +194,7 @@ def bench(
                         target, sampler, seed, num_chains, num_samples, extra
                     )
                     result, seconds = run.result, run.seconds
-                    grads = result.cost["n_grad_evals"] or result.cost["n_logdensity_evals"]
+                    grads = _spent(result)
                     row.update(score(result, target))
                     ess = _min_ess(result)
                     stats = getattr(result.idata, "sample_stats", None)
