@@ -295,22 +295,16 @@ def host_tick(counts, kind, one):
 
 def counted_gaussian(dim):
     """N(0, I) whose log density counts its own evaluations and gradients on the host
-    (one count per point under vmap; a batched loop also runs finished lanes' callbacks,
-    so count single runs; under reverse-mode differentiation through a ``lax.scan`` the
-    callbacks do not run, so count programs that do not differentiate through the
-    target). Returns the Target and the counts dict it fills."""
-    import functools
-
+    (:func:`host_tick`: one count per point under vmap; a batched loop also runs finished
+    lanes' callbacks, so count single runs; under reverse-mode differentiation through a
+    ``lax.scan`` the callbacks do not run, so count programs that do not differentiate
+    through the target). Returns the Target and the counts dict it fills."""
     import jax
     import jax.numpy as jnp
-    from jax.experimental import io_callback
 
     import bayeswb as bw
 
     counts = {"value": 0, "grad": 0}
-
-    def bump(kind, one):
-        counts[kind] += int(np.size(one))
 
     def base(x):
         return -0.5 * jnp.sum(x**2)
@@ -321,11 +315,11 @@ def counted_gaussian(dim):
 
     @jax.custom_vjp
     def log_density(x):
-        io_callback(functools.partial(bump, "value"), None, one(x))
+        host_tick(counts, "value", one(x))
         return base(x)
 
     def forward(x):
-        io_callback(functools.partial(bump, "grad"), None, one(x))
+        host_tick(counts, "grad", one(x))
         return jax.value_and_grad(base)(x)
 
     log_density.defvjp(forward, lambda grad, g: (g * grad,))
