@@ -293,12 +293,13 @@ def host_tick(counts, kind, one):
     batched_callback(bump, one)
 
 
-def counted_gaussian(dim):
-    """N(0, I) whose log density counts its own evaluations and gradients on the host
-    (:func:`host_tick`: one count per point under vmap; a batched loop also runs finished
-    lanes' callbacks, so count single runs; under reverse-mode differentiation through a
-    ``lax.scan`` the callbacks do not run, so count programs that do not differentiate
-    through the target). Returns the Target and the counts dict it fills."""
+def counted_gaussian(dim, scales=None):
+    """N(0, diag(scales^2)) (N(0, I) without ``scales``) whose log density counts its own
+    evaluations and gradients on the host (:func:`host_tick`: one count per point under
+    vmap; a batched loop also runs finished lanes' callbacks, so count single runs; under
+    reverse-mode differentiation through a ``lax.scan`` the callbacks do not run, so count
+    programs that do not differentiate through the target). Returns the Target and the
+    counts dict it fills."""
     import jax
     import jax.numpy as jnp
 
@@ -307,7 +308,7 @@ def counted_gaussian(dim):
     counts = {"value": 0, "grad": 0}
 
     def base(x):
-        return -0.5 * jnp.sum(x**2)
+        return -0.5 * jnp.sum((x if scales is None else x / scales) ** 2)
 
     def one(x):
         # depends on x, so that under vmap the callback sees one entry per point

@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.experimental import io_callback
 
 import bayeswb as bw
 from bayeswb.core.draws import exact_count
@@ -26,7 +25,7 @@ from bayeswb.samplers.langevin.microcanonical import (
     MCLMCConfig,
     mclmc_tuning_steps,
 )
-from tests.helpers import assert_z_scores, moment_z_scores
+from tests.helpers import assert_z_scores, counted_gaussian, moment_z_scores
 
 DIM = 4
 TARGET = bw.models.get("gaussian", dim=DIM, condition_number=10.0)
@@ -80,29 +79,9 @@ def test_mclmc_mean_is_unbiased_and_its_variance_bias_is_within_the_energy_bound
 
 
 def _counting_target(dim):
-    """A Gaussian whose every log-density value and gradient is counted on the host: a
-    custom VJP whose forward pass (what value_and_grad runs) calls back to the host."""
-    counts = {"grad": 0, "value": 0}
-    scales = jnp.linspace(0.5, 1.0, dim)
-
-    def bump(kind, one):
-        counts[kind] += int(np.size(one))
-
-    def base(x):
-        return -0.5 * jnp.sum((x / scales) ** 2)
-
-    @jax.custom_vjp
-    def log_density(x):
-        io_callback(functools.partial(bump, "value"), None, jnp.ones((), jnp.int32))
-        return base(x)
-
-    def forward(x):
-        io_callback(functools.partial(bump, "grad"), None, jnp.ones((), jnp.int32))
-        value, grad = jax.value_and_grad(base)(x)
-        return value, grad
-
-    log_density.defvjp(forward, lambda grad, g: (g * grad,))
-    return bw.Target.from_logdensity(log_density, dim=dim, name="counted"), counts
+    """A Gaussian of unequal scales whose every log-density value and gradient is counted
+    on the host (:func:`helpers.counted_gaussian`)."""
+    return counted_gaussian(dim, scales=jnp.linspace(0.5, 1.0, dim))
 
 
 def _one_chain(kernel, target, config, key):
