@@ -4,7 +4,7 @@ have a region of far higher density than any draw came near?
 A sampler that never enters a narrow region (a funnel's neck, a spike, a narrow mode)
 cannot see what it misses: its weights, chains and runs agree with each other, and
 every other check passes. The density itself can tell. From the draws of highest log
-density, L-BFGS (optax's ``lbfgs``, zoom line search) climbs the target's log density;
+density, L-BFGS (:func:`bayeswb.core.climb.lbfgs_climb`) climbs the target's log density;
 the check (:func:`bayeswb.core.verdict.diagnose`) compares the highest log density it
 reaches with the best draw's. For a log-concave target the gap is almost never large:
 with ``gap(x) = max log p - log p(x)``, ``E gap(X) <= d`` and ``Var gap(X) <= d`` for
