@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from bayeswb.core.brief_programs import brief_jit
 from bayeswb.core.config import one_line
 
 Array = jax.Array
@@ -328,7 +329,7 @@ class Target:
             )
         # one program for the points, one for the density: eager calls would compile a
         # small program for each operation, in every new process
-        points = np.asarray(jax.jit(self._check_points)(key))
+        points = np.asarray(brief_jit(self._check_points)(key))
         x = points[0]
         if not np.all(np.isfinite(x)):
             raise ValueError(f"target {self.name!r}: init returned a non-finite position {x}")
@@ -336,7 +337,7 @@ class Target:
         try:
             shape = jax.eval_shape(self.log_density, x).shape
             if shape == ():
-                values, grads = jax.jit(jax.vmap(self.log_density_and_grad))(points)
+                values, grads = brief_jit(jax.vmap(self.log_density_and_grad))(points)
                 values, grads = np.asarray(values), np.asarray(grads)
         except Exception as error:
             raise ValueError(

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayeswb.core.brief_programs import brief_jit
 from bayeswb.core.climb import lbfgs_climb
 from bayeswb.core.probe import probe_points, scale_from_probe
 from bayeswb.core.result import Result
@@ -154,7 +155,7 @@ def _programs(target: Target) -> tuple[Callable, Callable]:
     if target not in _PROGRAMS:
         dim = target.dim
 
-        @jax.jit
+        @brief_jit
         def evaluate(values: Array, key: Array) -> tuple[Array, Array]:
             """The draws' log densities and ``FAR_STARTS`` starts at the probe's scale
             (the probe's rays and the origin evaluated in the same program)."""
@@ -175,6 +176,6 @@ def _programs(target: Target) -> tuple[Callable, Callable]:
             reached = lbfgs_climb(target.log_density, start, ITERATIONS)
             return reached.top, reached.where
 
-        search = jax.jit(lambda starts: jax.lax.map(climb, starts))
+        search = brief_jit(lambda starts: jax.lax.map(climb, starts))
         _PROGRAMS[target] = (evaluate, search)
     return _PROGRAMS[target]
