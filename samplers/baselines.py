@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import blackjax
 import jax
 import jax.numpy as jnp
 import optax
+from blackjax.optimizers.lbfgs import lbfgs_inverse_hessian_factors, lbfgs_recover_alpha
 from blackjax.vi import fullrank_vi, meanfield_vi
 
+from bayeswb.core.climb import lbfgs_climb
 from bayeswb.core.config import (
     SamplerConfig,
     boolean,
@@ -306,33 +308,110 @@ class PathfinderConfig(SamplerConfig):
 def pathfinder_path(
     key: Array, target: Target, config: PathfinderConfig
 ) -> tuple[Array, Array, Array, Array]:
-    """One Pathfinder path (blackjax's ``vi.pathfinder``): ``config.num_samples`` draws of
-    its best Gaussian, their ``lp`` and ``log_q``, and the number of L-BFGS iterations."""
-    init_key, fit_key, draw_key = jax.random.split(key, 3)
-    state, info = blackjax.vi.pathfinder.approximate(
-        fit_key,
-        target.log_density,
-        target.init(init_key),
-        num_samples=config.num_elbo_samples,
-        maxiter=config.num_warmup,
-        maxcor=config.history_size,
+    """One Pathfinder path (Zhang, Carpenter, Gelman and Vehtari 2022, Algorithms 1 and
+    3): ``config.num_samples`` draws of its Gaussian of highest ELBO, their ``lp`` and
+    ``log_q``, and the path's gradient evaluations.
+
+    The path is :func:`bayeswb.core.climb.lbfgs_climb`'s (its start and accepted
+    iterates): one value-and-gradient evaluation per trial point, each counted, in a
+    program that holds one copy of the gradient. At each point the inverse-Hessian
+    factors come from the last ``history_size`` steps (blackjax's
+    ``lbfgs_recover_alpha`` and ``lbfgs_inverse_hessian_factors``, Algorithm 3), and
+    ``num_elbo_samples`` draws of that Gaussian (:func:`factor_gaussian`) estimate
+    its ELBO; points past the path's end get ELBO ``-inf``.
+    """
+    init_key, elbo_key, draw_key = jax.random.split(key, 3)
+    climb = lbfgs_climb(
+        target.log_density, target.init(init_key), config.num_warmup, record_path=True
     )
-    positions, log_q = blackjax.vi.pathfinder.sample(draw_key, state, config.num_samples)
-    num_iterations = jnp.sum(jnp.isfinite(info.path.elbo))
-    return positions, jax.vmap(target.log_density)(positions), log_q, num_iterations
+    x, loss_grad, length = climb.path_positions, climb.path_gradients, climb.path_length
+    assert x is not None and loss_grad is not None and length is not None
+    points, history = x.shape[0], config.history_size
+    steps, changes = jnp.diff(x, axis=0), jnp.diff(loss_grad, axis=0)
+    taken = jnp.arange(1, points) < length  # the step into point i + 1 was made
+
+    def next_alpha(alpha: Array, step: tuple) -> tuple[Array, tuple[Array, Array]]:
+        s_l, z_l, made = step
+        new_alpha, used = lbfgs_recover_alpha(alpha, s_l, z_l)
+        used = used & made
+        alpha = jnp.where(used, new_alpha, alpha)
+        return alpha, (alpha, used)
+
+    _, (alphas, used) = jax.lax.scan(next_alpha, jnp.ones_like(x[0]), (steps, changes, taken))
+    alphas = jnp.concatenate([jnp.ones_like(x[:1]), alphas])
+    padding = ((history, 0), (0, 0))
+    steps = jnp.pad(jnp.where(used, steps, 0.0), padding)
+    changes = jnp.pad(jnp.where(used, changes, 0.0), padding)
+
+    def gaussian_at(i: Array, noise: Array) -> tuple[Array, FactorGaussian]:
+        """Point i's Gaussian (from the history_size steps up to it) and its ELBO."""
+        window = i + jnp.arange(history)
+        beta, gamma = lbfgs_inverse_hessian_factors(steps[window].T, changes[window].T, alphas[i])
+        gaussian = factor_gaussian(x[i], -loss_grad[i], alphas[i], beta, gamma)
+        draws, log_q = gaussian.draw(noise)
+        return jnp.mean(jax.vmap(target.log_density)(draws) - log_q), gaussian
+
+    indices = jnp.arange(points)
+    # every point's noise in one draw: one random-number call site, not one per point
+    noise = jax.random.normal(elbo_key, (points, config.num_elbo_samples, x.shape[1]), x.dtype)
+    elbo, gaussians = jax.vmap(gaussian_at)(indices, noise)
+    elbo = jnp.where((indices < length) & jnp.isfinite(elbo), elbo, -jnp.inf)
+    # the best point's Gaussian as computed for its ELBO: no second factorisation
+    best = jax.tree.map(lambda leaf: leaf[jnp.argmax(elbo)], gaussians)
+    noise = jax.random.normal(draw_key, (config.num_samples, x.shape[1]), x.dtype)
+    positions, log_q = best.draw(noise)
+    return positions, jax.vmap(target.log_density)(positions), log_q, climb.evaluations
 
 
-def path_grad_evals(num_iterations: Array) -> Count:
-    """Gradients of Pathfinder paths of ``num_iterations`` L-BFGS iterations each (one
-    entry per path; see :func:`run_pathfinder`'s cost): one at the start, one more at the
-    first iteration, two per iteration.
+class FactorGaussian(NamedTuple):
+    """Pathfinder's Gaussian at a point of its path, ready to draw from:
+    ``x = mean + root_alpha * (u + Q (L - I) Q^T u)`` for standard normal ``u``
+    (:func:`factor_gaussian`), with ``lower_minus_eye`` ``L - I``."""
+
+    mean: Array
+    root_alpha: Array
+    q: Array
+    lower_minus_eye: Array
+    log_det: Array
+
+    def draw(self, noise: Array) -> tuple[Array, Array]:
+        """Draws from standard normal ``noise`` (n, d), and their log densities."""
+        q = self.q
+        draws = self.mean + self.root_alpha * (
+            noise + ((noise @ q) @ self.lower_minus_eye.T) @ q.T
+        )
+        dim = self.mean.shape[0]
+        log_q = -0.5 * (self.log_det + jnp.sum(noise**2, axis=-1) + dim * jnp.log(2.0 * jnp.pi))
+        return draws, log_q
+
+
+def factor_gaussian(
+    position: Array, gradient: Array, alpha: Array, beta: Array, gamma: Array
+) -> FactorGaussian:
+    """Pathfinder's Gaussian at a point of its path (Zhang et al. 2022, Algorithm 4,
+    BFGS-Sample). Its covariance is the L-BFGS inverse Hessian ``Sigma = diag(alpha) +
+    beta gamma beta^T``, its mean the quasi-Newton step from ``position`` along the log
+    density's ``gradient``, ``mu = position + Sigma gradient``. With ``Q R =
+    diag(alpha)^(-1/2) beta`` (thin QR) and ``L L^T = I + R gamma R^T``, ``C =
+    diag(alpha)^(1/2) (I + Q (L - I) Q^T)`` has ``C C^T = Sigma``: draws are ``mu + C u``.
+
+    (blackjax's ``bfgs_sample`` takes the mean along the gradient of the negative log
+    density that its L-BFGS minimised: a step away from the mode wherever the gradient is
+    not zero.)
 
     Example:
-        >>> int(path_grad_evals(jnp.array([0, 5])))  # 1, and 1 + 1 + 2 * 5
-        13
+        >>> gaussian = factor_gaussian(jnp.zeros(2), jnp.array([3.0, 3.0]), jnp.ones(2),
+        ...                            jnp.zeros((2, 2)), jnp.zeros((2, 2)))
+        >>> gaussian.draw(jnp.zeros((1, 2)))[0].tolist()  # N(0, I)'s step to a peak at 3
+        [[3.0, 3.0]]
     """
-    num_paths = int(jnp.size(num_iterations))
-    return Count.of(num_iterations, each=2) + Count.of(num_iterations > 0) + num_paths
+    root_alpha = jnp.sqrt(alpha)
+    q, r = jnp.linalg.qr(beta / root_alpha[:, None])
+    eye = jnp.eye(r.shape[0], dtype=r.dtype)
+    lower = jnp.linalg.cholesky(eye + r @ gamma @ r.T)
+    log_det = jnp.sum(jnp.log(alpha)) + 2.0 * jnp.sum(jnp.log(jnp.diag(lower)))
+    mean = position + alpha * gradient + beta @ (gamma @ (beta.T @ gradient))
+    return FactorGaussian(mean, root_alpha, q, lower - eye, log_det)
 
 
 @register("pathfinder", PathfinderConfig, family="baseline")
@@ -340,20 +419,14 @@ def run_pathfinder(
     key: Array, target: Target, config: PathfinderConfig, layout: ChainLayout | None = None
 ) -> Draws:
     """Pathfinder (Zhang, Carpenter, Gelman and Vehtari 2022, Algorithm 1): Gaussian
-    approximations along the L-BFGS path, keeping the one of highest ELBO; blackjax's
-    ``vi.pathfinder``. One independent path per chain.
+    approximations along the L-BFGS path, keeping the one of highest ELBO
+    (:func:`pathfinder_path`: bayeswb's L-BFGS climb, blackjax's inverse-Hessian
+    factors). One independent path per chain.
 
-    Cost: ``n_logdensity_evals`` is exact (ELBO draws at every path point plus the final
-    draws); ``n_grad_evals`` counts one gradient at the start, one more at the first
-    iteration (optax's line search state holds no value yet, so
-    ``value_and_grad_from_state`` evaluates the start again) and two per L-BFGS
-    iteration (the line search's first trial and blackjax's evaluation at the accepted
-    point). blackjax does not expose further line-search trials inside optax's L-BFGS, so
-    for Pathfinder alone it is a lower bound: exact when every first trial is accepted
-    (host-counted: tests/samplers/test_baselines.py), one short in 49 on a 31-d Gaussian
-    of condition 31 where one trial was not. Under ``vmap`` (several paths) L-BFGS's
-    ``lax.cond`` runs both branches, so a batch of paths computes ``maxiter`` iterations
-    each whatever it reports; the count is the paths' own.
+    Cost: exact. ``n_grad_evals`` is the L-BFGS path's value-and-gradient evaluations
+    (one per trial point of its line searches); ``n_logdensity_evals`` adds the ELBO
+    draws at every point of a path of ``num_warmup`` steps (all of them computed, past
+    the path's end too) and the final draws.
 
     Example:
         >>> import bayeswb as bw
@@ -365,8 +438,8 @@ def run_pathfinder(
     def one_run(run_key: Array) -> tuple[Array, Array, Array, Array]:
         return pathfinder_path(run_key, target, config)
 
-    positions, lp, log_q, num_iterations = run_chains(key, config.num_chains, one_run, layout)
-    n_grad = path_grad_evals(num_iterations)
+    positions, lp, log_q, evaluations = run_chains(key, config.num_chains, one_run, layout)
+    n_grad = Count.of(evaluations)
     elbo_evals = config.num_chains * (config.num_warmup + 1) * config.num_elbo_samples
     return Draws(
         positions=positions,

@@ -52,12 +52,18 @@ class Climb(NamedTuple):
     """Where an L-BFGS climb ended: the highest log density it reached (``+inf`` if the
     density was unbounded along the way), where, the gradient of the log density there
     (from the climb's own evaluations), and the exact number of value-and-gradient
-    evaluations it made."""
+    evaluations it made. With ``record_path``, the path: the start and each accepted
+    iterate (``path_positions``, ``(max_iterations + 1, d)``, rows past ``path_length``
+    zero) and the gradients of the loss, the negative log density, there
+    (``path_gradients``); otherwise these are None."""
 
     top: Array
     where: Array
     gradient: Array
     evaluations: Array
+    path_positions: Array | None = None
+    path_gradients: Array | None = None
+    path_length: Array | None = None
 
 
 class _Search(NamedTuple):
@@ -80,6 +86,8 @@ class _Search(NamedTuple):
     iteration: Array
     stalled: Array
     best: Climb
+    path_x: Array
+    path_g: Array
 
 
 def lbfgs_climb(
@@ -87,6 +95,7 @@ def lbfgs_climb(
     x0: Array,
     max_iterations: int,
     tolerance: float = 1e-5,
+    record_path: bool = False,
 ) -> Climb:
     """Climb ``log_density`` from ``x0`` by at most ``max_iterations`` L-BFGS steps.
 
@@ -94,7 +103,8 @@ def lbfgs_climb(
     when a line search fails (``LINE_SEARCH_TRIALS`` trials without a weak Wolfe point),
     when ``STALL_ITERATIONS`` steps in a row have not raised the log density, or after
     ``max_iterations`` steps. Every trial point is one value-and-gradient evaluation,
-    counted in ``evaluations`` (the first one is ``x0`` itself).
+    counted in ``evaluations`` (the first one is ``x0`` itself). ``record_path`` keeps
+    every accepted iterate and its gradient (Pathfinder's path).
 
     Example:
         >>> climb = lbfgs_climb(lambda x: -0.5 * jnp.sum((x - 3.0) ** 2), jnp.zeros(2), 50)
@@ -153,8 +163,15 @@ def lbfgs_climb(
         iteration=jnp.asarray(-1),
         stalled=jnp.asarray(0),
         best=Climb(jnp.asarray(-jnp.inf, dtype), x0, jnp.zeros_like(x0), jnp.asarray(0)),
+        path_x=jnp.zeros((max_iterations + 1 if record_path else 0, dim), dtype),
+        path_g=jnp.zeros((max_iterations + 1 if record_path else 0, dim), dtype),
     )
-    return jax.lax.while_loop(not_done, body, start).best
+    end = jax.lax.while_loop(not_done, body, start)
+    if not record_path:
+        return end.best
+    return end.best._replace(
+        path_positions=end.path_x, path_gradients=end.path_g, path_length=end.iteration + 1
+    )
 
 
 def _keep_higher(best: Climb, top: Array, where: Array, gradient: Array) -> Climb:
@@ -185,7 +202,12 @@ def _accepted(
     direction = jnp.where(descends, direction, _two_loop(grad, memory_s, memory_y, empty))
     raised = best.top > -search.value
     one = jnp.ones((), x.dtype)
+    path_x, path_g = search.path_x, search.path_g
+    if path_x.shape[0]:  # recording the path: the start is row 0
+        path_x = path_x.at[search.iteration + 1].set(x)
+        path_g = path_g.at[search.iteration + 1].set(grad)
     return search._replace(
+        path_x=path_x, path_g=path_g,
         x=x, value=value, grad=grad, direction=direction,
         step=one, low=jnp.zeros_like(one), high=jnp.full_like(one, jnp.inf),
         trials=jnp.asarray(0), s=memory_s, y=memory_y, rho=memory_rho,
