@@ -244,11 +244,14 @@ COUNTED_OPTIONS = {
 # the samplers whose runs the counting target can see whole: not those that
 # differentiate through the target inside a lax.scan (pis, dds, cmcd, snf, craft: the
 # callbacks do not run there), nor those with a vmapped while loop over the target (nuts,
-# mams, nrpt, ais, smc and the SMC family: callbacks are refused), nor is and pathfinder
-# (a vmapped cond); fbgvi counts a Hessian-vector product as a gradient (its docstring)
+# mams, nrpt, ais, smc and the SMC family: callbacks are refused); fbgvi counts a
+# Hessian-vector product as a gradient (its docstring), and so does is for its Laplace
+# fit's Hessian, which the counter sees as one gradient (its d tangents batched).
+# pathfinder climbs by bayeswb's L-BFGS, a while loop without a cond, counted here at
+# one chain (a batched loop also runs its finished lanes' callbacks)
 COUNTED_SAMPLERS = (
     "amis", "flow_is", "flow_mcmc", "flow_vi", "fullrank_vi", "hmc", "kinetic_langevin",
-    "mala", "mclmc", "meanfield_vi", "randomized_midpoint", "ula", "vis",
+    "mala", "mclmc", "meanfield_vi", "pathfinder", "randomized_midpoint", "ula", "vis",
 )  # fmt: skip
 
 
