@@ -344,7 +344,7 @@ def pathfinder_path(
     changes = jnp.pad(jnp.where(used, changes, 0.0), padding)
 
     def gaussian_at(i: Array, noise: Array) -> tuple[Array, FactorGaussian]:
-        """Point i's Gaussian (from the history_size steps up to it) and its ELBO."""
+        """Point i's ELBO and its Gaussian (from the history_size steps up to it)."""
         window = i + jnp.arange(history)
         beta, gamma = lbfgs_inverse_hessian_factors(steps[window].T, changes[window].T, alphas[i])
         gaussian = factor_gaussian(x[i], -loss_grad[i], alphas[i], beta, gamma)

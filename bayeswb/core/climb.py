@@ -40,7 +40,7 @@ MEMORY = 10
 ARMIJO = 1e-4
 CURVATURE = 0.9
 # a line search that has not met the weak Wolfe conditions after this many trials ends
-# the climb (its step is then 2^-40 of where it began: nothing left to gain)
+# the climb (its step then 2^-40 or 2^40 times where it began: nothing left to gain)
 LINE_SEARCH_TRIALS = 40
 # a climb stops once this many accepted steps in a row have not raised the log density:
 # at a float32 optimum the gradient stays above any relative tolerance (gp_regression's
