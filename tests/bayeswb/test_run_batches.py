@@ -39,8 +39,14 @@ def assert_same_run(batched, whole):
     [
         ("smc", TARGET, FIXED_SMC),
         # not the gaussian: there the Laplace proposal is exact, the weights are equal up
-        # to rounding, and PSIS's k-hat is a fit to rounding noise
-        ("is", bw.models.get("banana"), {}),
+        # to rounding, and PSIS's k-hat is a fit to rounding noise. Its L-BFGS climb ends
+        # among points whose log densities differ by float32 rounding, so the batch's
+        # programs agree to round-off with XLA's default emitters only (tests/conftest.py;
+        # with the tests' elemental emitters 3 of 320 log weights differed by 1.1e-6
+        # relative)
+        pytest.param(
+            "is", bw.models.get("banana"), {}, marks=pytest.mark.default_emitters, id="is"
+        ),
         ("meanfield_vi", TARGET, {"num_warmup": 50}),
     ],
 )
