@@ -195,11 +195,11 @@ def _accepted(
     memory_rho = jnp.where(keep, jnp.roll(search.rho, 1).at[0].set(rho), search.rho)
     direction = _two_loop(grad, memory_s, memory_y, memory_rho)
     # a direction that does not descend (rounding in a stale memory): restart from the
-    # gradient with an empty memory
+    # gradient with an empty memory (what _two_loop gives with no pair, without its scans)
     descends = grad @ direction < 0
-    empty = jnp.zeros_like(memory_rho)
-    memory_rho = jnp.where(descends, memory_rho, empty)
-    direction = jnp.where(descends, direction, _two_loop(grad, memory_s, memory_y, empty))
+    memory_rho = jnp.where(descends, memory_rho, 0.0)
+    norm = jnp.sqrt(grad @ grad)
+    direction = jnp.where(descends, direction, -grad / jnp.where(norm > 0, norm, 1.0))
     raised = best.top > -search.value
     one = jnp.ones((), x.dtype)
     path_x, path_g = search.path_x, search.path_g
