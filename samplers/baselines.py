@@ -34,6 +34,7 @@ from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout, run_chains, sample_chain
 from bayeswb.execution.kernel import run_whole
 from bayeswb.samplers import register
+from bayeswb.samplers.stan_windows import StanWindows, WindowState
 
 Array = jax.Array
 
@@ -83,62 +84,76 @@ def _hmc_trace(step_size: Array) -> Callable[[Any, Any], tuple[Array, dict[str, 
     return trace
 
 
+class HMCCarry(NamedTuple):
+    """What an HMC-family chain carries: blackjax's kernel state, the Stan warmup's
+    adaptation (:class:`~bayeswb.samplers.stan_windows.WindowState`) and how many steps
+    it has made."""
+
+    state: Any
+    adaptation: WindowState
+    steps_done: Array
+
+
+def _stan_windows(config: Any) -> StanWindows:
+    return StanWindows(config.num_warmup, config.dense_mass, config.target_acceptance_rate)
+
+
 def _hmc_family_kernel(algorithm: Any, extra: Callable[[Any], dict[str, Any]]) -> ChainKernel:
-    """blackjax's ``algorithm`` (hmc or nuts) after its ``window_adaptation``, in pieces:
-    the carry is the kernel state with the adapted step size and inverse mass matrix.
-    ``extra(config)`` gives the algorithm's own keyword arguments."""
+    """blackjax's ``algorithm`` (hmc or nuts) with Stan's windowed warmup
+    (:mod:`bayeswb.samplers.stan_windows`) in its steps: the first ``num_warmup`` steps
+    adapt the step size and inverse mass matrix, the draws use the adapted ones, and
+    warmup and draws run the one kernel. ``extra(config)`` gives the algorithm's own
+    keyword arguments."""
 
-    def start(key: Array, target: Target, config: Any) -> tuple[Any, Any, Array]:
-        init_key, warmup_key = jax.random.split(key)
-        position = target.init(init_key)
-        if config.num_warmup > 0:
-            adaptation = blackjax.window_adaptation(
-                algorithm,
-                target.log_density,
-                is_mass_matrix_diagonal=not config.dense_mass,
-                initial_step_size=config.step_size,
-                target_acceptance_rate=config.target_acceptance_rate,
-                **extra(config),
-            )
-            (state, parameters), warm = adaptation.run(
-                warmup_key, position, num_steps=config.num_warmup
-            )
-            step_size = parameters["step_size"]
-            inverse_mass_matrix = parameters["inverse_mass_matrix"]
-            _, warmup_stats = _hmc_trace(warm.adaptation_state.step_size)(warm.state, warm.info)
-            warmup_trace = (warm.state.position, warmup_stats)
-            # one gradient at initialisation, then one per leapfrog step: per warmup step
-            # (each below 2**max_num_doublings), summed on the host
-            start_grads = jnp.append(1, warmup_stats["n_steps"])
-        else:
-            step_size = jnp.asarray(config.step_size)
-            inverse_mass_matrix = (
-                jnp.eye(target.dim) if config.dense_mass else jnp.ones(target.dim)
-            )
-            state = algorithm.init(position, target.log_density)
-            warmup_trace, start_grads = None, jnp.asarray(1)
-        return (state, step_size, inverse_mass_matrix), warmup_trace, start_grads
+    def start(key: Array, target: Target, config: Any) -> tuple[HMCCarry, None, Array]:
+        position = target.init(key)
+        state = algorithm.init(position, target.log_density)
+        step_size = jnp.asarray(config.step_size, position.dtype)
+        adaptation = _stan_windows(config).init(target.dim, step_size)
+        # one gradient at initialisation; the steps count their own
+        return HMCCarry(state, adaptation, jnp.asarray(0)), None, jnp.asarray(1)
 
-    def step(key: Array, carry: Any, target: Target, config: Any) -> tuple[Any, Any]:
-        state, step_size, inverse_mass_matrix = carry
+    def step(key: Array, carry: HMCCarry, target: Target, config: Any) -> tuple[Any, Any]:
+        windows = _stan_windows(config)
+        warming = carry.steps_done < config.num_warmup
+        step_size, inverse_mass_matrix = windows.final(carry.adaptation)
+        step_size = jnp.where(warming, carry.adaptation.step_size, step_size)
+        inverse_mass_matrix = jnp.where(
+            warming, carry.adaptation.inverse_mass_matrix, inverse_mass_matrix
+        )
         jitter = getattr(config, "step_size_jitter", 0.0)
         this_step = step_size
         if jitter > 0.0:
-            # drawn independently of the state, so each transition stays reversible
+            # drawn independently of the state, so each transition stays reversible; the
+            # warmup's steps are not jittered
             key, jitter_key = jax.random.split(key)
-            this_step = step_size * jax.random.uniform(
-                jitter_key, minval=1.0 - jitter, maxval=1.0 + jitter
+            factor = jax.random.uniform(
+                jitter_key, dtype=step_size.dtype, minval=1.0 - jitter, maxval=1.0 + jitter
             )
+            this_step = step_size * jnp.where(warming, 1.0, factor)
         kernel = algorithm(
             target.log_density,
             step_size=this_step,
             inverse_mass_matrix=inverse_mass_matrix,
             **extra(config),
         )
-        state, info = kernel.step(key, state)
-        return (state, step_size, inverse_mass_matrix), _hmc_trace(this_step)(state, info)
+        state, info = kernel.step(key, carry.state)
+        last_warmup_step = jnp.minimum(carry.steps_done, max(config.num_warmup - 1, 0))
+        adapted = windows.update(
+            carry.adaptation, last_warmup_step, state.position, info.acceptance_rate
+        )
+        adaptation = jax.tree.map(
+            lambda new, old: jnp.where(warming, new, old), adapted, carry.adaptation
+        )
+        carry = HMCCarry(state, adaptation, carry.steps_done + 1)
+        return carry, _hmc_trace(this_step)(state, info)
 
-    return ChainKernel(start, step, grads=lambda stats: stats["n_steps"])
+    return ChainKernel(
+        start,
+        step,
+        grads=lambda stats: stats["n_steps"],
+        warmup_steps=lambda config: config.num_warmup,
+    )
 
 
 NUTS_KERNEL = _hmc_family_kernel(
@@ -154,9 +169,11 @@ def run_nuts(
     key: Array, target: Target, config: NUTSConfig, layout: ChainLayout | None = None
 ) -> Draws:
     """No-U-Turn Sampler (Hoffman and Gelman 2014, Algorithm 6; multinomial variant of
-    Betancourt 2017), blackjax's ``nuts`` kernel after blackjax's Stan-style
-    ``window_adaptation`` (dual averaging, Hoffman and Gelman 2014 eq. 6; windowed mass
-    matrix estimation). Each chain adapts on its own.
+    Betancourt 2017), blackjax's ``nuts`` kernel with Stan's windowed warmup (dual
+    averaging, Hoffman and Gelman 2014 eq. 6; windowed mass matrix estimation;
+    :mod:`bayeswb.samplers.stan_windows`, the same adaptation as blackjax's
+    ``window_adaptation``, taken one step at a time so that warmup and draws are one loop
+    over one compiled kernel). Each chain adapts on its own.
 
     Example:
         >>> import bayeswb as bw
@@ -172,7 +189,8 @@ def run_hmc(
     key: Array, target: Target, config: HMCConfig, layout: ChainLayout | None = None
 ) -> Draws:
     """Hamiltonian Monte Carlo with a fixed number of leapfrog steps (Duane et al. 1987;
-    Neal 2011, eq. 5.18-5.20), blackjax's ``hmc`` kernel after ``window_adaptation``.
+    Neal 2011, eq. 5.18-5.20), blackjax's ``hmc`` kernel with Stan's windowed warmup
+    (:mod:`bayeswb.samplers.stan_windows`, as for ``nuts``).
 
     Each sampling transition multiplies the adapted step by ``U(1 - j, 1 + j)``
     (``step_size_jitter`` j, default 0.2; Neal 2011, section 5.4.2.2), drawn independently

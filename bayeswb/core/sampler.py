@@ -59,6 +59,12 @@ class ChainKernel(NamedTuple):
     log_z(carry) -> one chain's log-evidence estimate from its last carry, for kernels
         that estimate one (parallel tempering's stepping stones): the run's ``log_z``,
         whole or chunked. None: no estimate.
+    warmup_steps(config) -> how many of a chain's first ``step`` calls are warmup, for
+        kernels whose ``step`` adapts while it warms up (it tells the phases apart by a
+        counter in its carry); ``start`` then only initialises, with a ``start_grads``
+        array. The driver runs these steps as the first of the draws' scan, so the
+        kernel is compiled once; their trace is the warmup trace and their cost the
+        start's. None: ``start`` does all of the warmup.
     """
 
     start: Callable[[Array, Any, Any], tuple[Carry, Trace | None, Array | StartCost]]
@@ -66,6 +72,7 @@ class ChainKernel(NamedTuple):
     grads: Callable[[dict[str, Array]], Array]
     logdensity_evals: Callable[[dict[str, Array]], Array] | None = None
     log_z: Callable[[Carry], Array] | None = None
+    warmup_steps: Callable[[Any], int] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,10 @@ returning a ``carry``: the kernel state plus the tuned parameters) and ``step`` 
 transition). :func:`run_whole` runs ``start`` and a ``lax.scan`` of ``step`` in one compiled
 program; :mod:`bayeswb.execution.long_run` runs the same two pieces in chunks, with checkpoints.
 The key of draw ``t`` of a chain is ``fold_in(sample_key, t)`` in both, so a chunked run,
-a resumed run and a whole run make the same draws.
+a resumed run and a whole run make the same draws. A kernel whose ``step`` adapts during
+warmup (``ChainKernel.warmup_steps``, NUTS and HMC) has its warmup steps as steps
+``0, ..., num_warmup - 1`` and its draws after them: run whole, all are one scan; in
+chunks, the warmup steps are the start's program.
 """
 
 from __future__ import annotations
@@ -42,12 +45,51 @@ def start_costs(kernel: ChainKernel, start_cost: Any) -> tuple[Count, Count]:
     return grads, (Count() if kernel.logdensity_evals else grads)
 
 
+def warmup_steps(kernel: ChainKernel, config: Any) -> int:
+    """How many of a chain's steps are warmup steps (0 when ``start`` does the warmup)."""
+    return 0 if kernel.warmup_steps is None else kernel.warmup_steps(config)
+
+
+def _scan_steps(
+    kernel: ChainKernel,
+    carry: Carry,
+    sample_key: Array,
+    first: Array | int,
+    length: int,
+    target: Any,
+    config: Any,
+) -> tuple[Carry, Trace]:
+    """Steps ``first, ..., first + length - 1`` of one chain (``lax.scan``): step ``t``
+    draws with ``fold_in(sample_key, t)``; warmup steps come first."""
+
+    def one_step(carry: Carry, t: Array) -> tuple[Carry, Trace]:
+        return kernel.step(jax.random.fold_in(sample_key, t), carry, target, config)
+
+    return jax.lax.scan(one_step, carry, first + jnp.arange(length))
+
+
+def _split_warmup(
+    kernel: ChainKernel, start_cost: Any, trace: Trace, num_warmup: int
+) -> tuple[Trace, Any, Trace]:
+    """A scan that began with ``num_warmup`` warmup steps, as (warmup trace, the start's
+    cost with theirs appended, the draws' trace)."""
+    warmup = jax.tree.map(lambda a: a[:num_warmup], trace)
+    draws = jax.tree.map(lambda a: a[num_warmup:], trace)
+    assert not isinstance(start_cost, StartCost), "a step warmup counts gradients only"
+    start_cost = jnp.append(start_cost, kernel.grads(warmup[1]))
+    return warmup, start_cost, draws
+
+
 def start_chain(
     kernel: ChainKernel, chain_key: Array, target: Any, config: Any
 ) -> tuple[Carry, Trace | None, Array | StartCost, Array]:
-    """``start`` of one chain, plus the key its draws derive from."""
+    """``start`` of one chain and its warmup steps, plus the key its draws derive from."""
     start_key, sample_key = jax.random.split(chain_key)
     carry, warmup_trace, start_cost = kernel.start(start_key, target, config)
+    num_warmup = warmup_steps(kernel, config)
+    if num_warmup > 0:
+        carry, trace = _scan_steps(kernel, carry, sample_key, 0, num_warmup, target, config)
+        warmup_trace, start_cost, _ = _split_warmup(kernel, start_cost, trace, num_warmup)
     return carry, warmup_trace, jax.tree.map(jnp.asarray, start_cost), sample_key
 
 
@@ -60,12 +102,10 @@ def scan_draws(
     target: Any,
     config: Any,
 ) -> tuple[Carry, Trace]:
-    """Draws ``first, ..., first + length - 1`` of one chain (``lax.scan``)."""
-
-    def one_draw(carry: Carry, t: Array) -> tuple[Carry, Trace]:
-        return kernel.step(jax.random.fold_in(sample_key, t), carry, target, config)
-
-    return jax.lax.scan(one_draw, carry, first + jnp.arange(length))
+    """Draws ``first, ..., first + length - 1`` of one chain (``lax.scan``), after its
+    warmup steps."""
+    first = first + warmup_steps(kernel, config)
+    return _scan_steps(kernel, carry, sample_key, first, length, target, config)
 
 
 def run_whole(
@@ -74,11 +114,22 @@ def run_whole(
     """All chains, warmup and ``config.num_samples`` draws, as one program (chains laid out
     by ``layout``: see :func:`~bayeswb.execution.driver.run_chains`)."""
 
+    num_warmup = warmup_steps(kernel, config)
+
     def one_chain(chain_key: Array) -> tuple[Trace | None, Trace, Any, Array | None]:
-        carry, warmup_trace, start_cost, sample_key = start_chain(
-            kernel, chain_key, target, config
-        )
-        carry, trace = scan_draws(kernel, carry, sample_key, 0, config.num_samples, target, config)
+        if num_warmup == 0:
+            carry, warmup_trace, start_cost, sample_key = start_chain(
+                kernel, chain_key, target, config
+            )
+            carry, trace = scan_draws(
+                kernel, carry, sample_key, 0, config.num_samples, target, config
+            )
+        else:  # warmup steps and draws in one scan: one copy of the kernel's step
+            start_key, sample_key = jax.random.split(chain_key)
+            carry, _, start_cost = kernel.start(start_key, target, config)
+            length = num_warmup + config.num_samples
+            carry, trace = _scan_steps(kernel, carry, sample_key, 0, length, target, config)
+            warmup_trace, start_cost, trace = _split_warmup(kernel, start_cost, trace, num_warmup)
         log_z = None if kernel.log_z is None else kernel.log_z(carry)
         return warmup_trace, trace, start_cost, log_z
 

@@ -168,7 +168,7 @@ class MassMatrixSettings(SamplerConfig):
         check_mass_matrix_options(self)
 
 
-def _stan_schedule(num_steps: int) -> np.ndarray:
+def stan_schedule(num_steps: int) -> np.ndarray:
     """blackjax's ``build_schedule`` (num_steps, 2): in a slow window, a window's end."""
     with jax.ensure_compile_time_eval():  # a constant, also when called under jit
         return np.asarray(build_schedule(num_steps), dtype=np.int32)
@@ -184,7 +184,7 @@ def mass_matrix_windows(num_steps: int) -> list[tuple[int, int]]:
         >>> mass_matrix_windows(500)
         [(75, 100), (100, 150), (150, 250), (250, 450)]
     """
-    schedule = _stan_schedule(num_steps)
+    schedule = stan_schedule(num_steps)
     slow, ends = np.flatnonzero(schedule[:, 0]), np.flatnonzero(schedule[:, 1]) + 1
     if slow.size == 0:
         return []
@@ -246,7 +246,7 @@ def metropolis_tested(
     return tested
 
 
-def _restarted(da_init: Callable, da_final: Callable, da_state: Any) -> Any:
+def restarted_dual_averaging(da_init: Callable, da_final: Callable, da_state: Any) -> Any:
     """Dual averaging restarted from its averaged step, with the old state's dtypes."""
     fresh = da_init(da_final(da_state))
     return jax.tree.map(lambda new, old: jnp.asarray(new, jnp.result_type(old)), fresh, da_state)
@@ -282,7 +282,7 @@ def run_warmup(
     if plan.adapt_mass_matrix:
         dim = state.position.shape[-1]
         scale = jnp.ones(dim, step_size.dtype) if scale is None else scale
-        schedule = _stan_schedule(plan.num_steps)
+        schedule = stan_schedule(plan.num_steps)
         windows = mass_matrix_windows(plan.num_steps)
         final_start = windows[-1][1] if windows else 0
     else:
@@ -319,7 +319,10 @@ def run_warmup(
                     lambda a, b: jnp.where(is_exploring, a, b), explored, updated
                 )
             da_state = jax.lax.cond(
-                restart == 1, lambda d: _restarted(da_init, da_final, d), lambda d: d, updated
+                restart == 1,
+                lambda d: restarted_dual_averaging(da_init, da_final, d),
+                lambda d: d,
+                updated,
             )
         carry = (state, scale, da_state, mm_state)
         if plan.adapt_mass_matrix:
