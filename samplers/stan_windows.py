@@ -20,8 +20,9 @@ Example:
     >>> import jax.numpy as jnp
     >>> warmup = StanWindows(num_steps=200, dense=False, target_acceptance_rate=0.8)
     >>> state = warmup.init(dim=2, step_size=jnp.asarray(1.0))
-    >>> state = warmup.update(state, jnp.asarray(0), jnp.zeros(2), jnp.asarray(0.2))
-    >>> bool(state.step_size < 1.0)  # accepted too rarely: the step shrinks
+    >>> for step in range(10):  # transitions accepted too rarely: the step shrinks
+    ...     state = warmup.update(state, jnp.asarray(step), jnp.zeros(2), jnp.asarray(0.2))
+    >>> bool(state.step_size < 0.01)
     True
 """
 
