@@ -138,12 +138,13 @@ def _hmc_family_kernel(algorithm: Any, extra: Callable[[Any], dict[str, Any]]) -
             **extra(config),
         )
         state, info = kernel.step(key, carry.state)
-        last_warmup_step = jnp.minimum(carry.steps_done, max(config.num_warmup - 1, 0))
-        adapted = windows.update(
-            carry.adaptation, last_warmup_step, state.position, info.acceptance_rate
-        )
-        adaptation = jax.tree.map(
-            lambda new, old: jnp.where(warming, new, old), adapted, carry.adaptation
+        # a cond, not a select: in a whole run the step counter is the same for all
+        # chains (not batched), so the draws skip the adaptation's arithmetic
+        adaptation = jax.lax.cond(
+            warming,
+            lambda a: windows.update(a, carry.steps_done, state.position, info.acceptance_rate),
+            lambda a: a,
+            carry.adaptation,
         )
         carry = HMCCarry(state, adaptation, carry.steps_done + 1)
         return carry, _hmc_trace(this_step)(state, info)

@@ -86,7 +86,8 @@ class StanWindows:
         ``acceptance_rate`` (a non-finite rate counts as 0: it shrinks the step)."""
         da_init, da_update, da_final = self.dual_averaging
         mm_init, mm_update, mm_final = self.mass_matrix
-        in_slow_window, window_ends = jnp.asarray(self.schedule)[step]
+        last = len(self.schedule) - 1
+        in_slow_window, window_ends = jnp.asarray(self.schedule)[jnp.minimum(step, last)]
         dual_averaging = da_update(state.dual_averaging, jnp.nan_to_num(acceptance_rate))
         mass_matrix = _select(
             in_slow_window == 1, mm_update(state.mass_matrix, position), state.mass_matrix
