@@ -226,13 +226,18 @@ class Target:
         try:
             with _small_programs_cached():
                 # a batch of one key: numpyro then checks its initial point in one compiled
-                # loop, not operation by operation (each its own small compile)
+                # loop, not operation by operation (each its own small compile). Its point
+                # only gives the layout of the parameters (runs start from ``init``, and
+                # ``check`` tests the density and gradient there), so that loop evaluates
+                # the density without its gradient: on gp_regression it compiled in 1.1-1.3
+                # s instead of 2.3 s, the whole build's 96 programs in 4.0-4.6 s, not 5.2-6.6
                 info = initialize_model(
                     jax.random.split(jax.random.key(0), 1),
                     model,
                     model_args=args,
                     model_kwargs=kwargs,
                     dynamic_args=False,
+                    validate_grad=False,
                 )
         except ImportError as error:
             if "funsor" not in str(error):
