@@ -127,6 +127,10 @@ def adapted(target: bw.Target, sampler: str, chains: int, warmup: int) -> tuple[
 
 def fixed_settings(target: bw.Target, sampler: str, step_size: float, L: float) -> dict:
     """bw's options that run the given step size (and L) with no warmup."""
+    if sampler == "hmc":
+        # blackjax's hmc has no jitter of the step: bw's (on by default) is switched off,
+        # so that both run the same transitions
+        return {"step_size": step_size, "step_size_jitter": 0.0}
     if sampler not in ("mclmc", "mams"):
         return {"step_size": step_size}
     # untuned, bw's microcanonical samplers scale their options by sqrt(dim), with an
