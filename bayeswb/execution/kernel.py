@@ -51,21 +51,15 @@ def warmup_steps(kernel: ChainKernel, config: Any) -> int:
 
 
 def _scan_steps(
-    kernel: ChainKernel,
-    carry: Carry,
-    sample_key: Array,
-    first: Array | int,
-    length: int,
-    target: Any,
-    config: Any,
+    kernel: ChainKernel, carry: Carry, sample_key: Array, steps: Array, target: Any, config: Any
 ) -> tuple[Carry, Trace]:
-    """Steps ``first, ..., first + length - 1`` of one chain (``lax.scan``): step ``t``
-    draws with ``fold_in(sample_key, t)``; warmup steps come first."""
+    """One chain's ``steps`` (``lax.scan``): step ``t`` draws with ``fold_in(sample_key,
+    t)``; warmup steps come first."""
 
     def one_step(carry: Carry, t: Array) -> tuple[Carry, Trace]:
         return kernel.step(jax.random.fold_in(sample_key, t), carry, target, config)
 
-    return jax.lax.scan(one_step, carry, first + jnp.arange(length))
+    return jax.lax.scan(one_step, carry, steps)
 
 
 def _split_warmup(
@@ -88,7 +82,8 @@ def start_chain(
     carry, warmup_trace, start_cost = kernel.start(start_key, target, config)
     num_warmup = warmup_steps(kernel, config)
     if num_warmup > 0:
-        carry, trace = _scan_steps(kernel, carry, sample_key, 0, num_warmup, target, config)
+        steps = jnp.arange(num_warmup)
+        carry, trace = _scan_steps(kernel, carry, sample_key, steps, target, config)
         warmup_trace, start_cost, _ = _split_warmup(kernel, start_cost, trace, num_warmup)
     return carry, warmup_trace, jax.tree.map(jnp.asarray, start_cost), sample_key
 
@@ -104,8 +99,8 @@ def scan_draws(
 ) -> tuple[Carry, Trace]:
     """Draws ``first, ..., first + length - 1`` of one chain (``lax.scan``), after its
     warmup steps."""
-    first = first + warmup_steps(kernel, config)
-    return _scan_steps(kernel, carry, sample_key, first, length, target, config)
+    steps = warmup_steps(kernel, config) + first + jnp.arange(length)
+    return _scan_steps(kernel, carry, sample_key, steps, target, config)
 
 
 def run_whole(
@@ -113,7 +108,6 @@ def run_whole(
 ) -> Draws:
     """All chains, warmup and ``config.num_samples`` draws, as one program (chains laid out
     by ``layout``: see :func:`~bayeswb.execution.driver.run_chains`)."""
-
     num_warmup = warmup_steps(kernel, config)
 
     def one_chain(chain_key: Array) -> tuple[Trace | None, Trace, Any, Array | None]:
@@ -127,8 +121,8 @@ def run_whole(
         else:  # warmup steps and draws in one scan: one copy of the kernel's step
             start_key, sample_key = jax.random.split(chain_key)
             carry, _, start_cost = kernel.start(start_key, target, config)
-            length = num_warmup + config.num_samples
-            carry, trace = _scan_steps(kernel, carry, sample_key, 0, length, target, config)
+            steps = jnp.arange(num_warmup + config.num_samples)
+            carry, trace = _scan_steps(kernel, carry, sample_key, steps, target, config)
             warmup_trace, start_cost, trace = _split_warmup(kernel, start_cost, trace, num_warmup)
         log_z = None if kernel.log_z is None else kernel.log_z(carry)
         return warmup_trace, trace, start_cost, log_z
