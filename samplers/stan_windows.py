@@ -65,7 +65,6 @@ class StanWindows:
 
     def __init__(self, num_steps: int, dense: bool, target_acceptance_rate: float) -> None:
         self.num_steps = num_steps
-        self.dense = dense
         self.schedule = stan_schedule(num_steps) if num_steps > 0 else np.zeros((1, 2), np.int32)
         self.dual_averaging = dual_averaging_adaptation(target_acceptance_rate)
         self.mass_matrix = mass_matrix_adaptation(is_diagonal_matrix=not dense)
@@ -92,16 +91,16 @@ class StanWindows:
         mass_matrix = _select(
             in_slow_window == 1, mm_update(state.mass_matrix, position), state.mass_matrix
         )
-        inverse_mass_matrix = state.inverse_mass_matrix
         # at a slow window's end: its estimate in use, a fresh window, dual averaging
         # restarted from its averaged step (computed each step, kept where a window ends)
-        estimate = mm_final(mass_matrix)
         ended = window_ends == 1
+        inverse_mass_matrix = jnp.where(
+            ended, mm_final(mass_matrix).inverse_mass_matrix, state.inverse_mass_matrix
+        )
         dual_averaging = _select(
             ended, restarted_dual_averaging(da_init, da_final, dual_averaging), dual_averaging
         )
         mass_matrix = _select(ended, mm_init(position.shape[-1]), mass_matrix)
-        inverse_mass_matrix = jnp.where(ended, estimate.inverse_mass_matrix, inverse_mass_matrix)
         step_size = jnp.exp(dual_averaging.log_step_size).astype(state.step_size.dtype)
         return WindowState(dual_averaging, mass_matrix, step_size, inverse_mass_matrix)
 
