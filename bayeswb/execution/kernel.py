@@ -74,18 +74,28 @@ def _split_warmup(
     return warmup, start_cost, draws
 
 
+def _start_and_scan(
+    kernel: ChainKernel, chain_key: Array, target: Any, config: Any, num_draws: int
+) -> tuple[Carry, Trace | None, Array | StartCost, Array, Trace | None]:
+    """``start`` of one chain, then its warmup steps and first ``num_draws`` draws as one
+    scan: (carry, warmup trace, start cost, the key its draws derive from, draws' trace)."""
+    start_key, sample_key = jax.random.split(chain_key)
+    carry, warmup_trace, start_cost = kernel.start(start_key, target, config)
+    num_warmup = warmup_steps(kernel, config)
+    trace = None
+    if num_warmup + num_draws > 0:
+        steps = jnp.arange(num_warmup + num_draws)
+        carry, trace = _scan_steps(kernel, carry, sample_key, steps, target, config)
+        if num_warmup > 0:
+            warmup_trace, start_cost, trace = _split_warmup(kernel, start_cost, trace, num_warmup)
+    return carry, warmup_trace, jax.tree.map(jnp.asarray, start_cost), sample_key, trace
+
+
 def start_chain(
     kernel: ChainKernel, chain_key: Array, target: Any, config: Any
 ) -> tuple[Carry, Trace | None, Array | StartCost, Array]:
     """``start`` of one chain and its warmup steps, plus the key its draws derive from."""
-    start_key, sample_key = jax.random.split(chain_key)
-    carry, warmup_trace, start_cost = kernel.start(start_key, target, config)
-    num_warmup = warmup_steps(kernel, config)
-    if num_warmup > 0:
-        steps = jnp.arange(num_warmup)
-        carry, trace = _scan_steps(kernel, carry, sample_key, steps, target, config)
-        warmup_trace, start_cost, _ = _split_warmup(kernel, start_cost, trace, num_warmup)
-    return carry, warmup_trace, jax.tree.map(jnp.asarray, start_cost), sample_key
+    return _start_and_scan(kernel, chain_key, target, config, 0)[:4]
 
 
 def scan_draws(
@@ -108,22 +118,13 @@ def run_whole(
 ) -> Draws:
     """All chains, warmup and ``config.num_samples`` draws, as one program (chains laid out
     by ``layout``: see :func:`~bayeswb.execution.driver.run_chains`)."""
-    num_warmup = warmup_steps(kernel, config)
 
     def one_chain(chain_key: Array) -> tuple[Trace | None, Trace, Any, Array | None]:
-        if num_warmup == 0:
-            carry, warmup_trace, start_cost, sample_key = start_chain(
-                kernel, chain_key, target, config
-            )
-            carry, trace = scan_draws(
-                kernel, carry, sample_key, 0, config.num_samples, target, config
-            )
-        else:  # warmup steps and draws in one scan: one copy of the kernel's step
-            start_key, sample_key = jax.random.split(chain_key)
-            carry, _, start_cost = kernel.start(start_key, target, config)
-            steps = jnp.arange(num_warmup + config.num_samples)
-            carry, trace = _scan_steps(kernel, carry, sample_key, steps, target, config)
-            warmup_trace, start_cost, trace = _split_warmup(kernel, start_cost, trace, num_warmup)
+        # warmup steps and draws in one scan: one copy of the kernel's step
+        carry, warmup_trace, start_cost, _, trace = _start_and_scan(
+            kernel, chain_key, target, config, config.num_samples
+        )
+        assert trace is not None, "a run makes at least one draw"
         log_z = None if kernel.log_z is None else kernel.log_z(carry)
         return warmup_trace, trace, start_cost, log_z
 
