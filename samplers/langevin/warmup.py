@@ -252,6 +252,136 @@ def restarted_dual_averaging(da_init: Callable, da_final: Callable, da_state: An
     return jax.tree.map(lambda new, old: jnp.asarray(new, jnp.result_type(old)), fresh, da_state)
 
 
+class Adaptation(NamedTuple):
+    """What a warmup adapts, carried from step to step.
+
+    scale:          the diagonal preconditioner (sqrt of the inverse mass matrix; None:
+                    identity)
+    dual_averaging: blackjax's dual-averaging state of the step size
+    mass_matrix:    blackjax's Welford state of the current slow window (None when the
+                    mass matrix is not adapted)
+    """
+
+    scale: Array | None
+    dual_averaging: Any
+    mass_matrix: Any
+
+
+class WarmupAdaptation:
+    """A :class:`WarmupPlan`'s adaptation one step at a time: ``init``, ``step_size``
+    (the step a warmup step uses), ``update`` (after warmup step ``t``) and
+    ``final_step_size``; :func:`run_warmup` scans it, and a sampler whose warmup runs in
+    the draws' loop (:func:`~bayeswb.samplers.langevin.chain_kernel.langevin_chain_kernel`)
+    calls it from its step.
+
+    Each step's phase is its entries of four constant columns (``table``): in a slow
+    window, a window's end, exploring (before the final fast window), and where dual
+    averaging restarts (where the metric or its statistic changes).
+    """
+
+    def __init__(self, plan: WarmupPlan) -> None:
+        self.plan = plan
+        self.adapt_step = plan.target_acceptance_rate is not None
+        self.statistic = plan.statistic or (lambda info: info.acceptance_rate)
+        target = plan.target_acceptance_rate or 0.5
+        self.da_init, self.da_update, self.da_final = dual_averaging_adaptation(target)
+        self.explore_update = dual_averaging_adaptation(plan.explore_acceptance_rate or 0.5)[1]
+        self.mm_init, self.mm_update, self.mm_final = mass_matrix_adaptation(
+            is_diagonal_matrix=True
+        )
+        if plan.adapt_mass_matrix:
+            schedule = stan_schedule(plan.num_steps)
+            windows = mass_matrix_windows(plan.num_steps)
+            final_start = windows[-1][1] if windows else 0
+        else:
+            schedule = np.zeros((plan.num_steps, 2), np.int32)
+            final_start = plan.num_steps // 2
+        restarts = schedule[:, 1].copy()
+        if plan.explore_acceptance_rate is not None and final_start > 0:
+            restarts[final_start - 1] = 1
+        exploring = np.arange(plan.num_steps) < final_start
+        # per step: in a slow window, window ends, exploring, restart
+        self.table = (schedule[:, 0], schedule[:, 1], exploring, restarts)
+
+    def init(self, state: Any, scale: Array | None, step_size: Array) -> Adaptation:
+        """The adaptation before the first warmup step from the kernel's ``state``;
+        ``scale`` the initial preconditioner (ones when the mass matrix is adapted from
+        None)."""
+        if not self.plan.adapt_mass_matrix:
+            return Adaptation(scale, self.da_init(step_size), None)
+        # the mass matrix is a flat (dim,) vector; other states may be any pytree
+        dim = state.position.shape[-1]
+        scale = jnp.ones(dim, step_size.dtype) if scale is None else scale
+        return Adaptation(scale, self.da_init(step_size), self.mm_init(dim))
+
+    def step_size(self, adaptation: Adaptation, step_size: Array) -> Array:
+        """The step a warmup step uses (``step_size`` when it is not adapted)."""
+        if not self.adapt_step:
+            return step_size
+        return jnp.exp(adaptation.dual_averaging.log_step_size)
+
+    def phase(self, t: Array) -> tuple[Array, ...]:
+        """Warmup step ``t``'s entries of the table."""
+        return tuple(jnp.asarray(column)[t] for column in self.table)
+
+    def update(
+        self,
+        adaptation: Adaptation,
+        phase: tuple[Array, ...],
+        state: Any,
+        info: Any,
+        position: Array,
+    ) -> tuple[Any, Adaptation]:
+        """After a warmup step in ``phase`` (its entries of the table; the kernel's new
+        ``state`` and ``info``, its ``position`` in the target's coordinates): the adapted
+        step size and mass matrix, and the state moved to a new whitening at a window's
+        end."""
+        in_slow_window, window_ends, is_exploring, restart = phase
+        da_state = adaptation.dual_averaging
+        if self.adapt_step:
+            # a divergent step has statistic 0: it pushes the step size down, as it should
+            updated = self.da_update(da_state, jnp.nan_to_num(self.statistic(info)))
+            if self.plan.explore_acceptance_rate is not None:
+                acceptance = jnp.exp(-jnp.nan_to_num(info.energy_error, nan=jnp.inf))
+                explored = self.explore_update(da_state, jnp.minimum(acceptance, 1.0))
+                updated = jax.tree.map(
+                    lambda a, b: jnp.where(is_exploring, a, b), explored, updated
+                )
+            da_state = jax.lax.cond(
+                restart == 1,
+                lambda d: restarted_dual_averaging(self.da_init, self.da_final, d),
+                lambda d: d,
+                updated,
+            )
+        adaptation = adaptation._replace(dual_averaging=da_state)
+        if not self.plan.adapt_mass_matrix:
+            return state, adaptation
+        mm_state = jax.lax.cond(
+            in_slow_window == 1,
+            lambda m: self.mm_update(m, position),
+            lambda m: m,
+            adaptation.mass_matrix,
+        )
+        carry = (state, adaptation._replace(mass_matrix=mm_state))
+        return jax.lax.cond(window_ends == 1, self._end_window, lambda c: c, carry)
+
+    def _end_window(self, carry: tuple[Any, Adaptation]) -> tuple[Any, Adaptation]:
+        state, adaptation = carry
+        inverse_mass_matrix = self.mm_final(adaptation.mass_matrix).inverse_mass_matrix
+        if self.plan.mass_matrix_from_variance is not None:
+            inverse_mass_matrix = self.plan.mass_matrix_from_variance(inverse_mass_matrix)
+        new_scale = jnp.sqrt(inverse_mass_matrix)
+        state = rescale_state(state, adaptation.scale, new_scale)
+        dim = new_scale.shape[-1]
+        return state, adaptation._replace(scale=new_scale, mass_matrix=self.mm_init(dim))
+
+    def final_step_size(self, adaptation: Adaptation, step_size: Array) -> Array:
+        """The step of the draws: the dual-averaged one when adapted."""
+        if not self.adapt_step:
+            return step_size
+        return self.da_final(adaptation.dual_averaging).astype(step_size.dtype)
+
+
 def run_warmup(
     key: Array,
     at_scale: Callable[[Array | None], tuple[KernelStep, TraceFn]],
@@ -260,7 +390,8 @@ def run_warmup(
     step_size: Array,
     plan: WarmupPlan,
 ) -> tuple[Any, Array | None, Array, Any]:
-    """Run ``plan`` from ``state`` (whitened by ``scale``; None: identity), one scan.
+    """Run ``plan`` from ``state`` (whitened by ``scale``; None: identity), one scan of
+    :class:`WarmupAdaptation`'s steps.
 
     ``at_scale(scale) -> (kernel_step, trace)``: the kernel on the density whitened by
     ``scale`` (a traced array when the mass matrix is adapted),
@@ -272,71 +403,20 @@ def run_warmup(
     """
     if plan.num_steps == 0:
         return state, scale, step_size, None
-    adapt_step = plan.target_acceptance_rate is not None
-    statistic = plan.statistic or (lambda info: info.acceptance_rate)
-    da_init, da_update, da_final = dual_averaging_adaptation(plan.target_acceptance_rate or 0.5)
-    explore = plan.explore_acceptance_rate
-    explore_update = dual_averaging_adaptation(explore or 0.5)[1]
-    mm_init, mm_update, mm_final = mass_matrix_adaptation(is_diagonal_matrix=True)
-    dim = 0  # the mass matrix is a flat (dim,) vector; other states may be any pytree
-    if plan.adapt_mass_matrix:
-        dim = state.position.shape[-1]
-        scale = jnp.ones(dim, step_size.dtype) if scale is None else scale
-        schedule = stan_schedule(plan.num_steps)
-        windows = mass_matrix_windows(plan.num_steps)
-        final_start = windows[-1][1] if windows else 0
-    else:
-        schedule = np.zeros((plan.num_steps, 2), np.int32)
-        final_start = plan.num_steps // 2
-    exploring = np.arange(plan.num_steps) < final_start
-    # dual averaging restarts where the metric or its statistic changes
-    restarts = schedule[:, 1].copy()
-    if explore is not None and final_start > 0:
-        restarts[final_start - 1] = 1
+    warmup = WarmupAdaptation(plan)
 
-    def end_window(carry: tuple) -> tuple:
-        state, scale, da_state, mm_state = carry
-        inverse_mass_matrix = mm_final(mm_state).inverse_mass_matrix
-        if plan.mass_matrix_from_variance is not None:
-            inverse_mass_matrix = plan.mass_matrix_from_variance(inverse_mass_matrix)
-        new_scale = jnp.sqrt(inverse_mass_matrix)
-        return rescale_state(state, scale, new_scale), new_scale, da_state, mm_init(dim)
-
-    def step(carry: tuple, inputs: tuple) -> tuple[tuple, Any]:
-        state, scale, da_state, mm_state = carry
-        step_key, (in_slow_window, window_ends, is_exploring, restart) = inputs
-        used = jnp.exp(da_state.log_step_size) if adapt_step else step_size
-        kernel_step, trace = at_scale(scale)
+    def step(carry: tuple[Any, Adaptation], inputs: tuple) -> tuple[tuple, Any]:
+        state, adaptation = carry
+        step_key, phase = inputs
+        used = warmup.step_size(adaptation, step_size)
+        kernel_step, trace = at_scale(adaptation.scale)
         state, info = kernel_step(step_key, state, used)
         position, stats = trace(state, info, used)
-        if adapt_step:
-            # a divergent step has statistic 0: it pushes the step size down, as it should
-            updated = da_update(da_state, jnp.nan_to_num(statistic(info)))
-            if explore is not None:
-                acceptance = jnp.exp(-jnp.nan_to_num(info.energy_error, nan=jnp.inf))
-                explored = explore_update(da_state, jnp.minimum(acceptance, 1.0))
-                updated = jax.tree.map(
-                    lambda a, b: jnp.where(is_exploring, a, b), explored, updated
-                )
-            da_state = jax.lax.cond(
-                restart == 1,
-                lambda d: restarted_dual_averaging(da_init, da_final, d),
-                lambda d: d,
-                updated,
-            )
-        carry = (state, scale, da_state, mm_state)
-        if plan.adapt_mass_matrix:
-            mm_state = jax.lax.cond(
-                in_slow_window == 1, lambda m: mm_update(m, position), lambda m: m, mm_state
-            )
-            carry = (state, scale, da_state, mm_state)
-            carry = jax.lax.cond(window_ends == 1, end_window, lambda c: c, carry)
-        return carry, (position, stats)
+        state, adaptation = warmup.update(adaptation, phase, state, info, position)
+        return (state, adaptation), (position, stats)
 
+    adaptation = warmup.init(state, scale, step_size)
     keys = jax.random.split(key, plan.num_steps)
-    da_state = da_init(step_size)
-    carry = (state, scale, da_state, mm_init(dim) if plan.adapt_mass_matrix else None)
-    inputs = (keys, (schedule[:, 0], schedule[:, 1], exploring, restarts))
-    (state, scale, da_state, _), trace = jax.lax.scan(step, carry, inputs)
-    final_step_size = da_final(da_state).astype(step_size.dtype) if adapt_step else step_size
-    return state, scale, final_step_size, trace
+    inputs = (keys, warmup.table)
+    (state, adaptation), trace = jax.lax.scan(step, (state, adaptation), inputs)
+    return state, adaptation.scale, warmup.final_step_size(adaptation, step_size), trace
