@@ -44,12 +44,25 @@ from bayeswb.samplers.langevin.preconditioning import (
     to_whitened,
     whitened,
 )
-from bayeswb.samplers.langevin.warmup import KernelStep, TraceFn, WarmupPlan, run_warmup
+from bayeswb.samplers.langevin.warmup import (
+    Adaptation,
+    KernelStep,
+    TraceFn,
+    WarmupAdaptation,
+    WarmupPlan,
+    run_warmup,
+)
 
 Array = jax.Array
 LogDensity = Callable[..., Array]
 
-__all__ = ["LangevinCarry", "LangevinMethod", "WarmupPlan", "langevin_chain_kernel"]
+__all__ = [
+    "LangevinCarry",
+    "LangevinMethod",
+    "LoopWarmupCarry",
+    "WarmupPlan",
+    "langevin_chain_kernel",
+]
 
 
 class LangevinMethod(NamedTuple):
@@ -100,6 +113,22 @@ class LangevinCarry(NamedTuple):
     step_size: Array
 
 
+class LoopWarmupCarry(NamedTuple):
+    """What a Langevin chain whose warmup runs in the draws' loop carries.
+
+    state:      the kernel's state, in whitened coordinates
+    step_size:  the draws' step size (the initial one until warmup ends)
+    adaptation: the warmup's :class:`~bayeswb.samplers.langevin.warmup.Adaptation`; its
+                ``scale`` is the preconditioner of every step
+    steps_done: steps made so far (warmup steps first)
+    """
+
+    state: Any
+    step_size: Array
+    adaptation: Adaptation
+    steps_done: Array
+
+
 def _at_scale(
     method: LangevinMethod,
     target: Target,
@@ -125,11 +154,83 @@ def _at_scale(
     return kernel_step, trace_x
 
 
+def _initial_state(
+    position_key: Array, init_key: Array, method: LangevinMethod, target: Target
+) -> tuple[Any, Array | None, Array]:
+    """A chain's kernel state at ``target.init(position_key)``, whitened by the plan's
+    fixed preconditioner (None: identity), and the plan's initial step size."""
+    scale = initial_scale(target, method.warmup.inverse_mass_matrix)
+    position = to_whitened(scale, target.init(position_key))
+    logdensity_fn = whitened(method.logdensity_fn or target.log_density, scale)
+    state = method.init(init_key, position, logdensity_fn)
+    dtype = jax.tree.leaves(position)[0].dtype
+    return state, scale, jnp.asarray(method.warmup.step_size, dtype=dtype)
+
+
+def _loop_warmup_pieces(
+    build: Callable[[Target, Any], LangevinMethod], warmup_steps: Callable[[Any], int]
+) -> tuple[Callable, Callable]:
+    """``start`` and ``step`` of a chain whose warmup steps are the first steps of the
+    draws' loop: the kernel is compiled once. Only for a method whose warmup and draws
+    run the same kernel and report the same way."""
+
+    def method_of(target: Target, config: Any) -> LangevinMethod:
+        method = build(target, config)
+        same = (
+            method.warmup_kernel is None
+            and method.draw_trace is None
+            and method.final_step_size is None
+            and method.position_stats is None
+        )
+        assert same, "a warmup in the draws' loop runs the draws' kernel and trace"
+        assert method.warmup.num_steps == warmup_steps(config)
+        return method
+
+    def start(key: Array, target: Target, config: Any) -> tuple[LoopWarmupCarry, None, Array]:
+        method = method_of(target, config)
+        state, scale, step_size = _initial_state(*jax.random.split(key), method, target)
+        adaptation = WarmupAdaptation(method.warmup).init(state, scale, step_size)
+        # one gradient at initialisation; the warmup steps count their own
+        return LoopWarmupCarry(state, step_size, adaptation, jnp.asarray(0)), None, jnp.asarray(1)
+
+    def step(key: Array, carry: LoopWarmupCarry, target: Target, config: Any) -> tuple:
+        method = method_of(target, config)
+        warmup = WarmupAdaptation(method.warmup)
+        num_warmup = method.warmup.num_steps
+        warming = carry.steps_done < num_warmup
+        used = jnp.where(
+            warming, warmup.step_size(carry.adaptation, carry.step_size), carry.step_size
+        )
+        kernel_step, trace_x = _at_scale(method, target, carry.adaptation.scale, method.trace)
+        state, info = kernel_step(key, carry.state, used)
+        position, stats = trace_x(state, info, used)
+        carry = carry._replace(state=state, steps_done=carry.steps_done + 1)
+        if num_warmup == 0:
+            return carry, (position, stats)
+
+        def adapt(carry: LoopWarmupCarry) -> LoopWarmupCarry:
+            phase = warmup.phase(carry.steps_done - 1)
+            state, adaptation = warmup.update(carry.adaptation, phase, carry.state, info, position)
+            step_size = jnp.where(
+                carry.steps_done == num_warmup,
+                warmup.final_step_size(adaptation, carry.step_size),
+                carry.step_size,
+            )
+            return LoopWarmupCarry(state, step_size, adaptation, carry.steps_done)
+
+        # a cond, not a select: in a whole run the step counter is the same for all
+        # chains (not batched), so the draws skip the adaptation's arithmetic
+        return jax.lax.cond(warming, adapt, lambda c: c, carry), (position, stats)
+
+    return start, step
+
+
 def langevin_chain_kernel(
     build: Callable[[Target, Any], LangevinMethod],
     grads_per_step: int = 1,
     logdensity_evals_per_step: int | None = None,
     grads_stat: str | None = None,
+    warmup_steps: Callable[[Any], int] | None = None,
 ) -> ChainKernel:
     """The :class:`~bayeswb.core.sampler.ChainKernel` of ``build(target, config)``.
 
@@ -145,12 +246,7 @@ def langevin_chain_kernel(
         method = build(target, config)
         plan = method.warmup
         position_key, init_key, warmup_key = jax.random.split(key, 3)
-        scale = initial_scale(target, plan.inverse_mass_matrix)
-        position = to_whitened(scale, target.init(position_key))
-        logdensity_fn = whitened(method.logdensity_fn or target.log_density, scale)
-        state = method.init(init_key, position, logdensity_fn)
-        dtype = jax.tree.leaves(position)[0].dtype
-        step_size = jnp.asarray(plan.step_size, dtype=dtype)
+        state, scale, step_size = _initial_state(position_key, init_key, method, target)
         state, scale, step_size, warmup_trace = run_warmup(
             warmup_key,
             lambda scale: _at_scale(method, target, scale, method.trace, warmup=True),
@@ -187,4 +283,7 @@ def langevin_chain_kernel(
     grads = per_step(grads_per_step)
     if grads_stat is not None:
         grads = lambda stats: stats[grads_stat]  # noqa: E731
-    return ChainKernel(start, step, grads, logdensity_evals)
+    if warmup_steps is not None:
+        assert grads_stat is None, "a warmup in the draws' loop counts gradients per step"
+        start, step = _loop_warmup_pieces(build, warmup_steps)
+    return ChainKernel(start, step, grads, logdensity_evals, warmup_steps=warmup_steps)

@@ -239,7 +239,8 @@ def _mala(target: Target, config: MALAConfig) -> LangevinMethod:
     )
 
 
-MALA_KERNEL = langevin_chain_kernel(_mala)
+# warmup and draws run one kernel: its warmup steps are the draws' loop's first steps
+MALA_KERNEL = langevin_chain_kernel(_mala, warmup_steps=lambda config: config.num_warmup)
 
 
 @register("mala", MALAConfig, family="langevin", kernel=MALA_KERNEL)
@@ -255,7 +256,8 @@ def run_mala(
     ``step_size`` is blackjax's h in ``x' = x + h grad log p(x) + sqrt(2h) xi``.
 
     A non-finite proposal is rejected by blackjax (acceptance 0) and flagged diverging.
-    Runs whole or in chunks (:data:`MALA_KERNEL`, :mod:`bayeswb.execution.kernel`).
+    Runs whole or in chunks (:data:`MALA_KERNEL`, :mod:`bayeswb.execution.kernel`); the
+    warmup steps are the first steps of the draws' loop, so the kernel compiles once.
     Cost: one gradient per chain at the start and one per step (warmup included).
 
     Example:
