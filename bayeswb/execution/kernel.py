@@ -6,8 +6,9 @@ transition). :func:`run_whole` runs ``start`` and a ``lax.scan`` of ``step`` in 
 program; :mod:`bayeswb.execution.long_run` runs the same two pieces in chunks, with checkpoints.
 The key of draw ``t`` of a chain is ``fold_in(sample_key, t)`` in both, so a chunked run,
 a resumed run and a whole run make the same draws. A kernel whose ``step`` adapts during
-warmup (``ChainKernel.warmup_steps``: NUTS, HMC and MALA) has its warmup steps as steps
-``0, ..., num_warmup - 1`` and its draws after them: run whole, all are one scan; in
+warmup (``ChainKernel.warmup_steps``: nuts, hmc, ula, mala, kinetic_langevin,
+randomized_midpoint) has its warmup steps as steps ``0, ..., num_warmup - 1`` and its
+draws after them: run whole, all are one scan; in
 chunks, the warmup steps are the start's program.
 """
 

@@ -6,7 +6,10 @@ one target and config by a :class:`LangevinMethod` (that kernel, what a step rep
 its :class:`~bayeswb.samplers.langevin.warmup.WarmupPlan`). :func:`langevin_chain_kernel`
 turns ``build(target, config) -> LangevinMethod`` into the pieces the chain driver runs
 whole or in chunks: ``start`` (initial position, state, the shared warmup) and ``step``
-(one transition), with a :class:`LangevinCarry` between them.
+(one transition), with a :class:`LangevinCarry` between them; or, given
+``warmup_steps``, a ``start`` that only initialises and a ``step`` that also makes the
+warmup's steps, the first of the loop (:class:`LoopWarmupCarry`): the kernel is
+compiled once.
 
 Example (a Metropolis-adjusted Langevin sampler from blackjax's MALA kernel):
     >>> import blackjax, jax
@@ -50,6 +53,7 @@ from bayeswb.samplers.langevin.warmup import (
     TraceFn,
     WarmupAdaptation,
     WarmupPlan,
+    metropolis_tested,
     run_warmup,
 )
 
@@ -77,9 +81,12 @@ class LangevinMethod(NamedTuple):
     warmup:        the :class:`~bayeswb.samplers.langevin.warmup.WarmupPlan`
     logdensity_fn: the density the kernel runs on (None: the target's ``log_density``)
     draw_trace:    what a draw reports, when it differs from a warmup step (None: trace)
-    warmup_kernel: the kernel of warmup steps, when it differs (None: kernel); unadjusted
-                   samplers warm up with their step Metropolis-tested
-                   (:func:`~bayeswb.samplers.langevin.warmup.metropolis_tested`)
+    warmup_kernel: the kernel of warmup steps, when it differs (None: kernel)
+    warmup_test:   for unadjusted samplers, whose warmup steps are their kernel's steps
+                   Metropolis-tested
+                   (:func:`~bayeswb.samplers.langevin.warmup.metropolis_tested`): what a
+                   rejected step leaves the chain at, ``warmup_test(state)`` (``stay``
+                   or ``flip_momentum``); None: the warmup steps are not tested
     warmup_grads_per_step: gradient evaluations of a warmup step, when they differ
                    from a draw's (None: the same)
     final_step_size: ``final_step_size(step_size, warmup_stats) -> step_size``, the step
@@ -95,6 +102,7 @@ class LangevinMethod(NamedTuple):
     logdensity_fn: LogDensity | None = None
     draw_trace: TraceFn | None = None
     warmup_kernel: Callable[[Array, Any, LogDensity, Array], tuple[Any, Any]] | None = None
+    warmup_test: Callable[[Any], Any] | None = None
     warmup_grads_per_step: int | None = None
     final_step_size: Callable[[Array, dict[str, Array]], Array] | None = None
     position_stats: Callable[[Array, dict[str, Array]], dict[str, Array]] | None = None
@@ -140,9 +148,11 @@ def _at_scale(
     ``scale``, and ``trace`` in x coordinates."""
     logdensity_fn = whitened(method.logdensity_fn or target.log_density, scale)
     kernel = (method.warmup_kernel if warmup else None) or method.kernel
+    if warmup and method.warmup_test is not None:
+        kernel = metropolis_tested(method.kernel, method.warmup_test)
 
-    def kernel_step(key: Array, state: Any, step_size: Array) -> tuple[Any, Any]:
-        return kernel(key, state, logdensity_fn, step_size)
+    def kernel_step(key: Array, state: Any, step_size: Array, **kwargs: Any) -> tuple[Any, Any]:
+        return kernel(key, state, logdensity_fn, step_size, **kwargs)
 
     def trace_x(state: Any, info: Any, step_size: Array) -> Any:
         position, stats = trace(state, info, step_size)
@@ -172,7 +182,8 @@ def _loop_warmup_pieces(
 ) -> tuple[Callable, Callable]:
     """``start`` and ``step`` of a chain whose warmup steps are the first steps of the
     draws' loop: the kernel is compiled once. Only for a method whose warmup and draws
-    run the same kernel and report the same way."""
+    run the same kernel (Metropolis-tested in warmup for an unadjusted one: the test is
+    switched off after it) and report the same way."""
 
     def method_of(target: Target, config: Any) -> LangevinMethod:
         method = build(target, config)
@@ -188,7 +199,8 @@ def _loop_warmup_pieces(
 
     def start(key: Array, target: Target, config: Any) -> tuple[LoopWarmupCarry, None, Array]:
         method = method_of(target, config)
-        state, scale, step_size = _initial_state(*jax.random.split(key), method, target)
+        position_key, init_key = jax.random.split(key)
+        state, scale, step_size = _initial_state(position_key, init_key, method, target)
         adaptation = WarmupAdaptation(method.warmup).init(state, scale, step_size)
         # one gradient at initialisation; the warmup steps count their own
         return LoopWarmupCarry(state, step_size, adaptation, jnp.asarray(0)), None, jnp.asarray(1)
@@ -201,8 +213,13 @@ def _loop_warmup_pieces(
         used = jnp.where(
             warming, warmup.step_size(carry.adaptation, carry.step_size), carry.step_size
         )
-        kernel_step, trace_x = _at_scale(method, target, carry.adaptation.scale, method.trace)
-        state, info = kernel_step(key, carry.state, used)
+        tested = method.warmup_test is not None
+        kernel_step, trace_x = _at_scale(
+            method, target, carry.adaptation.scale, method.trace, warmup=tested
+        )
+        # an unadjusted kernel is tested while it warms up, not after
+        test = {"test": warming} if tested else {}
+        state, info = kernel_step(key, carry.state, used, **test)
         position, stats = trace_x(state, info, used)
         carry = carry._replace(state=state, steps_done=carry.steps_done + 1)
         if num_warmup == 0:

@@ -60,7 +60,6 @@ from bayeswb.samplers.langevin.warmup import (
     WarmupPlan,
     adapts_mass_matrix,
     energy_variance_statistic,
-    metropolis_tested,
 )
 
 Array = jax.Array
@@ -319,11 +318,13 @@ def _kinetic_langevin(target: Target, config: KineticLangevinConfig) -> Langevin
         kernel=kernel,
         trace=kinetic_trace(adjusted=config.metropolize),
         warmup=plan,
-        warmup_kernel=None if config.metropolize else metropolis_tested(kernel, flip_momentum),
+        warmup_test=None if config.metropolize else flip_momentum,
     )
 
 
-KINETIC_LANGEVIN_KERNEL = langevin_chain_kernel(_kinetic_langevin)
+KINETIC_LANGEVIN_KERNEL = langevin_chain_kernel(
+    _kinetic_langevin, warmup_steps=lambda config: config.num_warmup
+)
 
 
 @register(

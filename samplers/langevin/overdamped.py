@@ -36,7 +36,7 @@ from bayeswb.samplers.langevin.warmup import (
     WarmupPlan,
     adapts_mass_matrix,
     energy_variance_statistic,
-    metropolis_tested,
+    stay,
 )
 
 Array = jax.Array
@@ -154,7 +154,7 @@ def _ula(target: Target, config: ULAConfig) -> LangevinMethod:
     return LangevinMethod(
         init=lambda key, position, logdensity_fn: ula_init(position, logdensity_fn),
         kernel=ula_build_kernel(),
-        warmup_kernel=metropolis_tested(ula_build_kernel()),
+        warmup_test=stay,
         trace=unadjusted_trace,
         warmup=WarmupPlan(
             config.num_warmup,
@@ -168,7 +168,8 @@ def _ula(target: Target, config: ULAConfig) -> LangevinMethod:
     )
 
 
-ULA_KERNEL = langevin_chain_kernel(_ula)
+# warmup (Metropolis-tested) and draws run one kernel, in one loop
+ULA_KERNEL = langevin_chain_kernel(_ula, warmup_steps=lambda config: config.num_warmup)
 
 
 @register("ula", ULAConfig, family="langevin", kernel=ULA_KERNEL)

@@ -34,7 +34,6 @@ from bayeswb.samplers.langevin.kinetic import (
 )
 from bayeswb.samplers.langevin.warmup import (
     MassMatrixSettings,
-    metropolis_tested,
 )
 
 Array = jax.Array
@@ -199,11 +198,13 @@ def _randomized_midpoint(target: Target, config: RandomizedMidpointConfig) -> La
         kernel=kernel,
         trace=kinetic_trace(adjusted=False),
         warmup=unadjusted_warmup_plan(target, config),
-        warmup_kernel=metropolis_tested(kernel, flip_momentum),
+        warmup_test=flip_momentum,
     )
 
 
-RANDOMIZED_MIDPOINT_KERNEL = langevin_chain_kernel(_randomized_midpoint, grads_per_step=2)
+RANDOMIZED_MIDPOINT_KERNEL = langevin_chain_kernel(
+    _randomized_midpoint, grads_per_step=2, warmup_steps=lambda config: config.num_warmup
+)
 
 
 @register(

@@ -47,7 +47,7 @@ from bayeswb.core.config import SamplerConfig, option
 from bayeswb.samplers.langevin.preconditioning import positive_tuple_or_none, rescale_state
 
 Array = jax.Array
-KernelStep = Callable[[Array, Any, Array], tuple[Any, Any]]
+KernelStep = Callable[..., tuple[Any, Any]]  # (key, state, step_size, **kwargs)
 TraceFn = Callable[[Any, Any, Array], Any]
 
 MIN_WARMUP_FOR_MASS_MATRIX = 100
@@ -210,6 +210,11 @@ def diagonal_inverse_mass_matrix(positions: Array) -> Array:
     return mm_final(mm_state).inverse_mass_matrix
 
 
+def stay(state: Any) -> Any:
+    """Where a rejected Metropolis-tested step leaves the chain: where it was."""
+    return state
+
+
 def metropolis_tested(
     kernel: Callable[..., tuple[Any, Any]], on_reject: Callable[[Any], Any] | None = None
 ) -> Callable[..., tuple[Any, Any]]:
@@ -223,7 +228,9 @@ def metropolis_tested(
     unadjusted chain started in the tails, or at a step the adaptation has not yet
     shrunk, can be thrown off to a region it never returns from; the test keeps the
     warmup where the step size and mass matrix can be learnt. Draws after warmup are
-    not tested.
+    not tested: the tested kernel takes a keyword ``test`` (default True; a traced
+    boolean in a loop whose first steps are the warmup's), and keeps every step where
+    it is False.
 
     Example:
         >>> from types import SimpleNamespace
@@ -235,11 +242,15 @@ def metropolis_tested(
         [0.0, 0.0]
     """
 
-    def tested(key: Array, state: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    def tested(
+        key: Array, state: Any, *args: Any, test: Array | bool = True, **kwargs: Any
+    ) -> tuple[Any, Any]:
         step_key, accept_key = jax.random.split(key)
         new_state, info = kernel(step_key, state, *args, **kwargs)
         log_uniform = jnp.log(jax.random.uniform(accept_key))
         accept = log_uniform < -jnp.nan_to_num(info.energy_error, nan=jnp.inf)
+        if test is not True:
+            accept = accept | jnp.logical_not(test)
         kept = state if on_reject is None else on_reject(state)
         return jax.tree.map(lambda n, o: jnp.where(accept, n, o), new_state, kept), info
 
