@@ -34,6 +34,10 @@ def flat(prefix: str, tree: Any) -> dict[str, np.ndarray]:
     return out
 
 
+# what a mismatch may mean, beside a checkpoint of another run
+OTHER_STATE = "another run's checkpoint, or written by a bayeswb whose sampler state differed"
+
+
 def unflat(prefix: str, like: Any, arrays: dict[str, np.ndarray]) -> Any:
     """The inverse of :func:`flat`, checked leaf by leaf against ``like``'s shapes."""
     leaves, treedef = jax.tree.flatten(like)
@@ -41,18 +45,23 @@ def unflat(prefix: str, like: Any, arrays: dict[str, np.ndarray]) -> Any:
     for i, leaf in enumerate(leaves):
         name = f"{prefix}/{i}"
         if name not in arrays:
-            raise ValueError(f"checkpoint has no {name!r}: it does not match this sampler")
+            raise ValueError(
+                f"checkpoint has no {name!r}: it does not match this sampler ({OTHER_STATE})"
+            )
         value = arrays[name]
         if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             value = jax.random.wrap_key_data(jnp.asarray(value))
         elif value.shape != leaf.shape or value.dtype != leaf.dtype:
             raise ValueError(
                 f"checkpoint's {name!r} is {value.dtype}{list(value.shape)}, the sampler's "
-                f"state needs {leaf.dtype}{list(leaf.shape)}: it does not match this run"
+                f"state needs {leaf.dtype}{list(leaf.shape)}: it does not match this run "
+                f"({OTHER_STATE})"
             )
         restored.append(jnp.asarray(value))
     if f"{prefix}/{len(leaves)}" in arrays:
-        raise ValueError(f"checkpoint's {prefix!r} has more parts than this sampler's state")
+        raise ValueError(
+            f"checkpoint's {prefix!r} has more parts than this sampler's state ({OTHER_STATE})"
+        )
     return jax.tree.unflatten(treedef, restored)
 
 
