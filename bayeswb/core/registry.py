@@ -27,14 +27,24 @@ class Registry(Generic[Entry]):
     def __init__(self, kind: str, provider: str | None = None):
         self.kind = kind
         self._entries: dict[str, Entry] = {}
-        # the package whose import registers the entries (plugins: named, not imported
-        # here), imported the first time the registry is read
+        # the package that registers the entries (plugins: named, not imported here),
+        # imported the first time the registry is read. Its import registers them all,
+        # unless it has ``load(name)``: that registers the entry ``name`` (with whatever
+        # else its module holds), and ``load(None)`` every entry
         self._provider = provider
 
-    def _provided(self) -> dict[str, Entry]:
-        if self._provider is not None:
-            provider, self._provider = self._provider, None
-            importlib.import_module(provider)
+    def _provided(self, name: str | None = None) -> dict[str, Entry]:
+        """The entries, once the provider has registered ``name`` (None: all of them)."""
+        if self._provider is None or (name is not None and name in self._entries):
+            return self._entries
+        load = getattr(importlib.import_module(self._provider), "load", None)
+        if load is not None and name is not None:
+            load(name)
+            if name in self._entries:
+                return self._entries
+        if load is not None:
+            load(None)  # every entry: an unknown name is looked for everywhere first
+        self._provider = None
         return self._entries
 
     def add(self, name: str, entry: Entry) -> None:
@@ -50,7 +60,7 @@ class Registry(Generic[Entry]):
         return sorted(self._provided())
 
     def get(self, name: str) -> Entry:
-        if name not in self._provided():
+        if name not in self._provided(name):
             close = difflib.get_close_matches(str(name), self._entries, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
             raise KeyError(
@@ -59,7 +69,7 @@ class Registry(Generic[Entry]):
         return self._entries[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._provided()
+        return name in self._provided(name if isinstance(name, str) else None)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

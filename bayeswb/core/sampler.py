@@ -105,7 +105,8 @@ class SamplerSpec:
         return make_config(self.config_cls, options)
 
 
-SAMPLERS: Registry[SamplerSpec] = Registry("sampler", provider="bayeswb.samplers")
+BUILT_IN = "bayeswb.samplers"  # the package of the built-in samplers, registered lazily
+SAMPLERS: Registry[SamplerSpec] = Registry("sampler", provider=BUILT_IN)
 
 
 def register_sampler(
@@ -124,6 +125,10 @@ def register_sampler(
     """
 
     def decorate(run: RunFn) -> RunFn:
+        if not run.__module__.startswith(BUILT_IN):
+            # a sampler of the user's: the built-in samplers are registered first, so that
+            # a name clash is an error here, not when a built-in module is imported later
+            _ = name in SAMPLERS
         spec = SamplerSpec(
             name, config_cls, run, family, kernel, independent_runs, needs_minibatch
         )

@@ -95,3 +95,47 @@ def test_minibatch_samplers_declare_that_they_need_the_interface():
         bw.sample(plain, "sgld", num_chains=1, num_samples=10)
     with pytest.raises(ValueError, match="no minibatch interface"):
         bw.sample(plain, "fusion", num_chains=1, num_samples=10)
+
+
+def test_the_module_table_names_where_every_sampler_is_registered():
+    """``bayeswb.samplers.MODULES`` lets a run import only its own sampler's module: it
+    must name every registered sampler, and the module that registers it."""
+    from bayeswb.core.sampler import SAMPLERS
+    from bayeswb.samplers import MODULES
+
+    assert sorted(MODULES) == bw.samplers.names()
+    for name, module in MODULES.items():
+        assert SAMPLERS.get(name).run.__module__ == f"bayeswb.samplers.{module}", name
+
+
+LAZY_SCRIPT = """
+import sys
+import bayeswb as bw
+assert bw.samplers.get("nuts").name == "nuts"
+loaded = {m for m in sys.modules if m.startswith("bayeswb.samplers.")}
+assert "bayeswb.samplers.baselines" in loaded, loaded
+assert not loaded & {"bayeswb.samplers.diffusion", "bayeswb.samplers.flows",
+                     "bayeswb.samplers.smc"}, loaded
+try:  # a user's sampler may not take a built-in name, even one not yet imported
+    @bw.samplers.register("smc", bw.samplers.get("nuts").config_cls, family="mine")
+    def run(key, target, config, layout=None):
+        pass
+except ValueError as error:
+    assert "already registered" in str(error)
+else:
+    raise AssertionError("registered over the built-in smc")
+assert len(bw.samplers.names()) == len(bw.samplers.MODULES)
+print("ok")
+"""
+
+
+def test_a_sampler_is_registered_without_importing_the_other_families():
+    """A fresh process asking for nuts imports its module, not the flows, diffusion and
+    SMC families; a user's sampler cannot shadow a built-in one not yet imported; listing
+    the names registers them all."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", LAZY_SCRIPT], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok"
