@@ -39,7 +39,9 @@ answer (``reference_scale=None``, ``num_mcmc_steps=None``):
 - the reference: a ray probe of log gamma (:func:`~bayeswb.core.probe.probe_scale`: the largest
   radius from the origin at which the density is within a Gaussian typical-set margin of
   the highest value seen, doubled) gives a wide ``N(0, s^2 I)``; an independent pilot
-  run (adaptive tempered SMC, 512 particles, an MCMC move) anneals from it, and the main
+  run (adaptive tempered SMC with an MCMC move; for smc as many particles as the main
+  run, and the two are two passes of one compiled loop; 512 for ais and smc_langevin,
+  whose main runs differ from it) anneals from it, and the main
   run starts from ``N(mean, diag (2 sd)^2)`` of the pilot's weighted particles (the
   factor 2 is argued in :func:`~.annealing.run_annealing`). A pilot that starts wider
   than the target sees every mode its particles can reach by reweighting, so its sd

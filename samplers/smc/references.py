@@ -137,10 +137,20 @@ def moment_matched_reference(
         >>> q.log_prob(jnp.zeros(2)).item()  # sd 0 in the second coordinate: the fallback
         -4.0351...
     """
+    mean, sd = weighted_moments(positions, log_weights, fallback_scale, widen)
+    return diagonal_reference(mean, sd, dof)
+
+
+def weighted_moments(
+    positions: Array, log_weights: Array, fallback_scale: Array | float, widen: float = 1.0
+) -> tuple[Array, Array]:
+    """``(mean, widen * sd)`` of weighted particles (normalised ``log_weights``), or
+    ``(0, fallback_scale)`` if a moment is not finite or an sd is 0: the location and
+    scale of :func:`moment_matched_reference`."""
     w = jnp.exp(log_weights)
     mean = w @ positions
     sd = jnp.sqrt(w @ (positions - mean) ** 2)
     ok = jnp.all(jnp.isfinite(mean)) & jnp.all(jnp.isfinite(sd) & (sd > 0))
     mean = jnp.where(ok, mean, 0.0)
     sd = jnp.where(ok, widen * sd, fallback_scale)
-    return diagonal_reference(mean, sd, dof)
+    return mean, sd

@@ -114,8 +114,9 @@ class _AnnealingConfig(AnnealingSettings):
         None,
         optional(non_negative_int),
         "particles of a pilot run from that reference whose weighted mean and sd give the "
-        "main runs' reference N(mean, diag sd^2) (0: off; None: 512 when reference_scale "
-        "is automatic, else 0)",
+        "main runs' reference N(mean, diag sd^2) (0: off; None, when reference_scale is "
+        "automatic: num_samples where the pilot can be the main run's first pass, the one "
+        "compiled loop (smc, not waste-free), else 512; else 0)",
     )
 
 
