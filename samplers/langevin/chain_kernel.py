@@ -192,6 +192,7 @@ def _loop_warmup_pieces(
             and method.draw_trace is None
             and method.final_step_size is None
             and method.position_stats is None
+            and method.warmup_grads_per_step is None
         )
         assert same, "a warmup in the draws' loop runs the draws' kernel and trace"
         assert method.warmup.num_steps == warmup_steps(config)
