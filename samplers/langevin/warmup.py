@@ -1,6 +1,8 @@
 """The one warmup of every Langevin sampler: burn-in, step size, diagonal mass matrix.
 
-What is adapted is a :class:`WarmupPlan`, in one ``lax.scan`` over the warmup steps:
+What is adapted is a :class:`WarmupPlan`, one step at a time (:class:`WarmupAdaptation`):
+in a ``lax.scan`` of its own (:func:`run_warmup`), or as the first steps of the draws'
+loop (ula, mala and the kinetic samplers, so that their kernel compiles once):
 
 - the step size: fixed (the warmup is burn-in), or, given a ``target_acceptance_rate``,
   adapted by blackjax's ``dual_averaging_adaptation`` (Hoffman and Gelman 2014, eq. 6,
@@ -280,7 +282,8 @@ class Adaptation(NamedTuple):
 
 class WarmupAdaptation:
     """A :class:`WarmupPlan`'s adaptation one step at a time: ``init``, ``step_size``
-    (the step a warmup step uses), ``update`` (after warmup step ``t``) and
+    (the step a warmup step uses), ``update`` (after warmup step ``t``, given its
+    ``phase(t)``) and
     ``final_step_size``; :func:`run_warmup` scans it, and a sampler whose warmup runs in
     the draws' loop (:func:`~bayeswb.samplers.langevin.chain_kernel.langevin_chain_kernel`)
     calls it from its step.
