@@ -7,7 +7,7 @@ its :class:`~bayeswb.samplers.langevin.warmup.WarmupPlan`). :func:`langevin_chai
 turns ``build(target, config) -> LangevinMethod`` into the pieces the chain driver runs
 whole or in chunks: ``start`` (initial position, state, the shared warmup) and ``step``
 (one transition), with a :class:`LangevinCarry` between them; or, given
-``warmup_steps``, a ``start`` that only initialises and a ``step`` that also makes the
+``warmup_in_loop``, a ``start`` that only initialises and a ``step`` that also makes the
 warmup's steps, the first of the loop (:class:`LoopWarmupCarry`): the kernel is
 compiled once.
 
@@ -177,8 +177,13 @@ def _initial_state(
     return state, scale, jnp.asarray(method.warmup.step_size, dtype=dtype)
 
 
+def num_warmup(config: Any) -> int:
+    """A config's warmup steps: the loop's first steps for ``warmup_in_loop`` kernels."""
+    return int(config.num_warmup)
+
+
 def _loop_warmup_pieces(
-    build: Callable[[Target, Any], LangevinMethod], warmup_steps: Callable[[Any], int]
+    build: Callable[[Target, Any], LangevinMethod],
 ) -> tuple[Callable, Callable]:
     """``start`` and ``step`` of a chain whose warmup steps are the first steps of the
     draws' loop: the kernel is compiled once. Only for a method whose warmup and draws
@@ -195,7 +200,7 @@ def _loop_warmup_pieces(
             and method.warmup_grads_per_step is None
         )
         assert same, "a warmup in the draws' loop runs the draws' kernel and trace"
-        assert method.warmup.num_steps == warmup_steps(config)
+        assert method.warmup.num_steps == num_warmup(config)
         return method
 
     def start(key: Array, target: Target, config: Any) -> tuple[LoopWarmupCarry, None, Array]:
@@ -248,7 +253,7 @@ def langevin_chain_kernel(
     grads_per_step: int = 1,
     logdensity_evals_per_step: int | None = None,
     grads_stat: str | None = None,
-    warmup_steps: Callable[[Any], int] | None = None,
+    warmup_in_loop: bool = False,
 ) -> ChainKernel:
     """The :class:`~bayeswb.core.sampler.ChainKernel` of ``build(target, config)``.
 
@@ -258,6 +263,12 @@ def langevin_chain_kernel(
     the kernel. Cost: ``init`` and each step spend one and ``grads_per_step`` gradient
     evaluations; ``logdensity_evals_per_step``: log densities per draw, when not one per
     gradient (then the start's are not counted).
+
+    ``warmup_in_loop``, for a method whose warmup runs the draws' kernel (tested, for an
+    unadjusted one: ``LangevinMethod.warmup_test``): its ``num_warmup`` warmup steps run
+    as the first steps of the draws' loop (:class:`LoopWarmupCarry`,
+    ``ChainKernel.warmup_steps``), so that the kernel and the target's gradient compile
+    once, not once in ``start`` and once in ``step``.
     """
 
     def start(key: Array, target: Target, config: Any) -> tuple[LangevinCarry, Any, Array]:
@@ -301,7 +312,8 @@ def langevin_chain_kernel(
     grads = per_step(grads_per_step)
     if grads_stat is not None:
         grads = lambda stats: stats[grads_stat]  # noqa: E731
-    if warmup_steps is not None:
-        assert grads_stat is None, "a warmup in the draws' loop counts gradients per step"
-        start, step = _loop_warmup_pieces(build, warmup_steps)
-    return ChainKernel(start, step, grads, logdensity_evals, warmup_steps=warmup_steps)
+    if not warmup_in_loop:
+        return ChainKernel(start, step, grads, logdensity_evals)
+    assert grads_stat is None, "a warmup in the draws' loop counts gradients per step"
+    start, step = _loop_warmup_pieces(build)
+    return ChainKernel(start, step, grads, logdensity_evals, warmup_steps=num_warmup)

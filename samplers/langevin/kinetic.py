@@ -322,9 +322,7 @@ def _kinetic_langevin(target: Target, config: KineticLangevinConfig) -> Langevin
     )
 
 
-KINETIC_LANGEVIN_KERNEL = langevin_chain_kernel(
-    _kinetic_langevin, warmup_steps=lambda config: config.num_warmup
-)
+KINETIC_LANGEVIN_KERNEL = langevin_chain_kernel(_kinetic_langevin, warmup_in_loop=True)
 
 
 @register(

@@ -169,7 +169,7 @@ def _ula(target: Target, config: ULAConfig) -> LangevinMethod:
 
 
 # warmup (Metropolis-tested) and draws run one kernel, in one loop
-ULA_KERNEL = langevin_chain_kernel(_ula, warmup_steps=lambda config: config.num_warmup)
+ULA_KERNEL = langevin_chain_kernel(_ula, warmup_in_loop=True)
 
 
 @register("ula", ULAConfig, family="langevin", kernel=ULA_KERNEL)
@@ -241,7 +241,7 @@ def _mala(target: Target, config: MALAConfig) -> LangevinMethod:
 
 
 # warmup and draws run one kernel: its warmup steps are the draws' loop's first steps
-MALA_KERNEL = langevin_chain_kernel(_mala, warmup_steps=lambda config: config.num_warmup)
+MALA_KERNEL = langevin_chain_kernel(_mala, warmup_in_loop=True)
 
 
 @register("mala", MALAConfig, family="langevin", kernel=MALA_KERNEL)

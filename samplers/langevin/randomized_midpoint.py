@@ -203,7 +203,7 @@ def _randomized_midpoint(target: Target, config: RandomizedMidpointConfig) -> La
 
 
 RANDOMIZED_MIDPOINT_KERNEL = langevin_chain_kernel(
-    _randomized_midpoint, grads_per_step=2, warmup_steps=lambda config: config.num_warmup
+    _randomized_midpoint, grads_per_step=2, warmup_in_loop=True
 )
 
 

@@ -1,5 +1,5 @@
 """A Langevin warmup run in the draws' loop (``langevin_chain_kernel(...,
-warmup_steps=...)``) adapts exactly as the warmup that ``start`` runs on its own
+warmup_in_loop=True)``) adapts exactly as the warmup that ``start`` runs on its own
 (``run_warmup``).
 
 The two differ only in the keys their steps draw with, so a kernel that ignores its key
@@ -86,7 +86,7 @@ def unadjusted(target, config):
 def test_loop_warmup_adapts_as_the_start_warmup(build):
     config = MALAConfig(num_chains=2, num_samples=30, num_warmup=200, step_size=0.05)
     in_start = langevin_chain_kernel(build)
-    in_loop = langevin_chain_kernel(build, warmup_steps=lambda config: config.num_warmup)
+    in_loop = langevin_chain_kernel(build, warmup_in_loop=True)
     key = jax.random.key(3)
     a = run_whole(key, TARGET, config, in_start)
     b = run_whole(key, TARGET, config, in_loop)
