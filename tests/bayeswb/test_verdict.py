@@ -18,6 +18,8 @@ import pytest
 import bayeswb as bw
 from bayeswb.core.result import build_idata
 from bayeswb.core.verdict import (
+    BEST_DRAW_ATTRIBUTE,
+    PEAK_ATTRIBUTE,
     UnreliableRunWarning,
     diagnose,
     k_hat_threshold,
@@ -350,10 +352,30 @@ def test_a_density_peak_no_draw_entered_is_flagged():
     with pytest.warns(UnreliableRunWarning, match="density"):
         result = bw.sample("funnel", "smc", seed=0, num_chains=2, num_samples=512)
     assert "density_peak" in _failed(result.diagnostics)
+    # what to try names smc's own remedy, the local-scale move with more sweeps
+    assert "move='local_hmc'" in str(result.diagnostics)
     # the healthy run of a log-concave target is within d + sqrt(d) of its peak
     healthy = bw.sample("gaussian", "nuts", seed=0, num_chains=2, num_samples=200)
     peak = [c for c in healthy.diagnostics.checks if c.name == "density_peak"]
     assert len(peak) == 1 and peak[0].ok
+
+
+@pytest.mark.parametrize(
+    ("config", "names_local_hmc"),
+    [
+        ({"move": "mala", "max_mcmc_steps": 20}, True),  # smc, ais: their own remedy first
+        ({"move": "ula", "max_mcmc_steps": 20}, False),  # smc_langevin: no local_hmc move
+        ({"max_num_doublings": 10}, False),  # nuts
+    ],
+)
+def test_an_unentered_peak_advises_what_the_sampler_can_do(config, names_local_hmc):
+    positions = np.random.default_rng(0).normal(size=(2, 100, 2))
+    idata = _chains(positions)
+    idata.unconstrained_posterior.attrs.update({PEAK_ATTRIBUTE: 100.0, BEST_DRAW_ATTRIBUTE: 0.0})
+    (peak,) = [c for c in diagnose(idata, config, markov=False).checks if c.name == "density_peak"]
+    assert not peak.ok
+    assert ("move='local_hmc'" in peak.advice) is names_local_hmc
+    assert "adapts to local scales" in peak.advice
 
 
 def _two_modes():
