@@ -1103,10 +1103,11 @@ def _density_peak(idata: az.InferenceData, config: dict[str, Any]) -> Check | No
 # (defaults otherwise): on the dim-10 funnel (8 runs of 1000 particles) |delta log Z| 1.01
 # and 1.39 (seeds 0, 1) with the default MALA, 0.38 and 0.33 with move="local_hmc" and 20
 # sweeps per temperature (0.22 with 50, seed 0), at 25 times the gradients; MALA with 20
-# or 50 sweeps gave 0.85 and 1.00. Seed 0, 4 runs, the largest posterior-mean error in
-# MCSE-adjusted sds: eight_schools_centered 8.9 -> 5.0, brownian_motion 290 -> 7.0 (both
-# still flagged), stochastic_volatility 3.6 -> 2.4; on horseshoe_diabetes, where this
-# check passes, 1.8 -> 4.0: advice for this check, not a better default
+# or 50 sweeps gave 0.85 and 1.00; ais (seed 0) 0.94 -> 0.23 at 30 times the gradients.
+# smc, seed 0, 4 runs, the largest posterior-mean error in MCSE-adjusted sds:
+# eight_schools_centered 8.9 -> 5.0, brownian_motion 290 -> 7.0 (both still flagged),
+# stochastic_volatility 3.6 -> 2.4; on horseshoe_diabetes, where this check passes,
+# 1.8 -> 4.0: advice for this check, not a better default
 ANNEALING_LOCAL_SCALES = (
     "for smc and ais, move='local_hmc' (steps scaled by the local gradient) with a fixed "
     "number of sweeps per temperature, num_mcmc_steps=20 or more"
