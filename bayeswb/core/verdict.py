@@ -1109,14 +1109,15 @@ def _density_peak(idata: az.InferenceData, config: dict[str, Any]) -> Check | No
 # stochastic_volatility 3.6 -> 2.4; on horseshoe_diabetes, where this check passes,
 # 1.8 -> 4.0: advice for this check, not a better default
 ANNEALING_LOCAL_SCALES = (
-    "for smc and ais, move='local_hmc' (steps scaled by the local gradient) with a fixed "
-    "number of sweeps per temperature, num_mcmc_steps=20 or more"
+    "move='local_hmc' (steps scaled by the local gradient) with a fixed number of sweeps "
+    "per temperature, num_mcmc_steps=20 or more"
 )
 
 
 def _local_scales_advice(config: dict[str, Any]) -> str:
     """What to try when a narrow region of high density was never entered: for the
-    annealing samplers with an MCMC move (smc, ais), their local-scale move first."""
+    samplers with smc's MCMC moves (smc, ais; fusion and fab have them too), their
+    local-scale move first."""
     advice = (
         "a sampler that adapts to local scales, or a reparameterisation (non-centred); "
         "estimates miss whatever mass that region holds"
