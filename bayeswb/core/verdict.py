@@ -1122,8 +1122,11 @@ def _local_scales_advice(config: dict[str, Any]) -> str:
         "a sampler that adapts to local scales, or a reparameterisation (non-centred); "
         "estimates miss whatever mass that region holds"
     )
-    annealing_mcmc = "max_mcmc_steps" in config and config.get("move") != "ula"
-    return f"{ANNEALING_LOCAL_SCALES}; or {advice}" if annealing_mcmc else advice
+    if "max_mcmc_steps" not in config or config.get("move") == "ula":
+        return advice
+    if config.get("move") == "local_hmc":  # already local: on the funnel 50 sweeps beat 20
+        return f"more sweeps per temperature (num_mcmc_steps); or {advice}"
+    return f"{ANNEALING_LOCAL_SCALES}; or {advice}"
 
 
 def _unvisited_mode(idata: az.InferenceData) -> Check | None:

@@ -361,20 +361,22 @@ def test_a_density_peak_no_draw_entered_is_flagged():
 
 
 @pytest.mark.parametrize(
-    ("config", "names_local_hmc"),
+    ("config", "names_local_hmc", "names_sweeps"),
     [
-        ({"move": "mala", "max_mcmc_steps": 20}, True),  # smc, ais: their own remedy first
-        ({"move": "ula", "max_mcmc_steps": 20}, False),  # smc_langevin: no local_hmc move
-        ({"max_num_doublings": 10}, False),  # nuts
+        ({"move": "mala", "max_mcmc_steps": 20}, True, True),  # smc, ais: their own remedy
+        ({"move": "local_hmc", "max_mcmc_steps": 20}, False, True),  # already local: sweeps
+        ({"move": "ula", "max_mcmc_steps": 20}, False, False),  # smc_langevin: no such move
+        ({"max_num_doublings": 10}, False, False),  # nuts
     ],
 )
-def test_an_unentered_peak_advises_what_the_sampler_can_do(config, names_local_hmc):
+def test_an_unentered_peak_advises_what_the_sampler_can_do(config, names_local_hmc, names_sweeps):
     positions = np.random.default_rng(0).normal(size=(2, 100, 2))
     idata = _chains(positions)
     idata.unconstrained_posterior.attrs.update({PEAK_ATTRIBUTE: 100.0, BEST_DRAW_ATTRIBUTE: 0.0})
     (peak,) = [c for c in diagnose(idata, config, markov=False).checks if c.name == "density_peak"]
     assert not peak.ok
     assert ("move='local_hmc'" in peak.advice) is names_local_hmc
+    assert ("num_mcmc_steps" in peak.advice) is names_sweeps
     assert "adapts to local scales" in peak.advice
 
 
