@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -58,8 +59,19 @@ def scale_from_probe(lp: Array, origin_lp: Array, dim: int) -> Array:
     tau = dim / 2 + 3.0 * math.sqrt(dim / 2)
     within = jnp.isfinite(best_per_radius) & (best_per_radius >= top - tau)
     reach = jnp.max(jnp.where(within, jnp.asarray(PROBE_RADII), 0.0))
-    scale = 2.0 * reach / math.sqrt(dim)
+    scale = scale_for_reach(reach, dim)
     return jnp.where(jnp.isfinite(top) & (scale > 0), scale, 1.0)
+
+
+def scale_for_reach(reach: Any, dim: int) -> Any:
+    """The reference scale whose typical set reaches ``reach`` from the origin, doubled:
+    ``2 reach / sqrt(dim)`` (see :func:`probe_scale`). Floats or arrays.
+
+    Example:
+        >>> scale_for_reach(35.0, 2)
+        49.49747468305832
+    """
+    return 2.0 * reach / math.sqrt(dim)
 
 
 def probe_evaluations() -> int:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import bayeswb as bw
+from bayeswb.core.probe import scale_for_reach
 from bayeswb.core.result import build_idata
 from bayeswb.core.verdict import (
     BEST_DRAW_ATTRIBUTE,
@@ -354,6 +355,9 @@ def test_a_density_peak_no_draw_entered_is_flagged():
     assert "density_peak" in _failed(result.diagnostics)
     # what to try names smc's own remedy, the local-scale move with more sweeps
     assert "move='local_hmc'" in str(result.diagnostics)
+    # the wide starts of the unvisited_mode search climb into the same neck (where the
+    # climbs from the best particles end): one region, not another mode
+    assert "unvisited_mode" not in _failed(result.diagnostics)
     # the healthy run of a log-concave target is within d + sqrt(d) of its peak
     healthy = bw.sample("gaussian", "nuts", seed=0, num_chains=2, num_samples=200)
     peak = [c for c in healthy.diagnostics.checks if c.name == "density_peak"]
@@ -380,9 +384,9 @@ def test_an_unentered_peak_advises_what_the_sampler_can_do(config, names_local_h
     assert "adapts to local scales" in peak.advice
 
 
-def _two_modes():
-    """An equal mixture of N(0, I) and N((12, 0), I) in 2-d: log Z = 0."""
-    mode = jnp.array([12.0, 0.0])
+def _two_modes(separation=12.0):
+    """An equal mixture of N(0, I) and N((separation, 0), I) in 2-d: log Z = 0."""
+    mode = jnp.array([separation, 0.0])
 
     def log_density(x):
         near, far = -0.5 * jnp.sum(x**2), -0.5 * jnp.sum((x - mode) ** 2)
@@ -402,6 +406,33 @@ def test_a_mode_no_draw_visited_is_flagged():
     both = bw.sample(target, "smc", seed=0, num_chains=2, num_samples=512)
     assert both.diagnostics.ok, both.diagnostics
     assert np.mean(both.positions[..., 0] > 6) == pytest.approx(0.5, abs=0.1)
+
+
+def test_a_mode_beyond_the_automatic_reference_is_flagged_and_the_advice_finds_it():
+    """With the modes 35 apart, the ray probe behind smc's automatic reference passes
+    between the far mode's radii (32 and 45): the pilot never reaches it, and the run
+    puts every particle in the near mode, log Z off by log 2. Before the wider starts of
+    the peak search (4 and 16 times the probe's scale) the verdict said "fine". The
+    advised reference_scale (from the far peak's distance) finds both modes."""
+    target = _two_modes(separation=35.0)
+    with pytest.warns(UnreliableRunWarning, match="a mode the run never visited"):
+        missed = bw.sample(target, "smc", seed=0, num_chains=4, num_samples=512)
+    assert np.mean(missed.positions[..., 0] > 17.5) == 0.0  # the failure is still there
+    assert _failed(missed.diagnostics) == {"unvisited_mode"}
+    (check,) = missed.diagnostics.failed
+    radius = missed.idata.unconstrained_posterior.attrs["unvisited_peak_radius"]
+    assert radius == pytest.approx(35.0, abs=0.1)
+    scale = scale_for_reach(radius, 2)
+    assert f"a fixed reference_scale={scale:.3g}" in check.advice
+    found = bw.sample(
+        target, "smc", seed=0, num_chains=4, num_samples=512, reference_scale=round(scale)
+    )
+    assert found.diagnostics.ok, found.diagnostics
+    assert abs(found.log_z - target.log_z) < 3 * found.log_z_se
+    # both modes hold weight (log Z within 3 SE already says it is about half each)
+    far = found.positions[..., 0] > 17.5
+    weights = np.exp(found.log_weights - np.max(found.log_weights))
+    assert 0.25 < np.sum(weights * far) / np.sum(weights) < 0.75
 
 
 def test_finite_fires_on_non_finite_positions_weights_and_log_z():
