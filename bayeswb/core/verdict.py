@@ -157,13 +157,14 @@ the recorded data allow, each with a threshold from the literature:
   and Wang 2016); a larger gap means a narrow region (a funnel's neck, a spike) that the
   run never entered, whose mass is missing from every estimate.
 - ``unvisited_mode``: no peak of the density far from every draw (more than 5 of the
-  draws' sds per coordinate, root mean square, from the nearest) reaches within
-  ``d + sqrt(d)`` of the best draw's log density (the bound of ``density_peak``). The
+  draws' sds per coordinate, root mean square, from the nearest, or 3 sds beyond every
+  draw along its line from their mean) reaches within ``d + sqrt(d)`` of the best draw's
+  log density (the bound of ``density_peak``). The
   peaks are climbed by L-BFGS from 16 points of ``N(0, s^2 I)``, ``s`` the reach of the
   density seen along rays from the origin (:mod:`bayeswb.core.probe`), and 8 each of
   ``N(0, (4 s)^2 I)`` and ``N(0, (16 s)^2 I)``; a peak where a climb from the draws
-  also ended is ``density_peak``'s region, not another mode
-  (:mod:`bayeswb.execution.peak_search`). A run that
+  also ended is ``density_peak``'s region, not another mode, and a climb that stopped
+  on a slope is no peak (:func:`bayeswb.execution.peak_search.unvisited_peaks`). A run that
   collapsed on some of several modes (a variational fit, an importance proposal, chains
   that stayed where they started) passes every other check when its runs collapse
   alike: found by the defaults sweep, vis on gmm25 (one mode of 25, log Z off by
