@@ -1164,12 +1164,12 @@ def _unvisited_mode(idata: az.InferenceData, config: dict[str, Any]) -> Check | 
     )
 
 
-# measured on an equal mixture of N(0, I) and N((35, 0), I) in 2-d, 4 runs of 1000
-# particles, seeds 0 and 1: smc, ais and nrpt with their automatic reference (fitted to a
-# pilot that never reached the far mode) were off by log 2 in log Z (0.68-0.70) and said
-# "fine"; with reference_scale=60 (the advised 49.5 is twice the far peak's radius over
-# sqrt(2)) |delta log Z| was 0.068 (smc), 0.014-0.044 (ais), 0.008-0.021 (nrpt), half the
-# weight in each mode
+# measured on an equal mixture of N(0, I) and N((35, 0), I) in 2-d, defaults, seeds 0
+# and 1: smc, ais and nrpt with their automatic reference (fitted to a pilot that never
+# reached the far mode) were off by log 2 in log Z (0.68-0.70) and said "fine"; with the
+# advised reference_scale=49.5 (twice the far peak's radius over sqrt(2)) |delta log Z|
+# was 0.026-0.086 (smc), 0.015-0.019 (ais), 0.007-0.023 (nrpt), half the weight in each
+# mode
 def _several_modes_advice(config: dict[str, Any], radius: float | None, dim: int) -> str:
     """What to try when a peak far from every draw is as high as the best draw: a
     reference wide enough to reach it, for the samplers that anneal from one."""
