@@ -164,10 +164,16 @@ def banana(dim: int = 2, curvature: float = 0.03) -> Target:
     )
 
 
-def _mixture_target(
+def mixture_target(
     name: str, means: np.ndarray, variance: float, params: dict, description: str
 ) -> Target:
-    """Equal-weight mixture of ``N(mean_k, variance I)``: normalised, exact everything."""
+    """Equal-weight mixture of ``N(mean_k, variance I)``: normalised, exact everything.
+
+    Example:
+        >>> t = mixture_target("two", np.array([[0.0, 0.0], [10.0, 0.0]]), 1.0, {}, "two modes")
+        >>> t.log_z, [round(float(s), 3) for s in t.reference.sd["x"]]
+        (0.0, [5.099, 1.0])
+    """
     num_components, dim = means.shape
     means_jax = jnp.asarray(means, dtype=jnp.float32)
     sd = math.sqrt(variance)
@@ -220,7 +226,7 @@ def gmm25() -> Target:
     """
     grid = np.array([-10.0, -5.0, 0.0, 5.0, 10.0])
     means = np.stack(np.meshgrid(grid, grid, indexing="ij"), axis=-1).reshape(-1, 2)
-    return _mixture_target("gmm25", means, 0.3, {}, "25 modes on a grid")
+    return mixture_target("gmm25", means, 0.3, {}, "25 modes on a grid")
 
 
 GMM40_SEED = 0
@@ -245,7 +251,7 @@ def gmm40(dim: int = 2) -> Target:
     """
     _check_dim(dim)
     means = np.random.default_rng(GMM40_SEED).uniform(-40.0, 40.0, size=(40, dim))
-    return _mixture_target(
+    return mixture_target(
         "gmm40", means, 1.0, {"dim": dim}, f"40 modes, means from seed {GMM40_SEED}"
     )
 
