@@ -27,6 +27,7 @@ from bayeswb.core.verdict import (
     psis_k_hat,
     weighted_mean_variance,
 )
+from bayeswb.models.synthetic import mixture_target
 
 
 def _chains(positions, **stats):
@@ -387,13 +388,9 @@ def test_an_unentered_peak_advises_what_the_sampler_can_do(config, names_local_h
 def _two_modes(separation=12.0, dim=2):
     """An equal mixture of N(0, I) and N(separation e_1, I) in ``dim`` dimensions:
     log Z = 0."""
-    mode = jnp.zeros(dim).at[0].set(separation)
-
-    def log_density(x):
-        near, far = -0.5 * jnp.sum(x**2), -0.5 * jnp.sum((x - mode) ** 2)
-        return jnp.logaddexp(near, far) - jnp.log(2.0) - 0.5 * dim * jnp.log(2 * jnp.pi)
-
-    return bw.Target.from_logdensity(log_density, dim=dim, name="two_modes", log_z=0.0)
+    means = np.zeros((2, dim))
+    means[1, 0] = separation
+    return mixture_target("two_modes", means, 1.0, {}, "two modes")
 
 
 def test_a_mode_no_draw_visited_is_flagged():
