@@ -22,7 +22,9 @@ independent run as a ``lax.while_loop`` of :func:`~.kernel.step` and vmapped ove
    ``log Z += log sum_i W_i exp(...)`` (W normalised weights);
 3. resample (blackjax's schemes) only if the ESS falls below ``ess_threshold * N``;
 4. move every particle with a kernel for ``pi_{beta_{t+1}}`` (:mod:`.moves`), run
-   in coordinates whitened by the weighted particle mean and sd, with the step size
+   in coordinates whitened by the weighted particles' mean and covariance (its Cholesky
+   factor up to 100 coordinates, its diagonal above: :func:`.tuning.particle_whitening`;
+   a move then sees a correlated target as uncorrelated), with the step size
    retuned from the population's acceptance rate after every sweep; optionally each
    particle's step size is drawn from ``h exp(-s U)`` (``step_size_spread = s``), a
    mixture of invariant kernels that covers regions of very different scales (a
@@ -161,6 +163,8 @@ from bayeswb.samplers.smc.tuning import (
     Whitening,
     adaptive_tuner,
     alive_weights,
+    covariance_whitening,
+    moment_whitening,
     normalised_weights,
     replay_tuner,
 )
@@ -195,6 +199,7 @@ __all__ = [
     "alive_weights",
     "anneal",
     "annealing_parts",
+    "covariance_whitening",
     "diagonal_gaussian_reference",
     "diagonal_student_t_reference",
     "ess_resampling",
@@ -212,6 +217,7 @@ __all__ = [
     "mala_move",
     "mcmc_move",
     "moment_matched_reference",
+    "moment_whitening",
     "no_resampling",
     "probe_scale",
     "normalised_weights",

@@ -28,7 +28,7 @@ from bayeswb.samplers.smc.references import Reference
 from bayeswb.samplers.smc.resampling import Resample
 from bayeswb.samplers.smc.state import PATH_STATS, Info, State, Tuning
 from bayeswb.samplers.smc.tempering import Reweighted, Schedule, normalise, reweight
-from bayeswb.samplers.smc.tuning import Tuner
+from bayeswb.samplers.smc.tuning import Tuner, Whitening
 
 Array = jax.Array
 
@@ -87,12 +87,13 @@ def evaluate(
 
 
 def tempered_density(
-    logdensity_fn: Callable, reference: Reference, temperature: Array, mean: Array, sd: Array
+    logdensity_fn: Callable, reference: Reference, temperature: Array, whitening: Whitening
 ) -> Callable[[Array], Array]:
-    """``log pi_beta(mean + sd z) = (1 - beta) log q + beta log gamma`` as a function of z."""
+    """``log pi_beta(x) = (1 - beta) log q + beta log gamma`` as a function of the whitened
+    ``z`` of ``x`` (the constant Jacobian left out: it cancels in every ratio a move takes)."""
 
     def tempered(z: Array) -> Array:
-        x = mean + sd * z
+        x = whitening.unwhiten(z)
         log_q = reference.log_prob(x)
         return safe_log_weights(log_q + temperature * (logdensity_fn(x) - log_q))
 
@@ -144,16 +145,16 @@ def step(
     population = parts.resample(resample_key, state.positions, reweighted.log_weights, ess)
     # the weights of the particles to be moved average the whitening and the acceptance
     weights = parts.weigh(population.log_weights)
-    mean, sd = parts.tune.whiten(index, population.positions, weights)
-    density = tempered_density(logdensity_fn, reference, temperature, mean, sd)
-    z = (population.positions - mean) / sd
+    whitening = parts.tune.whiten(index, population.positions, weights)
+    density = tempered_density(logdensity_fn, reference, temperature, whitening)
+    z = whitening.whiten(population.positions)
     log_step_size = parts.tune.step_size(index, state.log_step_size)
     chains = parts.mutate(
         move_key, z, density, weights, log_step_size, parts.tune.update, index=index
     )
     kept = parts.keep(z, chains, population.log_weights)
     log_weights, log_z_move = normalise(add_log_increment(kept.log_weights, kept.log_increment))
-    positions = mean + sd * kept.z
+    positions = whitening.unwhiten(kept.z)
     lp, log_ratio = evaluate(logdensity_fn, reference, positions)
     log_z_step = reweighted.log_z_increment + log_z_move
     new = State(
@@ -176,20 +177,23 @@ def step(
         resampled=population.resampled,
         num_sweeps=jnp.asarray(chains.num_sweeps, dtype=float),
         killed=jnp.sum(jnp.exp(kept.log_weights) * (kept.log_increment == -jnp.inf)),
-        mean=mean,
-        sd=sd,
+        mean=whitening.mean,
+        scale=whitening.scale,
         sweep_count=jnp.asarray(chains.num_sweeps),
     )
     return new, info
 
 
-def empty_trace(num_steps: int, dim: int) -> Info:
-    """The padding of a run's :class:`~.state.Info` per step: NaN, False for resampled,
-    0 for the sweep count."""
-    nan = jnp.full(num_steps, jnp.nan)
-    nan_dim = jnp.full((num_steps, dim), jnp.nan)
-    resampled, sweeps = jnp.zeros(num_steps, bool), jnp.zeros(num_steps, int)
-    return Info(nan, nan, nan, nan, nan, resampled, nan, nan, nan_dim, nan_dim, sweeps)
+def empty_trace(num_steps: int, info: Info) -> Info:
+    """The padding of a run's :class:`~.state.Info` per step, shaped as one step's
+    ``info`` (a shape, e.g. of ``jax.eval_shape``): NaN, False for resampled, 0 for the
+    sweep count."""
+
+    def padding(leaf: Any) -> Array:
+        fill = jnp.nan if jnp.issubdtype(leaf.dtype, jnp.floating) else 0
+        return jnp.full((num_steps, *leaf.shape), fill, leaf.dtype)
+
+    return jax.tree.map(padding, info)
 
 
 def anneal(
@@ -235,7 +239,8 @@ def anneal(
     def not_done(loop: _Loop) -> Array:
         return (loop.state.temperature < 1.0) & (loop.state.steps_taken < num_steps)
 
-    start = _Loop(key, state, empty_trace(num_steps, state.positions.shape[-1]))
+    one_step = jax.eval_shape(lambda s: step(key, s, logdensity_fn, reference, parts)[1], state)
+    start = _Loop(key, state, empty_trace(num_steps, one_step))
     final = jax.lax.while_loop(not_done, body, start)
     state, trace = final.state, final.trace
     return Annealed(
@@ -247,5 +252,5 @@ def anneal(
         path={name: getattr(trace, name) for name in PATH_STATS},
         num_steps_taken=state.steps_taken,
         num_sweeps_taken=trace.sweep_count,
-        tuning=Tuning(trace.temperature, trace.mean, trace.sd, trace.step_size, trace.num_sweeps),
+        tuning=Tuning(trace.temperature, trace.mean, trace.scale, trace.step_size, trace.num_sweeps),
     )

@@ -20,6 +20,7 @@ from bayeswb.core.config import (
 from bayeswb.samplers.smc.moves import MCMC_MOVES, TRANSPORT_MOVES, Move
 from bayeswb.samplers.smc.resampling import RESAMPLING_SCHEMES
 from bayeswb.samplers.smc.tempering import SCHEDULES
+from bayeswb.samplers.smc.tuning import FULL_WHITENING_MAX_DIM
 
 
 def _non_negative(value: Any) -> str | None:
@@ -43,6 +44,13 @@ def move_check(names: tuple[str, ...]) -> Any:
         return f"must be one of {', '.join(map(repr, names))} or a smc.Move"
 
     return check
+
+
+def _precondition_check(value: Any) -> str | None:
+    """True, False, "full" or "diagonal"."""
+    if isinstance(value, bool) or value in ("full", "diagonal"):
+        return None
+    return "must be True, False, 'full' or 'diagonal'"
 
 
 def _no_warmup(value: Any) -> str | None:
@@ -78,7 +86,13 @@ class AnnealingSettings(SamplerConfig):
         None, optional(unit_interval), "acceptance rate the step size is tuned to (None: move's)"
     )
     adapt_step_size: bool = option(True, boolean, "retune the step size after each sweep")
-    precondition: bool = option(True, boolean, "whiten by the weighted particle mean and sd")
+    precondition: bool | str = option(
+        True,
+        _precondition_check,
+        "whiten by the weighted particles' mean and covariance (True: full covariance up to "
+        f"{FULL_WHITENING_MAX_DIM} coordinates, sd per coordinate above; 'full'; 'diagonal'; "
+        "False: not at all)",
+    )
     schedule: str = option("adaptive", one_of(*SCHEDULES), "temperature schedule")
     target_conditional_ess: float = option(
         0.5, unit_interval, "adaptive schedule: conditional ESS per step, as a fraction of N"

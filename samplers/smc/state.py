@@ -68,7 +68,7 @@ class Info(NamedTuple):
                       is zero or NaN (always 0 for a Metropolis-adjusted move, which
                       rejects it). Its backward kernel puts mass there, so the weights
                       are no longer exact (see ``moves.ula_transport``).
-    mean, sd:         (dim,) the whitening the move ran in
+    mean, scale:      (dim,) and (dim,) or (dim, dim): the whitening the move ran in
     sweep_count:      ``num_sweeps`` as an integer (0 in the padding), which the cost
                       counts exactly (a float stops holding integers past ``2**24``)
     """
@@ -82,7 +82,7 @@ class Info(NamedTuple):
     num_sweeps: Array
     killed: Array
     mean: Array
-    sd: Array
+    scale: Array
     sweep_count: Array
 
 
@@ -92,6 +92,6 @@ class Tuning(NamedTuple):
 
     temperature: Array  # (num_steps,)
     mean: Array  # (num_steps, dim) whitening
-    sd: Array  # (num_steps, dim)
+    scale: Array  # (num_steps, dim) or (num_steps, dim, dim)
     step_size: Array  # (num_steps,)
     num_sweeps: Array  # (num_steps,) sweeps of the move at each step

@@ -19,11 +19,36 @@ from bayeswb.samplers.smc.state import Tuning
 Array = jax.Array
 
 
+# the most coordinates whitened by the particles' full covariance (``precondition=True``);
+# above, by their sd per coordinate: each move step then costs O(dim^2) per particle more
+FULL_WHITENING_MAX_DIM = 100
+
+
 class Whitening(NamedTuple):
-    """The move runs on ``z = (x - mean) / sd``."""
+    """The move runs on z, where ``x = mean + scale z``: ``scale`` is an sd per coordinate
+    (dim,) or a lower-triangular factor of a covariance (dim, dim).
+
+    Example:
+        >>> w = Whitening(jnp.zeros(2), jnp.array([[2.0, 0.0], [1.0, 1.0]]))
+        >>> w.unwhiten(jnp.array([1.0, 1.0])).tolist(), w.whiten(jnp.array([2.0, 2.0])).tolist()
+        ([2.0, 2.0], [1.0, 1.0])
+    """
 
     mean: Array  # (dim,)
-    sd: Array  # (dim,)
+    scale: Array  # (dim,) or (dim, dim)
+
+    def whiten(self, x: Array) -> Array:
+        """``z`` of ``x``, one point (dim,) or one per row (n, dim)."""
+        if self.scale.ndim == 1:
+            return (x - self.mean) / self.scale
+        centred = (x - self.mean).T
+        return jax.scipy.linalg.solve_triangular(self.scale, centred, lower=True).T
+
+    def unwhiten(self, z: Array) -> Array:
+        """``x`` of ``z``, one point (dim,) or one per row (n, dim)."""
+        if self.scale.ndim == 1:
+            return self.mean + self.scale * z
+        return self.mean + z @ self.scale.T
 
 
 class Tuner(NamedTuple):
@@ -63,13 +88,80 @@ def moment_whitening(index: Array, positions: Array, weights: Array) -> Whitenin
 
     Example:
         >>> x = jnp.array([[0.0, 1.0], [2.0, 1.0]])
-        >>> moment_whitening(0, x, jnp.full(2, 0.5)).sd.tolist()
+        >>> moment_whitening(0, x, jnp.full(2, 0.5)).scale.tolist()
         [1.0, 1.0]
     """
     mean = weights @ positions
     sd = jnp.sqrt(weights @ (positions - mean) ** 2)
     sd = jnp.where(jnp.isfinite(sd) & (sd > 0), sd, 1.0)
     return Whitening(mean, sd)
+
+
+def covariance_whitening(index: Array, positions: Array, weights: Array) -> Whitening:
+    """The weighted mean and a Cholesky factor of the weighted covariance, its correlations
+    shrunk towards 0 by :func:`correlation_shrinkage`; :func:`moment_whitening`'s sd where
+    the factor is not finite. A move in these coordinates sees a correlated target as
+    uncorrelated, which a per-coordinate sd cannot do (the population's covariance as the
+    proposal's scale: Chopin 2002, section 2.1; Dau and Chopin 2022, section 4.1).
+
+    Example:
+        >>> x = jnp.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.1]])
+        >>> w = covariance_whitening(0, x, jnp.full(4, 0.25))
+        >>> w.scale.shape, bool(jnp.abs(w.whiten(x)[:, 1]).max() < jnp.abs(x[:, 1]).max())
+        ((2, 2), True)
+    """
+    diagonal = moment_whitening(index, positions, weights)
+    standardised = (positions - diagonal.mean) / diagonal.scale
+    correlation = (weights[:, None] * standardised).T @ standardised
+    dim = positions.shape[1]
+    correlation = correlation.at[jnp.diag_indices(dim)].set(1.0)
+    shrink = correlation_shrinkage(standardised, weights, correlation)
+    identity = jnp.eye(dim, dtype=correlation.dtype)
+    factor = jnp.linalg.cholesky((1.0 - shrink) * correlation + shrink * identity)
+    scale = diagonal.scale[:, None] * factor
+    scale = jnp.where(jnp.all(jnp.isfinite(scale)), scale, jnp.diag(diagonal.scale))
+    return Whitening(diagonal.mean, scale)
+
+
+def correlation_shrinkage(standardised: Array, weights: Array, correlation: Array) -> Array:
+    """Schäfer and Strimmer's (2005, "A shrinkage approach to large-scale covariance matrix
+    estimation", target D, eq. in table 1 and appendix A) intensity towards no correlation:
+    the summed estimated variance of the off-diagonal correlations over their summed
+    squares, in [0, 1]. Near 0 for a strongly correlated population, near 1 for an
+    uncorrelated one, where the estimate is mostly noise. The variance of each weighted
+    mean ``r_ij = sum_k W_k z_ki z_kj`` is ``sum_k W_k^2 (z_ki z_kj - r_ij)^2``.
+
+    Example:
+        >>> z = jax.random.normal(jax.random.key(0), (2000, 3))
+        >>> w = jnp.full(2000, 1 / 2000)
+        >>> float(correlation_shrinkage(z, w, (w[:, None] * z).T @ z)) > 0.5
+        True
+    """
+    squared_weights = weights**2
+    products = (squared_weights[:, None] * standardised**2).T @ standardised**2
+    cross = (squared_weights[:, None] * standardised).T @ standardised
+    variance = products - 2 * correlation * cross + correlation**2 * jnp.sum(squared_weights)
+    off_diagonal = 1.0 - jnp.eye(correlation.shape[0], dtype=correlation.dtype)
+    ratio = jnp.sum(off_diagonal * variance) / jnp.sum(off_diagonal * correlation**2)
+    return jnp.clip(jnp.nan_to_num(ratio, nan=1.0), 0.0, 1.0)
+
+
+def particle_whitening(
+    dim: int, precondition: bool | str
+) -> Callable[[Array, Array, Array], Whitening]:
+    """The whitening a ``precondition`` option names: True, the full covariance up to
+    ``FULL_WHITENING_MAX_DIM`` coordinates and the sd per coordinate above; "full";
+    "diagonal"; False, none.
+
+    Example:
+        >>> particle_whitening(3, True) is covariance_whitening
+        True
+    """
+    if precondition is False:
+        return no_whitening(dim)
+    if precondition == "diagonal" or (precondition is True and dim > FULL_WHITENING_MAX_DIM):
+        return moment_whitening
+    return covariance_whitening
 
 
 def no_whitening(dim: int) -> Callable[[Array, Array, Array], Whitening]:
@@ -98,12 +190,13 @@ def acceptance_update(target_acceptance_rate: float) -> Callable[[Array, Array],
 
 
 def adaptive_tuner(
-    dim: int, precondition: bool, adapt_step_size: bool, target_acceptance_rate: float
+    dim: int, precondition: bool | str, adapt_step_size: bool, target_acceptance_rate: float
 ) -> Tuner:
-    """Whitening by the weighted particles' moments (``precondition``, else none) and the
-    step size retuned towards ``target_acceptance_rate`` (``adapt_step_size``)."""
+    """Whitening by the weighted particles' moments (:func:`particle_whitening` of
+    ``precondition``) and the step size retuned towards ``target_acceptance_rate``
+    (``adapt_step_size``)."""
     return Tuner(
-        whiten=moment_whitening if precondition else no_whitening(dim),
+        whiten=particle_whitening(dim, precondition),
         step_size=carried_step_size,
         update=acceptance_update(target_acceptance_rate) if adapt_step_size else keep_step_size,
     )
@@ -112,7 +205,7 @@ def adaptive_tuner(
 def replay_tuner(tuning: Tuning) -> Tuner:
     """Step t whitens and steps as a pilot run's step t did, with no retuning."""
     return Tuner(
-        whiten=lambda index, positions, weights: Whitening(tuning.mean[index], tuning.sd[index]),
+        whiten=lambda index, positions, weights: Whitening(tuning.mean[index], tuning.scale[index]),
         step_size=lambda index, log_step_size: jnp.log(tuning.step_size[index]),
         update=keep_step_size,
     )

@@ -136,7 +136,7 @@ def _round(
     reference, whitening = reference_of(carry.fit, config.reference_scale or 1.0)
 
     def to_x(z: Array) -> Array:
-        return whitening.mean + whitening.sd * z
+        return whitening.unwhiten(z)
 
     density = (lambda z: reference.log_prob(to_x(z)), lambda z: target.log_density(to_x(z)))
     draw_key, explore_key, swap_key = jax.random.split(key, 3)
@@ -154,7 +154,7 @@ def _round(
         move,
         config.num_explore_steps,
     )
-    z = jnp.concatenate([((x0 - whitening.mean) / whitening.sd)[None], z])
+    z = jnp.concatenate([whitening.whiten(x0)[None], z])
     log_l = jnp.concatenate([log_l0[None], log_l])
     stones = carry.stones
     if accumulate:
@@ -175,7 +175,7 @@ def _round(
 def _trace(carry: NRPTCarry, report: Round, config: NRPTConfig) -> tuple[Array, dict]:
     """The draw (the beta = 1 replica after the swaps, in x) and its stats."""
     reference, whitening = reference_of(carry.fit, config.reference_scale or 1.0)
-    x = whitening.mean + whitening.sd * carry.positions[-1]
+    x = whitening.unwhiten(carry.positions[-1])
     stats = {
         "lp": report.log_l[-1] + reference.log_prob(x),
         "acceptance_rate": report.acceptance_rate[-1],
@@ -234,7 +234,7 @@ def _start(key: Array, target: Target, config: NRPTConfig) -> tuple[NRPTCarry, A
     move = make_move(config.explorer, config.num_integration_steps)
     step_size = jnp.full(levels, move.default_step_size(target.dim), dtype=x.dtype)
     carry = NRPTCarry(
-        positions=(x - whitening.mean) / whitening.sd,
+        positions=whitening.whiten(x),
         betas=jnp.linspace(0.0, 1.0, levels, dtype=x.dtype),
         log_step_sizes=jnp.log(step_size),
         trips=start_round_trips(levels),

@@ -89,7 +89,7 @@ def reference_of(fit: ReferenceFit, fallback_scale: float) -> tuple[Reference, W
 
     Example:
         >>> q, w = reference_of(fixed_reference_fit(2), 3.0)
-        >>> round(float(q.log_prob(jnp.zeros(2))), 4), w.sd.tolist()
+        >>> round(float(q.log_prob(jnp.zeros(2))), 4), w.scale.tolist()
         (-4.0351, [1.0, 1.0])
     """
     widen = REFERENCE_WIDENING if fit.positions.shape[0] > 1 else 1.0
