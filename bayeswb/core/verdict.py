@@ -1173,8 +1173,8 @@ def _unvisited_mode(idata: az.InferenceData, config: dict[str, Any]) -> Check | 
 def _several_modes_advice(config: dict[str, Any], radius: float | None, dim: int) -> str:
     """What to try when a peak far from every draw is as high as the best draw: a
     reference wide enough to reach it, for the samplers that anneal from one."""
-    if radius is None:  # a run recorded before the radius was
-        scale = "a reference_scale wide enough to reach it"
+    if radius is None:  # a run recorded before the radius was, or no peak away from it
+        scale = "reference_scale wide enough to reach it"
     else:
         scale = (
             f"reference_scale={scale_for_reach(radius, dim):.3g} (the peak lies "

@@ -252,5 +252,7 @@ def anneal(
         path={name: getattr(trace, name) for name in PATH_STATS},
         num_steps_taken=state.steps_taken,
         num_sweeps_taken=trace.sweep_count,
-        tuning=Tuning(trace.temperature, trace.mean, trace.scale, trace.step_size, trace.num_sweeps),
+        tuning=Tuning(
+            trace.temperature, trace.mean, trace.scale, trace.step_size, trace.num_sweeps
+        ),
     )

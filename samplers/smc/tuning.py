@@ -205,7 +205,9 @@ def adaptive_tuner(
 def replay_tuner(tuning: Tuning) -> Tuner:
     """Step t whitens and steps as a pilot run's step t did, with no retuning."""
     return Tuner(
-        whiten=lambda index, positions, weights: Whitening(tuning.mean[index], tuning.scale[index]),
+        whiten=lambda index, positions, weights: Whitening(
+            tuning.mean[index], tuning.scale[index]
+        ),
         step_size=lambda index, log_step_size: jnp.log(tuning.step_size[index]),
         update=keep_step_size,
     )

@@ -84,7 +84,8 @@ class NRPTConfig(SamplerConfig):
 
 
 class NRPTCarry(NamedTuple):
-    """One run between rounds; positions whitened (``z = (x - mean) / sd``), by level."""
+    """One run between rounds; positions whitened (``x = mean + scale z``,
+    :class:`~bayeswb.samplers.smc.tuning.Whitening`), by level."""
 
     positions: Array  # (K + 1, dim)
     betas: Array  # (K + 1,)

@@ -35,7 +35,7 @@ from bayeswb.samplers.smc.references import (
     moment_matched_reference,
 )
 from bayeswb.samplers.smc.settings import SMCConfig
-from bayeswb.samplers.smc.tuning import Whitening, moment_whitening
+from bayeswb.samplers.smc.tuning import Whitening, particle_whitening
 
 Array = jax.Array
 
@@ -84,15 +84,18 @@ def automatic_reference_fit(key: Array, target: Target) -> tuple[ReferenceFit, S
 
 def reference_of(fit: ReferenceFit, fallback_scale: float) -> tuple[Reference, Whitening]:
     """The reference ``N(mean, diag (2 sd)^2)`` of the fit (``N(0, fallback_scale^2 I)``
-    for a fixed one) and the whitening ``z = (x - mean) / sd`` the explorer runs in (the
-    fit's own moments: sd 1 for a fixed reference).
+    for a fixed one) and the whitening the explorer runs in: the fit's own mean and
+    covariance, as smc's moves (:func:`~bayeswb.samplers.smc.tuning.particle_whitening`;
+    none for a fixed reference, which has no particles to whiten by).
 
     Example:
         >>> q, w = reference_of(fixed_reference_fit(2), 3.0)
         >>> round(float(q.log_prob(jnp.zeros(2))), 4), w.scale.tolist()
         (-4.0351, [1.0, 1.0])
     """
-    widen = REFERENCE_WIDENING if fit.positions.shape[0] > 1 else 1.0
+    fitted = fit.positions.shape[0] > 1
+    widen = REFERENCE_WIDENING if fitted else 1.0
     reference = moment_matched_reference(fit.positions, fit.log_weights, fallback_scale, widen)
-    whitening = moment_whitening(jnp.asarray(0), fit.positions, jnp.exp(fit.log_weights))
+    whiten = particle_whitening(fit.positions.shape[1], precondition=True if fitted else False)
+    whitening = whiten(jnp.asarray(0), fit.positions, jnp.exp(fit.log_weights))
     return reference, whitening

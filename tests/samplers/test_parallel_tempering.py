@@ -9,7 +9,7 @@ from jax.scipy.special import logsumexp
 from scipy.stats import t as student_t
 
 import bayeswb as bw
-from tests.helpers import FALSE_ALARM_RATE, assert_z_scores
+from tests.helpers import FALSE_ALARM_RATE, assert_z_scores, moment_z_scores
 
 # 0.3 N(-4, 0.5^2) + 0.7 N(4, 0.5^2), times exp(LOG_Z): the modes are 16 sd apart, so
 # the density between them is exp(-32) of the peaks
@@ -68,3 +68,16 @@ def test_round_trips_and_exact_cost(result):
     assert result.cost["n_grad_evals"] == rounds * k * (1 + 3)
     # log densities: the same, plus level 0's exact draw each round
     assert result.cost["n_logdensity_evals"] == rounds * (1 + k * (1 + 3))
+
+
+def test_default_nrpt_on_a_correlated_gaussian():
+    """Default nrpt (automatic reference, explorer whitened by the pilot's particles) on the
+    registry's rotated 10-d Gaussian with covariance eigenvalues 1e-4 to 1: means and
+    variances within the family-wise bound of their MCSEs, and a verdict of "fine". Whitened
+    by the pilot's sd per coordinate (before), the same run failed R-hat and ESS and its sds
+    were 0.94-1.20 of the true ones (seed 0, measured when written)."""
+    target = bw.models.get("gaussian", dim=10, condition_number=1e4, rotation=0)
+    result = bw.sample(target, "nrpt", seed=0)
+    z = moment_z_scores(result, "x", target.reference.mean["x"], target.reference.sd["x"])
+    assert_z_scores(np.concatenate([z["mean"], z["var"]]), "default nrpt mean and variance")
+    assert result.diagnostics.ok, result.diagnostics
