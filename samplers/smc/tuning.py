@@ -102,7 +102,7 @@ def covariance_whitening(index: Array, positions: Array, weights: Array) -> Whit
     shrunk towards 0 by :func:`correlation_shrinkage`; :func:`moment_whitening`'s sd where
     the factor is not finite. A move in these coordinates sees a correlated target as
     uncorrelated, which a per-coordinate sd cannot do (the population's covariance as the
-    proposal's scale: Chopin 2002, section 2.1; Dau and Chopin 2022, section 4.1).
+    proposal's scale, as in Chopin 2002 and the random-walk kernels of Dau and Chopin 2022).
 
     Example:
         >>> x = jnp.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.1]])
@@ -125,7 +125,7 @@ def covariance_whitening(index: Array, positions: Array, weights: Array) -> Whit
 
 def correlation_shrinkage(standardised: Array, weights: Array, correlation: Array) -> Array:
     """Schäfer and Strimmer's (2005, "A shrinkage approach to large-scale covariance matrix
-    estimation", target D, eq. in table 1 and appendix A) intensity towards no correlation:
+    estimation", their target D: correlations shrunk, variances kept) intensity:
     the summed estimated variance of the off-diagonal correlations over their summed
     squares, in [0, 1]. Near 0 for a strongly correlated population, near 1 for an
     uncorrelated one, where the estimate is mostly noise. The variance of each weighted

@@ -96,6 +96,6 @@ def reference_of(fit: ReferenceFit, fallback_scale: float) -> tuple[Reference, W
     fitted = fit.positions.shape[0] > 1
     widen = REFERENCE_WIDENING if fitted else 1.0
     reference = moment_matched_reference(fit.positions, fit.log_weights, fallback_scale, widen)
-    whiten = particle_whitening(fit.positions.shape[1], precondition=True if fitted else False)
+    whiten = particle_whitening(fit.positions.shape[1], precondition=fitted)
     whitening = whiten(jnp.asarray(0), fit.positions, jnp.exp(fit.log_weights))
     return reference, whitening
