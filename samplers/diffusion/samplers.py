@@ -33,6 +33,7 @@ from bayeswb.core.config import (
 )
 from bayeswb.core.draws import Count, Draws
 from bayeswb.core.target import Target
+from bayeswb.core.whitening import Whitening
 from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers import register
 from bayeswb.samplers.diffusion.paths import (
@@ -51,11 +52,7 @@ from bayeswb.samplers.flows.training import (
     training_status,
 )
 from bayeswb.samplers.importance import weighted_output
-from bayeswb.samplers.importance.pilot import (
-    Whitening,
-    pilot_evaluations_of,
-    pilot_whitening,
-)
+from bayeswb.samplers.importance.pilot import pilot_evaluations_of, pilot_whitening
 from bayeswb.samplers.smc.genealogy import relative_variance as relative_variance_of_smc
 
 Array = jax.Array
@@ -285,10 +282,10 @@ def run_diffusion(
         model, trace = train(train_key, logdensity_fn, target.dim, config, method)
         sample = method.sample or method.simulate
         paths = sample(draw_key, model, logdensity_fn, config, config.num_samples, target.dim)
-        positions = frame.loc + frame.scale * paths.ends
+        positions = frame.unwhiten(paths.ends)
         good = jnp.isfinite(paths.log_weights) & jnp.all(jnp.isfinite(positions), axis=1)
         log_weights = jnp.where(good, paths.log_weights, -jnp.inf)
-        lp = jnp.where(good, paths.terminal_lp - jnp.sum(jnp.log(frame.scale)), -jnp.inf)
+        lp = jnp.where(good, paths.terminal_lp - frame.log_jacobian, -jnp.inf)
         positions = jnp.where(good[:, None], positions, 0.0)
         return positions, log_weights, lp, trace, paths.resampling
 

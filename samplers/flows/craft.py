@@ -55,6 +55,7 @@ from bayeswb.core.config import (
 from bayeswb.core.draws import Count, Draws
 from bayeswb.core.target import Target
 from bayeswb.core.weights import safe_log_weights
+from bayeswb.core.whitening import Whitening
 from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers import register
 from bayeswb.samplers.flows.fitting import PILOT_MC_SAMPLES
@@ -263,7 +264,7 @@ def run_craft(
         (10, 'hmc', 256)
     """
 
-    def one_run(run_key: Array) -> tuple[Pass, dict[str, Array], Array, Array]:
+    def one_run(run_key: Array) -> tuple[Pass, dict[str, Array], Whitening]:
         pilot_key, train_key, final_key = jax.random.split(run_key, 3)
         frame = pilot_whitening(pilot_key, target, config.pilot_steps, PILOT_MC_SAMPLES)
         log_p = frame.log_density(target.log_density)
@@ -277,11 +278,11 @@ def run_craft(
             plateau=plateau_rule(config),
         )
         out = smc_pass(final_key, transports, log_p, config, config.num_samples, with_lp=True)
-        return out, trace, frame.loc, frame.scale
+        return out, trace, frame
 
-    out, trace, loc, scale = run_chains(key, config.num_chains, one_run, layout)
-    positions = loc[:, None, :] + scale[:, None, :] * out.positions
-    lp = out.lp - jnp.sum(jnp.log(scale), axis=-1)[:, None]
+    out, trace, frame = run_chains(key, config.num_chains, one_run, layout)
+    positions = jax.vmap(Whitening.unwhiten)(frame, out.positions)
+    lp = out.lp - jax.vmap(lambda f: f.log_jacobian)(frame)[:, None]
     grads, evals = craft_cost(config, training_status(trace)[0])
     names = ("loss", "log_z", "trained", "plateau")
     curves = {name: trace[name] for name in names if name in trace}

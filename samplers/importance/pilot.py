@@ -8,7 +8,6 @@ there, and ``amis`` its first mixture component, instead of at ``N(0, s^2 I)`` f
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -16,6 +15,7 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 
 from bayeswb.core.target import Target
+from bayeswb.core.whitening import Whitening
 from bayeswb.samplers.importance.gaussian_fits import fit_chi2
 
 Array = jax.Array
@@ -137,23 +137,10 @@ def moments_pilot(draws: Array, widen: float = 1.5) -> GaussianPilot:
     return GaussianPilot(loc, scale, jnp.zeros(0))
 
 
-class Whitening(NamedTuple):
-    """``x = loc + scale * y``: the coordinates a sampler works in (the diffusion
-    samplers, craft)."""
-
-    loc: Array
-    scale: Array
-
-    def log_density(self, logdensity_fn: Callable[[Array], Array]) -> Callable[[Array], Array]:
-        """The density of y, ``pi(loc + scale y) prod(scale)`` (the same Z)."""
-        log_jacobian = jnp.sum(jnp.log(self.scale))
-        return lambda y: logdensity_fn(self.loc + self.scale * y) + log_jacobian
-
-
 def pilot_whitening(key: Array, target: Target, pilot_steps: int, mc_samples: int) -> Whitening:
-    """The Gaussian pilot's loc and widened scale (:func:`gaussian_pilot` of
-    ``pilot_steps`` steps of ``mc_samples`` draws), or loc 0 and scale 1 with
-    ``pilot_steps=0``."""
+    """The coordinates ``x = loc + scale z`` of the Gaussian pilot's loc and widened scale
+    (:func:`gaussian_pilot` of ``pilot_steps`` steps of ``mc_samples`` draws), or loc 0 and
+    scale 1 with ``pilot_steps=0``: where the diffusion samplers and craft work."""
     if pilot_steps == 0:
         x = target.init(key)
         return Whitening(jnp.zeros_like(x), jnp.ones_like(x))

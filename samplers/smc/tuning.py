@@ -14,6 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from bayeswb.core.whitening import Whitening
 from bayeswb.samplers.smc.state import Tuning
 
 Array = jax.Array
@@ -22,33 +23,6 @@ Array = jax.Array
 # the most coordinates whitened by the particles' full covariance (``precondition=True``);
 # above, by their sd per coordinate: each move step then costs O(dim^2) per particle more
 FULL_WHITENING_MAX_DIM = 100
-
-
-class Whitening(NamedTuple):
-    """The move runs on z, where ``x = mean + scale z``: ``scale`` is an sd per coordinate
-    (dim,) or a lower-triangular factor of a covariance (dim, dim).
-
-    Example:
-        >>> w = Whitening(jnp.zeros(2), jnp.array([[2.0, 0.0], [1.0, 1.0]]))
-        >>> w.unwhiten(jnp.array([1.0, 1.0])).tolist(), w.whiten(jnp.array([2.0, 2.0])).tolist()
-        ([2.0, 2.0], [1.0, 1.0])
-    """
-
-    mean: Array  # (dim,)
-    scale: Array  # (dim,) or (dim, dim)
-
-    def whiten(self, x: Array) -> Array:
-        """``z`` of ``x``, one point (dim,) or one per row (n, dim)."""
-        if self.scale.ndim == 1:
-            return (x - self.mean) / self.scale
-        centred = (x - self.mean).T
-        return jax.scipy.linalg.solve_triangular(self.scale, centred, lower=True).T
-
-    def unwhiten(self, z: Array) -> Array:
-        """``x`` of ``z``, one point (dim,) or one per row (n, dim)."""
-        if self.scale.ndim == 1:
-            return self.mean + self.scale * z
-        return self.mean + z @ self.scale.T
 
 
 class Tuner(NamedTuple):
