@@ -23,8 +23,9 @@ independent run as a ``lax.while_loop`` of :func:`~.kernel.step` and vmapped ove
 3. resample (blackjax's schemes) only if the ESS falls below ``ess_threshold * N``;
 4. move every particle with a kernel for ``pi_{beta_{t+1}}`` (:mod:`.moves`), run
    in coordinates whitened by the weighted particles' mean and covariance (its Cholesky
-   factor up to 100 coordinates, its diagonal above: :func:`.tuning.particle_whitening`;
-   a move then sees a correlated target as uncorrelated), with the step size
+   factor where their correlations are badly conditioned, else their sds; the sds above
+   100 coordinates: :func:`.tuning.particle_whitening`; a move then sees a strongly
+   correlated target as uncorrelated), with the step size
    retuned from the population's acceptance rate after every sweep; optionally each
    particle's step size is drawn from ``h exp(-s U)`` (``step_size_spread = s``), a
    mixture of invariant kernels that covers regions of very different scales (a

@@ -89,9 +89,10 @@ class AnnealingSettings(SamplerConfig):
     precondition: bool | str = option(
         True,
         _precondition_check,
-        "whiten by the weighted particles' mean and covariance (True: full covariance up to "
-        f"{FULL_WHITENING_MAX_DIM} coordinates, sd per coordinate above; 'full'; 'diagonal'; "
-        "False: not at all)",
+        "whiten by the weighted particles' mean and covariance (True: the covariance where "
+        "their correlations are badly conditioned, else the sd per coordinate, up to "
+        f"{FULL_WHITENING_MAX_DIM} coordinates, the sd above; 'full': the covariance; "
+        "'diagonal': the sd; False: not at all)",
     )
     schedule: str = option("adaptive", one_of(*SCHEDULES), "temperature schedule")
     target_conditional_ess: float = option(
