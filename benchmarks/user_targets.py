@@ -21,7 +21,9 @@ those runs ``unvisited_mode`` was the only check that failed (before it counted 
 3 sds beyond every draw along its line, all 10 said "fine"). Not counted as a failure by
 the sweep's definition, which scores means and log Z: smc's and smc_langevin's sds on the
 ill-conditioned Gaussian, 4-14 of their MCSEs off (smc's sd of x_0: 61 against 77);
-smc rerun on the registry's Gaussian as defined here: 8.4 and 5.1 MCSEs (seeds 0, 1).
+smc rerun on the registry's Gaussian as defined here: 8.4 and 5.1 MCSEs (seeds 0, 1),
+and 2.6 and 3.4 once its moves whitened by the particles' covariance (accurate and fine;
+nrpt accurate and flagged by R-hat and ESS, ais by the weights' ESS).
 On the far mode, smc (seeds 0 and 1) is bad and flagged (``unvisited_mode``,
 ``log_z_spread``): every particle in the near mode, log Z 57-58 of its SEs off.
 
