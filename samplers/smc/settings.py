@@ -48,7 +48,7 @@ def move_check(names: tuple[str, ...]) -> Any:
 
 def _precondition_check(value: Any) -> str | None:
     """True, False, "full" or "diagonal"."""
-    if isinstance(value, bool) or value in ("full", "diagonal"):
+    if isinstance(value, bool) or (isinstance(value, str) and value in ("full", "diagonal")):
         return None
     return "must be True, False, 'full' or 'diagonal'"
 
