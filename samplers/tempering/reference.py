@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from bayeswb.core.probe import probe_evaluations
 from bayeswb.core.sampler import StartCost
 from bayeswb.core.target import Target
+from bayeswb.core.whitening import Whitening
 from bayeswb.samplers.smc.annealing import (
     AUTO_FIT_PARTICLES,
     REFERENCE_WIDENING,
@@ -35,7 +36,7 @@ from bayeswb.samplers.smc.references import (
     moment_matched_reference,
 )
 from bayeswb.samplers.smc.settings import SMCConfig
-from bayeswb.samplers.smc.tuning import Whitening, particle_whitening
+from bayeswb.samplers.smc.tuning import particle_whitening
 
 Array = jax.Array
 
