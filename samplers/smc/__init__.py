@@ -2,8 +2,8 @@
 
 All three anneal from a Gaussian reference ``q = N(0, reference_scale^2 I)`` (smc and ais
 optionally from a multivariate Student-t, ``reference_dof``, whose polynomial tails temper
-a target's far tails much less, or from a diagonal Gaussian moment-matched to an
-independent pilot run, ``fit_reference_particles``; smc_flow, a flow-family sampler, from
+a target's far tails much less, or from a Gaussian fitted to an independent pilot run's
+particles, ``fit_reference_particles``; smc_flow, a flow-family sampler, from
 a trained flow: any :class:`~.references.Reference` works) to the target ``gamma``
 (unnormalised) along the geometric path
 
@@ -45,8 +45,10 @@ answer (``reference_scale=None``, ``num_mcmc_steps=None``):
   run (adaptive tempered SMC with an MCMC move; for smc as many particles as the main
   run, and the two are two passes of one compiled loop; 512 for ais and smc_langevin,
   whose main runs differ from it) anneals from it, and the main
-  run starts from ``N(mean, diag (2 sd)^2)`` of the pilot's weighted particles (the
-  factor 2 is argued in :func:`~.annealing.run_annealing`). A pilot that starts wider
+  run starts from ``N(mean, diag (2 sd)^2)`` of the pilot's weighted particles, or
+  ``N(mean, 4 Sigma)`` with their covariance where their correlations are badly
+  conditioned, as the moves' whitening (the factor 2 is argued in
+  :func:`~.annealing.run_annealing`). A pilot that starts wider
   than the target sees every mode its particles can reach by reweighting, so its sd
   includes the spread between modes (gmm25: sd 7, not the modes' 0.55);
 - the step size: retuned after every sweep towards the move's target acceptance;
@@ -133,6 +135,7 @@ from bayeswb.samplers.smc.references import (
     gaussian_reference,
     moment_matched_reference,
     student_t_reference,
+    whitened_reference,
 )
 from bayeswb.samplers.smc.resampling import (
     RESAMPLING_SCHEMES,
@@ -234,4 +237,5 @@ __all__ = [
     "sweeps",
     "ula_transport",
     "waste_free_resampling",
+    "whitened_reference",
 ]

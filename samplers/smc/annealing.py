@@ -2,7 +2,7 @@
 
 :func:`run_annealing` (smc, ais, smc_langevin and smc_flow) builds one :class:`Plan`
 from the settings, and each run anneals from its reference: optionally a pilot run that
-fits a moment-matched reference (``fit_reference_particles``), optionally a pilot run
+fits the reference to its particles (``fit_reference_particles``), optionally a pilot run
 whose :class:`~.state.Tuning` the main run replays (``pilot_particles``), then the main
 run. Cost counters are exact at any size (:class:`~bayeswb.core.draws.Count`): every
 step's move inits and sweeps, and log gamma at every particle; the program counts only
@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from bayeswb.core.draws import Count, Draws
 from bayeswb.core.probe import probe_evaluations, probe_scale
 from bayeswb.core.target import Target
+from bayeswb.core.whitening import Whitening
 from bayeswb.execution.driver import ChainLayout, run_chains
 from bayeswb.samplers.smc.genealogy import relative_variance
 from bayeswb.samplers.smc.kernel import Annealed, Parts, anneal
@@ -29,11 +30,10 @@ from bayeswb.samplers.smc.moves import MCMC_MOVES, Move, make_move
 from bayeswb.samplers.smc.mutation import adaptive_sweeps, keep_all, keep_last, sweeps
 from bayeswb.samplers.smc.references import (
     Reference,
-    diagonal_reference,
+    fitted_whitening,
     gaussian_reference,
-    moment_matched_reference,
     student_t_reference,
-    weighted_moments,
+    whitened_reference,
 )
 from bayeswb.samplers.smc.resampling import (
     ess_resampling,
@@ -47,6 +47,7 @@ from bayeswb.samplers.smc.tuning import (
     adaptive_tuner,
     alive_weights,
     normalised_weights,
+    particle_whitening,
     replay_tuner,
 )
 
@@ -159,16 +160,30 @@ def probed_reference(target: Target, dof: float | None = None) -> MakeReference:
     evaluations counted)."""
 
     def make(run_key: Array) -> tuple[Reference, Any]:
-        return diagonal_reference(*probed_moments(target, run_key), dof), None
+        return whitened_reference(probed_whitening(target, run_key), dof), None
 
     return make
 
 
-def probed_moments(target: Target, key: Array) -> tuple[Array, Array]:
+def probed_whitening(target: Target, key: Array) -> Whitening:
     """``(0, s)`` per coordinate, s from :func:`~bayeswb.core.probe.probe_scale`: the
     location and scale of :func:`probed_reference`."""
     scale = probe_scale(key, target.log_density, target.dim)
-    return jnp.zeros(target.dim, jnp.result_type(scale)), jnp.full(target.dim, scale)
+    return Whitening(jnp.zeros(target.dim, jnp.result_type(scale)), jnp.full(target.dim, scale))
+
+
+def fit_reference(plan: Plan, positions: Array, log_weights: Array) -> Whitening:
+    """The location and scale of the reference fitted to a pilot's weighted particles:
+    their mean and the whitening of the move's ``precondition`` option
+    (:func:`~.tuning.particle_whitening`; the sds for ``precondition=False``), widened by
+    ``REFERENCE_WIDENING`` for an automatic reference. By default, then, the reference
+    has the particles' covariance where their correlations are badly conditioned (a
+    reference with the target's correlations starts every particle, and every move's
+    whitening, in the target's shape; an unadjusted transport, which hardly moves the
+    particles, otherwise keeps the reference's shape), and their sds elsewhere."""
+    whiten = particle_whitening(plan.target.dim, plan.config.precondition or "diagonal")
+    widen = REFERENCE_WIDENING if plan.auto_reference else 1.0
+    return fitted_whitening(positions, log_weights, plan.reference_scale, widen, whiten)
 
 
 def main_sweeps(plan: Plan) -> tuple[int, int]:
@@ -283,16 +298,23 @@ def fit_in_main_loop(plan: Plan) -> bool:
 def _fit_and_main_run(plan: Plan, reference_key: Array, fit_key: Array, main_key: Array) -> Any:
     """The probed reference's pilot and the main run from the reference fitted to it, as
     two passes of one ``lax.scan``: (pilot, main) :class:`~.kernel.Annealed`."""
-    n, widen = plan.config.num_samples, REFERENCE_WIDENING
+    n = plan.config.num_samples
 
-    def one_pass(moments: tuple[Array, Array], key: Array) -> tuple[Any, Annealed]:
-        reference = diagonal_reference(*moments, plan.reference_dof)
+    def one_pass(whitening: Whitening, key: Array) -> tuple[Whitening, Annealed]:
+        reference = whitened_reference(whitening, plan.reference_dof)
         run = anneal_run(plan, key, reference, n, main=True)
-        fitted = weighted_moments(run.positions, run.log_weights, plan.reference_scale, widen)
-        return jax.tree.map(lambda new, old: new.astype(old.dtype), fitted, moments), run
+        fitted = fit_reference(plan, run.positions, run.log_weights)
+        return jax.tree.map(lambda new, old: new.astype(old.dtype), fitted, whitening), run
 
-    moments = probed_moments(plan.target, reference_key)
-    _, runs = jax.lax.scan(one_pass, moments, jnp.stack([fit_key, main_key]))
+    probed = probed_whitening(plan.target, reference_key)
+    dtype = probed.mean.dtype
+    particles = jax.ShapeDtypeStruct((n, plan.target.dim), dtype)
+    weights = jax.ShapeDtypeStruct((n,), dtype)
+    fit = functools.partial(fit_reference, plan)
+    fitted_scale = jax.eval_shape(fit, particles, weights).scale
+    if fitted_scale.ndim == 2:  # the carry's shape: the probed sds as a diagonal factor
+        probed = probed._replace(scale=jnp.diag(probed.scale))
+    _, runs = jax.lax.scan(one_pass, probed, jnp.stack([fit_key, main_key]))
     return jax.tree.map(lambda a: a[0], runs), jax.tree.map(lambda a: a[1], runs)
 
 
@@ -316,12 +338,10 @@ def one_run(plan: Plan, make_reference: MakeReference, run_key: Array) -> RunOut
     fit_steps = fit_sweeps = jnp.array(0)
     fit_path = {}
     if plan.fit_reference_particles:
-        # a diagonal Gaussian moment-matched to an independent pilot run
+        # a Gaussian (or Student-t) fitted to an independent pilot run
         pilot = anneal_run(fit_plan(plan), fit_key, reference, plan.fit_reference_particles)
-        widen = REFERENCE_WIDENING if plan.auto_reference else 1.0
-        reference = moment_matched_reference(
-            pilot.positions, pilot.log_weights, plan.reference_scale, widen, plan.reference_dof
-        )
+        fitted = fit_reference(plan, pilot.positions, pilot.log_weights)
+        reference = whitened_reference(fitted, plan.reference_dof)
         fit_steps, fit_sweeps = pilot.num_steps_taken, pilot.num_sweeps_taken
         fit_path = {f"reference_pilot_{name}": pilot.path[name] for name in FIT_PATH_STATS}
     frozen, pilot_steps, pilot_sweeps = None, jnp.array(0), jnp.array(0)
@@ -425,7 +445,8 @@ def run_annealing(
     ``N(0, reference_scale^2 I)`` (Student-t with ``reference_dof``). With
     ``fit_reference_particles = m``, each run first anneals m particles from that
     reference (adaptive tempered SMC with an MCMC move) and then uses
-    ``N(mean, diag sd^2)`` of their weighted positions; the pilot is independent of the
+    ``N(mean, diag sd^2)`` of their weighted positions, or their covariance where their
+    correlations are badly conditioned (:func:`fit_reference`); the pilot is independent of the
     run's own particles and its cost is counted. ``reference_dof`` makes every one of
     these references (fixed, probed, fitted) a Student-t of that location and scale.
 
@@ -437,7 +458,8 @@ def run_annealing(
     ``N(0, s^2 I)`` with s from a ray probe of the density
     (:func:`~bayeswb.core.probe.probe_scale`, wider than the target's reach from the
     origin), and the main run from ``N(mean, diag (2 sd)^2)`` of the
-    pilot's weighted particles. The factor 2: the pilot's sd under-estimates the
+    pilot's weighted particles (``N(mean, 4 Sigma)``, their covariance, where their
+    correlations are badly conditioned). The factor 2: the pilot's sd under-estimates the
     target's spread when it misses outlying modes or when its few particles are
     under-dispersed, and a Gaussian reference narrower than the target confines the
     tempered path and starves the tails (the importance weights of ``N(0, k^2)`` for

@@ -4,8 +4,10 @@ The automatic reference is the one the SMC family starts its main runs from
 (:func:`bayeswb.samplers.smc.annealing.one_run`): a ray probe of the target's density
 gives a wide ``N(0, s^2 I)`` (:func:`~bayeswb.core.probe.probe_scale`), an
 adaptive tempered SMC pilot of 512 particles anneals from it, and the reference is
-``N(mean, diag (2 sd)^2)`` of the pilot's weighted particles
-(:func:`~bayeswb.samplers.smc.references.moment_matched_reference`). Nothing here is
+``N(mean, diag (2 sd)^2)`` of the pilot's weighted particles, or ``N(mean, 4 Sigma)``
+with their covariance where their correlations are badly conditioned
+(:func:`~bayeswb.samplers.smc.references.moment_matched_reference` with
+:func:`~bayeswb.samplers.smc.tuning.particle_whitening`). Nothing here is
 new: the pieces are smc's, assembled as smc's ``one_run`` assembles them.
 
 A run carries the pilot's particles and weights (:class:`ReferenceFit`, arrays that a
@@ -84,10 +86,12 @@ def automatic_reference_fit(key: Array, target: Target) -> tuple[ReferenceFit, S
 
 
 def reference_of(fit: ReferenceFit, fallback_scale: float) -> tuple[Reference, Whitening]:
-    """The reference ``N(mean, diag (2 sd)^2)`` of the fit (``N(0, fallback_scale^2 I)``
-    for a fixed one) and the whitening the explorer runs in: the fit's own mean and
-    covariance, as smc's moves (:func:`~bayeswb.samplers.smc.tuning.particle_whitening`;
-    none for a fixed reference, which has no particles to whiten by).
+    """The reference of the fit, ``N(mean, 4 S S^T)`` with ``(mean, S)`` the fit's
+    whitening (``N(0, fallback_scale^2 I)`` for a fixed one), and that whitening, which
+    the explorer runs in: the fit's mean and covariance factor where its correlations are
+    badly conditioned, else its sds, as smc's reference and moves
+    (:func:`~bayeswb.samplers.smc.tuning.particle_whitening`; none for a fixed reference,
+    which has no particles to whiten by).
 
     Example:
         >>> q, w = reference_of(fixed_reference_fit(2), 3.0)
@@ -96,7 +100,9 @@ def reference_of(fit: ReferenceFit, fallback_scale: float) -> tuple[Reference, W
     """
     fitted = fit.positions.shape[0] > 1
     widen = REFERENCE_WIDENING if fitted else 1.0
-    reference = moment_matched_reference(fit.positions, fit.log_weights, fallback_scale, widen)
     whiten = particle_whitening(fit.positions.shape[1], precondition=fitted)
+    reference = moment_matched_reference(
+        fit.positions, fit.log_weights, fallback_scale, widen, whiten=whiten
+    )
     whitening = whiten(jnp.asarray(0), fit.positions, jnp.exp(fit.log_weights))
     return reference, whitening
