@@ -352,3 +352,33 @@ def test_replaying_its_own_tuning_reproduces_a_run():
     np.testing.assert_array_equal(again.log_z, first.log_z)
     for name in ("temperature", "ess", "acceptance_rate", "step_size", "resampled"):
         np.testing.assert_array_equal(again.path[name], first.path[name])
+
+
+def test_a_whitened_reference_is_the_gaussian_or_student_t_of_its_factor():
+    """``whitened_reference`` with a lower-triangular factor S is ``N(mean, S S^T)`` and,
+    with ``dof``, ``t_dof(mean, S S^T)``: log densities equal scipy's, and 100000 draws'
+    covariance matches ``S S^T`` (times ``dof / (dof - 2)`` for the t) within 5 of its
+    standard errors per entry (the covariance of a product's mean, estimated from the
+    draws)."""
+    from scipy import stats
+
+    from bayeswb.core.whitening import Whitening
+
+    mean = jnp.array([1.0, -2.0, 0.5])
+    factor = jnp.array([[2.0, 0.0, 0.0], [1.5, 0.5, 0.0], [-1.0, 0.3, 0.2]])
+    covariance = np.asarray(factor @ factor.T)
+    points = jax.random.normal(jax.random.key(1), (5, 3)) * 2.0 + mean
+    for dof, exact in [
+        (None, stats.multivariate_normal(np.asarray(mean), covariance)),
+        (5.0, stats.multivariate_t(np.asarray(mean), covariance, df=5.0)),
+    ]:
+        q = smc.whitened_reference(Whitening(mean, factor), dof)
+        logs = np.asarray(jax.vmap(q.log_prob)(points))
+        np.testing.assert_allclose(logs, exact.logpdf(np.asarray(points)), rtol=1e-5)
+        draws = np.asarray(q.sample(jax.random.key(2), 100_000), dtype=np.float64)
+        centred = draws - np.asarray(mean)
+        products = centred[:, :, None] * centred[:, None, :]
+        expected = covariance * (1.0 if dof is None else dof / (dof - 2.0))
+        se = products.std(axis=0) / math.sqrt(len(draws))
+        z = (products.mean(axis=0) - expected) / se
+        assert_z_scores(z[np.triu_indices(3)], f"covariance of draws, dof={dof}")
