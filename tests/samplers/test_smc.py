@@ -371,45 +371,38 @@ def test_default_smc_is_right_without_settings(model):
     assert_z_scores(across_run_z_scores(result, mean, var), f"{model}: default smc moments")
 
 
-def test_default_smc_is_right_on_a_correlated_gaussian():
-    """Default smc on the registry's rotated 10-d Gaussian with covariance eigenvalues
-    1e-4 to 1 (correlations up to near 1): log Z within three across-run standard errors,
-    weighted means and variances within the family-wise bound. Whitened by the particles'
-    sd per coordinate (the default before), MALA's step was set by the narrowest direction
-    and the particles hardly moved along the widest: sds 0.77-0.96 of the true ones (mean of
-    8 runs of 1000, seed 0) with a verdict of "fine". Whitened by their covariance once its
-    correlations are badly conditioned: sds 0.99-1.01. The runs of the old whitening varied
-    so much that 16 of them do not always show its bias: here, under the tests' code
-    generation, its largest |z| was 2.9 (8.0 under a user's); the new whitening's is 2.8
-    (2.5), log Z's 2.5 (1.7), with 12% fewer gradients (measured when written).
+@pytest.mark.parametrize(
+    ("sampler", "condition_number"),
+    [("smc", 1e4), ("smc_langevin", 1e4)],
+)
+def test_defaults_are_right_on_a_correlated_gaussian(sampler, condition_number):
+    """Default smc and smc_langevin on the registry's rotated 10-d Gaussian with covariance
+    eigenvalues 1e-4 to 1, correlations up to near 1: log Z within three
+    across-run standard errors, weighted means and variances within the family-wise bound.
+
+    - smc: whitened by the particles' sd per coordinate (the default before), MALA's step
+      was set by the narrowest direction and the particles hardly moved along the widest:
+      sds 0.77-0.96 of the true ones (mean of 8 runs of 1000, seed 0) with a verdict of
+      "fine"; whitened by their covariance once its correlations are badly conditioned,
+      0.99-1.01. The runs of the old whitening varied so much that 16 of them do not
+      always show its bias: here, under the tests' code generation, its largest |z| was
+      2.9 (8.0 under a user's).
+    - smc_langevin: its five unadjusted steps per temperature hardly move the particles,
+      so they kept the shape of a reference fitted with the pilot's sds alone, their
+      correlations never reached the whitening's gate, and their sds were 0.63-0.86 of the
+      true ones (8 runs, seed 0) with a verdict of "fine" (here: |z| 4.4). The reference
+      now carries the pilot's covariance where its correlations are badly conditioned
+      (:func:`bayeswb.samplers.smc.annealing.fit_reference`): 0.97-1.06.
+
     :func:`test_smc_parts.test_covariance_whitening_decorrelates_and_inverts` checks the
     whitening itself."""
-    target = bw.models.get("gaussian", dim=10, condition_number=1e4, rotation=0)
+    target = bw.models.get("gaussian", dim=10, condition_number=condition_number, rotation=0)
     mean = np.asarray(target.reference.mean["x"])
     var = np.asarray(target.reference.sd["x"]) ** 2
-    result = bw.sample(target, "smc", seed=4, num_chains=16)
+    result = bw.sample(target, sampler, seed=4, num_chains=16)
     z = (result.log_z - target.log_z) / result.log_z_se
     assert abs(z) < 3.0, f"log Z {result.log_z:.4f}, z = {z:.2f}"
-    assert_z_scores(across_run_z_scores(result, mean, var), "default smc, correlated Gaussian")
-
-
-def test_default_smc_langevin_is_right_on_a_correlated_gaussian():
-    """Default smc_langevin on the rotated 10-d Gaussian of
-    :func:`test_default_smc_is_right_on_a_correlated_gaussian`: log Z within three
-    across-run standard errors, weighted means and variances within the family-wise bound.
-    Its five unadjusted steps per temperature hardly move the particles, so they kept the
-    shape of a reference fitted with the pilot's sds alone, their correlations never
-    reached the whitening's gate, and their sds were 0.63-0.86 of the true ones (8 runs,
-    seed 0) with a verdict of "fine". The reference now carries the pilot's covariance
-    where its correlations are badly conditioned
-    (:func:`bayeswb.samplers.smc.annealing.fit_reference`): sds 0.97-1.06."""
-    target = bw.models.get("gaussian", dim=10, condition_number=1e4, rotation=0)
-    mean = np.asarray(target.reference.mean["x"])
-    var = np.asarray(target.reference.sd["x"]) ** 2
-    result = bw.sample(target, "smc_langevin", seed=4, num_chains=16)
-    z = (result.log_z - target.log_z) / result.log_z_se
-    assert abs(z) < 3.0, f"log Z {result.log_z:.4f}, z = {z:.2f}"
-    assert_z_scores(across_run_z_scores(result, mean, var), "default smc_langevin, correlated")
+    assert_z_scores(across_run_z_scores(result, mean, var), f"default {sampler}, correlated")
 
 
 def test_default_smc_langevin_is_right_on_a_curved_target():
