@@ -136,9 +136,10 @@ def test_covariance_whitening_decorrelates_and_inverts():
     unshrunk covariance's (shrunk by its intensity, 5.1e-4 here, the second whitened sd
     would be 0.976; on the rotated 10-d Gaussian of eigenvalues 1e-6 to 1 the shrunk factor
     left default smc's sds 0.92-0.97 of the true ones, 8 runs, seed 0, where 16 runs at
-    seed 4 stayed within the family-wise bound, so no sampler test shows it). Unwhitening inverts whitening. At correlation 0.5 (condition number
-    3) the whitening is the sds. With fewer distinct particles than coordinates the
-    unshrunk covariance is singular, and the shrunk one's factor is used."""
+    seed 4 stayed within the family-wise bound, so no sampler test shows it). Unwhitening
+    inverts whitening. At correlation 0.5 (condition number 3) the whitening is the sds.
+    With fewer distinct particles than coordinates the unshrunk covariance is singular,
+    and the shrunk one's factor is used."""
     key = jax.random.key(0)
     weights = jnp.full(4000, 1 / 4000)
     cov = np.array([[1.0, 0.99 * 10], [0.99 * 10, 100.0]])
