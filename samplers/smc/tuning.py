@@ -104,7 +104,7 @@ def covariance_whitening(
     ``sqrt(dim / N)``), harmless to a move's scale, while shrinkage adds the same
     intensity to every eigenvalue of the correlations, which widens the narrowest
     directions many-fold. On the rotated 10-d Gaussian of eigenvalues 1e-6 to 1, default
-    smc's sds were 0.92-0.97 of the true ones with the shrunk factor and 1.00-1.02 with
+    smc's sds were 0.92-0.97 of the true ones with the shrunk factor and 0.99-1.01 with
     this one, at half the gradients (8 runs, seed 0).
 
     Example:
