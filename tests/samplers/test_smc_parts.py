@@ -262,6 +262,25 @@ def test_adaptive_sweeps_stopping_rule(target, step_size, expected):
         np.testing.assert_allclose(out.positions[0, :, 0], expected * step_size, rtol=1e-5)
 
 
+@pytest.mark.parametrize("scale", [1.0, 100.0])
+def test_adaptive_sweeps_measure_jumps_against_the_populations_spread(scale):
+    """Coordinates the move is not whitened in (``precondition=False``) have any spread;
+    "as far as independent draws" is measured against it, so particles ``scale`` times
+    wider, moved by steps ``scale`` times longer, take the same sweeps. Two particles at
+    +-scale in coordinate 0 and +-2 scale in coordinate 1 (weighted variances scale^2 and
+    4 scale^2), steps of 0.2 scale in both: after k sweeps the jumps are (0.2 k)^2 and
+    (0.1 k)^2 of the variances, whose sum first reaches dim = 2 at k = 7 (raw jumps,
+    2 (0.2 k scale)^2, would stop at 5 sweeps for scale 1 and at the minimum, 2, for
+    scale 100)."""
+    mutate = smc.adaptive_sweeps(_jump_move(None), max_sweeps=20)
+    keep = smc.adaptive_tuner(1, True, False, 0.5).update
+    z = scale * jnp.array([[-1.0, -2.0], [1.0, 2.0]])
+    density = lambda x: -0.5 * jnp.sum((x / scale) ** 2)  # noqa: E731
+    log_step, weights = jnp.log(0.2 * scale), jnp.full(2, 0.5)
+    out = jax.jit(lambda z: mutate(jax.random.key(0), z, density, weights, log_step, keep))(z)
+    assert int(out.num_sweeps) == 7
+
+
 def test_adaptive_sweeps_replay_runs_the_pilots_counts():
     counts = jnp.array([3.0, 7.0])
     mutate = smc.adaptive_sweeps(_jump_move(None), max_sweeps=20, replay=counts)
