@@ -370,11 +370,14 @@ def test_a_density_peak_no_draw_entered_is_flagged():
     [
         ({"move": "mala", "max_mcmc_steps": 20}, True, True),  # smc, ais: their own remedy
         ({"move": "local_hmc", "max_mcmc_steps": 20}, False, True),  # already local: sweeps
+        ({"move": "local_hmc", "max_mcmc_steps": 20, "precondition": False}, False, True),
         ({"move": "ula", "max_mcmc_steps": 20}, False, False),  # smc_langevin: no such move
         ({"max_num_doublings": 10}, False, False),  # nuts
     ],
 )
 def test_an_unentered_peak_advises_what_the_sampler_can_do(config, names_local_hmc, names_sweeps):
+    """An MCMC move's advice names local_hmc, sweeps and, unless already so, unwhitened
+    coordinates."""
     positions = np.random.default_rng(0).normal(size=(2, 100, 2))
     idata = _chains(positions)
     idata.unconstrained_posterior.attrs.update({PEAK_ATTRIBUTE: 100.0, BEST_DRAW_ATTRIBUTE: 0.0})
@@ -382,6 +385,8 @@ def test_an_unentered_peak_advises_what_the_sampler_can_do(config, names_local_h
     assert not peak.ok
     assert ("move='local_hmc'" in peak.advice) is names_local_hmc
     assert ("num_mcmc_steps" in peak.advice) is names_sweeps
+    unwhitened = names_sweeps and config.get("precondition") is not False
+    assert ("precondition=False" in peak.advice) is unwhitened
     assert "adapts to local scales" in peak.advice
 
 
