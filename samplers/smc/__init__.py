@@ -52,7 +52,7 @@ answer (``reference_scale=None``, ``num_mcmc_steps=None``):
   than the target sees every mode its particles can reach by reweighting, so its sd
   includes the spread between modes (gmm25: sd 7, not the modes' 0.55);
 - the step size: retuned after every sweep towards the move's target acceptance;
-- the sweeps per temperature (smc, ais): until the particles have moved half as far as
+- the sweeps per temperature (smc, ais): until the particles have moved as far as
   independent draws would, each coordinate measured against the population's spread of
   it (Buchholz, Chopin and Jacob 2021), or their reach saturates,
   at most ``max_mcmc_steps`` (:func:`~.mutation.adaptive_sweeps`); smc_langevin keeps 5
