@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from bayeswb.core.weights import add_log_increment
 from bayeswb.samplers.smc.moves import Move
+from bayeswb.samplers.smc.tuning import moment_whitening
 
 Array = jax.Array
 
@@ -252,7 +253,8 @@ def adaptive_sweeps(
         m, dim = z.shape
         states = jax.vmap(move.init, (0, None))(z, tempered)
         limit = max_sweeps if replay is None else replay[index].astype(int)
-        spread = _spread(z, weights)
+        # each coordinate's weighted variance (1 where it is 0: copies of one point)
+        spread = moment_whitening(jnp.asarray(0), z, weights).scale ** 2
 
         def body(carry: _AdaptiveCarry) -> _AdaptiveCarry:
             key, sweep_key = jax.random.split(carry.key)
@@ -285,13 +287,6 @@ def adaptive_sweeps(
         )
 
     return mutate
-
-
-def _spread(z: Array, weights: Array) -> Array:
-    """The weighted variance of each coordinate of ``z``, 1 where it is not positive (a
-    population of copies of one point)."""
-    variance = weights @ (z - weights @ z) ** 2
-    return jnp.where(variance > 0, variance, 1.0)
 
 
 def keep_last(z: Array, chains: Sweeps, log_weights: Array) -> Kept:
