@@ -43,11 +43,13 @@ answer (``reference_scale=None``, ``num_mcmc_steps=None``):
   radius from the origin at which the density is within a Gaussian typical-set margin of
   the highest value seen, doubled) gives a wide ``N(0, s^2 I)``; an independent pilot
   run (adaptive tempered SMC with an MCMC move; for smc as many particles as the main
-  run, and the two are two passes of one compiled loop; 512 for ais and smc_langevin,
-  whose main runs differ from it) anneals from it, and the main
-  run starts from ``N(mean, diag (2 sd)^2)`` of the pilot's weighted particles, or
+  run, and the two are two passes of one compiled loop; for ais and smc_langevin, whose
+  main runs differ from it, 512 in two independent runs of 256) anneals from it, and the
+  main run starts from ``N(mean, diag (2 sd)^2)`` of the pilot's weighted particles, or
   ``N(mean, 4 Sigma)`` with their covariance where their correlations are badly
-  conditioned, as the moves' whitening (the factor 2 is argued in
+  conditioned, as the moves' whitening, or for the two halves where the covariance of
+  each predicts the other better than its sds (:func:`.tuning.held_out_whitening`:
+  particles that share a few ancestors share their modes too) (the factor 2 is argued in
   :func:`~.annealing.run_annealing`). A pilot that starts wider
   than the target sees every mode its particles can reach by reweighting, so its sd
   includes the spread between modes (gmm25: sd 7, not the modes' 0.55);

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -172,18 +173,39 @@ def probed_whitening(target: Target, key: Array) -> Whitening:
     return Whitening(jnp.zeros(target.dim, jnp.result_type(scale)), jnp.full(target.dim, scale))
 
 
-def fit_reference(plan: Plan, positions: Array, log_weights: Array) -> Whitening:
+def fit_reference(
+    plan: Plan, positions: Array, log_weights: Array, halves: bool = False
+) -> Whitening:
     """The location and scale of the reference fitted to a pilot's weighted particles:
     their mean and the whitening of the move's ``precondition`` option
     (:func:`~.tuning.particle_whitening`; the sds for ``precondition=False``), widened by
     ``REFERENCE_WIDENING`` for an automatic reference. By default, then, the reference
-    has the particles' covariance where their correlations are badly conditioned (a
-    reference with the target's correlations starts every particle, and every move's
-    whitening, in the target's shape; an unadjusted transport, which hardly moves the
-    particles, otherwise keeps the reference's shape), and their sds elsewhere."""
-    whiten = particle_whitening(plan.target.dim, plan.config.precondition or "diagonal")
+    has the particles' covariance where their correlations are badly conditioned, or
+    for the two independent ``halves`` of a :func:`fit_pilot` where it predicts each
+    half from the other (a reference with the target's correlations starts every
+    particle, and every move's whitening, in the target's shape; an unadjusted
+    transport, which hardly moves the particles, otherwise keeps the reference's shape),
+    and their sds elsewhere."""
+    precondition = plan.config.precondition or "diagonal"
+    whiten = particle_whitening(plan.target.dim, precondition, halves)
     widen = REFERENCE_WIDENING if plan.auto_reference else 1.0
     return fitted_whitening(positions, log_weights, plan.reference_scale, widen, whiten)
+
+
+def fit_pilot(plan: Plan, key: Array, reference: Reference, n: int) -> Annealed:
+    """The reference-fitting pilot of ``n`` particles: two independent runs of
+    ``ceil(n / 2)`` (:func:`fit_plan`), stacked on a leading axis of 2, so that the fit
+    can tell the target's correlations from those the particles share with their
+    ancestors (:func:`~.tuning.held_out_whitening`)."""
+    keys = jax.random.split(key, 2)
+    return jax.vmap(lambda k: anneal_run(fit_plan(plan), k, reference, -(-n // 2)))(keys)
+
+
+def pooled(halves: Annealed) -> tuple[Array, Array]:
+    """(positions (n, dim), normalised log weights (n,)) of :func:`fit_pilot`'s two runs,
+    each of total weight 1/2."""
+    dim = halves.positions.shape[-1]
+    return halves.positions.reshape(-1, dim), (halves.log_weights - math.log(2)).reshape(-1)
 
 
 def main_sweeps(plan: Plan) -> tuple[int, int]:
@@ -338,12 +360,15 @@ def one_run(plan: Plan, make_reference: MakeReference, run_key: Array) -> RunOut
     fit_steps = fit_sweeps = jnp.array(0)
     fit_path = {}
     if plan.fit_reference_particles:
-        # a Gaussian (or Student-t) fitted to an independent pilot run
-        pilot = anneal_run(fit_plan(plan), fit_key, reference, plan.fit_reference_particles)
-        fitted = fit_reference(plan, pilot.positions, pilot.log_weights)
+        # a Gaussian (or Student-t) fitted to an independent pilot run, in two halves
+        pilot = fit_pilot(plan, fit_key, reference, plan.fit_reference_particles)
+        fitted = fit_reference(plan, *pooled(pilot), halves=True)
         reference = whitened_reference(fitted, plan.reference_dof)
-        fit_steps, fit_sweeps = pilot.num_steps_taken, pilot.num_sweeps_taken
-        fit_path = {f"reference_pilot_{name}": pilot.path[name] for name in FIT_PATH_STATS}
+        fit_steps = jnp.sum(pilot.num_steps_taken)
+        fit_sweeps = jnp.sum(pilot.num_sweeps_taken, axis=0)
+        fit_path = {  # (steps, 2): each half's path
+            f"reference_pilot_{name}": pilot.path[name].T for name in FIT_PATH_STATS
+        }
     frozen, pilot_steps, pilot_sweeps = None, jnp.array(0), jnp.array(0)
     if plan.config.pilot_particles:
         pilot = anneal_run(plan, pilot_key, reference, plan.config.pilot_particles)
@@ -396,16 +421,20 @@ def assemble(plan: Plan, out: RunOutput) -> Draws:
     moved = main_sweeps(plan)[1]
     pilot_n, fit_n = config.pilot_particles, plan.fit_reference_particles
     fit_move = fit_plan(plan).move if fit_n else plan.move
+    # (move, steps, sweeps per step, particles, chains moved, populations) of each run;
+    # a fitting pilot outside the main loop is two halves, their steps and sweeps summed
+    fit_populations = 1 if fit_in_main_loop(plan) else 2
+    fit_n = -(-fit_n // fit_populations)
     runs = (
-        (plan.move, main.num_steps_taken, main.num_sweeps_taken, config.num_samples, moved),
-        (plan.move, out.pilot_steps, out.pilot_sweeps, pilot_n, pilot_n),
-        (fit_move, out.fit_steps, out.fit_sweeps, fit_n, fit_n),
+        (plan.move, main.num_steps_taken, main.num_sweeps_taken, config.num_samples, moved, 1),
+        (plan.move, out.pilot_steps, out.pilot_sweeps, pilot_n, pilot_n, 1),
+        (fit_move, out.fit_steps, out.fit_sweeps, fit_n, fit_n, fit_populations),
     )
     grads, evals = Count(), Count()
-    for move, steps, step_sweeps, n, chains in runs:
+    for move, steps, step_sweeps, n, chains, populations in runs:
         run_grads, run_evals = run_cost(move, n, chains, steps, step_sweeps)
         grads += run_grads
-        evals += run_evals + config.num_chains * n
+        evals += run_evals + config.num_chains * populations * n
     if plan.auto_reference:
         evals += config.num_chains * probe_evaluations()
     log_z_variance = None
@@ -444,11 +473,12 @@ def run_annealing(
     example by training a flow; its cost is the caller's to add); by default
     ``N(0, reference_scale^2 I)`` (Student-t with ``reference_dof``). With
     ``fit_reference_particles = m``, each run first anneals m particles from that
-    reference (adaptive tempered SMC with an MCMC move) and then uses
-    ``N(mean, diag sd^2)`` of their weighted positions, or their covariance where their
-    correlations are badly conditioned (:func:`fit_reference`); the pilot is independent of the
-    run's own particles and its cost is counted. ``reference_dof`` makes every one of
-    these references (fixed, probed, fitted) a Student-t of that location and scale.
+    reference (adaptive tempered SMC with an MCMC move, as two independent runs of m / 2,
+    :func:`fit_pilot`) and then uses ``N(mean, diag sd^2)`` of their weighted positions,
+    or their covariance where each half's predicts the other better
+    (:func:`fit_reference`); the pilot is independent of the run's own particles and its
+    cost is counted. ``reference_dof`` makes every one of these references (fixed,
+    probed, fitted) a Student-t of that location and scale.
 
     ``reference_scale=None`` (the default of smc, ais and smc_langevin) makes the
     reference automatic, from nothing but the target's density: the pilot (of
@@ -459,7 +489,8 @@ def run_annealing(
     (:func:`~bayeswb.core.probe.probe_scale`, wider than the target's reach from the
     origin), and the main run from ``N(mean, diag (2 sd)^2)`` of the
     pilot's weighted particles (``N(mean, 4 Sigma)``, their covariance, where their
-    correlations are badly conditioned). The factor 2: the pilot's sd under-estimates the
+    correlations are badly conditioned, or for a pilot in two halves where each half's
+    covariance predicts the other). The factor 2: the pilot's sd under-estimates the
     target's spread when it misses outlying modes or when its few particles are
     under-dispersed, and a Gaussian reference narrower than the target confines the
     tempered path and starves the tails (the importance weights of ``N(0, k^2)`` for

@@ -131,7 +131,8 @@ class _AnnealingConfig(AnnealingSettings):
         "particles of a pilot run from that reference whose weighted mean and sd give the "
         "main runs' reference N(mean, diag sd^2) (0: off; None, when reference_scale is "
         "automatic: num_samples where the pilot can be the main run's first pass, the one "
-        "compiled loop (smc, not waste-free), else 512; else 0)",
+        "compiled loop (smc, not waste-free), else 512, as two independent runs of 256; "
+        "else 0)",
     )
 
 

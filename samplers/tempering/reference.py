@@ -3,11 +3,11 @@
 The automatic reference is the one the SMC family starts its main runs from
 (:func:`bayeswb.samplers.smc.annealing.one_run`): a ray probe of the target's density
 gives a wide ``N(0, s^2 I)`` (:func:`~bayeswb.core.probe.probe_scale`), an
-adaptive tempered SMC pilot of 512 particles anneals from it, and the reference is
-``N(mean, diag (2 sd)^2)`` of the pilot's weighted particles, or ``N(mean, 4 Sigma)``
-with their covariance where their correlations are badly conditioned
-(:func:`~bayeswb.samplers.smc.references.moment_matched_reference` with
-:func:`~bayeswb.samplers.smc.tuning.particle_whitening`). Nothing here is
+adaptive tempered SMC pilot of 512 particles, in two independent runs of 256, anneals
+from it, and the reference is ``N(mean, diag (2 sd)^2)`` of the pilot's weighted
+particles, or ``N(mean, 4 Sigma)`` with their covariance where it predicts each half
+from the other (:func:`~bayeswb.samplers.smc.references.moment_matched_reference` with
+:func:`~bayeswb.samplers.smc.tuning.held_out_whitening`). Nothing here is
 new: the pieces are smc's, assembled as smc's ``one_run`` assembles them.
 
 A run carries the pilot's particles and weights (:class:`ReferenceFit`, arrays that a
@@ -28,9 +28,9 @@ from bayeswb.core.whitening import Whitening
 from bayeswb.samplers.smc.annealing import (
     AUTO_FIT_PARTICLES,
     REFERENCE_WIDENING,
-    anneal_run,
     annealing_plan,
-    fit_plan,
+    fit_pilot,
+    pooled,
     probed_reference,
 )
 from bayeswb.samplers.smc.references import (
@@ -44,7 +44,8 @@ Array = jax.Array
 
 
 class ReferenceFit(NamedTuple):
-    """Weighted particles whose moments make the reference (normalised ``log_weights``);
+    """Weighted particles whose moments make the reference (normalised ``log_weights``):
+    the pilot's two halves stacked (:func:`~bayeswb.samplers.smc.annealing.pooled`), or
     one particle at the origin for a fixed ``N(0, s^2 I)`` (its sd is 0, so
     :func:`~bayeswb.samplers.smc.references.moment_matched_reference` falls back to s)."""
 
@@ -71,25 +72,26 @@ def automatic_reference_fit(key: Array, target: Target) -> tuple[ReferenceFit, S
     assert move is not None
     probe_key, pilot_key = jax.random.split(key)
     probed, _ = probed_reference(target)(probe_key)
-    pilot = anneal_run(fit_plan(plan), pilot_key, probed, AUTO_FIT_PARTICLES)
-    # as smc's run_cost: at each step every particle's move init and its sweeps, then the
-    # log density at every particle; before the steps, the initial draws and the probe
-    n = AUTO_FIT_PARTICLES
-    took_step = (jnp.arange(config.num_steps) < pilot.num_steps_taken).astype(int)
-    grads = pilot.num_sweeps_taken * (n * move.grads_per_step)
-    grads = grads + took_step * (n * move.grads_per_init)
-    evals = pilot.num_sweeps_taken * (n * move.evals_per_step)
-    evals = evals + took_step * (n * (move.evals_per_init + 1))
-    evals = jnp.append(evals, n + probe_evaluations())
-    fit = ReferenceFit(pilot.positions, pilot.log_weights)
+    halves = fit_pilot(plan, pilot_key, probed, AUTO_FIT_PARTICLES)
+    # as smc's run_cost, for each half: at each step every particle's move init and its
+    # sweeps, then the log density at every particle; before the steps, the initial
+    # draws and the probe
+    n = halves.positions.shape[1]
+    steps = jnp.arange(config.num_steps)[None, :] < halves.num_steps_taken[:, None]
+    took_step = jnp.sum(steps, axis=0)
+    sweeps = jnp.sum(halves.num_sweeps_taken, axis=0)
+    grads = sweeps * (n * move.grads_per_step) + took_step * (n * move.grads_per_init)
+    evals = sweeps * (n * move.evals_per_step) + took_step * (n * (move.evals_per_init + 1))
+    evals = jnp.append(evals, 2 * n + probe_evaluations())
+    fit = ReferenceFit(*pooled(halves))
     return fit, StartCost(grads.astype(int), evals.astype(int))
 
 
 def reference_of(fit: ReferenceFit, fallback_scale: float) -> tuple[Reference, Whitening]:
     """The reference of the fit, ``N(mean, 4 S S^T)`` with ``(mean, S)`` the fit's
     whitening (``N(0, fallback_scale^2 I)`` for a fixed one), and that whitening, which
-    the explorer runs in: the fit's mean and covariance factor where its correlations are
-    badly conditioned, else its sds, as smc's reference and moves
+    the explorer runs in: the fit's mean and covariance factor where it predicts each of
+    the pilot's halves from the other, else its sds, as smc's reference
     (:func:`~bayeswb.samplers.smc.tuning.particle_whitening`; none for a fixed reference,
     which has no particles to whiten by).
 
@@ -100,7 +102,7 @@ def reference_of(fit: ReferenceFit, fallback_scale: float) -> tuple[Reference, W
     """
     fitted = fit.positions.shape[0] > 1
     widen = REFERENCE_WIDENING if fitted else 1.0
-    whiten = particle_whitening(fit.positions.shape[1], precondition=fitted)
+    whiten = particle_whitening(fit.positions.shape[1], precondition=fitted, halves=fitted)
     reference = moment_matched_reference(
         fit.positions, fit.log_weights, fallback_scale, widen, whiten=whiten
     )

@@ -125,16 +125,18 @@ def _ais(r, options):
 
 def _smc(r, options):
     # adaptive temperatures and sweeps from an automatic reference: a probe, then a
-    # fitting pilot of fit_n particles; MALA everywhere (one gradient per init and sweep)
+    # fitting pilot of fit_n particles in two independent halves (their steps and sweeps
+    # summed in the path's counts); MALA everywhere (one gradient per init and sweep)
     path = r.idata.path_stats
     chains, n, fit_n = options["num_chains"], options["num_samples"], options["fit_n"]
+    half = fit_n // 2
     steps = int(np.isfinite(path["temperature"].values).sum())
     sweeps = int(np.nansum(path["num_sweeps"].values))
     fit_steps = int(np.isfinite(path["reference_pilot_temperature"].values).sum())
     fit_sweeps = int(np.nansum(path["reference_pilot_num_sweeps"].values))
-    grads = n * (steps + sweeps) + fit_n * (fit_steps + fit_sweeps)
+    grads = n * (steps + sweeps) + half * (fit_steps + fit_sweeps)
     initial = chains * (n + fit_n)
-    log_gamma = n * steps + fit_n * fit_steps
+    log_gamma = n * steps + half * fit_steps
     return grads, grads + initial + log_gamma + chains * probe_evaluations()
 
 

@@ -125,10 +125,13 @@ def test_weights_path_and_cost(gaussian_run):
     if "reference_pilot_num_sweeps" in path:
         # each run's reference-fitting pilot (an MCMC move: mala for smc_langevin), by
         # default as large as the main run where it is the main run's first pass (smc,
-        # not waste-free)
-        first_pass = sampler == "smc" and "waste_free_chains" not in options
-        default_fit_n = PARTICLES if first_pass else 512
-        fit_n = options.get("fit_reference_particles", default_fit_n)
+        # not waste-free, its size not set), else two independent halves of
+        # fit_reference_particles / 2 (512 by default; both halves' paths counted)
+        first_pass = sampler == "smc" and not {
+            "waste_free_chains",
+            "fit_reference_particles",
+        } & set(options)
+        fit_n = PARTICLES if first_pass else options.get("fit_reference_particles", 512) // 2
         fit_steps = int(np.isfinite(path["reference_pilot_temperature"].values).sum())
         fit_sweeps = int(np.nansum(path["reference_pilot_num_sweeps"].values))
         if sampler == "smc_langevin":
