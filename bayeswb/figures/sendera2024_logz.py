@@ -99,7 +99,7 @@ predicts the other's particles better than its sds
 0.79 and 16.1; the same flags). smc_langevin's manywell cell had been 16.1, per run 3.4
 to 29 low: the pilot's 512 particles descended from 1 to 12 initial draws, their
 wells' occupations were correlated although the target's are not, and 5 of 8 pilots'
-shrunk correlations (condition numbers 110 to 1650) passed the condition-number gate;
+shrunk correlations (condition numbers 110 to 382) passed the condition-number gate;
 the held-out gate kept the sds in all 8 (per run now 7.2 low to 1.9 high). Its gmm25 and
 funnel cells rose (0.047 to 0.069, 0.79 to 0.90), by our reading from pilots of half
 the particles each; we did not measure their spread across seeds. Before that they were

@@ -166,7 +166,7 @@ def held_out_whitening(index: Array, positions: Array, weights: Array) -> Whiten
     the 32-d manywell kept 1 to 12), and where the move cannot carry a particle between
     modes the descendants share their ancestors' modes, so the particles' correlations
     are those of a dozen draws. Manywell's 16 double wells are independent, yet 5 of 8
-    pilots' correlations passed that gate (shrunk condition numbers 110 to 1650), and
+    pilots' correlations passed that gate (shrunk condition numbers 110 to 382), and
     smc_langevin's main runs from those references were 3 to 29 nats low. Spurious
     correlations of one half are not the other's, so the fitted Gaussian predicts the
     other half worse than the sds alone do (every pilot there); real ones predict it
