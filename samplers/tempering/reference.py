@@ -103,8 +103,8 @@ def reference_of(fit: ReferenceFit, fallback_scale: float) -> tuple[Reference, W
     fitted = fit.positions.shape[0] > 1
     widen = REFERENCE_WIDENING if fitted else 1.0
     whiten = particle_whitening(fit.positions.shape[1], precondition=fitted, halves=fitted)
-    reference = moment_matched_reference(
-        fit.positions, fit.log_weights, fallback_scale, widen, whiten=whiten
-    )
     whitening = whiten(jnp.asarray(0), fit.positions, jnp.exp(fit.log_weights))
+    reference = moment_matched_reference(  # from that whitening, not a second one
+        fit.positions, fit.log_weights, fallback_scale, widen, whiten=lambda *_: whitening
+    )
     return reference, whitening
