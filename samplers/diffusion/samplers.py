@@ -235,7 +235,7 @@ def diffusion_cost(
         >>> config = DiffusionConfig(num_chains=2, num_samples=10, num_steps=5, batch_size=4)
         >>> grads, evals = diffusion_cost(config, PIS, jnp.array([3, 3]))
         >>> int(grads), int(evals) - int(grads)
-        (244, 38420)
+        (244, 42646)
     """
     training, sampling = method.path_cost(config)
     draws = config.num_chains * config.num_samples
@@ -246,9 +246,8 @@ def diffusion_cost(
     evals = grads + Count.of(draws * method.draw_end_evaluations)
     if method.end_evaluations:
         evals = evals + Count.of(steps_trained, each=config.batch_size * method.end_evaluations)
-    if config.pilot_steps > 0:
-        pilot = pilot_evaluations_of(config.num_chains, config.pilot_steps, PILOT_MC_SAMPLES)
-        evals = evals + Count.of(pilot)
+    pilot = pilot_evaluations_of(config.num_chains, config.pilot_steps, PILOT_MC_SAMPLES)
+    evals = evals + Count.of(pilot)
     return grads, evals
 
 

@@ -232,9 +232,7 @@ def craft_cost(config: CRAFTConfig, passes_trained: Array | int) -> tuple[Count,
     train_grads = Count.of(passes_trained, each=config.num_mc_samples * k * (1 + move_grads))
     train_evals = Count.of(passes_trained, each=config.num_mc_samples * k * (2 + move_evals))
     final = config.num_chains * config.num_samples * k
-    pilot = 0
-    if config.pilot_steps:
-        pilot = pilot_evaluations_of(config.num_chains, config.pilot_steps, PILOT_MC_SAMPLES)
+    pilot = pilot_evaluations_of(config.num_chains, config.pilot_steps, PILOT_MC_SAMPLES)
     grads = train_grads + Count.of(final * move_grads)
     evals = train_evals + Count.of(
         final * (2 + move_evals) + config.num_chains * config.num_samples + pilot

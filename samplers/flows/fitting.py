@@ -185,7 +185,7 @@ def pilot_evaluations(config: FlowConfig) -> int:
     Example:
         >>> import bayeswb as bw
         >>> pilot_evaluations(bw.samplers.get("flow_vi").make_config(num_chains=2))
-        38400
+        42626
     """
     forward = getattr(config, "objective", None) == "forward_kl"
     if config.init_scale is not None or config.flow_path is not None or forward:

@@ -237,7 +237,7 @@ def pilot_evaluations(config: AMISConfig) -> int:
     Example:
         >>> default, fixed = AMISConfig(num_chains=2), AMISConfig(init_scale=3.0)
         >>> pilot_evaluations(default), pilot_evaluations(fixed)
-        (12800, 0)
+        (17026, 0)
     """
     if config.init_scale is not None:
         return 0

@@ -14,6 +14,7 @@ from helpers import assert_z_scores, importance_z_scores
 from scipy.stats import t as student_t
 
 import bayeswb as bw
+from bayeswb.core.probe import probe_evaluations
 from bayeswb.samplers.diffusion import Control, brownian_reference, ornstein_uhlenbeck_reference
 from bayeswb.samplers.diffusion.annealed import (
     CMCD,
@@ -172,7 +173,8 @@ def test_cost_counts_are_exact():
     training path."""
     config = DiffusionConfig(num_chains=2, num_samples=10, num_steps=5, batch_size=4)
     steps = jnp.array([3, 7])
-    pilot = 2 * 300 * 64  # the pilot's draws; its target.init draws evaluate nothing
+    # the pilot's draws and its ray probe's points; its target.init draws evaluate nothing
+    pilot = 2 * (300 * 64 + probe_evaluations())
     for method, per_path, end_grad in ((PIS, 5, 1), (DDS, 5, 1), (GFN_TB, 5, 0)):
         grads, evals = diffusion_cost(config, method, steps)
         assert int(grads) == 10 * 4 * (per_path + end_grad) + 20 * per_path

@@ -19,6 +19,7 @@ from helpers import perturbed
 import bayeswb as bw
 import bayeswb.core.progress as progress_module
 import bayeswb.samplers.flows as flows_module
+from bayeswb.core.probe import probe_evaluations
 from bayeswb.samplers.flows import (
     FLOW_TYPES,
     INVERTIBLE_FLOW_TYPES,
@@ -507,7 +508,8 @@ def test_flow_is_counts_only_the_training_steps_taken_and_records_convergence():
     config = bw.samplers.get("flow_is").make_config(**options)
     assert result.cost["n_grad_evals"] == steps.sum() * 8
     pilot = pilot_evaluations(config)
-    assert pilot == 2 * 50 * 64  # the pilot's draws; its target.init draws evaluate nothing
+    # the pilot's draws and its ray probe's points; its target.init draws evaluate nothing
+    assert pilot == 2 * (50 * 64 + probe_evaluations())
     assert result.cost["n_logdensity_evals"] == steps.sum() * 8 + pilot + 2 * 200
     warmup = result.idata.warmup_sample_stats
     np.testing.assert_array_equal(warmup["trained"].values.sum(axis=1), steps)

@@ -25,6 +25,7 @@ from scipy import integrate, stats
 
 import bayeswb as bw
 from bayeswb.core.diagnostics import normalised_weights
+from bayeswb.core.probe import probe_evaluations
 from bayeswb.samplers.importance import (
     DistributionProposal,
     importance_sample,
@@ -410,7 +411,7 @@ def test_amis_defaults_start_from_the_pilot_and_recover_banana_log_z():
     k_hat = float(r.idata.path_stats["pareto_k"].max())
     assert within or k_hat > 0.7, (r.log_z, r.log_z_se, target.log_z, k_hat)
     config = bw.samplers.get("amis").make_config(**options)
-    assert pilot_evaluations(config) == 8 * 200 * 32
+    assert pilot_evaluations(config) == 8 * (200 * 32 + probe_evaluations())
     assert r.cost["n_logdensity_evals"] == 8 * 2000 + pilot_evaluations(config)
     assert r.cost["n_grad_evals"] == 0
 
