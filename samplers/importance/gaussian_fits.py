@@ -68,13 +68,14 @@ def fit_gaussian_chi2(
     num_steps: int,
     learning_rate: float,
     num_mc_samples: int,
+    init_scale: Array | float = 1.0,
 ) -> tuple[DistributionProposal, Array]:
     """Fit ``q = N(mu, L L^T)`` (``L`` lower-triangular, or diagonal for ``meanfield``) by
     minimising the forward chi^2 divergence in log space, ``log E_q[w^2]``, ``w = pi / q``,
     with the score-function gradient of Li, Wang, Li and Wu (2024, section 3):
     ``grad log E_q[w^2] = -E_q[w^2 grad log q] / E_q[w^2]``, estimated self-normalised
     from ``num_mc_samples`` draws of the current ``q`` (weights ``softmax(2 log w)``), by
-    Adam from ``N(0, I)``.
+    Adam from ``N(0, init_scale^2 I)``.
 
     The self-normalised score gradient is a weighted maximum-likelihood step towards the
     draws with large ``w^2``, so it moves ``q`` onto the target's mass. The pathwise
@@ -85,7 +86,7 @@ def fit_gaussian_chi2(
     estimate of ``2 log Z + log(1 + chi^2)``).
     """
     dim = target.dim
-    params = {"mu": jnp.zeros(dim), "log_diag": jnp.zeros(dim)}
+    params = {"mu": jnp.zeros(dim), "log_diag": jnp.full(dim, jnp.log(init_scale))}
     if family == "fullrank":
         params["off_diag"] = jnp.zeros((dim, dim))
 

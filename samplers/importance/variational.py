@@ -14,6 +14,7 @@ import jax
 
 from bayeswb.core.config import SamplerConfig, boolean, one_of, option, positive, positive_int
 from bayeswb.core.draws import Count, Draws
+from bayeswb.core.probe import probe_evaluations, probe_scale
 from bayeswb.core.target import Target
 from bayeswb.execution.driver import ChainLayout
 from bayeswb.samplers import register
@@ -40,18 +41,14 @@ class VISConfig(SamplerConfig):
 
 
 def _vis_proposal(key: Array, target: Target, config: VISConfig) -> tuple[Any, Any, Any, dict]:
-    fit = fit_gaussian_chi2 if config.divergence == "chi2" else fit_gaussian_vi
-    proposal, curve = fit(
-        key,
-        target,
-        config.vi_family,
-        config.num_warmup,
-        config.learning_rate,
-        config.num_mc_samples,
-    )
+    settings = (config.vi_family, config.num_warmup, config.learning_rate, config.num_mc_samples)
     n_evals = Count.of(config.num_warmup * config.num_mc_samples)  # static: exact at any size
     if config.divergence == "chi2":  # score-function gradient: log densities only
-        return proposal, 0, n_evals, {"log_mean_w2": curve}
+        probe_key, fit_key = jax.random.split(key)
+        start = probe_scale(probe_key, target.log_density, target.dim)
+        proposal, curve = fit_gaussian_chi2(fit_key, target, *settings, start)
+        return proposal, 0, n_evals + Count.of(probe_evaluations()), {"log_mean_w2": curve}
+    proposal, curve = fit_gaussian_vi(key, target, *settings)
     return proposal, n_evals, n_evals, {"elbo": curve}
 
 
@@ -83,8 +80,14 @@ def run_vis(
     sampling as ``is``; the fit's curve is in ``warmup_stats`` (``log_mean_w2`` or
     ``elbo``); ``control_variates=True`` stores the proposal score as ``is`` does.
 
+    The chi^2 fit starts from ``N(0, s^2 I)``, ``s`` the ray probe's scale
+    (:func:`~bayeswb.core.probe.probe_scale`): the self-normalised gradient sees only the
+    mass its draws reach, and from ``N(0, I)`` the fit kept one of gmm25's 25 modes (the
+    defaults sweep, seeds 0 and 1; see :func:`~.pilot.gaussian_pilot`).
+
     Cost per run: ``num_warmup * num_mc_samples`` log densities for the fit (and as many
-    gradients for ``kl``; the chi^2 score gradient needs none), one log density per draw.
+    gradients for ``kl``; the chi^2 score gradient needs none; the chi^2 fit's probe
+    :func:`~bayeswb.core.probe.probe_evaluations` more), one log density per draw.
 
     Example:
         >>> import bayeswb as bw

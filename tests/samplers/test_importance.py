@@ -250,7 +250,8 @@ def test_vis_chi2_unbiased_log_z_and_moments():
     assert abs(log_z_z_score(r, TARGET.log_z)) < 3.0
     assert_z_scores(weighted_mean_z(r, np.zeros(TARGET.dim)), "vis weighted mean")
     assert r.cost["n_grad_evals"] == 0  # the chi^2 score gradient uses densities only
-    assert r.cost["n_logdensity_evals"] == 20 * (200 * 32 + 500)
+    # the fit's draws, its ray probe's points and the importance draws, per run
+    assert r.cost["n_logdensity_evals"] == 20 * (200 * 32 + probe_evaluations() + 500)
 
 
 def test_nan_log_density_is_weight_zero_never_nan():
@@ -296,9 +297,11 @@ def test_bad_options_raise_naming_the_field(sampler, options, field):
 def test_vis_chi2_proposal_beats_reverse_kl_where_kl_under_disperses():
     # mean-field Gaussians on a correlated Gaussian: reverse KL takes the conditional
     # variances 1 / Lambda_ii (too small: heavier-tailed weights), the forward chi^2 fit
-    # must cover the mass (Li et al. 2024, section 3)
+    # must cover the mass (Li et al. 2024, section 3). 16 runs each: with 8, the k-hat
+    # comparison's p-value was 0.007 once the chi^2 fit's random stream changed (its fitted
+    # sds the same to 0.002), too little power for the 1e-3 level
     target = bw.models.get("gaussian", dim=2, condition_number=20, rotation=0)
-    options = dict(num_chains=8, num_samples=1000, num_warmup=400, vi_family="meanfield")
+    options = dict(num_chains=16, num_samples=1000, num_warmup=400, vi_family="meanfield")
     options |= dict(learning_rate=0.05)
     chi2 = bw.sample(target, "vis", seed=8, divergence="chi2", **options)
     kl = bw.sample(target, "vis", seed=8, divergence="kl", **options)
