@@ -63,7 +63,8 @@ def gaussian_pilot(
     mode, scale 1.2; from the probe's ``N(0, 16^2 I)`` it covers them all, scale 10-12.
     Measured by the Kish ESS of 20000 draws from the widened pilot, as a fraction of
     them (19 registry models, pilot seeds 0-2): on gmm25 4e-4 before, 8e-2 now; on the
-    others the same within the seeds' spread (scratch script, not kept).
+    others the same within the seeds' spread (a scratch script; the gmm25 case is
+    ``tests/samplers/test_importance.py::test_the_gaussian_pilot_covers_every_mode_of_gmm25``).
 
     Cost: ``num_steps * num_mc_samples`` target log densities and the probe's
     (:func:`~bayeswb.core.probe.probe_evaluations`), no gradients (the ``target.init``
@@ -132,7 +133,7 @@ PILOT_INIT_DRAWS = 256
 def pilot_evaluations_of(num_chains: int, pilot_steps: int, mc_samples: int) -> int:
     """Target log densities of the Gaussian pilots of ``num_chains`` runs,
     ``pilot_steps * mc_samples`` each and the probe's; no gradients, and the
-    ``target.init`` draws evaluate nothing. None with ``pilot_steps=0`` (no pilot).
+    ``target.init`` draws evaluate nothing; 0 with ``pilot_steps=0`` (no pilot).
 
     Example:
         >>> pilot_evaluations_of(2, 300, 64) == 2 * (300 * 64 + probe_evaluations())
