@@ -46,8 +46,8 @@ def _vis_proposal(key: Array, target: Target, config: VISConfig) -> tuple[Any, A
     if config.divergence == "chi2":  # score-function gradient: log densities only
         probe_key, fit_key = jax.random.split(key)
         start = probe_scale(probe_key, target.log_density, target.dim)
-        proposal, curve = fit_gaussian_chi2(fit_key, target, *settings, start)
-        return proposal, 0, n_evals + Count.of(probe_evaluations()), {"log_mean_w2": curve}
+        fitted, chi2 = fit_gaussian_chi2(fit_key, target, *settings, start)
+        return fitted, 0, n_evals + Count.of(probe_evaluations()), {"log_mean_w2": chi2}
     proposal, curve = fit_gaussian_vi(key, target, *settings)
     return proposal, n_evals, n_evals, {"elbo": curve}
 
