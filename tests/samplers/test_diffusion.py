@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import assert_z_scores, importance_z_scores
+from scipy.stats import chi2 as scipy_chi2
 from scipy.stats import t as student_t
 
 import bayeswb as bw
@@ -25,13 +26,16 @@ from bayeswb.samplers.diffusion.annealed import (
 )
 from bayeswb.samplers.diffusion.balance import (
     GFN_TB,
+    RANK_WEIGHT,
     SEARCH_LENGTH,
     GFNConfig,
-    ReplayBuffer,
     SearchChains,
+    add_batch,
     balance_loss,
     bridge_paths,
     build_balanced,
+    draw_entries,
+    empty_buffer,
     forward_batch,
     local_search,
 )
@@ -337,6 +341,35 @@ def test_bridge_paths_from_the_reference_end_have_the_reference_law():
     assert_z_scores(np.concatenate([a.ravel() for a in z]), "bridge paths' increments")
 
 
+def test_the_replay_buffer_keeps_its_entries_ranked_by_density():
+    """After every one of 40 writes of 8 entries (a third of them empty, no density
+    repeated) into a buffer of 64, ``order`` lists the filled entries by density from the
+    highest down, then the empty ones; and draws follow the rank priority 1 / (k N + rank):
+    the chi-square of 20000 draws' ranks against it, at the final buffer."""
+    capacity, n = 64, 8
+    write = jax.jit(add_batch)
+    buffer = empty_buffer(capacity, 1)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        density = rng.normal(size=n)
+        density[rng.random(n) < 1 / 3] = np.nan
+        buffer = write(buffer, jnp.asarray(density[:, None]), jnp.asarray(density))
+        lp, order = np.asarray(buffer.log_density), np.asarray(buffer.order)
+        filled = int(np.sum(np.isfinite(lp)))
+        assert sorted(order.tolist()) == list(range(capacity))
+        assert np.array_equal(order[:filled], np.argsort(-lp, kind="stable")[:filled])
+        assert not np.any(np.isfinite(lp[order[filled:]]))
+    x, drawn = draw_entries(jax.random.key(0), buffer, 20_000)
+    assert np.array_equal(np.asarray(x)[:, 0], np.asarray(drawn))  # positions match
+    rank = np.searchsorted(np.sort(-lp[np.isfinite(lp)]), -np.asarray(drawn))
+    expected = 1 / (RANK_WEIGHT * filled + np.arange(filled))
+    expected = 20_000 * expected / expected.sum()
+    counts = np.bincount(rank, minlength=filled)
+    assert counts.sum() == 20_000 and np.all(np.isfinite(drawn))
+    chi2 = float(np.sum((counts - expected) ** 2 / expected))
+    assert chi2 < scipy_chi2.isf(1e-3, filled - 1), chi2
+
+
 def test_local_search_leaves_the_target_invariant():
     """MALA chains started from exact draws of N(MEAN, diag SD^2) (none due to restart)
     are still its draws after 20 iterations with the step adapted: z-scores of the mean
@@ -349,7 +382,7 @@ def test_local_search_leaves_the_target_invariant():
         jnp.zeros(n, int),
         jnp.log(jnp.asarray(0.5, jnp.float32)),
     )
-    empty = ReplayBuffer(jnp.zeros((4, dim)), jnp.full(4, -jnp.inf), jnp.asarray(0))
+    empty = empty_buffer(4, dim)
     search = eqx.filter_jit(local_search)  # iterations, a Python int, is static
     out, acceptance = search(jax.random.key(1), chains, scaled_gaussian, empty, iterations=20)
     y = np.asarray(out.positions, np.float64)
