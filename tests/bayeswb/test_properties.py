@@ -338,7 +338,8 @@ def check_result(result: bw.Result, inside: Callable[[np.ndarray], np.ndarray] |
 
 # where a finished run's output is read: an error raised there is a crash, not a refusal
 AFTER_THE_RUN = tuple(
-    os.path.join("bayeswb", "core", name) for name in ("verdict.py", "result.py", "diagnostics.py")
+    os.path.join("bayeswb", "core", name)
+    for name in ("result.py", "diagnostics.py", os.path.join("verdict", ""))
 )
 
 
@@ -357,7 +358,7 @@ def sample_or_error(target: bw.Target, sampler: str, **options: Any) -> Any:
             # a refusal comes before the run; reading a finished run never raises (the
             # verdict once did: "cannot convert float NaN to integer" on NaN draws)
             frames = traceback.extract_tb(error.__traceback__)
-            after = [f for f in frames if f.filename.endswith(AFTER_THE_RUN)]
+            after = [f for f in frames if any(p in f.filename for p in AFTER_THE_RUN)]
             assert not after, f"reading the finished run raised {error!r} at {after[-1]}"
             return error
 

@@ -1,4 +1,4 @@
-"""The verdict (bayeswb/core/verdict.py): each check fires on a constructed failure and
+"""The verdict (bayeswb/core/verdict/): each check fires on a constructed failure and
 stays quiet on a healthy run.
 
 False alarms: the healthy runs below are long (4 chains, ESS in the thousands), where split
@@ -213,7 +213,7 @@ def test_variational_fit_stopped_while_its_elbo_still_rises_fails_training():
     # Adam (learning rate 0.01) moves the mean about 0.01 a step: after 100 steps it is
     # still 4 sds from the target's mean 5 and the ELBO still climbing; the default 2000
     # steps have levelled off (z at most 2.9 over 24 default runs of three VI samplers on
-    # four models, bayeswb/core/verdict.py)
+    # four models; the check: bayeswb/core/verdict/training.py)
     target = bw.Target.from_logdensity(lambda x: -0.5 * jnp.sum((x - 5.0) ** 2), dim=2)
     for steps, fires in ((100, True), (2000, False)):
         result = bw.sample(target, "meanfield_vi", seed=0, num_chains=2, num_warmup=steps)
