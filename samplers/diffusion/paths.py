@@ -25,7 +25,8 @@ samplers run; the papers' equation numbers are not cited, as they were not check
 
 The control (:class:`Control`) is a network of ``(x, t)`` plus, in the Langevin
 parametrisation (Zhang and Chen 2022; Sendera et al. 2024),
-a learnt function of ``t`` times the target's score ``grad log pi(x)``, clipped. Its last
+a learnt function of ``t`` times the target's score ``grad log pi(x)``, clipped (and in
+DDS's chain scaled by the schedule, :func:`ornstein_uhlenbeck_reference`). Its last
 layers start at zero, so an untrained sampler is its reference chain.
 """
 
@@ -59,7 +60,8 @@ class Reference(NamedTuple):
     """The uncontrolled chain of a diffusion sampler, step by step (each array (K,)):
     ``x_{k+1} = decay_k x_k + gain_k u_k + noise_k xi_k`` with ``u = 0``, control
     evaluated at ``times_k``; ``x_0 ~ N(0, start_variance I)``; the marginal of ``x_K``
-    is ``N(0, terminal_variance I)``."""
+    is ``N(0, terminal_variance I)``. ``score_scale_k`` multiplies the target's score
+    before the control's Langevin term sees it (1 but in DDS's chain)."""
 
     times: Array
     decay: Array
@@ -67,6 +69,7 @@ class Reference(NamedTuple):
     noise: Array
     start_variance: float
     terminal_variance: float
+    score_scale: Array
 
 
 def brownian_reference(num_steps: int, horizon: float = 1.0, sigma: float = 1.0) -> Reference:
@@ -89,6 +92,7 @@ def brownian_reference(num_steps: int, horizon: float = 1.0, sigma: float = 1.0)
         noise=jnp.asarray(ones * sigma * math.sqrt(dt)),
         start_variance=0.0,
         terminal_variance=sigma**2 * horizon,
+        score_scale=jnp.asarray(ones),
     )
 
 
@@ -102,10 +106,23 @@ def ornstein_uhlenbeck_reference(num_steps: int, offset: float = 0.008) -> Refer
     ``offset`` their ``s``) run backwards: the sampler's first step is nearly all
     noise (``alpha`` capped at 0.999), its last ones small.
 
+    The target's score enters the Langevin term scaled by ``abar``, the share of the
+    target in the noised law at the step's start (the cosine schedule's ``alpha-bar``,
+    0 at the sampler's first step, near 1 at its last). The drift that reverses the
+    noising is the score of the noised target; for a target ``N(m, s^2 I)`` that score is
+    ``sqrt(abar) s^2 / (abar s^2 + 1 - abar)`` times the target's own score at
+    ``y / sqrt(abar)``: 0 at the start, and for narrow modes (small ``s``) a tiny weight
+    until ``abar`` nears 1. Unscaled, the first steps (gain near 2) multiplied a learnt
+    weight by scores of order ``1 / s^2``: on gmm25, whitened by the pilot's
+    whole-mixture scale (s about 0.05), training diverged after about 300 steps
+    (loss 10 -> 3e4) in both of two runs; scaled, both trained to a loss near 1.
+
     Example:
         >>> ref = ornstein_uhlenbeck_reference(100)
         >>> round(float(ref.noise[0] ** 2), 3), float(ref.noise[-1] ** 2) < 1e-3
         (0.999, True)
+        >>> [round(float(ref.score_scale[k]), 3) for k in (0, 50, -1)]
+        [0.0, 0.494, 0.999]
     """
     t = np.linspace(0.0, 1.0, num_steps + 1)
     signal = np.cos(0.5 * np.pi * (t + offset) / (1.0 + offset)) ** 2
@@ -118,6 +135,7 @@ def ornstein_uhlenbeck_reference(num_steps: int, offset: float = 0.008) -> Refer
         noise=jnp.asarray(np.sqrt(alpha)),
         start_variance=1.0,
         terminal_variance=1.0,
+        score_scale=jnp.asarray(np.maximum(signal / signal[0], 0.0)[::-1][:-1].copy()),
     )
 
 
@@ -201,7 +219,8 @@ class Paths(NamedTuple):
     """A batch of paths: ``ends`` (n, dim) = x_K, ``log_weights`` (n,), their terms
     ``terminal_lp`` (log pi(x_K)) and ``terminal`` (log pi(x_K) - log N(x_K; 0,
     terminal_variance I)), and with ``keep=True`` the positions (K + 1, n, dim) and the
-    scores (K, n, dim) along them (None otherwise, or without a Langevin term);
+    clipped scores (K, n, dim) along them, before the reference's ``score_scale`` (None
+    otherwise, or without a Langevin term);
     ``resampling`` when the paths were resampled along the way (None otherwise);
     ``moves``, every step's pair of points, where the annealed kernels keep them."""
 
@@ -278,16 +297,17 @@ def simulate(
 
     def step(carry: tuple[Array, Array], inputs: tuple) -> tuple[tuple[Array, Array], Any]:
         x, log_ratio = carry
-        step_key, t, decay, gain, noise = inputs
+        step_key, t, decay, gain, noise, score_scale = inputs
         score = score_fn(x) if use_score else None
-        u = jax.vmap(control, (0, None, 0 if use_score else None))(x, t, score)
+        scaled = score_scale * score if use_score else None
+        u = jax.vmap(control, (0, None, 0 if use_score else None))(x, t, scaled)
         new = decay * x + gain * u + noise * jax.random.normal(step_key, x.shape, x.dtype)
         log_ratio = log_ratio + _step_log_ratio(x, new, u, decay, gain, noise)
         kept = (x, score if use_score else jnp.zeros((), x.dtype)) if keep else None
         return (new, log_ratio), kept
 
     keys = jax.random.split(key, reference.times.shape[0])
-    inputs = (keys, reference.times, reference.decay, reference.gain, reference.noise)
+    inputs = (keys, *_steps(reference))
     (ends, log_ratio), kept = jax.lax.scan(step, (x, jnp.zeros(num_paths, x.dtype)), inputs)
     lp, terminal = terminal_log_weight(logdensity_fn, reference, ends)
     positions = scores = None
@@ -295,6 +315,12 @@ def simulate(
         positions = jnp.concatenate([kept[0], ends[None]])
         scores = kept[1] if use_score else None
     return Paths(ends, terminal + log_ratio, lp, terminal, positions, scores)
+
+
+def _steps(reference: Reference) -> tuple[Array, ...]:
+    """The per-step arrays a step of the chain reads, in its order."""
+    r = reference
+    return r.times, r.decay, r.gain, r.noise, r.score_scale
 
 
 def path_log_weights(
@@ -309,11 +335,11 @@ def path_log_weights(
     control's parameters at fixed paths (the trajectory-balance loss), all steps at once."""
     x, new = positions[:-1], positions[1:]
 
-    def per_step(x_k: Array, new_k: Array, score_k: Array | None, t, decay, gain, noise):
-        u = jax.vmap(control, (0, None, 0 if score_k is not None else None))(x_k, t, score_k)
+    def per_step(x_k, new_k, score_k, t, decay, gain, noise, score_scale):
+        scaled = None if score_k is None else score_scale * score_k
+        u = jax.vmap(control, (0, None, 0 if score_k is not None else None))(x_k, t, scaled)
         return _step_log_ratio(x_k, new_k, u, decay, gain, noise)
 
-    ratios = jax.vmap(per_step, (0, 0, 0 if scores is not None else None, 0, 0, 0, 0))(
-        x, new, scores, reference.times, reference.decay, reference.gain, reference.noise
-    )
+    in_axes = (0, 0, 0 if scores is not None else None, 0, 0, 0, 0, 0)
+    ratios = jax.vmap(per_step, in_axes)(x, new, scores, *_steps(reference))
     return terminal + jnp.sum(ratios, axis=0)
