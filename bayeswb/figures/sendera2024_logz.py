@@ -137,7 +137,7 @@ run to the end on this machine):
 sampler       gmm25          funnel
 ============  =============  =============
 pis           0.14 fine      0.29 flagged
-dds           4697 flagged   0.47 flagged
+dds           0.072 flagged  0.47 flagged
 gfn_tb        0.11 flagged   0.51 flagged
 cmcd          0.10 flagged   0.30 flagged
 scld          1.54 flagged   0.61 flagged
@@ -152,10 +152,15 @@ before: 2.00, 1.11, 0.27 and 1.57, all flagged. pis is now fine (weights' ESS 48
 gradients per run) and cmcd (0.10, SE 0.029; 2.6e7) are flagged by k-hat alone (0.78,
 0.76). gfn_tb's run also came after its replay buffers came to keep their ranks by
 merging each batch in (the same law of draws, another random stream), so the two
-changes are not separated. dds collapsed: every run's log Z is too low, by 3.8 to 2.7e4
-(weights' ESS 1, k-hat 129), flagged by the weights' ESS, k-hat, the runs' spread and
-their disagreement; why was not looked into. scld's cells and every funnel cell are from
-before the pilot's change.
+changes are not separated. dds collapsed then (mean 4697: every run's log Z too low, by
+3.8 to 2.7e4; weights' ESS 1, k-hat 129; flagged by the weights' ESS, k-hat, the runs'
+spread and their disagreement): its training diverged after about 300 steps (loss 10 ->
+3e4), as the target's score, of order 1 / s^2 for modes of sd s = 0.05 in the wide
+whitening, entered its first steps at a gain near 2. Since that score is scaled by the
+schedule's alpha-bar (0 at the first step; ``samplers/diffusion/paths.py::
+ornstein_uhlenbeck_reference``) its cell is 0.072 (SE 0.017; per run -0.14 to 0.13;
+1.9e7 gradients per run, 13 min for the 8 runs on one core), flagged by k-hat alone.
+scld's cells and every funnel cell are from before the pilot's change.
 
 All trained by reverse KL or trajectory balance, they collapse onto a few of
 gmm25's modes (k-hat 1.2-4.2) and miss part of the funnel's neck (k-hat 0.8-1.0); the
