@@ -135,7 +135,7 @@ def ornstein_uhlenbeck_reference(num_steps: int, offset: float = 0.008) -> Refer
         noise=jnp.asarray(np.sqrt(alpha)),
         start_variance=1.0,
         terminal_variance=1.0,
-        score_scale=jnp.asarray(np.maximum(signal / signal[0], 0.0)[::-1][:-1].copy()),
+        score_scale=jnp.asarray((signal / signal[0])[::-1][:-1]),  # at each step's start
     )
 
 

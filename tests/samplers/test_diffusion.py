@@ -266,12 +266,11 @@ def test_dds_trains_without_diverging_on_narrow_modes():
     loss rose from 91 to 2384), and both did in a script run without the tests'
     compiler flags (log Z 7.2 and 591 too low)."""
     config = DiffusionConfig(num_warmup=400, batch_size=64, plateau_window=0, progress_bar=False)
-    z_scores = []
+    z_scores, draw = [], eqx.filter_jit(DDS.simulate)
     for seed in range(2):
         model, trace = train_model(jax.random.key(seed), narrow_grid, 2, config, DDS)
         loss = np.asarray(trace["loss"])
         assert np.all(np.isfinite(loss)) and loss.max() <= loss[0], (loss[0], loss.max())
-        draw = eqx.filter_jit(DDS.simulate)
         paths = draw(jax.random.key(10 + seed), model, narrow_grid, config, 4000, 2)
         w = np.exp(np.asarray(paths.log_weights, np.float64))
         z_scores.append((w.mean() - 1.0) / (w.std(ddof=1) / np.sqrt(w.size)))
