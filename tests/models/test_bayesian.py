@@ -102,7 +102,9 @@ def test_horseshoe_marginal_model_is_the_dense_gaussian():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", run_bound(REFERENCE_MODELS, {"horseshoe_diabetes"}))
+@pytest.mark.parametrize(
+    "name", run_bound(REFERENCE_MODELS, {"horseshoe_diabetes", "brownian_motion"})
+)
 def test_short_nuts_run_reproduces_the_reference(name):
     params, target_accept = SHORT_RUN.get(name, ({}, 0.8))
     target = bw.models.get(name, **params)

@@ -221,7 +221,9 @@ def test_counted_evaluations_equal_the_reported_cost(name):
     assert int(draws.n_logdensity_evals) == counts["value"] + counts["grad"]
 
 
-@pytest.mark.parametrize("name", ["pis", "dds", "gfn_tb", "cmcd", "scld"])
+@pytest.mark.parametrize(
+    "name", helpers.run_bound(["pis", "dds", "gfn_tb", "cmcd", "scld"], {"gfn_tb"})
+)
 def test_trained_runs_recover_log_z_and_moments(name):
     """Eight runs on a correlated 3-d Gaussian (pilot, short training): Z, the weighted
     mean and the variance against the truth within their MCSE (from each run's weights,
@@ -258,6 +260,7 @@ def narrow_grid(x):
     return jax.nn.logsumexp(lp) - jnp.log(25.0)
 
 
+@pytest.mark.production_codegen  # runs more than it compiles (tests/conftest.py)
 def test_dds_trains_without_diverging_on_narrow_modes():
     """Two trainings of dds (400 steps, K = 100) on :func:`narrow_grid`: the loss never
     rises above its first step's, and 4000 paths' mean weight matches Z = 1 within its
