@@ -45,8 +45,10 @@ CACHE_VAR = "BAYESWB_CACHE_DIR"
 #   brownian_motion 95 / 47. Left as they are: mc_fusion's exactness tests 112 / 144 and
 #   60 / 128, nrpt's default run 45 / 141, cmcd's and scld's trained runs 39 / 58 and
 #   38 / 59, NUTS on bnn_classification 47 / 51 and stochastic_volatility 42 / 40, the
-#   stochastic-gradient tests on bnn_classification (csgmcmc 70 / 67, sghmc 66 / 58) and
-#   sgld on logistic_breast_cancer 46 / 39.
+#   stochastic-gradient tests on bnn_classification (csgmcmc 70 / 67, sghmc 66 / 58),
+#   sgld on logistic_breast_cancer 46 / 39, craft's trained runs 53 / 62, snf's and the
+#   IWAE's quick figures 62 / 194 and 61 / 97, flow_is's two-mode defaults 38 / 52 and
+#   flow_mcmc on gmm40 43 / 68.
 LEGACY_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
 FAST_COMPILE_FLAGS = (
     "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
