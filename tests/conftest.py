@@ -41,8 +41,8 @@ CACHE_VAR = "BAYESWB_CACHE_DIR"
 #   figure 26 / 73, fusion's doctest 29 / 44). Measured later, one test at a time on one
 #   core (wall time of the pytest process, measured once each), and marked where the
 #   production code saved a third or more: dds's narrow-mode training 110 / 64, gfn_tb's
-#   trained runs 119 / 78 (63 / 57 as first measured, above), NUTS's short run on
-#   brownian_motion 95 / 47. Left as they are: mc_fusion's exactness tests 112 / 144 and
+#   trained runs 119 / 78 (call time 63 / 57 when first measured, as above), NUTS's short
+#   run on brownian_motion 95 / 47. Left as they are: mc_fusion's exactness tests 112 / 144 and
 #   60 / 128, nrpt's default run 45 / 141, cmcd's and scld's trained runs 39 / 58 and
 #   38 / 59, NUTS on bnn_classification 47 / 51 and stochastic_volatility 42 / 40, the
 #   stochastic-gradient tests on bnn_classification (csgmcmc 70 / 67, sghmc 66 / 58),
